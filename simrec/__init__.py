@@ -1,0 +1,46 @@
+"""simrec: recommend products that look alike, from their photos.
+
+A pre-trained ResNet50 turns each product photo into a 2048-d vector; a query's nearest
+neighbours by cosine distance are its recommendations. TensorFlow and Matplotlib are
+imported only by the functions that need them, so ``import simrec`` is fast.
+"""
+
+from simrec.build import BuildReport, build_index
+from simrec.catalog import load_catalog
+from simrec.embed import EmbeddingResult, embed_images
+from simrec.errors import ImageDecodeError, IndexIntegrityError, SimrecError, UnsafeArchiveError
+from simrec.evaluate import evaluate
+from simrec.images import load_image
+from simrec.index import SimilarityIndex
+from simrec.model import build_extractor, extractor_info
+from simrec.plot import plot_recommendation_grid, plot_recommendations
+from simrec.recommend import recommend
+from simrec.store import CatalogIndex, load_index, save_index
+from simrec.synthetic import make_synthetic_catalog
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BuildReport",
+    "CatalogIndex",
+    "EmbeddingResult",
+    "ImageDecodeError",
+    "IndexIntegrityError",
+    "SimilarityIndex",
+    "SimrecError",
+    "UnsafeArchiveError",
+    "__version__",
+    "build_extractor",
+    "build_index",
+    "embed_images",
+    "evaluate",
+    "extractor_info",
+    "load_catalog",
+    "load_image",
+    "load_index",
+    "make_synthetic_catalog",
+    "plot_recommendation_grid",
+    "plot_recommendations",
+    "recommend",
+    "save_index",
+]

@@ -1,0 +1,7 @@
+"""``python -m simrec ...`` runs the command line."""
+
+import sys
+
+from simrec.cli import main
+
+sys.exit(main())

@@ -1,0 +1,177 @@
+"""Extract a catalog zip safely: nothing escapes the target folder, nothing explodes.
+
+Entries are streamed to disk one at a time (never read whole into memory). An entry is
+refused, and reported with the reason, when its name is absolute or climbs out with
+``..``, when it is a symbolic link, when it is encrypted or corrupt, or when its
+declared or actual uncompressed size passes the limits (zip bombs). ``__MACOSX/``,
+hidden files and non-image files are skipped and reported, not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from simrec.defaults import IMAGE_EXTENSIONS, MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
+from simrec.errors import UnsafeArchiveError
+
+logger = logging.getLogger(__name__)
+
+_MARKER = ".simrec-extracted"
+_CHUNK = 1024 * 1024
+
+
+@dataclass
+class Skipped:
+    """A file that was given but not indexed, and why."""
+
+    path: str
+    reason: str
+    stage: str = "scan"
+
+
+@dataclass
+class Extraction:
+    """Result of :func:`extract_zip`."""
+
+    root: Path
+    extracted: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def extract_zip(
+    zip_path: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    max_entry_bytes: int = MAX_ZIP_ENTRY_BYTES,
+    max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
+) -> Extraction:
+    """Extract the image files of a zip into ``target``.
+
+    ``target`` is replaced as a whole, so files removed from the zip do not linger from
+    an earlier extraction. To protect user data, an existing non-empty ``target`` is
+    only replaced when simrec created it.
+
+    Args:
+        zip_path: The ``.zip`` file.
+        target: Folder to extract into; created if missing.
+        max_entry_bytes: Largest uncompressed size accepted for one entry.
+        max_total_bytes: Largest uncompressed size accepted for the whole archive.
+
+    Returns:
+        An :class:`Extraction` with the files written and the entries skipped.
+
+    Raises:
+        FileNotFoundError: ``zip_path`` does not exist.
+        UnsafeArchiveError: The file is not a readable zip, or ``target`` holds files
+            simrec did not put there.
+    """
+    zip_path = Path(zip_path)
+    target = Path(target)
+    if not zip_path.is_file():
+        raise FileNotFoundError(f"zip file not found: {zip_path}")
+    if target.exists() and any(target.iterdir()) and not (target / _MARKER).exists():
+        raise UnsafeArchiveError(
+            f"refusing to extract into {target}: the folder is not empty and was not "
+            "created by simrec (choose an empty folder)"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        result = _extract_into(zip_path, staging, max_entry_bytes, max_total_bytes)
+        (staging / _MARKER).write_text(f"extracted from {zip_path.name}\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.root = target
+    result.extracted = [target / p.relative_to(staging) for p in result.extracted]
+    return result
+
+
+def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total_bytes: int) -> Extraction:
+    result = Extraction(root=staging)
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise UnsafeArchiveError(f"{zip_path} is not a readable zip file ({error})") from None
+    written_total = 0
+    with archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            name = info.filename
+            reason = _refusal(info, max_entry_bytes)
+            if reason is None and written_total + info.file_size > max_total_bytes:
+                reason = f"refused: the archive's total size passes the limit of {max_total_bytes} bytes"
+            if reason is not None:
+                result.skipped.append(Skipped(name, reason, "zip"))
+                continue
+            destination = staging.joinpath(*PurePosixPath(name).parts)
+            try:
+                size = _stream_entry(archive, info, destination, max_entry_bytes)
+            except _TooLarge:
+                result.skipped.append(
+                    Skipped(
+                        name,
+                        f"refused: uncompressed data passes the limit of {max_entry_bytes} bytes (zip bomb?)",
+                        "zip",
+                    )
+                )
+                continue
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as error:
+                destination.unlink(missing_ok=True)
+                result.skipped.append(Skipped(name, f"corrupt zip entry ({error})", "zip"))
+                continue
+            written_total += size
+            result.extracted.append(destination)
+    logger.info("extracted %d files from %s", len(result.extracted), zip_path)
+    return result
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
+    """Why an entry must not be written, or None if it is safe and wanted."""
+    name = info.filename
+    path = PurePosixPath(name.replace("\\", "/"))
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        return "refused: absolute path in the archive"
+    if ".." in path.parts:
+        return "refused: path climbs out of the archive with '..'"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "refused: symbolic link entry"
+    if any(part == "__MACOSX" or part.startswith(".") for part in path.parts):
+        return "skipped: hidden or __MACOSX metadata file"
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        return f"skipped: not an image file (extension {path.suffix or 'none'!r})"
+    if info.flag_bits & 0x1:
+        return "refused: encrypted entry"
+    if info.file_size > max_entry_bytes:
+        return f"refused: declared size {info.file_size} bytes passes the limit of {max_entry_bytes} bytes"
+    return None
+
+
+def _stream_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path, limit: int) -> int:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with archive.open(info) as source, open(destination, "wb") as sink:
+        while chunk := source.read(_CHUNK):
+            written += len(chunk)
+            if written > limit:
+                break
+            sink.write(chunk)
+    if written > limit:
+        destination.unlink(missing_ok=True)
+        raise _TooLarge
+    return written

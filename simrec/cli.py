@@ -1,0 +1,324 @@
+"""The ``simrec`` command: index, query, evaluate, demo, bench.
+
+User errors (missing file, unknown id, bad option, damaged index) print one line on
+stderr and exit with status 2; Ctrl-C exits with status 130 and leaves any previous
+index as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from simrec.defaults import BATCH_SIZE, DEMO_DIR, N_NEIGHBORS, SEED
+
+logger = logging.getLogger("simrec")
+
+USER_ERROR = 2
+INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every user error
+        self.exit(USER_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    from simrec.errors import SimrecError
+
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("simrec: interrupted; any previous index was left as it was", file=sys.stderr)
+        return INTERRUPTED
+    except KeyError as error:
+        print(f"simrec: error: {error.args[0] if error.args else error}", file=sys.stderr)
+        return USER_ERROR
+    except (SimrecError, FileNotFoundError, PermissionError, ValueError, TypeError) as error:
+        print(f"simrec: error: {error}", file=sys.stderr)
+        return USER_ERROR
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from simrec import __version__
+
+    parser = _Parser(prog="simrec", description="Recommend products that look alike, from their photos.")
+    parser.add_argument("--version", action="version", version=f"simrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def add_weights(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--weights",
+            default="auto",
+            help="auto (ImageNet if cached or downloadable, else untrained with a warning), "
+            "imagenet, random, or a local .h5/.weights.h5 file (default: auto)",
+        )
+        sub.add_argument("--seed", type=int, default=SEED, help="seed for random weights (default: %(default)s)")
+        sub.add_argument(
+            "--batch-size", type=_positive, default=BATCH_SIZE, help="images per model call (default: %(default)s)"
+        )
+        sub.add_argument(
+            "--precision",
+            choices=("auto", "float32", "bfloat16", "float16"),
+            default="auto",
+            help="compute precision: auto = float16 on a GPU, float32 on CPU (default: auto)",
+        )
+
+    index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
+    index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
+    index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images)")
+    index.add_argument("--metadata", help="optional CSV with a product_id column to join")
+    index.add_argument("--rebuild", action="store_true", help="embed everything, even photos already indexed")
+    index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_weights(index)
+    index.set_defaults(handler=_cmd_index)
+
+    query = commands.add_parser("query", help="recommend products similar to a product or a photo")
+    query.add_argument("index_dir", metavar="INDEX_DIR")
+    target = query.add_mutually_exclusive_group(required=True)
+    target.add_argument("--id", dest="product_id", help="a catalog product_id, e.g. red/shirt_1")
+    target.add_argument("--image", help="a photo file to search with")
+    query.add_argument(
+        "-k", type=_positive, default=N_NEIGHBORS, help="number of recommendations (default: %(default)s)"
+    )
+    query.add_argument("--plot", help="write the result grid to this PNG file")
+    query.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    query.set_defaults(handler=_cmd_query)
+
+    evaluate = commands.add_parser("evaluate", help="leave-one-out precision@k and mAP@k by label")
+    evaluate.add_argument("index_dir", metavar="INDEX_DIR")
+    evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
+    evaluate.add_argument("--format", choices=("table", "json"), default="table")
+    evaluate.set_defaults(handler=_cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on a built-in synthetic catalog")
+    demo.add_argument("--out", default=DEMO_DIR, help="output folder (default: %(default)s)")
+    demo.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
+    demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_weights(demo)
+    demo.set_defaults(handler=_cmd_demo)
+
+    bench = commands.add_parser("bench", help="measure embedding and search speed on this machine")
+    bench.add_argument("--images", type=_positive, default=96, help="generated JPEGs to embed (default: %(default)s)")
+    bench.add_argument("--batch-size", type=_positive, default=BATCH_SIZE)
+    bench.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"), default="float32")
+    bench.add_argument(
+        "--items", type=_positive, default=20_000, help="vectors for the search benchmark (default: %(default)s)"
+    )
+    bench.add_argument("--out", help="also write the figures to this JSON file")
+    bench.set_defaults(handler=_cmd_bench)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="simrec: %(levelname)s: %(message)s", stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbosity < 2 else "0")
+    logging.getLogger("simrec.embed").setLevel(logging.ERROR if verbosity == 0 else level)
+
+
+def _import_tensorflow_quietly(verbosity: int) -> None:
+    """Import TensorFlow with its native start-up chatter kept off the terminal.
+
+    TensorFlow's C++ layer prints oneDNN/CUDA notices straight to file descriptor 2
+    before any setting can silence it; they are replayed with -vv or if the import fails.
+    """
+    import tempfile
+
+    if verbosity >= 2:
+        import tensorflow  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from simrec.build import build_index
+
+    _import_tensorflow_quietly(args.verbose)
+    catalog_index, report = build_index(
+        args.source,
+        args.out,
+        weights=args.weights,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        precision=args.precision,
+        rebuild=args.rebuild,
+        metadata=args.metadata,
+        verbose=not args.quiet,
+    )
+    _print_build(catalog_index, report, args.out)
+    return 0
+
+
+def _print_build(catalog_index, report, out) -> None:
+    rate = report.embedded / report.embed_seconds if report.embed_seconds > 0 and report.embedded else 0.0
+    print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {out}")
+    print(
+        f"added {report.added}, updated {report.updated}, removed {report.removed}, unchanged {report.unchanged}; "
+        f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"
+    )
+    if report.skipped:
+        print(f"skipped files and reasons: {Path(out) / 'failures.csv'}")
+        for row in catalog_index.failures.head(5).itertuples(index=False):
+            print(f"  {row.path}: {row.reason}")
+        if report.skipped > 5:
+            print(f"  ... and {report.skipped - 5} more")
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    from simrec.images import load_image
+    from simrec.recommend import extractor_for, recommend
+    from simrec.store import load_index
+
+    catalog_index = load_index(args.index_dir)
+    extractor = None
+    if args.image is not None:
+        load_image(args.image, int(catalog_index.meta["image_size"]))  # report a bad file before loading the model
+        _import_tensorflow_quietly(args.verbose)
+        meta = dict(catalog_index.meta)
+        if args.weights:
+            meta["weights_path"] = args.weights
+        extractor = extractor_for(meta)
+    results = recommend(
+        catalog_index, product_id=args.product_id, image=args.image, n_neighbors=args.k, extractor=extractor
+    )
+    if args.format == "json":
+        query = {key: value for key, value in results.attrs["query"].items() if key != "image"}
+        payload = {"query": query, "results": results.to_dict(orient="records")}
+        print(json.dumps(payload, indent=2, default=_json_default))
+    elif args.format == "csv":
+        print(results.to_csv(index=False), end="")
+    else:
+        print(results.to_string(index=False, formatters={"distance": "{:.4f}".format}))
+    if catalog_index.warning:
+        print(f"WARNING: {catalog_index.warning}", file=sys.stderr)
+    if args.plot:
+        from simrec.plot import plot_recommendations
+
+        _save_figure(plot_recommendations(results), args.plot)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from simrec.evaluate import evaluate
+    from simrec.store import load_index
+
+    catalog_index = load_index(args.index_dir)
+    report = evaluate(catalog_index.index, catalog_index.catalog["label"], k=args.k)
+    if args.format == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        _print_evaluation(report)
+    if catalog_index.warning:
+        print(f"WARNING: {catalog_index.warning}", file=sys.stderr)
+    return 0
+
+
+def _print_evaluation(report: dict) -> None:
+    k = report["k"]
+    print(f"{'label':<16} {'n':>5} {f'precision@{k}':>12} {f'mAP@{k}':>8}")
+    for label, row in report["per_label"].items():
+        print(f"{label:<16} {row['n']:>5} {row['precision_at_k']:>12.3f} {row['map_at_k']:>8.3f}")
+    print(f"{'all':<16} {report['n']:>5} {report['precision_at_k']:>12.3f} {report['map_at_k']:>8.3f}")
+    print(f"(a random ranking would score precision@{k} = {report['chance_precision']:.3f})")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from simrec.build import build_index
+    from simrec.evaluate import evaluate
+    from simrec.plot import plot_recommendation_grid
+    from simrec.recommend import recommend
+    from simrec.synthetic import make_synthetic_catalog
+
+    _import_tensorflow_quietly(args.verbose)
+    out = Path(args.out)
+    zip_path = make_synthetic_catalog(out / "Colors_Products.zip")
+    print(f"synthetic catalog: {zip_path}")
+    catalog_index, report = build_index(
+        zip_path,
+        out / "index",
+        weights=args.weights,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        precision=args.precision,
+        verbose=not args.quiet,
+    )
+    _print_build(catalog_index, report, out / "index")
+    catalog = catalog_index.catalog
+    queries = catalog.groupby("label", sort=True)["product_id"].first().tolist()[:4]
+    results = [recommend(catalog_index, product_id=pid, n_neighbors=args.k) for pid in queries]
+    print()
+    print(results[0].to_string(index=False, formatters={"distance": "{:.4f}".format}))
+    grid = out / "recommendations.png"
+    _save_figure(plot_recommendation_grid(results, title="simrec demo: query, then its nearest products"), grid)
+    print()
+    _print_evaluation(evaluate(catalog_index.index, catalog["label"], k=args.k))
+    print(f"\nresult grid: {grid}\nindex: {out / 'index'}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from simrec.bench import run_benchmark
+
+    _import_tensorflow_quietly(args.verbose)
+    run_benchmark(
+        n_images=args.images,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        n_items=args.items,
+        json_path=args.out,
+    )
+    return 0
+
+
+def _save_figure(figure, path: str | os.PathLike) -> None:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=100)
+    except OSError as error:
+        raise PermissionError(f"cannot write the plot {path}: {error.strerror or error}") from None
+    print(f"plot written to {path}", file=sys.stderr)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,37 @@
+"""Default settings shared by every stage, kept in one place."""
+
+from __future__ import annotations
+
+IMAGE_SIZE = 224
+"""Side of the square image the extractor sees, in pixels."""
+
+EMBEDDING_DIM = 2048
+"""Length of a ResNet50 global-average-pooled feature vector."""
+
+BATCH_SIZE = 32
+N_NEIGHBORS = 5
+SEED = 0
+
+MODEL_NAME = "resnet50"
+PREPROCESSING = (
+    "exif-transpose; RGB (alpha composited on white); pad to square on white; "
+    "bilinear resize; resnet50.preprocess_input (caffe: RGB->BGR, ImageNet mean subtracted)"
+)
+"""Description of what happens to a photo before the network, stored with every index."""
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+"""File extensions (lower case) treated as product photos."""
+
+MAX_IMAGE_PIXELS = 128_000_000
+"""Images with more pixels than this are refused (decompression-bomb protection)."""
+
+MAX_ZIP_ENTRY_BYTES = 512 * 1024**2
+"""Largest uncompressed size accepted for one zip entry."""
+
+MAX_ZIP_TOTAL_BYTES = 64 * 1024**3
+"""Largest uncompressed size accepted for a whole zip."""
+
+SEARCH_CHUNK_SIZE = 1024
+"""Query rows scored at once by all-items search; bounds memory to chunk x n_items floats."""
+
+DEMO_DIR = "simrec-demo"

@@ -1,0 +1,187 @@
+"""Exact cosine nearest-neighbour search over embeddings, in the scikit-learn style.
+
+The default ``backend="numpy"`` keeps the fitted vectors as they are plus one inverse
+norm per row (no second copy of the catalog), answers a query with one matrix-vector
+product and ``argpartition``, and answers all-items queries in chunks whose scratch
+memory is bounded, so an N x N matrix is never built. Results equal scikit-learn's
+``NearestNeighbors(metric="cosine", algorithm="brute")``, which stays available as
+``backend="sklearn"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simrec.defaults import N_NEIGHBORS, SEARCH_CHUNK_SIZE
+
+BACKENDS = ("numpy", "sklearn")
+_SCRATCH_BYTES = 64 * 1024**2  # bound on the (chunk x n_items) similarity block
+
+
+class SimilarityIndex:
+    """Exact k-nearest-neighbour search by cosine distance.
+
+    Args:
+        n_neighbors: Default number of neighbours returned by :meth:`kneighbors`.
+        metric: Only ``"cosine"`` (``1 - cos(angle)``, in ``[0, 2]``).
+        backend: ``"numpy"`` (fast, memory-bounded) or ``"sklearn"``.
+        chunk_size: Most query rows scored at once when querying many items.
+
+    Attributes:
+        n_samples_fit_: Number of fitted vectors.
+        n_features_in_: Their dimension.
+
+    Example:
+        >>> index = SimilarityIndex(n_neighbors=5).fit(embeddings)  # doctest: +SKIP
+        >>> distances, indices = index.kneighbors()  # each item's 5 nearest others
+    """
+
+    def __init__(
+        self,
+        *,
+        n_neighbors: int = N_NEIGHBORS,
+        metric: str = "cosine",
+        backend: str = "numpy",
+        chunk_size: int = SEARCH_CHUNK_SIZE,
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.backend = backend
+        self.chunk_size = chunk_size
+
+    def fit(self, X: np.ndarray, y: object = None) -> SimilarityIndex:
+        """Remember the catalog vectors.
+
+        Args:
+            X: ``(n_items, dim)`` embeddings; float32 arrays (also ``np.memmap``) are
+                used without copying.
+            y: Ignored.
+
+        Returns:
+            self
+
+        Raises:
+            ValueError: Empty input, wrong shape, NaN or infinite values, or bad
+                constructor parameters.
+        """
+        if self.metric != "cosine":
+            raise ValueError(f"Expected metric='cosine', got {self.metric!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"Expected backend in {BACKENDS}, got {self.backend!r}")
+        _check_n_neighbors(self.n_neighbors)
+        X = _as_matrix(X, "X")
+        if X.shape[0] == 0:
+            raise ValueError("Cannot fit an empty catalog: X has 0 rows")
+        norms = np.linalg.norm(X, axis=1)
+        if not np.all(np.isfinite(norms)):
+            bad = np.flatnonzero(~np.isfinite(norms))
+            raise ValueError(f"X contains NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
+        with np.errstate(divide="ignore"):
+            self._inv_norms = np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
+        self._fit_X = X
+        self.n_samples_fit_, self.n_features_in_ = X.shape
+        if self.backend == "sklearn":
+            from sklearn.neighbors import NearestNeighbors
+
+            self._sklearn = NearestNeighbors(metric="cosine", algorithm="brute").fit(X)
+        return self
+
+    def kneighbors(
+        self,
+        X: np.ndarray | None = None,
+        n_neighbors: int | None = None,
+        return_distance: bool = True,
+    ):
+        """Find the nearest fitted items.
+
+        Args:
+            X: ``(n_queries, dim)`` or ``(dim,)`` query vectors. ``None`` queries every
+                fitted item, leaving each one out of its own neighbours.
+            n_neighbors: Neighbours per query (default: the constructor's).
+            return_distance: Also return the distances.
+
+        Returns:
+            ``(distances, indices)``, each ``(n_queries, n_neighbors)``, nearest first:
+            float32 cosine distances and int64 row numbers of the fitted items. Only
+            ``indices`` if ``return_distance`` is False. Equal distances are ordered
+            by row number.
+
+        Raises:
+            ValueError: ``n_neighbors`` out of range, or queries of the wrong dimension.
+        """
+        if not hasattr(self, "_fit_X"):
+            raise ValueError("This SimilarityIndex is not fitted yet: call fit(embeddings) first")
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        _check_n_neighbors(k)
+        n_fit = self.n_samples_fit_
+        self_query = X is None
+        available = n_fit - 1 if self_query else n_fit
+        if k > available:
+            what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
+            raise ValueError(f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}")
+        if not self_query:
+            X = _as_matrix(X, "X", ndim_one_ok=True)
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
+            if not np.all(np.isfinite(X)):
+                raise ValueError("Query vectors contain NaN or infinite values")
+        if self.backend == "sklearn":
+            distances, indices = self._sklearn.kneighbors(X, n_neighbors=k)
+            distances = distances.astype(np.float32)
+        else:
+            distances, indices = self._numpy_kneighbors(X, k)
+        return (distances, indices) if return_distance else indices
+
+    def _numpy_kneighbors(self, X: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        fit_X, inv_norms = self._fit_X, self._inv_norms
+        n_fit = fit_X.shape[0]
+        if X is None:
+            queries, query_inv = fit_X, inv_norms
+        else:
+            norms = np.linalg.norm(X, axis=1)
+            with np.errstate(divide="ignore"):
+                queries, query_inv = X, np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
+        n_queries = queries.shape[0]
+        rows = max(1, min(self.chunk_size, _SCRATCH_BYTES // (4 * n_fit)))
+        distances = np.empty((n_queries, k), dtype=np.float32)
+        indices = np.empty((n_queries, k), dtype=np.int64)
+        for start in range(0, n_queries, rows):
+            stop = min(start + rows, n_queries)
+            similarity = queries[start:stop] @ fit_X.T
+            similarity *= inv_norms
+            similarity *= query_inv[start:stop, None]
+            if X is None:
+                similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+            distances[start:stop], indices[start:stop] = _top_k(similarity, k)
+        return distances, indices
+
+
+def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-first top k of each row of a similarity block, ties by row number."""
+    n = similarity.shape[1]
+    if k < n:
+        candidates = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    else:
+        candidates = np.broadcast_to(np.arange(n), similarity.shape).copy()
+    scores = np.take_along_axis(similarity, candidates, axis=1)
+    order = np.lexsort((candidates, -scores), axis=1)
+    candidates = np.take_along_axis(candidates, order, axis=1)
+    scores = np.take_along_axis(scores, order, axis=1)
+    distances = np.clip(1.0 - scores, 0.0, 2.0).astype(np.float32)
+    return distances, candidates.astype(np.int64)
+
+
+def _check_n_neighbors(k: object) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"Expected n_neighbors > 0 (an int), got {k!r}")
+
+
+def _as_matrix(X: object, name: str, ndim_one_ok: bool = False) -> np.ndarray:
+    array = np.asarray(X)
+    if ndim_one_ok and array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise ValueError(f"Expected {name} to be a 2-D array (n_items, dim), got shape {array.shape}")
+    if array.dtype != np.float32:
+        array = array.astype(np.float32)
+    return array

@@ -1,0 +1,219 @@
+"""The feature extractor: ResNet50 without its classifier, global average pooled.
+
+The returned Keras model takes ``(batch, H, W, 3)`` RGB pixels (uint8 or float, 0-255)
+and gives ``(batch, 2048)`` float32 vectors. ResNet50's own ``preprocess_input``
+(caffe mode: RGB->BGR, ImageNet mean subtracted, no rescaling) is the model's first
+layer, so it is applied in exactly one place and cannot be forgotten or doubled.
+
+TensorFlow is imported inside the functions, so ``import simrec`` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simrec.defaults import IMAGE_SIZE, MODEL_NAME, PREPROCESSING, SEED
+
+logger = logging.getLogger(__name__)
+
+IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_NOTOP_FILE
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+UNTRAINED_WARNING = (
+    "UNTRAINED WEIGHTS: ImageNet weights were not available, so recommendations are "
+    "not meaningful (see README: 'Weights and offline use')"
+)
+
+
+@dataclass(frozen=True)
+class ExtractorInfo:
+    """What an extractor is, stored in every index so queries use a matching one.
+
+    Attributes:
+        model: Backbone name (``"resnet50"``).
+        weights: ``"imagenet"``, ``"random(seed=N)"`` or ``"file:NAME"``.
+        pretrained: False for untrained (random) weights: results are not meaningful.
+        image_size: Side of the square input, in pixels.
+        preprocessing: Description of the pixel pipeline.
+        precision: Compute precision (``"float32"``, ``"bfloat16"`` or ``"float16"``).
+        device: ``"GPU"`` or ``"CPU"``.
+        weights_path: Absolute path of the weights file, when one was used.
+    """
+
+    model: str
+    weights: str
+    pretrained: bool
+    image_size: int
+    preprocessing: str
+    precision: str
+    device: str
+    weights_path: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_extractor(
+    weights: str | os.PathLike | None = "imagenet",
+    image_size: int = IMAGE_SIZE,
+    *,
+    seed: int = SEED,
+    precision: str = "auto",
+):
+    """Build the ResNet50 feature extractor.
+
+    Args:
+        weights: ``"imagenet"`` (downloaded by Keras on first use, then cached in
+            ``~/.keras/models/``); ``"auto"`` (ImageNet if cached or downloadable,
+            otherwise untrained weights with a warning); ``None`` or ``"random"``
+            (untrained, seeded by ``seed``: reproducible but not meaningful); or the
+            path of a local ``.h5`` / ``.weights.h5`` file holding ResNet50 (no top)
+            weights, for machines without internet.
+        image_size: Side of the square input images, in pixels (>= 32).
+        seed: Seed for untrained weights.
+        precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on CPU),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
+
+    Returns:
+        A ``keras.Model`` mapping ``(batch, image_size, image_size, 3)`` RGB pixels to
+        ``(batch, 2048)`` float32 embeddings. :func:`extractor_info` describes it.
+
+    Raises:
+        ValueError: Bad ``image_size``/``precision``, or a weights file that does not fit.
+        FileNotFoundError: A weights path that does not exist.
+
+    Example:
+        >>> extractor = build_extractor(weights=None)  # doctest: +SKIP
+        >>> extractor.output_shape
+        (None, 2048)
+    """
+    if not isinstance(image_size, int) or image_size < 32:
+        raise ValueError(f"Expected image_size to be an int >= 32, got {image_size!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Expected precision in {PRECISIONS}, got {precision!r}")
+    weights_spec = _resolve_weights(weights)
+
+    import keras
+    import tensorflow as tf
+    from keras.applications import resnet50
+
+    gpus = tf.config.list_physical_devices("GPU")
+    device = "GPU" if gpus else "CPU"
+    logger.info(
+        "feature extraction runs on %s",
+        ", ".join(g.name for g in gpus) if gpus else "the CPU (no GPU visible to TensorFlow)",
+    )
+    if precision == "auto":
+        precision = "float16" if gpus else "float32"
+    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
+
+    previous_policy = keras.config.dtype_policy()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        keras.utils.set_random_seed(seed)  # makes untrained weights reproducible
+        keras.config.set_dtype_policy(policy)
+        pixels = keras.Input((image_size, image_size, 3), name="pixels")
+        preprocessed = keras.layers.Lambda(resnet50.preprocess_input, dtype="float32", name="resnet50_preprocess")(
+            pixels
+        )
+        backbone = resnet50.ResNet50(
+            include_top=False,
+            weights="imagenet" if weights_spec == "imagenet" else None,
+            input_shape=(image_size, image_size, 3),
+            pooling="avg",
+        )
+        features = backbone(preprocessed)
+        embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(features)
+        model = keras.Model(pixels, embedding, name=f"simrec_{MODEL_NAME}")
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+    if isinstance(weights_spec, Path):
+        _load_weights_file(model, backbone, weights_spec)
+        weights_name = f"file:{weights_spec.name}"
+    elif weights_spec == "imagenet":
+        weights_name = "imagenet"
+    else:
+        weights_name = f"random(seed={seed})"
+        logger.warning(UNTRAINED_WARNING)
+    model.simrec_info = ExtractorInfo(
+        model=MODEL_NAME,
+        weights=weights_name,
+        pretrained=weights_spec != "random",
+        image_size=image_size,
+        preprocessing=PREPROCESSING,
+        precision=precision,
+        device=device,
+        weights_path=str(weights_spec.absolute()) if isinstance(weights_spec, Path) else "",
+    )
+    logger.info("extractor: ResNet50, weights=%s, %s, input %dx%d", weights_name, precision, image_size, image_size)
+    return model
+
+
+def extractor_info(model) -> ExtractorInfo:
+    """The :class:`ExtractorInfo` of a model made by :func:`build_extractor`."""
+    info = getattr(model, "simrec_info", None)
+    if not isinstance(info, ExtractorInfo):
+        raise TypeError("Expected an extractor made by simrec.build_extractor, got a model without simrec_info")
+    return info
+
+
+def imagenet_weights_cached() -> bool:
+    """Whether Keras already has the ResNet50 (no top) ImageNet weights on disk."""
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    return (keras_home / "models" / IMAGENET_NOTOP_FILE).is_file()
+
+
+def _resolve_weights(weights: str | os.PathLike | None) -> str | Path:
+    """Normalise the weights argument to "imagenet", "random" or a file Path."""
+    if weights is None or weights == "random":
+        return "random"
+    if weights == "imagenet":
+        return "imagenet"
+    if weights == "auto":
+        if imagenet_weights_cached() or _imagenet_reachable():
+            return "imagenet"
+        logger.warning("ImageNet weights are not cached and cannot be downloaded")
+        return "random"
+    path = Path(weights)
+    if not str(weights).endswith(".h5"):
+        raise ValueError(
+            f"Expected weights to be 'imagenet', 'auto', None/'random' or a .h5/.weights.h5 file, got {weights!r}"
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    return path
+
+
+def _imagenet_reachable(timeout: float = 10.0) -> bool:
+    request = urllib.request.Request(IMAGENET_NOTOP_URL, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return True
+    except Exception as error:  # any network failure means "not reachable"
+        logger.debug("ImageNet weights not reachable: %s", error)
+        return False
+
+
+def _load_weights_file(model, backbone, path: Path) -> None:
+    try:
+        backbone.load_weights(str(path))
+        return
+    except Exception as backbone_error:
+        first_error = backbone_error
+    try:
+        model.load_weights(str(path))
+    except Exception:
+        raise ValueError(
+            f"weights file {path} does not fit ResNet50 (no top, {backbone.input_shape[1]}px): {first_error}"
+        ) from None

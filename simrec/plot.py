@@ -1,0 +1,108 @@
+"""Result grids: the query photo, then its recommendations with labels and distances.
+
+Functions return a matplotlib Figure and never call ``plt.show()``; Jupyter displays
+a returned figure by itself, and ``fig.savefig(...)`` writes it to a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from simrec.errors import ImageDecodeError
+from simrec.images import load_image, prepare_image
+
+_THUMB = 160
+
+
+def plot_recommendations(results: pd.DataFrame, *, title: str | None = None, panel_size: float = 2.2):
+    """Draw one query and its recommendations in a row.
+
+    Args:
+        results: From :func:`simrec.recommend` (its ``attrs["query"]`` gives the query).
+        title: Figure title; the untrained-weights warning is added when it applies.
+        panel_size: Size of each picture, in inches.
+
+    Returns:
+        A ``matplotlib.figure.Figure``.
+
+    Example:
+        >>> fig = plot_recommendations(recommend(catalog_index, product_id="red/shirt_1"))  # doctest: +SKIP
+        >>> fig.savefig("similar.png")  # doctest: +SKIP
+    """
+    return plot_recommendation_grid([results], title=title, panel_size=panel_size)
+
+
+def plot_recommendation_grid(results: Sequence[pd.DataFrame], *, title: str | None = None, panel_size: float = 2.2):
+    """Draw several queries, one row each: the query, then its top-k.
+
+    Args:
+        results: A list of DataFrames from :func:`simrec.recommend`.
+        title: Figure title; the untrained-weights warning is added when it applies.
+        panel_size: Size of each picture, in inches.
+
+    Returns:
+        A ``matplotlib.figure.Figure``.
+    """
+    from matplotlib.figure import Figure
+
+    if isinstance(results, pd.DataFrame):
+        results = [results]
+    if not results:
+        raise ValueError("Expected at least one result table to plot, got none")
+    columns = 1 + max(len(r) for r in results)
+    figure = Figure(figsize=(panel_size * columns, panel_size * 1.25 * len(results) + 0.6), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(len(results), columns, squeeze=False))
+    for row, table in zip(axes, results):
+        query = table.attrs.get("query", {})
+        _show(row[0], _query_picture(query), _query_caption(query), highlight=True)
+        for ax, item in zip(row[1:], table.itertuples(index=False)):
+            name = str(item.product_id).rsplit("/", 1)[-1]
+            caption = f"#{item.rank} {item.label or name}\n{name if item.label else ''} d={item.distance:.4f}"
+            _show(ax, _picture(item.path), caption)
+        for ax in row[1 + len(table) :]:
+            ax.set_axis_off()
+    warning = next((t.attrs.get("warning") for t in results if t.attrs.get("warning")), None)
+    heading = "\n".join(text for text in (title, warning) if text)
+    if heading:
+        figure.suptitle(heading, color="crimson" if warning else "black", fontsize=11)
+    return figure
+
+
+def _query_caption(query: dict) -> str:
+    name = query.get("product_id") or (Path(query["path"]).name if query.get("path") else "your image")
+    label = query.get("label")
+    return f"query: {name}" + (f"\n({label})" if label else "")
+
+
+def _query_picture(query: dict) -> np.ndarray | None:
+    if isinstance(query.get("image"), Image.Image):
+        return prepare_image(query["image"], _THUMB)
+    if query.get("path"):
+        return _picture(query["path"])
+    return None
+
+
+def _picture(path: str) -> np.ndarray | None:
+    try:
+        return load_image(path, _THUMB)
+    except ImageDecodeError:
+        return None
+
+
+def _show(ax, picture: np.ndarray | None, caption: str, highlight: bool = False) -> None:
+    if picture is None:
+        ax.text(0.5, 0.5, "image\nunavailable", ha="center", va="center")
+    else:
+        ax.imshow(picture)
+    ax.set_title(caption, fontsize=9, color="navy" if highlight else "black")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(highlight)
+        spine.set_color("navy")
+        spine.set_linewidth(2)

@@ -1,0 +1,166 @@
+"""Answer "what looks like this?" for a catalog product or for any photo."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from simrec.defaults import N_NEIGHBORS
+from simrec.embed import embed_arrays
+from simrec.images import load_image, prepare_image
+from simrec.model import build_extractor, extractor_info
+from simrec.store import CatalogIndex, check_extractor_matches
+
+RESULT_COLUMNS = ["rank", "product_id", "path", "label", "distance"]
+
+
+def recommend(
+    catalog_index: CatalogIndex,
+    *,
+    product_id: str | None = None,
+    image: str | os.PathLike | Image.Image | np.ndarray | None = None,
+    n_neighbors: int = N_NEIGHBORS,
+    extractor=None,
+) -> pd.DataFrame:
+    """The catalog products that look most like a product or a photo.
+
+    Give exactly one of ``product_id`` (a catalog product, left out of its own results)
+    or ``image`` (a file path, a PIL image, or an RGB array).
+
+    Args:
+        catalog_index: From :func:`simrec.load_index` or ``CatalogIndex.from_embeddings``.
+        product_id: A catalog ``product_id`` such as ``"red/shirt_1"``.
+        image: A photo to embed and search with.
+        n_neighbors: Number of recommendations.
+        extractor: Extractor for ``image`` queries; by default one is built to match the
+            index (same weights, image size and preprocessing). Building takes seconds,
+            so pass one when querying many photos.
+
+    Returns:
+        DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
+        ``distance`` (cosine, ascending). ``attrs["query"]`` describes the query
+        (``product_id``, ``path``, ``label`` or ``image``); ``attrs["warning"]`` is set
+        when the index was built with untrained weights.
+
+    Raises:
+        ValueError: Neither or both queries given, ``n_neighbors`` out of range, or an
+            empty catalog.
+        KeyError: Unknown ``product_id`` (the message suggests close matches).
+        simrec.ImageDecodeError: The query image cannot be read.
+        simrec.IndexIntegrityError: ``extractor`` differs from the index's.
+
+    Example:
+        >>> recommend(catalog_index, product_id="red/shirt_1", n_neighbors=5)  # doctest: +SKIP
+    """
+    if (product_id is None) == (image is None):
+        raise ValueError("Give exactly one of product_id or image")
+    catalog = catalog_index.catalog
+    if len(catalog) == 0:
+        raise ValueError("The catalog is empty: nothing to recommend")
+    index = catalog_index.index
+    if product_id is not None:
+        row = _row_of(catalog, product_id)
+        _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")
+        distances, indices = index.kneighbors(catalog_index.embeddings[row], n_neighbors=n_neighbors + 1)
+        keep = indices[0] != row
+        distances, indices = distances[0][keep][:n_neighbors], indices[0][keep][:n_neighbors]
+        query: dict[str, Any] = {
+            "product_id": product_id,
+            "path": catalog.at[row, "path"],
+            "label": catalog.at[row, "label"],
+        }
+    else:
+        _check_k(n_neighbors, len(catalog), "products in the catalog")
+        vector, query = _embed_query(catalog_index, image, extractor)
+        distances, indices = index.kneighbors(vector, n_neighbors=n_neighbors)
+        distances, indices = distances[0], indices[0]
+    return results_frame(catalog, distances, indices, query, catalog_index.warning)
+
+
+def results_frame(
+    catalog: pd.DataFrame,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    query: dict[str, Any],
+    warning: str | None = None,
+) -> pd.DataFrame:
+    """Recommendation rows for one query from neighbour distances and row numbers."""
+    picked = catalog.iloc[indices]
+    frame = pd.DataFrame(
+        {
+            "rank": np.arange(1, len(indices) + 1),
+            "product_id": picked["product_id"].to_numpy(),
+            "path": picked["path"].to_numpy(),
+            "label": picked["label"].to_numpy(),
+            "distance": np.asarray(distances, dtype=np.float64),
+        }
+    )
+    frame.attrs["query"] = query
+    frame.attrs["warning"] = warning
+    return frame
+
+
+def _row_of(catalog: pd.DataFrame, product_id: str) -> int:
+    matches = np.flatnonzero(catalog["product_id"].to_numpy() == product_id)
+    if len(matches) == 0:
+        close = difflib.get_close_matches(str(product_id), catalog["product_id"].tolist(), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise KeyError(f"unknown product_id {product_id!r}{hint}")
+    return int(matches[0])
+
+
+def _check_k(k: object, available: int, what: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+        raise ValueError(f"Expected n_neighbors > 0 (an int), got {k!r}")
+    if k > available:
+        raise ValueError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
+
+
+def _embed_query(catalog_index: CatalogIndex, image, extractor) -> tuple[np.ndarray, dict[str, Any]]:
+    meta = catalog_index.meta
+    size = int(meta["image_size"])
+    if isinstance(image, (str, os.PathLike)):
+        pixels = load_image(image, size)
+        query = {"path": str(Path(image)), "label": "", "product_id": None}
+    elif isinstance(image, Image.Image):
+        pixels = prepare_image(image, size)
+        query = {"image": image, "label": "", "product_id": None}
+    elif isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"Expected an (H, W, 3) RGB array, got shape {image.shape}")
+        pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+        pixels = prepare_image(pil, size)
+        query = {"image": pil, "label": "", "product_id": None}
+    else:
+        raise TypeError(f"Expected image to be a path, PIL image or array, got {type(image).__name__}")
+    # Decode first, so a bad file is reported before seconds are spent on the model.
+    if extractor is None:
+        extractor = extractor_for(meta)
+    else:
+        check_extractor_matches(meta, extractor_info(extractor))
+    return embed_arrays(pixels[None], extractor), query
+
+
+def extractor_for(meta: dict[str, Any]):
+    """Build the extractor an index was made with, from its ``meta.json`` contents.
+
+    Raises:
+        FileNotFoundError: The index used a weights file that is no longer there.
+    """
+    weights = meta["weights"]
+    seed = 0
+    if weights.startswith("random(seed="):
+        seed, weights = int(weights[len("random(seed=") : -1]), None
+    elif weights.startswith("file:"):
+        weights = meta.get("weights_path") or weights[len("file:") :]
+        if not Path(weights).is_file():
+            raise FileNotFoundError(
+                f"the index was built with the weights file {weights}, which is not there; pass its path"
+            )
+    return build_extractor(weights, int(meta["image_size"]), seed=seed)
