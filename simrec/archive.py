@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -127,7 +128,7 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
                     )
                 )
                 continue
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as error:
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as error:
                 destination.unlink(missing_ok=True)
                 result.skipped.append(Skipped(name, f"corrupt zip entry ({error})", "zip"))
                 continue

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from simrec.catalog import SKIPPED_COLUMNS, load_catalog
-from simrec.defaults import BATCH_SIZE, SEED
+from simrec.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
 from simrec.embed import embed_images
 from simrec.errors import IndexIntegrityError
 from simrec.model import build_extractor, extractor_info
@@ -60,6 +60,7 @@ def build_index(
     weights: str | os.PathLike | None = "auto",
     batch_size: int = BATCH_SIZE,
     seed: int = SEED,
+    image_size: int = IMAGE_SIZE,
     precision: str = "auto",
     rebuild: bool = False,
     metadata: str | os.PathLike | None = None,
@@ -74,6 +75,7 @@ def build_index(
         weights: As in :func:`simrec.build_extractor` (default ``"auto"``).
         batch_size: Images per model call.
         seed: Seed for untrained weights.
+        image_size: Side of the square model input, in pixels.
         precision: As in :func:`simrec.build_extractor`.
         rebuild: Embed everything even if an index is already there.
         metadata: Optional CSV joined on ``product_id``.
@@ -99,7 +101,7 @@ def build_index(
     catalog = catalog.assign(**_fingerprints(catalog["path"]))
 
     if extractor is None:
-        extractor = build_extractor(weights, seed=seed, precision=precision)
+        extractor = build_extractor(weights, image_size, seed=seed, precision=precision)
     info = extractor_info(extractor)
     previous = None if rebuild else _previous_index(out, info)
 

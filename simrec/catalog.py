@@ -43,8 +43,8 @@ def load_catalog(
 
     Args:
         source: A ``.zip`` file, a directory, or a list of image file paths.
-        extract_to: Where a zip is extracted. Default: a folder named after the zip,
-            next to it (``data/Colors_Products.zip`` -> ``data/Colors_Products/``).
+        extract_to: Where a zip is extracted. Default: a folder next to the zip
+            (``data/Colors_Products.zip`` -> ``data/Colors_Products_extracted/``).
         metadata: Optional CSV file or DataFrame with a ``product_id`` column; its
             other columns are joined onto the catalog (left join; clashing names get a
             ``_meta`` suffix).
@@ -68,7 +68,7 @@ def load_catalog(
         if not source_path.exists():
             raise FileNotFoundError(f"catalog source not found: {source_path}")
         if source_path.is_file() and source_path.suffix.lower() == ".zip":
-            target = Path(extract_to) if extract_to is not None else source_path.with_suffix("")
+            target = Path(extract_to) if extract_to is not None else source_path.with_name(source_path.stem + "_extracted")
             extraction = extract_zip(source_path, target)
             skipped.extend(extraction.skipped)
             source_path = extraction.root

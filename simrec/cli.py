@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from simrec.defaults import BATCH_SIZE, DEMO_DIR, N_NEIGHBORS, SEED
+from simrec.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
 
 logger = logging.getLogger("simrec")
 
@@ -62,6 +62,9 @@ def _build_parser() -> argparse.ArgumentParser:
             default="auto",
             help="auto (ImageNet if cached or downloadable, else untrained with a warning), "
             "imagenet, random, or a local .h5/.weights.h5 file (default: auto)",
+        )
+        sub.add_argument(
+            "--image-size", type=_positive, default=IMAGE_SIZE, help="input side in pixels (default: %(default)s)"
         )
         sub.add_argument("--seed", type=int, default=SEED, help="seed for random weights (default: %(default)s)")
         sub.add_argument(
@@ -178,6 +181,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         weights=args.weights,
         batch_size=args.batch_size,
         seed=args.seed,
+        image_size=args.image_size,
         precision=args.precision,
         rebuild=args.rebuild,
         metadata=args.metadata,
@@ -277,6 +281,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         weights=args.weights,
         batch_size=args.batch_size,
         seed=args.seed,
+        image_size=args.image_size,
         precision=args.precision,
         verbose=not args.quiet,
     )

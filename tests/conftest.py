@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny photos written to tmp_path and one small untrained extractor."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SMALL = 64  # model input side for fast tests; ResNet50 accepts >= 32
+
+COLOURS = {"red": (210, 30, 30), "green": (30, 170, 40), "blue": (30, 60, 200)}
+
+
+def write_image(path: Path, colour=(200, 30, 30), size=(40, 30), fmt=None, mode="RGB", **save) -> Path:
+    """A small flat-colour photo with a darker square, saved in the format of its suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, colour)
+    w, h = size
+    image.paste(tuple(c // 2 for c in colour), (w // 4, h // 4, max(w // 4 + 1, w // 2), max(h // 4 + 1, h // 2)))
+    if mode != "RGB":
+        image = image.convert(mode)
+    image.save(path, format=fmt, **save)
+    return path
+
+
+def jpeg_bytes(colour=(200, 30, 30), size=(40, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def colour_tree(tmp_path: Path) -> Path:
+    """Colors_Products/{red,green,blue}/item_{1..4}.jpg with small jitter."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "Colors_Products"
+    for name, colour in COLOURS.items():
+        for i in range(1, 5):
+            jitter = tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in colour)
+            write_image(root / name / f"item_{i}.jpg", jitter, size=(40 + 8 * i, 36))
+    return root
+
+
+@pytest.fixture
+def colour_zip(colour_tree: Path, tmp_path: Path) -> Path:
+    zip_path = tmp_path / "Colors_Products.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in sorted(colour_tree.rglob("*.jpg")):
+            archive.write(path, path.relative_to(colour_tree.parent).as_posix())
+        archive.writestr("__MACOSX/Colors_Products/red/._item_1.jpg", b"junk")
+        archive.writestr("Colors_Products/.DS_Store", b"junk")
+        archive.writestr("Colors_Products/notes.txt", b"hello")
+    return zip_path
+
+
+@pytest.fixture(scope="session")
+def extractor():
+    """One small untrained extractor for the whole test run."""
+    from simrec import build_extractor
+
+    return build_extractor(weights=None, image_size=SMALL, seed=0)
+
+
+@pytest.fixture
+def catalog_index(colour_tree, extractor):
+    """The 12-photo colour catalog, embedded with the small extractor."""
+    from simrec import CatalogIndex, embed_images, load_catalog
+
+    catalog = load_catalog(colour_tree)
+    result = embed_images(catalog["path"], extractor, verbose=False)
+    return CatalogIndex.from_embeddings(catalog, result, extractor)

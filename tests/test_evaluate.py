@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from simrec import SimilarityIndex, evaluate
+
+
+def test_perfect_clusters_score_one():
+    rng = np.random.default_rng(0)
+    centres = np.eye(3) * 10
+    data = np.vstack([c + rng.normal(0, 0.1, size=(4, 3)) for c in centres])
+    labels = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
+    report = evaluate(SimilarityIndex().fit(data), labels, k=3)
+    assert report["precision_at_k"] == pytest.approx(1.0) and report["map_at_k"] == pytest.approx(1.0)
+    assert report["n"] == 12 and set(report["per_label"]) == {"a", "b", "c"}
+    assert report["chance_precision"] == pytest.approx(3 / 11)
+
+
+def test_hand_computed_precision_and_average_precision():
+    # Points on a line; cosine needs directions, so use angles.
+    angles = np.radians([0, 5, 10, 60, 65])
+    data = np.c_[np.cos(angles), np.sin(angles)]
+    labels = ["x", "y", "x", "y", ""]  # the unlabelled item is never a query
+    report = evaluate(SimilarityIndex().fit(data), labels, k=2)
+    # item0 neighbours: 1(y), 2(x) -> P=1/2, AP=(1/2)/min(2,1)=0.5
+    # item1 neighbours: 0(x), 2(x) -> P=0, AP=0
+    # item2 neighbours: 1(y), 0(x) -> P=1/2, AP=0.5
+    # item3 neighbours: 4(''), 2(x) -> P=0, AP=0
+    assert report["n"] == 4
+    assert report["precision_at_k"] == pytest.approx(0.25)
+    assert report["map_at_k"] == pytest.approx(0.25)
+    assert report["per_label"]["x"] == {"n": 2, "precision_at_k": 0.5, "map_at_k": 0.5}
+
+
+def test_evaluate_errors():
+    index = SimilarityIndex().fit(np.eye(3))
+    with pytest.raises(ValueError, match="Expected 3 labels"):
+        evaluate(index, ["a", "b"])
+    with pytest.raises(ValueError, match="No label is shared"):
+        evaluate(index, ["a", "b", "c"], k=1)
+    with pytest.raises(ValueError, match="n_neighbors"):
+        evaluate(index, ["a", "a", "b"], k=3)

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from simrec import build_extractor, extractor_info
+from simrec.embed import embed_arrays
+
+from conftest import SMALL
+
+
+def _pixels(n=4, size=SMALL, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def test_shapes_dtype_and_info(extractor):
+    assert extractor.input_shape == (None, SMALL, SMALL, 3)
+    assert extractor.output_shape == (None, 2048)
+    vectors = embed_arrays(_pixels(), extractor)
+    assert vectors.shape == (4, 2048) and vectors.dtype == np.float32
+    info = extractor_info(extractor)
+    assert info.weights == "random(seed=0)" and not info.pretrained
+    assert info.image_size == SMALL and info.device in ("CPU", "GPU")
+    assert "caffe" in info.preprocessing
+
+
+def test_uint8_and_float_inputs_agree(extractor):
+    pixels = _pixels()
+    from_uint8 = embed_arrays(pixels, extractor)
+    from_float = np.asarray(extractor(pixels.astype(np.float32), training=False))
+    np.testing.assert_allclose(from_uint8, from_float, rtol=1e-4, atol=1e-4)
+
+
+def test_preprocessing_is_resnet50_caffe(extractor):
+    """The model's first layer flips RGB to BGR and subtracts the ImageNet means."""
+    layer = extractor.get_layer("resnet50_preprocess")
+    out = np.asarray(layer(np.array([[[[255.0, 0.0, 0.0]]]], dtype=np.float32)))
+    np.testing.assert_allclose(out[0, 0, 0], [-103.939, -116.779, 255 - 123.68], atol=1e-3)
+
+
+def test_untrained_weights_are_reproducible_per_seed(extractor):
+    again = build_extractor(weights=None, image_size=SMALL, seed=0)
+    other = build_extractor(weights="random", image_size=SMALL, seed=1)
+    pixels = _pixels()
+    reference = embed_arrays(pixels, extractor)
+    np.testing.assert_allclose(embed_arrays(pixels, again), reference, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(embed_arrays(pixels, other), reference)
+
+
+def test_weights_file_round_trip(tmp_path, extractor):
+    seeded = build_extractor(weights=None, image_size=SMALL, seed=3)
+    weights = tmp_path / "resnet50_notop.weights.h5"
+    seeded.get_layer("resnet50").save_weights(weights)
+    loaded = build_extractor(weights=weights, image_size=SMALL)
+    info = extractor_info(loaded)
+    assert info.weights == "file:resnet50_notop.weights.h5" and info.pretrained
+    pixels = _pixels()
+    np.testing.assert_allclose(embed_arrays(pixels, loaded), embed_arrays(pixels, seeded), rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_agrees_with_float32(extractor):
+    pixels = _pixels(8)
+    low = build_extractor(weights=None, image_size=SMALL, seed=0, precision="bfloat16")
+    assert extractor_info(low).precision == "bfloat16"
+    a, b = embed_arrays(pixels, extractor), embed_arrays(pixels, low)
+    assert b.dtype == np.float32
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() >= 0.99
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="image_size"):
+        build_extractor(weights=None, image_size=8)
+    with pytest.raises(ValueError, match="precision"):
+        build_extractor(weights=None, precision="int8")
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        build_extractor(weights=tmp_path / "missing.h5")
+    with pytest.raises(ValueError, match="Expected weights"):
+        build_extractor(weights="imagenet21k")
+    broken = tmp_path / "broken.weights.h5"
+    broken.write_bytes(b"not hdf5")
+    with pytest.raises(ValueError, match="does not fit ResNet50"):
+        build_extractor(weights=broken, image_size=SMALL)

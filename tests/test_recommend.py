@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from simrec import IndexIntegrityError, build_extractor, plot_recommendation_grid, plot_recommendations, recommend
+
+from conftest import SMALL
+
+
+def test_similar_to_a_product(catalog_index):
+    results = recommend(catalog_index, product_id="red/item_1", n_neighbors=3)
+    assert list(results.columns) == ["rank", "product_id", "path", "label", "distance"]
+    assert results["rank"].tolist() == [1, 2, 3]
+    assert "red/item_1" not in results["product_id"].tolist()
+    assert results["distance"].is_monotonic_increasing
+    assert results.attrs["query"]["label"] == "red"
+    assert results.attrs["warning"] and "UNTRAINED" in results.attrs["warning"]
+
+
+def test_catalog_photo_as_image_query_finds_itself(catalog_index, extractor):
+    path = catalog_index.catalog.set_index("product_id").loc["green/item_2", "path"]
+    results = recommend(catalog_index, image=path, n_neighbors=2, extractor=extractor)
+    assert results["product_id"].iloc[0] == "green/item_2"
+    assert results["distance"].iloc[0] < 1e-4
+    with Image.open(path) as picture:
+        from_pil = recommend(catalog_index, image=picture.copy(), n_neighbors=1, extractor=extractor)
+    assert from_pil["product_id"].iloc[0] == "green/item_2"
+    from_array = recommend(catalog_index, image=np.asarray(Image.open(path)), n_neighbors=1, extractor=extractor)
+    assert from_array["product_id"].iloc[0] == "green/item_2"
+
+
+def test_clear_errors(catalog_index, extractor, tmp_path):
+    with pytest.raises(KeyError, match="unknown product_id 'red/item_9'; did you mean 'red/item_4'"):
+        recommend(catalog_index, product_id="red/item_9")
+    with pytest.raises(ValueError, match="n_neighbors <= 11"):
+        recommend(catalog_index, product_id="red/item_1", n_neighbors=12)
+    with pytest.raises(ValueError, match="n_neighbors > 0"):
+        recommend(catalog_index, product_id="red/item_1", n_neighbors=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        recommend(catalog_index)
+    from simrec import ImageDecodeError
+
+    with pytest.raises(ImageDecodeError, match="not found"):
+        recommend(catalog_index, image=tmp_path / "missing.jpg", extractor=extractor)
+
+
+def test_query_extractor_must_match_the_index(catalog_index):
+    other = build_extractor(weights=None, image_size=SMALL, seed=5)
+    path = catalog_index.catalog["path"].iloc[0]
+    with pytest.raises(IndexIntegrityError, match="different extractor.*random\\(seed=0\\)"):
+        recommend(catalog_index, image=path, extractor=other)
+
+
+def test_plots_return_figures_with_titles(catalog_index, tmp_path):
+    results = recommend(catalog_index, product_id="blue/item_3", n_neighbors=4)
+    figure = plot_recommendations(results)
+    axes = figure.get_axes()
+    assert len(axes) == 5
+    assert axes[0].get_title().startswith("query: blue/item_3")
+    assert axes[1].get_title().startswith("#1 ") and "d=" in axes[1].get_title()
+    assert "UNTRAINED" in figure._suptitle.get_text()
+    figure.savefig(tmp_path / "one.png")
+    assert (tmp_path / "one.png").stat().st_size > 1000
+    grid = plot_recommendation_grid([results, recommend(catalog_index, product_id="red/item_2", n_neighbors=2)])
+    assert len(grid.get_axes()) == 10
+
+
+def test_library_never_calls_show(catalog_index, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() was called"))
+    plot_recommendations(recommend(catalog_index, product_id="red/item_1", n_neighbors=2))
