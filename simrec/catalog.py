@@ -68,7 +68,8 @@ def load_catalog(
         if not source_path.exists():
             raise FileNotFoundError(f"catalog source not found: {source_path}")
         if source_path.is_file() and source_path.suffix.lower() == ".zip":
-            target = Path(extract_to) if extract_to is not None else source_path.with_name(source_path.stem + "_extracted")
+            default_target = source_path.with_name(source_path.stem + "_extracted")
+            target = Path(extract_to) if extract_to is not None else default_target
             extraction = extract_zip(source_path, target)
             skipped.extend(extraction.skipped)
             source_path = extraction.root

@@ -2,10 +2,9 @@ import stat
 import zipfile
 
 import pytest
+from conftest import jpeg_bytes
 
 from simrec.archive import extract_zip
-
-from conftest import jpeg_bytes
 
 
 def _zip(path, entries):
@@ -21,8 +20,13 @@ def _zip(path, entries):
 def test_path_traversal_and_absolute_entries_are_refused(tmp_path):
     zip_path = _zip(
         tmp_path / "evil.zip",
-        [("../escape.jpg", jpeg_bytes()), ("/abs/escape.jpg", jpeg_bytes()), ("ok/../../x.jpg", jpeg_bytes()),
-         ("C:/windows.jpg", jpeg_bytes()), ("good/fine.jpg", jpeg_bytes())],
+        [
+            ("../escape.jpg", jpeg_bytes()),
+            ("/abs/escape.jpg", jpeg_bytes()),
+            ("ok/../../x.jpg", jpeg_bytes()),
+            ("C:/windows.jpg", jpeg_bytes()),
+            ("good/fine.jpg", jpeg_bytes()),
+        ],
     )
     result = extract_zip(zip_path, tmp_path / "out" / "target")
     assert [p.name for p in result.extracted] == ["fine.jpg"]

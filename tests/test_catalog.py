@@ -2,10 +2,9 @@ import zipfile
 
 import pandas as pd
 import pytest
+from conftest import write_image
 
 from simrec import load_catalog
-
-from conftest import write_image
 
 
 def test_zip_becomes_sorted_catalog_with_labels(colour_zip, tmp_path):

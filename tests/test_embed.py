@@ -1,15 +1,17 @@
 import numpy as np
 import pytest
+from conftest import SMALL, write_image
 
 from simrec import embed_images, load_image
 from simrec.embed import embed_arrays
 
-from conftest import SMALL, write_image
-
 
 @pytest.fixture
 def photos(tmp_path):
-    good = [write_image(tmp_path / f"p{i}.jpg", colour=(20 * i, 100, 200 - 20 * i), size=(300 + 40 * i, 200)) for i in range(7)]
+    good = [
+        write_image(tmp_path / f"p{i}.jpg", colour=(20 * i, 100, 200 - 20 * i), size=(300 + 40 * i, 200))
+        for i in range(7)
+    ]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")
     empty = tmp_path / "empty.png"

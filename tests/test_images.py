@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from conftest import write_image
 from PIL import Image
 
 from simrec import ImageDecodeError, load_image
 from simrec.images import prepare_image, to_rgb
-
-from conftest import write_image
 
 
 def test_output_is_square_uint8_rgb(tmp_path):

@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+from conftest import SMALL
 
 from simrec import build_extractor, extractor_info
 from simrec.embed import embed_arrays
-
-from conftest import SMALL
 
 
 def _pixels(n=4, size=SMALL, seed=0):

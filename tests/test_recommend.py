@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
+from conftest import SMALL
 from PIL import Image
 
 from simrec import IndexIntegrityError, build_extractor, plot_recommendation_grid, plot_recommendations, recommend
-
-from conftest import SMALL
 
 
 def test_similar_to_a_product(catalog_index):
