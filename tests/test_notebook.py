@@ -49,11 +49,13 @@ def test_sections_follow_the_pipeline(cells):
 
 
 def test_code_cells_are_short_calls_without_definitions(cells):
+    """At most five lines besides imports, and no def or class."""
     for cell in cells:
         if cell["cell_type"] != "code" or "parameters" in cell["metadata"].get("tags", []):
             continue
         source = "".join(cell["source"])
-        assert len(source.splitlines()) <= 5, source
+        code = [line for line in source.splitlines() if line.strip() and not line.startswith(("import ", "from "))]
+        assert len(code) <= 5, source
         assert not any(line.lstrip().startswith(("def ", "class ")) for line in source.splitlines()), source
 
 
