@@ -107,16 +107,23 @@ def build_index(
 
     reuse_rows, status = _match(catalog, previous)
     todo = np.flatnonzero(reuse_rows < 0)
-    result = embed_images(catalog["path"].iloc[todo].tolist(), extractor, batch_size=batch_size, verbose=verbose)
-
-    dim = result.embeddings.shape[1]
-    embeddings = np.empty((len(catalog), dim), dtype=np.float32)
-    ok = np.ones(len(catalog), dtype=bool)
     reused = np.flatnonzero(reuse_rows >= 0)
+    dim = int(extractor.output_shape[-1])
+    # One (n_items, dim) array holds everything; a full build embeds straight into it.
+    embeddings = np.empty((len(catalog), dim), dtype=np.float32)
+    todo_paths = catalog["path"].iloc[todo].tolist()
+    full = len(todo) == len(catalog)
+    result = embed_images(
+        todo_paths, extractor, batch_size=batch_size, verbose=verbose, out=embeddings if full else None
+    )
+    if not full:
+        embeddings[todo] = result.embeddings
     if len(reused):
         embeddings[reused] = previous.embeddings[reuse_rows[reused]]
-    embeddings[todo] = result.embeddings
+    ok = np.ones(len(catalog), dtype=bool)
     ok[todo] = result.ok
+    if not ok.all():
+        embeddings = embeddings[ok]
     kept = catalog.loc[ok].reset_index(drop=True)
     kept.attrs = {}
     failures = pd.concat(
@@ -125,7 +132,7 @@ def build_index(
     meta = make_meta(info, len(kept), dim, len(failures))
     meta["source"] = str(source.absolute())
     meta["root"] = root
-    catalog_index = CatalogIndex(kept, embeddings[ok], meta, failures)
+    catalog_index = CatalogIndex(kept, embeddings, meta, failures)
 
     with deferred_interrupt():
         if is_zip:

@@ -109,8 +109,8 @@ def skipped_frame(skipped: Iterable[Skipped]) -> pd.DataFrame:
 
 def printable_path(path: str | os.PathLike) -> str:
     """A file name safe to write to CSV/JSON, even if it is not valid UTF-8."""
-    text = os.fspath(path)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    raw = os.fsencode(path)  # the bytes on disk, even for names that are not UTF-8
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def _is_hidden(name: str) -> bool:

@@ -122,6 +122,9 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--items", type=_positive, default=20_000, help="vectors for the search benchmark (default: %(default)s)"
     )
+    bench.add_argument(
+        "--memory-items", type=int, default=100_000, help="items for the all-items peak-memory figure (0 skips it)"
+    )
     bench.add_argument("--out", help="also write the figures to this JSON file")
     bench.set_defaults(handler=_cmd_bench)
     return parser
@@ -311,6 +314,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         precision=args.precision,
         n_items=args.items,
+        memory_items=args.memory_items,
         json_path=args.out,
     )
     return 0

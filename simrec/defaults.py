@@ -22,8 +22,8 @@ PREPROCESSING = (
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 """File extensions (lower case) treated as product photos."""
 
-MAX_IMAGE_PIXELS = 128_000_000
-"""Images with more pixels than this are refused (decompression-bomb protection)."""
+MAX_IMAGE_PIXELS = 89_478_485
+"""Images with more pixels than this are refused (decompression-bomb protection; Pillow's own default)."""
 
 MAX_ZIP_ENTRY_BYTES = 512 * 1024**2
 """Largest uncompressed size accepted for one zip entry."""

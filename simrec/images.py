@@ -61,8 +61,8 @@ def load_image(
         raise ImageDecodeError(path, "file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its own limit; we refuse instead.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # max_pixels is the rule; Pillow's own warning would only repeat it.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > max_pixels:

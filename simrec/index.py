@@ -15,7 +15,7 @@ import numpy as np
 from simrec.defaults import N_NEIGHBORS, SEARCH_CHUNK_SIZE
 
 BACKENDS = ("numpy", "sklearn")
-_SCRATCH_BYTES = 64 * 1024**2  # bound on the (chunk x n_items) similarity block
+_SCRATCH_BYTES = 64 * 1024**2  # bound on the scratch memory of one (chunk x n_items) block
 
 
 class SimilarityIndex:
@@ -142,14 +142,19 @@ class SimilarityIndex:
             with np.errstate(divide="ignore"):
                 queries, query_inv = X, np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
         n_queries = queries.shape[0]
-        rows = max(1, min(self.chunk_size, _SCRATCH_BYTES // (4 * n_fit)))
+        # Per query row: n_fit float32 similarities plus n_fit int64 argpartition indices.
+        rows = max(1, min(self.chunk_size, _SCRATCH_BYTES // (12 * n_fit)))
         distances = np.empty((n_queries, k), dtype=np.float32)
         indices = np.empty((n_queries, k), dtype=np.int64)
         for start in range(0, n_queries, rows):
             stop = min(start + rows, n_queries)
-            similarity = queries[start:stop] @ fit_X.T
+            # Scale the few query rows first, so the big block is touched only once more.
+            scaled = queries[start:stop] * query_inv[start:stop, None]
+            if stop - start == 1:  # one query: a matrix-vector product over contiguous rows
+                similarity = (fit_X @ scaled[0])[None, :]
+            else:
+                similarity = scaled @ fit_X.T
             similarity *= inv_norms
-            similarity *= query_inv[start:stop, None]
             if X is None:
                 similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
             distances[start:stop], indices[start:stop] = _top_k(similarity, k)
@@ -160,7 +165,7 @@ def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-first top k of each row of a similarity block, ties by row number."""
     n = similarity.shape[1]
     if k < n:
-        candidates = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        candidates = np.argpartition(similarity, n - k, axis=1)[:, n - k :]
     else:
         candidates = np.broadcast_to(np.arange(n), similarity.shape).copy()
     scores = np.take_along_axis(similarity, candidates, axis=1)

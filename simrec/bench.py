@@ -1,0 +1,219 @@
+"""Measure, in one run on one machine, how fast simrec embeds and searches.
+
+Figures (one line each, ``name value``), then one ``ratio ...`` line:
+
+* ``model_only_img_per_s``: the compiled forward pass on already-decoded batches (ceiling);
+* ``pipeline_img_per_s``: :func:`simrec.embed_images` on generated 600 x 800 JPEGs;
+* ``naive_img_per_s``: the tutorial loop, ``load_img`` + ``model.predict`` per image;
+* ``bfloat16_pipeline_img_per_s``: the pipeline in bfloat16, when the CPU has BF16/AMX;
+* ``knn_query_ms_simrec`` / ``knn_query_ms_sklearn``: one query over ``n_items`` x 2048;
+* ``knn_all_items_s_simrec`` / ``knn_all_items_s_sklearn``: every item's top 5;
+* ``all_items_peak_mb`` and ``all_items_peak_items``: peak extra memory of all-items search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+from simrec.defaults import BATCH_SIZE, IMAGE_SIZE
+
+logger = logging.getLogger(__name__)
+
+
+def run_benchmark(
+    n_images: int = 96,
+    batch_size: int = BATCH_SIZE,
+    precision: str = "float32",
+    n_items: int = 20_000,
+    memory_items: int = 100_000,
+    json_path: str | os.PathLike | None = None,
+    print_fn=print,
+) -> dict[str, float]:
+    """Run every measurement and print the figures and ratios.
+
+    Args:
+        n_images: Generated JPEGs for the embedding figures.
+        batch_size: Images per model call.
+        precision: Extractor precision for the main figures.
+        n_items: Catalog size for the search figures (dimension 2048).
+        memory_items: Catalog size for the all-items peak-memory figure (dimension 16;
+            the scratch memory does not depend on the dimension). 0 skips it.
+        json_path: Also write the figures to this JSON file.
+        print_fn: Where lines go.
+
+    Returns:
+        The figures by name.
+    """
+    import keras
+    import tensorflow as tf
+
+    from simrec.embed import compiled_forward, embed_images
+    from simrec.images import load_image
+    from simrec.model import build_extractor, extractor_info
+
+    figures: dict[str, float] = {}
+    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    print_fn(f"machine {_cpu_name()}, {os.cpu_count()} CPUs, {device}, TensorFlow {tf.__version__}")
+
+    with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
+        paths = _make_photos(Path(folder), n_images)
+        extractor = build_extractor(weights=None, precision=precision)
+        print_fn(f"precision {extractor_info(extractor).precision}, batch_size {batch_size}, images {n_images}")
+        pixels = np.stack([load_image(p, IMAGE_SIZE) for p in paths])
+
+        forward = compiled_forward(extractor)
+        forward(pixels[:batch_size])  # trace and warm up once
+        figures["model_only_img_per_s"] = _rate(
+            n_images, lambda: [forward(pixels[i : i + batch_size]) for i in range(0, n_images, batch_size)]
+        )
+        embed_images(paths[:batch_size], extractor, batch_size=batch_size, verbose=False)
+        figures["pipeline_img_per_s"] = _rate(
+            n_images, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False)
+        )
+
+        backbone = extractor.get_layer("resnet50")
+        naive_paths = paths[: max(16, n_images // 3)]
+
+        def naive_loop() -> None:  # the per-image pattern of typical tutorials
+            for path in naive_paths:
+                image = keras.utils.load_img(path, target_size=(IMAGE_SIZE, IMAGE_SIZE))
+                batch = keras.applications.resnet50.preprocess_input(keras.utils.img_to_array(image)[None])
+                backbone.predict(batch, verbose=0)
+
+        backbone.predict(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32), verbose=0)
+        figures["naive_img_per_s"] = _rate(len(naive_paths), naive_loop)
+
+        if precision == "float32" and device == "CPU" and _cpu_has_bf16():
+            low = build_extractor(weights=None, precision="bfloat16")
+            embed_images(paths[:batch_size], low, batch_size=batch_size, verbose=False)
+            figures["bfloat16_pipeline_img_per_s"] = _rate(
+                n_images, lambda: embed_images(paths, low, batch_size=batch_size, verbose=False)
+            )
+    for name in ("model_only_img_per_s", "pipeline_img_per_s", "naive_img_per_s", "bfloat16_pipeline_img_per_s"):
+        if name in figures:
+            print_fn(f"{name} {figures[name]:.2f}")
+
+    figures.update(_search_figures(n_items))
+    for name in ("knn_query_ms_simrec", "knn_query_ms_sklearn", "knn_all_items_s_simrec", "knn_all_items_s_sklearn"):
+        print_fn(f"{name} {figures[name]:.3f}")
+    print_fn(f"knn_identical_neighbours {bool(figures['knn_identical_neighbours'])}")
+    if memory_items:
+        figures.update(_memory_figures(memory_items))
+        print_fn(
+            f"all_items_peak_mb {figures['all_items_peak_mb']:.1f} at {memory_items} items "
+            f"(a full {memory_items} x {memory_items} float32 matrix would be "
+            f"{memory_items**2 * 4 / 1024**2:.0f} MB)"
+        )
+
+    ratios = {
+        "pipeline/model_only": figures["pipeline_img_per_s"] / figures["model_only_img_per_s"],
+        "pipeline/naive": figures["pipeline_img_per_s"] / figures["naive_img_per_s"],
+        "knn_single_speedup": figures["knn_query_ms_sklearn"] / figures["knn_query_ms_simrec"],
+        "knn_all_items_speedup": figures["knn_all_items_s_sklearn"] / figures["knn_all_items_s_simrec"],
+    }
+    if "bfloat16_pipeline_img_per_s" in figures:
+        ratios["bfloat16/float32"] = figures["bfloat16_pipeline_img_per_s"] / figures["pipeline_img_per_s"]
+    figures.update({f"ratio {k}": v for k, v in ratios.items()})
+    print_fn("ratio " + " ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def _rate(count: int, work) -> float:
+    start = time.perf_counter()
+    work()
+    return count / (time.perf_counter() - start)
+
+
+def _make_photos(folder: Path, count: int) -> list[str]:
+    """Product-like JPEGs at a realistic 600 x 800 size."""
+    from PIL import Image
+
+    from simrec.synthetic import COLOURS, SHAPES, draw_product
+
+    rng = np.random.default_rng(0)
+    colours, shapes = list(COLOURS.values()), list(SHAPES)
+    paths = []
+    for i in range(count):
+        square = draw_product(shapes[i % len(shapes)], colours[i % len(colours)], rng, image_size=800)
+        photo = Image.new("RGB", (600, 800))
+        photo.paste(square.crop((100, 0, 700, 800)))
+        path = folder / f"photo_{i:05d}.jpg"
+        photo.save(path, quality=90)
+        paths.append(str(path))
+    return paths
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[str, float]:
+    from sklearn.neighbors import NearestNeighbors
+
+    from simrec.index import SimilarityIndex
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(n_items, dim)).astype(np.float32)
+    queries = rng.normal(size=(n_queries, dim)).astype(np.float32)
+    ours = SimilarityIndex(n_neighbors=5).fit(data)
+    reference = NearestNeighbors(n_neighbors=5, metric="cosine", algorithm="brute").fit(data)
+
+    def per_query_ms(search) -> float:
+        search(queries[:1])
+        times = []
+        for q in queries:
+            start = time.perf_counter()
+            search(q[None])
+            times.append(time.perf_counter() - start)
+        return float(np.median(times)) * 1000  # the median resists a busy neighbour
+
+    figures = {
+        "knn_query_ms_simrec": per_query_ms(lambda q: ours.kneighbors(q)),
+        "knn_query_ms_sklearn": per_query_ms(lambda q: reference.kneighbors(q)),
+    }
+    start = time.perf_counter()
+    _, ours_all = ours.kneighbors()
+    figures["knn_all_items_s_simrec"] = time.perf_counter() - start
+    start = time.perf_counter()
+    _, reference_all = reference.kneighbors()
+    figures["knn_all_items_s_sklearn"] = time.perf_counter() - start
+    same_single = np.array_equal(ours.kneighbors(queries)[1], reference.kneighbors(queries)[1])
+    figures["knn_identical_neighbours"] = float(same_single and (ours_all == reference_all).mean() > 0.999)
+    return figures
+
+
+def _memory_figures(n_items: int, dim: int = 16) -> dict[str, float]:
+    from simrec.index import SimilarityIndex
+
+    data = np.random.default_rng(1).normal(size=(n_items, dim)).astype(np.float32)
+    index = SimilarityIndex(n_neighbors=5).fit(data)
+    tracemalloc.start()
+    index.kneighbors()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"all_items_peak_mb": peak / 1024**2, "all_items_peak_items": float(n_items)}

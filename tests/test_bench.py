@@ -1,0 +1,34 @@
+"""The benchmark runs end to end and prints every figure; its numbers are not asserted."""
+
+from simrec.bench import run_benchmark
+
+
+def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
+    lines = []
+    figures = run_benchmark(
+        n_images=4, batch_size=2, n_items=300, memory_items=2000, json_path=tmp_path / "b.json", print_fn=lines.append
+    )
+    names = [line.split()[0] for line in lines]
+    for name in (
+        "model_only_img_per_s",
+        "pipeline_img_per_s",
+        "naive_img_per_s",
+        "knn_query_ms_simrec",
+        "knn_query_ms_sklearn",
+        "knn_all_items_s_simrec",
+        "knn_all_items_s_sklearn",
+        "all_items_peak_mb",
+    ):
+        assert name in names
+    assert lines[-1].startswith("ratio pipeline/model_only=") and "pipeline/naive=" in lines[-1]
+    assert "knn_single_speedup=" in lines[-1]
+    assert figures["knn_identical_neighbours"] == 1.0
+    assert (tmp_path / "b.json").is_file()
+
+
+def test_all_items_search_memory_stays_bounded():
+    """20,000 items: scratch is capped near 64 MB, far below the 1.6 GB N x N matrix."""
+    from simrec.bench import _memory_figures
+
+    peak_mb = _memory_figures(20_000, dim=8)["all_items_peak_mb"]
+    assert peak_mb < 64 * 1.25 + 20_000 * 5 * 12 / 1024**2
