@@ -125,6 +125,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--memory-items", type=int, default=100_000, help="items for the all-items peak-memory figure (0 skips it)"
     )
+    bench.add_argument("--repeats", type=_positive, default=2, help="rounds of the embedding figures (best kept)")
     bench.add_argument("--out", help="also write the figures to this JSON file")
     bench.set_defaults(handler=_cmd_bench)
     return parser
@@ -315,6 +316,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         precision=args.precision,
         n_items=args.items,
         memory_items=args.memory_items,
+        repeats=args.repeats,
         json_path=args.out,
     )
     return 0

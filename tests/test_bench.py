@@ -6,7 +6,13 @@ from simrec.bench import run_benchmark
 def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
     lines = []
     figures = run_benchmark(
-        n_images=4, batch_size=2, n_items=300, memory_items=2000, json_path=tmp_path / "b.json", print_fn=lines.append
+        n_images=4,
+        batch_size=2,
+        n_items=300,
+        memory_items=2000,
+        repeats=1,
+        json_path=tmp_path / "b.json",
+        print_fn=lines.append,
     )
     names = [line.split()[0] for line in lines]
     for name in (
