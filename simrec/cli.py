@@ -178,21 +178,24 @@ def _import_tensorflow_quietly(verbosity: int) -> None:
             os.close(saved)
 
 
+def _build_options(args: argparse.Namespace) -> dict:
+    """The extractor and progress options that `index` and `demo` share."""
+    return {
+        "weights": args.weights,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "image_size": args.image_size,
+        "precision": args.precision,
+        "verbose": not args.quiet,
+    }
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from simrec.build import build_index
 
     _import_tensorflow_quietly(args.verbose)
     catalog_index, report = build_index(
-        args.source,
-        args.out,
-        weights=args.weights,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        image_size=args.image_size,
-        precision=args.precision,
-        rebuild=args.rebuild,
-        metadata=args.metadata,
-        verbose=not args.quiet,
+        args.source, args.out, rebuild=args.rebuild, metadata=args.metadata, **_build_options(args)
     )
     _print_build(catalog_index, report, args.out)
     return 0
@@ -282,16 +285,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     zip_path = make_synthetic_catalog(out / "Colors_Products.zip")
     print(f"synthetic catalog: {zip_path}")
-    catalog_index, report = build_index(
-        zip_path,
-        out / "index",
-        weights=args.weights,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        image_size=args.image_size,
-        precision=args.precision,
-        verbose=not args.quiet,
-    )
+    catalog_index, report = build_index(zip_path, out / "index", **_build_options(args))
     _print_build(catalog_index, report, out / "index")
     catalog = catalog_index.catalog
     queries = catalog.groupby("label", sort=True)["product_id"].first().tolist()[:4]
