@@ -9,6 +9,7 @@ so an interrupted run leaves the previous index and its photos as they were.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -96,48 +97,50 @@ def build_index(
         raise FileNotFoundError(f"catalog source not found: {source}")
     _check_writable(out)
     is_zip = source.is_file() and source.suffix.lower() == ".zip"
-    catalog = load_catalog(source, extract_to=out / _INCOMING if is_zip else None, metadata=metadata)
-    skipped, root = catalog.attrs["skipped"], catalog.attrs["root"]
-    catalog = catalog.assign(**_fingerprints(catalog["path"]))
+    with _removed_on_failure(out / _INCOMING):  # no half-extracted zip is left behind
+        catalog = load_catalog(source, extract_to=out / _INCOMING if is_zip else None, metadata=metadata)
+        skipped, root = catalog.attrs["skipped"], catalog.attrs["root"]
+        catalog = catalog.assign(**_fingerprints(catalog["path"]))
 
-    if extractor is None:
-        extractor = build_extractor(weights, image_size, seed=seed, precision=precision)
-    info = extractor_info(extractor)
-    previous = None if rebuild else _previous_index(out, info)
+        if extractor is None:
+            extractor = build_extractor(weights, image_size, seed=seed, precision=precision)
+        info = extractor_info(extractor)
+        previous = None if rebuild else _previous_index(out, info)
 
-    reuse_rows, status = _match(catalog, previous)
-    todo = np.flatnonzero(reuse_rows < 0)
-    reused = np.flatnonzero(reuse_rows >= 0)
-    dim = int(extractor.output_shape[-1])
-    # One (n_items, dim) array holds everything; a full build embeds straight into it.
-    embeddings = np.empty((len(catalog), dim), dtype=np.float32)
-    todo_paths = catalog["path"].iloc[todo].tolist()
-    full = len(todo) == len(catalog)
-    result = embed_images(
-        todo_paths, extractor, batch_size=batch_size, verbose=verbose, out=embeddings if full else None
-    )
-    if not full:
-        embeddings[todo] = result.embeddings
-    if len(reused):
-        embeddings[reused] = previous.embeddings[reuse_rows[reused]]
-    ok = np.ones(len(catalog), dtype=bool)
-    ok[todo] = result.ok
-    if not ok.all():
-        embeddings = embeddings[ok]
-    kept = catalog.loc[ok].reset_index(drop=True)
-    kept.attrs = {}
-    failures = pd.concat(
-        [f for f in (skipped, result.failures) if len(f)] or [pd.DataFrame(columns=SKIPPED_COLUMNS)], ignore_index=True
-    )
-    meta = make_meta(info, len(kept), dim, len(failures))
-    meta["source"] = str(source.absolute())
-    meta["root"] = root
-    catalog_index = CatalogIndex(kept, embeddings, meta, failures)
+        reuse_rows, status = _match(catalog, previous)
+        todo = np.flatnonzero(reuse_rows < 0)
+        reused = np.flatnonzero(reuse_rows >= 0)
+        dim = int(extractor.output_shape[-1])
+        # One (n_items, dim) array holds everything; a full build embeds straight into it.
+        embeddings = np.empty((len(catalog), dim), dtype=np.float32)
+        todo_paths = catalog["path"].iloc[todo].tolist()
+        full = len(todo) == len(catalog)
+        result = embed_images(
+            todo_paths, extractor, batch_size=batch_size, verbose=verbose, out=embeddings if full else None
+        )
+        if not full:
+            embeddings[todo] = result.embeddings
+        if len(reused):
+            embeddings[reused] = previous.embeddings[reuse_rows[reused]]
+        ok = np.ones(len(catalog), dtype=bool)
+        ok[todo] = result.ok
+        if not ok.all():
+            embeddings = embeddings[ok]
+        kept = catalog.loc[ok].reset_index(drop=True)
+        kept.attrs = {}
+        failures = pd.concat(
+            [f for f in (skipped, result.failures) if len(f)] or [pd.DataFrame(columns=SKIPPED_COLUMNS)],
+            ignore_index=True,
+        )
+        meta = make_meta(info, len(kept), dim, len(failures))
+        meta["source"] = str(source.absolute())
+        meta["root"] = root
+        catalog_index = CatalogIndex(kept, embeddings, meta, failures)
 
-    with deferred_interrupt():
-        if is_zip:
-            _swap_in_images(out, catalog_index)
-        save_index(catalog_index, out)
+        with deferred_interrupt():
+            if is_zip:
+                _swap_in_images(out, catalog_index)
+            save_index(catalog_index, out)
 
     removed = 0 if previous is None else len(set(previous.catalog["product_id"]) - set(catalog["product_id"]))
     counts = pd.Series(status[ok]).value_counts()
@@ -154,6 +157,15 @@ def build_index(
         embed_seconds=result.seconds,
     )
     return catalog_index, report
+
+
+@contextlib.contextmanager
+def _removed_on_failure(path: Path):
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def _check_writable(out: Path) -> None:

@@ -211,7 +211,8 @@ def load_index(directory: str | os.PathLike, *, mmap: bool = False) -> CatalogIn
     catalog = pd.read_csv(directory / CATALOG_FILE, dtype={"product_id": str, "label": str}, keep_default_na=False)
     failures = pd.read_csv(directory / FAILURES_FILE, dtype=str, keep_default_na=False)
     _check_consistent(directory, meta, catalog, embeddings, failures)
-    catalog["path"] = [str(directory / p) if not os.path.isabs(p) else p for p in catalog["path"]]
+    base = directory.absolute()
+    catalog["path"] = [p if os.path.isabs(p) else str(base / p) for p in catalog["path"]]
     return CatalogIndex(catalog, embeddings, meta, failures)
 
 

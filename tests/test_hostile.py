@@ -211,6 +211,7 @@ def test_ctrl_c_during_indexing_keeps_the_previous_index(colour_zip, tmp_path, m
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == saved
     assert sorted(p.relative_to(out) for p in (out / "images").rglob("*")) == photos
     assert len(load_index(out)) == 12
+    assert not (out / ".images-incoming").exists()
 
 
 def test_unwritable_output_folder_is_a_clear_error(colour_tree, tmp_path, capsys):
