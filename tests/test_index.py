@@ -47,6 +47,19 @@ def test_same_results_as_sklearn_brute_cosine(chunk_size):
         assert (i_ours == i_ref).mean() > 0.99  # any difference is a tie
 
 
+def test_single_queries_match_sklearn():
+    """One query at a time takes the matrix-vector path; it must agree too."""
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(500, 32)).astype(np.float32)
+    ours = SimilarityIndex().fit(data)
+    reference = NearestNeighbors(metric="cosine", algorithm="brute").fit(data)
+    for query in rng.normal(size=(10, 32)).astype(np.float32):
+        d_ours, i_ours = ours.kneighbors(query, n_neighbors=5)
+        d_ref, i_ref = reference.kneighbors(query[None], n_neighbors=5)
+        np.testing.assert_allclose(d_ours, d_ref, atol=1e-5)
+        np.testing.assert_array_equal(i_ours, i_ref)
+
+
 def test_sklearn_backend_gives_the_same_answers():
     data = np.random.default_rng(2).normal(size=(50, 16))
     fast = SimilarityIndex().fit(data).kneighbors(n_neighbors=4)

@@ -50,6 +50,12 @@ def test_query_extractor_must_match_the_index(catalog_index):
         recommend(catalog_index, image=path, extractor=other)
 
 
+def test_query_extractor_image_size_must_match_the_index(catalog_index):
+    other = build_extractor(weights=None, image_size=SMALL * 2, seed=0)
+    with pytest.raises(IndexIntegrityError, match="image_size: index 64, extractor 128"):
+        recommend(catalog_index, image=catalog_index.catalog["path"].iloc[0], extractor=other)
+
+
 def test_plots_return_figures_with_titles(catalog_index, tmp_path):
     results = recommend(catalog_index, product_id="blue/item_3", n_neighbors=4)
     figure = plot_recommendations(results)
