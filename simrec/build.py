@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,9 @@ from simrec.embed import embed_images
 from simrec.errors import IndexIntegrityError
 from simrec.model import build_extractor, extractor_info
 from simrec.store import CatalogIndex, check_extractor_matches, deferred_interrupt, load_index, make_meta, save_index
+
+if TYPE_CHECKING:
+    import keras
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +69,7 @@ def build_index(
     precision: str = "auto",
     rebuild: bool = False,
     metadata: str | os.PathLike | None = None,
-    extractor=None,
+    extractor: keras.Model | None = None,
     verbose: bool = True,
 ) -> tuple[CatalogIndex, BuildReport]:
     """Index a zip or folder of photos into ``out``, reusing an existing index there.

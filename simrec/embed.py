@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from simrec.catalog import printable_path
 from simrec.defaults import BATCH_SIZE
 from simrec.errors import ImageDecodeError
 from simrec.images import load_image
+
+if TYPE_CHECKING:
+    import keras
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ class EmbeddingResult:
 
 def embed_images(
     paths: Sequence[str | os.PathLike],
-    extractor,
+    extractor: keras.Model,
     batch_size: int = BATCH_SIZE,
     verbose: bool = True,
     *,
@@ -118,7 +122,7 @@ def embed_images(
     return EmbeddingResult(embeddings, ok, failure_frame, seconds)
 
 
-def compiled_forward(extractor) -> Callable[[np.ndarray], np.ndarray]:
+def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """The extractor as one compiled function: uint8 ``(b, S, S, 3)`` -> float32 ``(b, dim)``.
 
     Traced once per extractor (any batch size) and cached while the extractor lives.
@@ -141,7 +145,7 @@ def compiled_forward(extractor) -> Callable[[np.ndarray], np.ndarray]:
     return forward
 
 
-def embed_arrays(pixels: np.ndarray, extractor, batch_size: int = BATCH_SIZE) -> np.ndarray:
+def embed_arrays(pixels: np.ndarray, extractor: keras.Model, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Embed already-decoded square RGB images.
 
     Args:

@@ -91,7 +91,7 @@ class SimilarityIndex:
         X: np.ndarray | None = None,
         n_neighbors: int | None = None,
         return_distance: bool = True,
-    ):
+    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
         """Find the nearest fitted items.
 
         Args:

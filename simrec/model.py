@@ -16,11 +16,14 @@ import random
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simrec.defaults import IMAGE_SIZE, MODEL_NAME, PREPROCESSING, SEED
+
+if TYPE_CHECKING:
+    import keras
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +70,7 @@ def build_extractor(
     *,
     seed: int = SEED,
     precision: str = "auto",
-):
+) -> keras.Model:
     """Build the ResNet50 feature extractor.
 
     Args:
@@ -161,7 +164,7 @@ def build_extractor(
     return model
 
 
-def extractor_info(model) -> ExtractorInfo:
+def extractor_info(model: keras.Model) -> ExtractorInfo:
     """The :class:`ExtractorInfo` of a model made by :func:`build_extractor`."""
     info = getattr(model, "simrec_info", None)
     if not isinstance(info, ExtractorInfo):
@@ -206,7 +209,7 @@ def _imagenet_reachable(timeout: float = 10.0) -> bool:
         return False
 
 
-def _load_weights_file(backbone, path: Path) -> None:
+def _load_weights_file(backbone: keras.Model, path: Path) -> None:
     try:
         backbone.load_weights(str(path))
     except Exception as error:
@@ -215,7 +218,7 @@ def _load_weights_file(backbone, path: Path) -> None:
         ) from None
 
 
-def _fold_batch_norm(backbone):
+def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
     """The same network with each BatchNormalization merged into the convolution before it.
 
     At inference a BatchNormalization is a fixed per-channel scale and shift, so it can be

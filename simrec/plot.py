@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,10 +17,13 @@ from PIL import Image
 from simrec.errors import ImageDecodeError
 from simrec.images import load_image, prepare_image
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 _THUMB = 160
 
 
-def plot_recommendations(results: pd.DataFrame, *, title: str | None = None, panel_size: float = 2.2):
+def plot_recommendations(results: pd.DataFrame, *, title: str | None = None, panel_size: float = 2.2) -> Figure:
     """Draw one query and its recommendations in a row.
 
     Args:
@@ -37,7 +41,9 @@ def plot_recommendations(results: pd.DataFrame, *, title: str | None = None, pan
     return plot_recommendation_grid([results], title=title, panel_size=panel_size)
 
 
-def plot_recommendation_grid(results: Sequence[pd.DataFrame], *, title: str | None = None, panel_size: float = 2.2):
+def plot_recommendation_grid(
+    results: Sequence[pd.DataFrame], *, title: str | None = None, panel_size: float = 2.2
+) -> Figure:
     """Draw several queries, one row each: the query, then its top-k.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,9 @@ from simrec.images import load_image, prepare_image
 from simrec.model import build_extractor, extractor_info
 from simrec.store import CatalogIndex, check_extractor_matches
 
+if TYPE_CHECKING:
+    import keras
+
 RESULT_COLUMNS = ["rank", "product_id", "path", "label", "distance"]
 
 
@@ -26,7 +29,7 @@ def recommend(
     product_id: str | None = None,
     image: str | os.PathLike | Image.Image | np.ndarray | None = None,
     n_neighbors: int = N_NEIGHBORS,
-    extractor=None,
+    extractor: keras.Model | None = None,
 ) -> pd.DataFrame:
     """The catalog products that look most like a product or a photo.
 
@@ -122,7 +125,9 @@ def _check_k(k: object, available: int, what: str) -> None:
         raise ValueError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
 
 
-def _embed_query(catalog_index: CatalogIndex, image, extractor) -> tuple[np.ndarray, dict[str, Any]]:
+def _embed_query(
+    catalog_index: CatalogIndex, image: object, extractor: keras.Model | None
+) -> tuple[np.ndarray, dict[str, Any]]:
     meta = catalog_index.meta
     size = int(meta["image_size"])
     if isinstance(image, (str, os.PathLike)):
@@ -147,7 +152,7 @@ def _embed_query(catalog_index: CatalogIndex, image, extractor) -> tuple[np.ndar
     return embed_arrays(pixels[None], extractor), query
 
 
-def extractor_for(meta: dict[str, Any]):
+def extractor_for(meta: dict[str, Any]) -> keras.Model:
     """Build the extractor an index was made with, from its ``meta.json`` contents.
 
     Raises:

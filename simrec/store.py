@@ -29,7 +29,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,11 @@ from simrec.catalog import CATALOG_COLUMNS, SKIPPED_COLUMNS
 from simrec.errors import IndexIntegrityError
 from simrec.index import SimilarityIndex
 from simrec.model import UNTRAINED_WARNING, ExtractorInfo, extractor_info
+
+if TYPE_CHECKING:
+    import keras
+
+    from simrec.embed import EmbeddingResult
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +82,7 @@ class CatalogIndex:
         return len(self.catalog)
 
     @classmethod
-    def from_embeddings(cls, catalog: pd.DataFrame, result, extractor) -> CatalogIndex:
+    def from_embeddings(cls, catalog: pd.DataFrame, result: EmbeddingResult, extractor: keras.Model) -> CatalogIndex:
         """Keep the embedded rows of a catalog and account for every file that was not.
 
         Args:

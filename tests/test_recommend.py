@@ -63,7 +63,7 @@ def test_plots_return_figures_with_titles(catalog_index, tmp_path):
     assert len(axes) == 5
     assert axes[0].get_title().startswith("query: blue/item_3")
     assert axes[1].get_title().startswith("#1 ") and "d=" in axes[1].get_title()
-    assert "UNTRAINED" in figure._suptitle.get_text()
+    assert "UNTRAINED" in figure.get_suptitle()
     figure.savefig(tmp_path / "one.png")
     assert (tmp_path / "one.png").stat().st_size > 1000
     grid = plot_recommendation_grid([results, recommend(catalog_index, product_id="red/item_2", n_neighbors=2)])
