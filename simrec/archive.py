@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 _MARKER = ".simrec-extracted"
 _CHUNK = 1024 * 1024
+_READABLE_COMPRESSION = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
 
 
 @dataclass
@@ -128,7 +129,7 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
                     )
                 )
                 continue
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as error:
+            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
                 destination.unlink(missing_ok=True)
                 result.skipped.append(Skipped(name, f"corrupt zip entry ({error})", "zip"))
                 continue
@@ -158,6 +159,8 @@ def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
         return f"skipped: not an image file (extension {path.suffix or 'none'!r})"
     if info.flag_bits & 0x1:
         return "refused: encrypted entry"
+    if info.compress_type not in _READABLE_COMPRESSION:
+        return f"refused: unsupported compression method {info.compress_type}"
     if info.file_size > max_entry_bytes:
         return f"refused: declared size {info.file_size} bytes passes the limit of {max_entry_bytes} bytes"
     return None

@@ -97,3 +97,14 @@ def test_corrupt_entry_is_reported_and_others_extracted(tmp_path):
 def test_missing_zip(tmp_path):
     with pytest.raises(FileNotFoundError, match="zip file not found"):
         extract_zip(tmp_path / "nope.zip", tmp_path / "t")
+
+
+def test_unsupported_compression_is_refused(tmp_path):
+    zip_path = _zip(tmp_path / "odd.zip", [("c/a.jpg", jpeg_bytes()), ("c/b.jpg", jpeg_bytes())])
+    data = bytearray(zip_path.read_bytes())
+    central = data.find(b"PK\x01\x02")  # the first central-directory record is c/a.jpg
+    data[central + 10 : central + 12] = (99).to_bytes(2, "little")  # AES, which zipfile cannot read
+    zip_path.write_bytes(bytes(data))
+    result = extract_zip(zip_path, tmp_path / "target")
+    assert [p.name for p in result.extracted] == ["b.jpg"]
+    assert result.skipped[0].reason == "refused: unsupported compression method 99"
