@@ -10,7 +10,6 @@ so an interrupted run leaves the previous index and its photos as they were.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import shutil
@@ -28,7 +27,15 @@ from simrec.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
 from simrec.embed import embed_images
 from simrec.errors import IndexIntegrityError
 from simrec.model import build_extractor, extractor_info
-from simrec.store import CatalogIndex, check_extractor_matches, deferred_interrupt, load_index, make_meta, save_index
+from simrec.store import (
+    CatalogIndex,
+    check_extractor_matches,
+    deferred_interrupt,
+    file_fingerprint,
+    load_index,
+    make_meta,
+    save_index,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -182,15 +189,8 @@ def _check_writable(out: Path) -> None:
 
 
 def _fingerprints(paths: pd.Series) -> dict[str, list]:
-    sizes, digests = [], []
-    for path in paths:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1024 * 1024):
-                digest.update(block)
-        sizes.append(os.path.getsize(path))
-        digests.append(digest.hexdigest())
-    return {"size_bytes": sizes, "sha256": digests}
+    prints = [file_fingerprint(path) for path in paths]
+    return {"size_bytes": [p["bytes"] for p in prints], "sha256": [p["sha256"] for p in prints]}
 
 
 def _previous_index(out: Path, info) -> CatalogIndex | None:
@@ -239,10 +239,10 @@ def _swap_in_images(out: Path, catalog_index: CatalogIndex) -> None:
         shutil.rmtree(images)
     incoming.rename(images)
     old_prefix, new_prefix = str(incoming.absolute()), str(images.absolute())
-    catalog_index.catalog["path"] = [
-        new_prefix + p[len(old_prefix) :] if p.startswith(old_prefix) else p for p in catalog_index.catalog["path"]
-    ]
-    catalog_index.failures["path"] = [
-        new_prefix + p[len(old_prefix) :] if p.startswith(old_prefix) else p for p in catalog_index.failures["path"]
-    ]
-    catalog_index.meta["root"] = new_prefix + catalog_index.meta.get("root", "")[len(old_prefix) :]
+
+    def moved(path: str) -> str:
+        return new_prefix + path[len(old_prefix) :] if path.startswith(old_prefix) else path
+
+    catalog_index.catalog["path"] = [moved(p) for p in catalog_index.catalog["path"]]
+    catalog_index.failures["path"] = [moved(p) for p in catalog_index.failures["path"]]
+    catalog_index.meta["root"] = moved(catalog_index.meta.get("root", ""))

@@ -170,7 +170,7 @@ def save_index(catalog_index: CatalogIndex, directory: str | os.PathLike) -> Pat
         meta.update(
             count=len(catalog), dim=int(catalog_index.embeddings.shape[1]), failures=len(catalog_index.failures)
         )
-        meta["files"] = {name: _fingerprint(staging / name) for name in _DATA_FILES}
+        meta["files"] = {name: file_fingerprint(staging / name) for name in _DATA_FILES}
         (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         with deferred_interrupt():
             for name in (*_DATA_FILES, META_FILE):
@@ -207,7 +207,7 @@ def load_index(directory: str | os.PathLike, *, mmap: bool = False) -> CatalogIn
     meta = _read_meta(directory)
     for name in _DATA_FILES:
         expected = meta["files"].get(name)
-        if expected != _fingerprint(directory / name):
+        if expected != file_fingerprint(directory / name):
             raise IndexIntegrityError(
                 f"{directory / name} does not match meta.json (modified, truncated or only partly "
                 "written); rebuild the index with 'simrec index ... --rebuild'"
@@ -242,7 +242,9 @@ def _relative_to(path: str, directory: Path) -> str:
         return str(absolute)
 
 
-def _fingerprint(path: Path) -> dict[str, Any]:
+def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
+    """Size and SHA-256 of a file, read in blocks: ``{"bytes": n, "sha256": hex}``."""
+    path = Path(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(4 * 1024 * 1024):

@@ -104,8 +104,8 @@ def test_failures_account_for_skipped_files(tmp_path, extractor, colour_tree):
 
 
 def _refresh_checksums(folder):
-    from simrec.store import _fingerprint
+    from simrec.store import file_fingerprint
 
     meta = json.loads((folder / "meta.json").read_text())
-    meta["files"] = {name: _fingerprint(folder / name) for name in meta["files"]}
+    meta["files"] = {name: file_fingerprint(folder / name) for name in meta["files"]}
     (folder / "meta.json").write_text(json.dumps(meta))
