@@ -8,25 +8,41 @@ imported only by the functions that need them, so ``import simrec`` is fast.
 from simrec.build import BuildReport, build_index
 from simrec.catalog import load_catalog
 from simrec.embed import EmbeddingResult, embed_images
-from simrec.errors import ImageDecodeError, IndexIntegrityError, SimrecError, UnsafeArchiveError
+from simrec.embedded import EmbeddedCatalog
+from simrec.errors import (
+    ImageDecodeError,
+    IndexIntegrityError,
+    IndexLockedError,
+    InvalidArgumentError,
+    MissingFileError,
+    NotWritableError,
+    SimrecError,
+    UnknownProductError,
+    UnsafeArchiveError,
+)
 from simrec.evaluate import evaluate
 from simrec.images import load_image
-from simrec.index import SimilarityIndex
 from simrec.model import build_extractor, extractor_info
+from simrec.neighbors import CosineNeighbors
 from simrec.plot import plot_recommendation_grid, plot_recommendations
 from simrec.recommend import recommend
-from simrec.store import CatalogIndex, load_index, save_index
+from simrec.store import load_index, save_index, save_vectors, verify_index
 from simrec.synthetic import make_synthetic_catalog
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BuildReport",
-    "CatalogIndex",
+    "EmbeddedCatalog",
     "EmbeddingResult",
     "ImageDecodeError",
     "IndexIntegrityError",
-    "SimilarityIndex",
+    "IndexLockedError",
+    "InvalidArgumentError",
+    "MissingFileError",
+    "NotWritableError",
+    "UnknownProductError",
+    "CosineNeighbors",
     "SimrecError",
     "UnsafeArchiveError",
     "__version__",
@@ -43,4 +59,6 @@ __all__ = [
     "plot_recommendations",
     "recommend",
     "save_index",
+    "save_vectors",
+    "verify_index",
 ]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from simrec.defaults import IMAGE_EXTENSIONS, MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
-from simrec.errors import UnsafeArchiveError
+from simrec.errors import MissingFileError, UnsafeArchiveError
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def extract_zip(
     zip_path = Path(zip_path)
     target = Path(target)
     if not zip_path.is_file():
-        raise FileNotFoundError(f"zip file not found: {zip_path}")
+        raise MissingFileError(f"zip file not found: {zip_path}")
     if target.exists() and any(target.iterdir()) and not (target / _MARKER).exists():
         raise UnsafeArchiveError(
             f"refusing to extract into {target}: the folder is not empty and was not "
@@ -117,7 +117,7 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
             if reason is not None:
                 result.skipped.append(Skipped(name, reason, "zip"))
                 continue
-            destination = staging.joinpath(*PurePosixPath(name).parts)
+            destination = staging.joinpath(*entry_parts(name))
             try:
                 size = _stream_entry(archive, info, destination, max_entry_bytes)
             except _TooLarge:
@@ -143,10 +143,19 @@ class _TooLarge(Exception):
     pass
 
 
+def entry_parts(name: str) -> tuple[str, ...]:
+    """The folder and file names of a zip entry; ``\\`` separates folders too.
+
+    Some Windows tools write ``Colors_Products\\red\\item.jpg``; a backslash is not
+    allowed in a Windows file name, so it can only be a separator.
+    """
+    return PurePosixPath(name.replace("\\", "/")).parts
+
+
 def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
     """Why an entry must not be written, or None if it is safe and wanted."""
     name = info.filename
-    path = PurePosixPath(name.replace("\\", "/"))
+    path = PurePosixPath(*entry_parts(name)) if entry_parts(name) else PurePosixPath(name)
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         return "refused: absolute path in the archive"
     if ".." in path.parts:

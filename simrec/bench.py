@@ -187,12 +187,12 @@ def _cpu_has_bf16() -> bool:
 def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[str, float]:
     from sklearn.neighbors import NearestNeighbors
 
-    from simrec.index import SimilarityIndex
+    from simrec.neighbors import CosineNeighbors
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(n_items, dim)).astype(np.float32)
     queries = rng.normal(size=(n_queries, dim)).astype(np.float32)
-    ours = SimilarityIndex(n_neighbors=5).fit(data)
+    ours = CosineNeighbors(n_neighbors=5).fit(data)
     reference = NearestNeighbors(n_neighbors=5, metric="cosine", algorithm="brute").fit(data)
 
     def per_query_ms(search) -> float:
@@ -220,10 +220,10 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
 
 
 def _memory_figures(n_items: int, dim: int = 16) -> dict[str, float]:
-    from simrec.index import SimilarityIndex
+    from simrec.neighbors import CosineNeighbors
 
     data = np.random.default_rng(1).normal(size=(n_items, dim)).astype(np.float32)
-    index = SimilarityIndex(n_neighbors=5).fit(data)
+    index = CosineNeighbors(n_neighbors=5).fit(data)
     tracemalloc.start()
     index.kneighbors()
     _, peak = tracemalloc.get_traced_memory()

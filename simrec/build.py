@@ -2,9 +2,11 @@
 
 On an existing index only new or changed photos are embedded (a photo is unchanged when
 its ``product_id``, size and SHA-256 are the same), removed ones are dropped, and the
-vectors of the rest are copied unchanged. A zip is extracted next to the index into
-``images/``; the new extraction replaces the old one only once the new index is saved,
-so an interrupted run leaves the previous index and its photos as they were.
+vectors of the rest are copied unchanged. Re-indexing keeps the index's own model: its
+weights, precision and image size are reused, and asking for different ones needs
+``rebuild=True``. A zip is extracted into the index folder under the new generation's
+name (``images-GEN/``), which the previous version never refers to, so an interrupted
+run leaves the previous index and its photos as they were.
 """
 
 from __future__ import annotations
@@ -17,33 +19,27 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from simrec.catalog import SKIPPED_COLUMNS, load_catalog
-from simrec.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
+from simrec.catalog import load_catalog
+from simrec.crashpoints import crash_point
+from simrec.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
 from simrec.embed import embed_images
-from simrec.errors import IndexIntegrityError
-from simrec.model import build_extractor, extractor_info
-from simrec.store import (
-    CatalogIndex,
-    check_extractor_matches,
-    deferred_interrupt,
-    file_fingerprint,
-    load_index,
-    make_meta,
-    save_index,
-)
+from simrec.embedded import EmbeddedCatalog, assemble, fingerprint_columns
+from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
+from simrec.locking import writer_lock
+from simrec.model import build_extractor, extractor_info, imagenet_available, weights_argument
+from simrec.store import load_index, new_generation, read_manifest, save_index
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
 
-IMAGES_FOLDER = "images"
-_INCOMING = ".images-incoming"
+_REUSE_KEYS = ("model", "weights", "image_size", "preprocessing", "precision")
 
 
 @dataclass
@@ -71,94 +67,104 @@ def build_index(
     *,
     weights: str | os.PathLike | None = "auto",
     batch_size: int = BATCH_SIZE,
-    seed: int = SEED,
-    image_size: int = IMAGE_SIZE,
-    precision: str = "auto",
+    seed: int | None = None,
+    image_size: int | None = None,
+    precision: str | None = None,
     rebuild: bool = False,
     metadata: str | os.PathLike | None = None,
     extractor: keras.Model | None = None,
     verbose: bool = True,
-) -> tuple[CatalogIndex, BuildReport]:
+) -> tuple[EmbeddedCatalog, BuildReport]:
     """Index a zip or folder of photos into ``out``, reusing an existing index there.
 
     Args:
         source: ``.zip`` file or folder of photos.
-        out: Index folder (created if missing); a zip is extracted into ``out/images``.
-        weights: As in :func:`simrec.build_extractor` (default ``"auto"``).
+        out: Index folder (created if missing); a zip is extracted into it.
+        weights: ``"auto"`` (default): the existing index's own weights, or for a new
+            index ImageNet when available, else untrained with a warning. Otherwise as
+            in :func:`simrec.build_extractor` (``"imagenet"``, ``"random"``/None, a file).
         batch_size: Images per model call.
-        seed: Seed for untrained weights.
-        image_size: Side of the square model input, in pixels.
-        precision: As in :func:`simrec.build_extractor`.
-        rebuild: Embed everything even if an index is already there.
+        seed: Seed for untrained weights (default: the index's, else 0).
+        image_size: Side of the square model input (default: the index's, else 224).
+        precision: As in :func:`simrec.build_extractor` (default: the index's, else "auto").
+        rebuild: Embed everything again, with the weights, precision and image size asked
+            for, even if an index is already there.
         metadata: Optional CSV joined on ``product_id``.
-        extractor: A ready extractor (then ``weights``, ``seed``, ``precision`` are unused).
+        extractor: A ready extractor (then ``weights``, ``seed``, ``precision`` and
+            ``image_size`` are unused).
         verbose: Show progress bars.
 
     Returns:
-        ``(catalog_index, report)``.
+        ``(embedded, report)``.
 
     Raises:
-        FileNotFoundError: ``source`` does not exist.
-        PermissionError: ``out`` cannot be written.
-        ValueError: ``source`` holds no usable image.
+        MissingFileError: ``source`` does not exist, or the existing index's weights are
+            not available here.
+        NotWritableError: ``out`` cannot be written.
+        IndexLockedError: Another process is writing ``out``.
+        InvalidArgumentError: ``source`` holds no usable image, or the weights,
+            precision or image size differ from the existing index's without ``rebuild``.
     """
     started = time.perf_counter()
     source, out = Path(source), Path(out)
     if not source.exists():
-        raise FileNotFoundError(f"catalog source not found: {source}")
+        raise MissingFileError(f"catalog source not found: {source}")
     _check_writable(out)
-    is_zip = source.is_file() and source.suffix.lower() == ".zip"
-    with _removed_on_failure(out / _INCOMING):  # no half-extracted zip is left behind
-        catalog = load_catalog(source, extract_to=out / _INCOMING if is_zip else None, metadata=metadata)
-        skipped, root = catalog.attrs["skipped"], catalog.attrs["root"]
-        catalog = catalog.assign(**_fingerprints(catalog["path"]))
-
+    with writer_lock(out):
+        previous_meta = None if rebuild else _existing_manifest(out)
         if extractor is None:
-            extractor = build_extractor(weights, image_size, seed=seed, precision=precision)
+            extractor = build_extractor(**_extractor_spec(previous_meta, out, weights, seed, image_size, precision))
         info = extractor_info(extractor)
-        previous = None if rebuild else _previous_index(out, info)
+        if previous_meta is not None:
+            _check_same_model(previous_meta, info.to_dict(), out)
+        generation = new_generation(out)
+        is_zip = source.is_file() and source.suffix.lower() == ".zip"
+        photos = out / f"images-{generation}"
+        with _removed_on_failure(photos):
+            catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
+            crash_point("catalogued")
+            catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
+            previous = load_index(out, mmap=True) if previous_meta is not None else None
 
-        reuse_rows, status = _match(catalog, previous)
-        todo = np.flatnonzero(reuse_rows < 0)
-        reused = np.flatnonzero(reuse_rows >= 0)
-        dim = int(extractor.output_shape[-1])
-        # One (n_items, dim) array holds everything; a full build embeds straight into it.
-        embeddings = np.empty((len(catalog), dim), dtype=np.float32)
-        todo_paths = catalog["path"].iloc[todo].tolist()
-        full = len(todo) == len(catalog)
-        result = embed_images(
-            todo_paths, extractor, batch_size=batch_size, verbose=verbose, out=embeddings if full else None
-        )
-        if not full:
-            embeddings[todo] = result.embeddings
-        if len(reused):
-            embeddings[reused] = previous.embeddings[reuse_rows[reused]]
-        ok = np.ones(len(catalog), dtype=bool)
-        ok[todo] = result.ok
-        if not ok.all():
-            embeddings = embeddings[ok]
-        kept = catalog.loc[ok].reset_index(drop=True)
-        kept.attrs = {}
-        failures = pd.concat(
-            [f for f in (skipped, result.failures) if len(f)] or [pd.DataFrame(columns=SKIPPED_COLUMNS)],
-            ignore_index=True,
-        )
-        meta = make_meta(info, len(kept), dim, len(failures))
-        meta["source"] = str(source.absolute())
-        meta["root"] = root
-        catalog_index = CatalogIndex(kept, embeddings, meta, failures)
+            reuse_rows, status = _match(catalog, previous)
+            todo = np.flatnonzero(reuse_rows < 0)
+            reused = np.flatnonzero(reuse_rows >= 0)
+            dim = int(extractor.output_shape[-1])
+            # One (n_items, dim) array holds everything; a full build embeds straight into it.
+            embeddings = np.empty((len(catalog), dim), dtype=np.float32)
+            full = len(todo) == len(catalog)
+            result = embed_images(
+                catalog["path"].iloc[todo].tolist(),
+                extractor,
+                batch_size=batch_size,
+                verbose=verbose,
+                out=embeddings if full else None,
+            )
+            if not full:
+                embeddings[todo] = result.embeddings
+            if len(reused):
+                embeddings[reused] = previous.embeddings[reuse_rows[reused]]
+            ok = np.ones(len(catalog), dtype=bool)
+            ok[todo] = result.ok
+            embedded = assemble(
+                catalog,
+                embeddings[ok] if not ok.all() else embeddings,
+                ok,
+                [skipped, result.failures],
+                info.to_dict(),
+                source=str(source.absolute()),
+            )
+            removed = (
+                0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
+            )
+            del previous  # release the memory map before the old files are removed
+            save_index(embedded, out, generation=generation)
 
-        with deferred_interrupt():
-            if is_zip:
-                _swap_in_images(out, catalog_index)
-            save_index(catalog_index, out)
-
-    removed = 0 if previous is None else len(set(previous.catalog["product_id"]) - set(catalog["product_id"]))
     counts = pd.Series(status[ok]).value_counts()
     report = BuildReport(
-        candidates=len(kept) + len(failures),
-        indexed=len(kept),
-        skipped=len(failures),
+        candidates=len(embedded) + len(embedded.failures),
+        indexed=len(embedded),
+        skipped=len(embedded.failures),
         added=int(counts.get("added", 0)),
         updated=int(counts.get("updated", 0)),
         removed=removed,
@@ -167,7 +173,95 @@ def build_index(
         seconds=time.perf_counter() - started,
         embed_seconds=result.seconds,
     )
-    return catalog_index, report
+    return load_index(out, mmap=True), report
+
+
+def _existing_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest of the index already in ``out``, or None for a new or unreadable one."""
+    try:
+        meta = read_manifest(out)
+    except MissingFileError:
+        return None
+    except IndexIntegrityError as error:
+        logger.warning("the index in %s cannot be read (%s); embedding everything", out, error)
+        return None
+    if meta.get("model") != MODEL_NAME:
+        raise InvalidArgumentError(
+            f"the index {out} holds vectors from {meta.get('model')!r} made outside simrec; "
+            "pass --rebuild (rebuild=True) to replace them with simrec's own"
+        )
+    return meta
+
+
+def _extractor_spec(
+    previous: dict[str, Any] | None,
+    out: Path,
+    weights: Any,
+    seed: int | None,
+    image_size: int | None,
+    precision: str | None,
+) -> dict[str, Any]:
+    """Arguments of :func:`build_extractor`: the existing index's own unless asked otherwise."""
+    if previous is None:
+        return {
+            "weights": weights,
+            "image_size": image_size or IMAGE_SIZE,
+            "seed": SEED if seed is None else seed,
+            "precision": precision or "auto",
+        }
+    own_weights, own_seed = _own_weights(previous, out, weights)
+    asked = {
+        "weights": None if weights == "auto" else _weights_name(weights, seed),
+        "precision": None if precision in (None, "auto") else precision,
+        "image_size": image_size,
+    }
+    own = {"weights": previous["weights"], "precision": previous.get("precision"), "image_size": previous["image_size"]}
+    different = [key for key, value in asked.items() if value is not None and value != own[key]]
+    if different:
+        details = ", ".join(f"{key} {asked[key]!r} (the index has {own[key]!r})" for key in different)
+        raise InvalidArgumentError(
+            f"the index {out} was embedded differently: you asked for {details}; pass --rebuild "
+            "(rebuild=True) to embed everything again that way, or leave the option out to keep the index's own"
+        )
+    return {
+        "weights": own_weights,
+        "image_size": int(own["image_size"]),
+        "seed": own_seed,
+        "precision": own["precision"],
+    }
+
+
+def _own_weights(previous: dict[str, Any], out: Path, weights: Any) -> tuple[Any, int]:
+    """The weights argument that rebuilds the index's extractor, or an error naming what is missing."""
+    explicit_file = weights not in ("auto", "imagenet", "random", None)
+    moved = Path(weights) if explicit_file else None
+    own, seed = weights_argument(previous, moved)
+    if own == "imagenet" and not imagenet_available():
+        raise MissingFileError(
+            f"the index {out} was embedded with ImageNet weights, which are not cached here and cannot be "
+            "downloaded: copy resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/ "
+            "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
+        )
+    return own, seed
+
+
+def _weights_name(weights: Any, seed: int | None) -> str:
+    """How ``meta.json`` names the weights that ``weights`` asks for."""
+    if weights is None or weights == "random":
+        return f"random(seed={SEED if seed is None else seed})"
+    if weights == "imagenet":
+        return "imagenet"
+    return f"file:{Path(weights).name}"
+
+
+def _check_same_model(previous: dict[str, Any], info: dict[str, Any], out: Path) -> None:
+    different = [key for key in _REUSE_KEYS if previous.get(key) != info.get(key)]
+    if different:
+        details = "; ".join(f"{k}: index {previous.get(k)!r}, now {info.get(k)!r}" for k in different)
+        raise InvalidArgumentError(
+            f"the index {out} was embedded differently ({details}); pass --rebuild (rebuild=True) to embed "
+            "everything again"
+        )
 
 
 @contextlib.contextmanager
@@ -185,39 +279,15 @@ def _check_writable(out: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise PermissionError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
+        raise NotWritableError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
 
 
-def _fingerprints(paths: pd.Series) -> dict[str, list]:
-    prints = [file_fingerprint(path) for path in paths]
-    return {"size_bytes": [p["bytes"] for p in prints], "sha256": [p["sha256"] for p in prints]}
-
-
-def _previous_index(out: Path, info) -> CatalogIndex | None:
-    try:
-        previous = load_index(out)
-    except FileNotFoundError:
-        return None
-    except IndexIntegrityError as error:
-        if any((out / name).exists() for name in ("meta.json", "embeddings.npy", "catalog.csv")):
-            logger.warning("existing index not reused, embedding everything: %s", error)
-        return None
-    try:
-        check_extractor_matches(previous.meta, info)
-    except IndexIntegrityError as error:
-        logger.warning("existing index not reused, embedding everything: %s", error)
-        return None
-    if "sha256" not in previous.catalog.columns:
-        return None
-    return previous
-
-
-def _match(catalog: pd.DataFrame, previous: CatalogIndex | None) -> tuple[np.ndarray, np.ndarray]:
+def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.ndarray, np.ndarray]:
     """For each catalog row: the previous row to reuse (-1: embed) and added/updated/unchanged."""
     n = len(catalog)
     reuse = np.full(n, -1, dtype=np.int64)
     status = np.full(n, "added", dtype=object)
-    if previous is None:
+    if previous is None or "sha256" not in previous.catalog.columns:
         return reuse, status
     old = previous.catalog
     position = {pid: i for i, pid in enumerate(old["product_id"])}
@@ -231,18 +301,3 @@ def _match(catalog: pd.DataFrame, previous: CatalogIndex | None) -> tuple[np.nda
         else:
             status[row] = "updated"
     return reuse, status
-
-
-def _swap_in_images(out: Path, catalog_index: CatalogIndex) -> None:
-    incoming, images = out / _INCOMING, out / IMAGES_FOLDER
-    if images.exists():
-        shutil.rmtree(images)
-    incoming.rename(images)
-    old_prefix, new_prefix = str(incoming.absolute()), str(images.absolute())
-
-    def moved(path: str) -> str:
-        return new_prefix + path[len(old_prefix) :] if path.startswith(old_prefix) else path
-
-    catalog_index.catalog["path"] = [moved(p) for p in catalog_index.catalog["path"]]
-    catalog_index.failures["path"] = [moved(p) for p in catalog_index.failures["path"]]
-    catalog_index.meta["root"] = moved(catalog_index.meta.get("root", ""))

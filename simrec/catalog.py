@@ -9,7 +9,7 @@ The catalog has one row per product photo, sorted by ``product_id``:
 
 Files that are given but cannot be catalogued (hidden files, ``__MACOSX``, other
 extensions, links leaving the catalog, duplicate ids, ...) are never dropped silently:
-they are listed in ``catalog.attrs["skipped"]`` as a DataFrame with ``path``,
+:func:`load_catalog` returns them beside the catalog, as a DataFrame with ``path``,
 ``reason`` and ``stage`` columns.
 """
 
@@ -24,6 +24,7 @@ import pandas as pd
 
 from simrec.archive import Skipped, extract_zip
 from simrec.defaults import IMAGE_EXTENSIONS
+from simrec.errors import InvalidArgumentError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def load_catalog(
     source: str | os.PathLike | Iterable[str | os.PathLike],
     extract_to: str | os.PathLike | None = None,
     metadata: str | os.PathLike | pd.DataFrame | None = None,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build the catalog DataFrame from a zip, a folder or a list of image paths.
 
     If the tree has a single top-level folder (``Colors_Products/``) and no photos
@@ -50,23 +51,23 @@ def load_catalog(
             ``_meta`` suffix).
 
     Returns:
-        DataFrame with columns ``product_id``, ``path``, ``label`` (plus metadata
-        columns). ``attrs["skipped"]`` lists files not catalogued and why;
-        ``attrs["root"]`` is the catalog root folder.
+        ``(catalog, skipped)``: the catalog DataFrame with columns ``product_id``,
+        ``path``, ``label`` (plus metadata columns), and a DataFrame of the files given
+        but not catalogued, with ``path``, ``reason`` and ``stage``.
 
     Raises:
         FileNotFoundError: ``source`` (or ``metadata``) does not exist.
         ValueError: ``source`` holds no usable image, or ``metadata`` is malformed.
 
     Example:
-        >>> catalog = load_catalog("data/Colors_Products.zip")  # doctest: +SKIP
+        >>> catalog, skipped = load_catalog("data/Colors_Products.zip")  # doctest: +SKIP
         >>> catalog.label.value_counts()  # doctest: +SKIP
     """
     skipped: list[Skipped] = []
     if isinstance(source, (str, os.PathLike)):
         source_path = Path(source)
         if not source_path.exists():
-            raise FileNotFoundError(f"catalog source not found: {source_path}")
+            raise MissingFileError(f"catalog source not found: {source_path}")
         if source_path.is_file() and source_path.suffix.lower() == ".zip":
             default_target = source_path.with_name(source_path.stem + "_extracted")
             target = Path(extract_to) if extract_to is not None else default_target
@@ -78,7 +79,7 @@ def load_catalog(
             skipped.extend(walk_skipped)
             root = _catalog_root(source_path, files)
         else:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"catalog source must be a .zip file, a directory or a list of image paths, got the file {source_path}"
             )
     else:
@@ -89,16 +90,14 @@ def load_catalog(
     skipped.extend(catalog_skipped)
     if catalog.empty:
         where = source if isinstance(source, (str, os.PathLike)) else "the list of paths"
-        raise ValueError(
+        raise InvalidArgumentError(
             f"no usable images found in {where} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
             f"{len(skipped)} files skipped)"
         )
     if metadata is not None:
         catalog = _join_metadata(catalog, metadata)
-    catalog.attrs["skipped"] = skipped_frame(skipped)
-    catalog.attrs["root"] = str(root)
     logger.info("catalog: %d images, %d files skipped", len(catalog), len(skipped))
-    return catalog
+    return catalog, skipped_frame(skipped)
 
 
 def skipped_frame(skipped: Iterable[Skipped]) -> pd.DataFrame:
@@ -229,14 +228,14 @@ def _join_metadata(catalog: pd.DataFrame, metadata: str | os.PathLike | pd.DataF
     else:
         meta_path = Path(metadata)
         if not meta_path.is_file():
-            raise FileNotFoundError(f"metadata file not found: {meta_path}")
+            raise MissingFileError(f"metadata file not found: {meta_path}")
         table, name = pd.read_csv(meta_path, dtype={"product_id": str}), str(meta_path)
     if "product_id" not in table.columns:
-        raise ValueError(f"{name} must have a 'product_id' column, got columns {list(table.columns)}")
+        raise InvalidArgumentError(f"{name} must have a 'product_id' column, got columns {list(table.columns)}")
     table["product_id"] = table["product_id"].astype(str)
     duplicated = table["product_id"][table["product_id"].duplicated()].unique()
     if len(duplicated):
-        raise ValueError(f"{name} has duplicate product_id values, e.g. {list(duplicated[:3])}")
+        raise InvalidArgumentError(f"{name} has duplicate product_id values, e.g. {list(duplicated[:3])}")
     joined = catalog.merge(table, on="product_id", how="left", suffixes=("", "_meta"), validate="one_to_one")
     unmatched = len(set(table["product_id"]) - set(catalog["product_id"]))
     if unmatched:

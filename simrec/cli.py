@@ -1,8 +1,9 @@
 """The ``simrec`` command: index, query, evaluate, demo, bench.
 
-User errors (missing file, unknown id, bad option, damaged index) print one line on
-stderr and exit with status 2; Ctrl-C exits with status 130 and leaves any previous
-index as it was.
+User errors (simrec's own exceptions: missing file, unknown id, bad option, damaged or
+locked index) print one line on stderr and exit with status 2; anything else is a bug and
+prints its traceback with exit status 1. Ctrl-C exits with status 130 and leaves any
+previous index as it was.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simrec.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
+from simrec.errors import NotWritableError
 
 logger = logging.getLogger("simrec")
 
@@ -43,10 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simrec: interrupted; any previous index was left as it was", file=sys.stderr)
         return INTERRUPTED
-    except KeyError as error:
-        print(f"simrec: error: {error.args[0] if error.args else error}", file=sys.stderr)
-        return USER_ERROR
-    except (SimrecError, FileNotFoundError, PermissionError, ValueError, TypeError) as error:
+    except SimrecError as error:  # anything else is a bug: let its traceback show, exit 1
         print(f"simrec: error: {error}", file=sys.stderr)
         return USER_ERROR
 
@@ -63,28 +62,38 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--weights",
             default="auto",
-            help="auto (ImageNet if cached or downloadable, else untrained with a warning), "
-            "imagenet, random, or a local .h5/.weights.h5 file (default: auto)",
+            help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
+            "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file",
         )
         sub.add_argument(
-            "--image-size", type=_positive, default=IMAGE_SIZE, help="input side in pixels (default: %(default)s)"
+            "--image-size",
+            type=_positive,
+            default=None,
+            help=f"input side in pixels (default: an existing index's own, else {IMAGE_SIZE})",
         )
-        sub.add_argument("--seed", type=int, default=SEED, help="seed for random weights (default: %(default)s)")
+        sub.add_argument(
+            "--seed", type=int, default=None, help=f"seed for random weights (default: the index's own, else {SEED})"
+        )
         sub.add_argument(
             "--batch-size", type=_positive, default=BATCH_SIZE, help="images per model call (default: %(default)s)"
         )
         sub.add_argument(
             "--precision",
             choices=("auto", "float32", "bfloat16", "float16"),
-            default="auto",
-            help="compute precision: auto = float16 on a GPU, float32 on CPU (default: auto)",
+            default=None,
+            help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
+            "float32 on CPU); a different one than the index's needs --rebuild",
         )
 
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
     index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
     index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images)")
     index.add_argument("--metadata", help="optional CSV with a product_id column to join")
-    index.add_argument("--rebuild", action="store_true", help="embed everything, even photos already indexed")
+    index.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="embed everything again, even photos already indexed (needed to change weights, precision or size)",
+    )
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_weights(index)
     index.set_defaults(handler=_cmd_index)
@@ -101,6 +110,10 @@ def _build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
     query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
     query.set_defaults(handler=_cmd_query)
+
+    verify = commands.add_parser("verify", help="check every checksum of an index folder (exit 0 intact, 2 damaged)")
+    verify.add_argument("index_dir", metavar="INDEX_DIR")
+    verify.set_defaults(handler=_cmd_verify)
 
     evaluate = commands.add_parser("evaluate", help="leave-one-out precision@k and mAP@k by label")
     evaluate.add_argument("index_dir", metavar="INDEX_DIR")
@@ -194,14 +207,14 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from simrec.build import build_index
 
     _import_tensorflow_quietly(args.verbose)
-    catalog_index, report = build_index(
+    embedded, report = build_index(
         args.source, args.out, rebuild=args.rebuild, metadata=args.metadata, **_build_options(args)
     )
-    _print_build(catalog_index, report, args.out)
+    _print_build(embedded, report, args.out)
     return 0
 
 
-def _print_build(catalog_index, report, out) -> None:
+def _print_build(embedded, report, out) -> None:
     rate = report.embedded / report.embed_seconds if report.embed_seconds > 0 and report.embedded else 0.0
     print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {out}")
     print(
@@ -210,7 +223,7 @@ def _print_build(catalog_index, report, out) -> None:
     )
     if report.skipped:
         print(f"skipped files and reasons: {Path(out) / 'failures.csv'}")
-        for row in catalog_index.failures.head(5).itertuples(index=False):
+        for row in embedded.failures.head(5).itertuples(index=False):
             print(f"  {row.path}: {row.reason}")
         if report.skipped > 5:
             print(f"  ... and {report.skipped - 5} more")
@@ -218,21 +231,17 @@ def _print_build(catalog_index, report, out) -> None:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from simrec.images import load_image
-    from simrec.recommend import extractor_for, recommend
+    from simrec.recommend import recommend
     from simrec.store import load_index
 
-    catalog_index = load_index(args.index_dir)
+    embedded = load_index(args.index_dir, mmap=True)
     extractor = None
     if args.image is not None:
-        load_image(args.image, int(catalog_index.meta["image_size"]))  # report a bad file before loading the model
+        if embedded.meta.get("image_size"):  # report a bad file before loading the model
+            load_image(args.image, int(embedded.meta["image_size"]))
         _import_tensorflow_quietly(args.verbose)
-        meta = dict(catalog_index.meta)
-        if args.weights:
-            meta["weights_path"] = args.weights
-        extractor = extractor_for(meta)
-    results = recommend(
-        catalog_index, product_id=args.product_id, image=args.image, n_neighbors=args.k, extractor=extractor
-    )
+        extractor = embedded.query_extractor(args.weights)
+    results = recommend(embedded, product_id=args.product_id, image=args.image, n_neighbors=args.k, extractor=extractor)
     if args.format == "json":
         query = {key: value for key, value in results.attrs["query"].items() if key != "image"}
         payload = {"query": query, "results": results.to_dict(orient="records")}
@@ -241,8 +250,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         print(results.to_csv(index=False), end="")
     else:
         print(results.to_string(index=False, formatters={"distance": "{:.4f}".format}))
-    if catalog_index.warning:
-        print(f"WARNING: {catalog_index.warning}", file=sys.stderr)
+    if embedded.warning:
+        print(f"WARNING: {embedded.warning}", file=sys.stderr)
     if args.plot:
         from simrec.plot import plot_recommendations
 
@@ -250,18 +259,29 @@ def _cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from simrec.store import verify_index
+
+    embedded = verify_index(args.index_dir)
+    meta = embedded.meta
+    files = meta["files"].values()
+    checked = ", ".join(e["name"] for e in files) if meta["format_version"] > 1 else "all files"
+    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta['dim']}-d; checked {checked})")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from simrec.evaluate import evaluate
     from simrec.store import load_index
 
-    catalog_index = load_index(args.index_dir)
-    report = evaluate(catalog_index.index, catalog_index.catalog["label"], k=args.k)
+    embedded = load_index(args.index_dir, mmap=True)
+    report = evaluate(embedded.neighbors, embedded.catalog["label"], k=args.k)
     if args.format == "json":
         print(json.dumps(report, indent=2))
     else:
         _print_evaluation(report)
-    if catalog_index.warning:
-        print(f"WARNING: {catalog_index.warning}", file=sys.stderr)
+    if embedded.warning:
+        print(f"WARNING: {embedded.warning}", file=sys.stderr)
     return 0
 
 
@@ -285,17 +305,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     zip_path = make_synthetic_catalog(out / "Colors_Products.zip")
     print(f"synthetic catalog: {zip_path}")
-    catalog_index, report = build_index(zip_path, out / "index", **_build_options(args))
-    _print_build(catalog_index, report, out / "index")
-    catalog = catalog_index.catalog
+    embedded, report = build_index(zip_path, out / "index", **_build_options(args))
+    _print_build(embedded, report, out / "index")
+    catalog = embedded.catalog
     queries = catalog.groupby("label", sort=True)["product_id"].first().tolist()[:4]
-    results = [recommend(catalog_index, product_id=pid, n_neighbors=args.k) for pid in queries]
+    results = [recommend(embedded, product_id=pid, n_neighbors=args.k) for pid in queries]
     print()
     print(results[0].to_string(index=False, formatters={"distance": "{:.4f}".format}))
     grid = out / "recommendations.png"
     _save_figure(plot_recommendation_grid(results, title="simrec demo: query, then its nearest products"), grid)
     print()
-    _print_evaluation(evaluate(catalog_index.index, catalog["label"], k=args.k))
+    _print_evaluation(evaluate(embedded.neighbors, catalog["label"], k=args.k))
     print(f"\nresult grid: {grid}\nindex: {out / 'index'}")
     return 0
 
@@ -322,7 +342,7 @@ def _save_figure(figure, path: str | os.PathLike) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=100)
     except OSError as error:
-        raise PermissionError(f"cannot write the plot {path}: {error.strerror or error}") from None
+        raise NotWritableError(f"cannot write the plot {path}: {error.strerror or error}") from None
     print(f"plot written to {path}", file=sys.stderr)
 
 

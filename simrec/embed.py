@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,7 @@ import pandas as pd
 
 from simrec.catalog import printable_path
 from simrec.defaults import BATCH_SIZE
-from simrec.errors import ImageDecodeError
+from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.images import load_image
 
 if TYPE_CHECKING:
@@ -34,8 +33,6 @@ logger = logging.getLogger(__name__)
 
 FAILURE_COLUMNS = ["path", "reason", "stage"]
 
-_forward_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
 
 @dataclass
 class EmbeddingResult:
@@ -43,7 +40,8 @@ class EmbeddingResult:
 
     Attributes:
         embeddings: ``(n_paths, dim)`` float32; rows of files that failed are NaN.
-        ok: ``(n_paths,)`` bool, True where the file was embedded.
+        ok: ``(n_paths,)`` bool, True where the file was embedded (decoded, and the
+            model's output is finite).
         failures: DataFrame with ``path``, ``reason``, ``stage`` for each failed file.
         seconds: Wall time of the run.
     """
@@ -90,7 +88,7 @@ def embed_images(
     from tqdm.auto import tqdm
 
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Expected batch_size to be a positive int, got {batch_size!r}")
+        raise InvalidArgumentError(f"Expected batch_size to be a positive int, got {batch_size!r}")
     paths = [os.fspath(p) for p in paths]
     image_size = int(extractor.input_shape[1])
     dim = int(extractor.output_shape[-1])
@@ -99,7 +97,7 @@ def embed_images(
         embeddings = np.full((n, dim), np.nan, dtype=np.float32)
     else:
         if out.shape != (n, dim) or out.dtype != np.float32:
-            raise ValueError(f"Expected out to be a ({n}, {dim}) float32 array, got {out.shape} {out.dtype}")
+            raise InvalidArgumentError(f"Expected out to be a ({n}, {dim}) float32 array, got {out.shape} {out.dtype}")
         embeddings = out
         embeddings[:] = np.nan
     ok = np.zeros(n, dtype=bool)
@@ -112,8 +110,14 @@ def embed_images(
         for indices, pixels, batch_failures in _decoded_batches(paths, image_size, batch_size, workers):
             failures.extend(batch_failures)
             if len(indices):
-                embeddings[indices] = forward(pixels)
-                ok[indices] = True
+                vectors = forward(pixels)
+                finite = np.isfinite(vectors).all(axis=1)
+                embeddings[indices] = vectors
+                ok[indices[finite]] = True
+                failures.extend(
+                    (printable_path(paths[i]), "the model's output is not finite (NaN or infinite)", "embed")
+                    for i in indices[~finite]
+                )
             bar.update(len(indices) + len(batch_failures))
     seconds = time.perf_counter() - start
     for path, reason, _ in failures:
@@ -125,9 +129,10 @@ def embed_images(
 def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """The extractor as one compiled function: uint8 ``(b, S, S, 3)`` -> float32 ``(b, dim)``.
 
-    Traced once per extractor (any batch size) and cached while the extractor lives.
+    Traced once per extractor (any batch size) and kept on the extractor itself, so it is
+    freed with it.
     """
-    cached = _forward_cache.get(extractor)
+    cached = getattr(extractor, "_simrec_forward", None)
     if cached is not None:
         return cached
     import tensorflow as tf
@@ -141,7 +146,7 @@ def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarra
     def forward(pixels: np.ndarray) -> np.ndarray:
         return np.asarray(_graph(pixels), dtype=np.float32)
 
-    _forward_cache[extractor] = forward
+    extractor._simrec_forward = forward
     return forward
 
 

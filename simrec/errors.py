@@ -1,4 +1,10 @@
-"""Exceptions raised by simrec for problems a user can fix."""
+"""Exceptions raised by simrec for problems a user can fix.
+
+Every one derives from :class:`SimrecError`, so the command line can tell a user's
+mistake (one line on stderr, exit status 2) from a bug (a traceback, exit status 1).
+Those that mean the same as a built-in exception also derive from it, so
+``except FileNotFoundError`` or ``pytest.raises(ValueError)`` keep working.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,25 @@ import os
 
 class SimrecError(Exception):
     """Base class for user-facing simrec errors (bad input, damaged index, ...)."""
+
+
+class InvalidArgumentError(SimrecError, ValueError):
+    """An argument or option has a value simrec cannot use; the message names it."""
+
+
+class MissingFileError(SimrecError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class NotWritableError(SimrecError, PermissionError):
+    """An output file or folder cannot be written."""
+
+
+class UnknownProductError(SimrecError, KeyError):
+    """A ``product_id`` that the catalog does not hold; the message suggests close matches."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
 
 
 class ImageDecodeError(SimrecError):
@@ -29,3 +54,7 @@ class UnsafeArchiveError(SimrecError):
 
 class IndexIntegrityError(SimrecError):
     """A saved index is missing files, damaged, or does not match the extractor."""
+
+
+class IndexLockedError(SimrecError):
+    """Another process is writing the same index folder."""

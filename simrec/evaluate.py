@@ -8,15 +8,16 @@ from typing import Any
 import numpy as np
 
 from simrec.defaults import N_NEIGHBORS
-from simrec.index import SimilarityIndex
+from simrec.errors import InvalidArgumentError
+from simrec.neighbors import CosineNeighbors
 
 
 def evaluate(
-    index: SimilarityIndex,
+    neighbors: CosineNeighbors,
     labels: Sequence[str] | np.ndarray,
     k: int = N_NEIGHBORS,
 ) -> dict[str, Any]:
-    """Leave-one-out retrieval quality over the labelled items of a fitted index.
+    """Leave-one-out retrieval quality over the labelled items of fitted neighbours.
 
     Each item whose label is non-empty and shared by at least one other item is a
     query; its ``k`` nearest other items are relevant when they carry the same label.
@@ -24,7 +25,7 @@ def evaluate(
     ranking scores 1.0 even for small labels.
 
     Args:
-        index: A fitted :class:`SimilarityIndex`.
+        neighbors: A fitted :class:`CosineNeighbors`.
         labels: One label per fitted item (empty string = unlabelled).
         k: Neighbours per query, ``1 <= k < n_items``.
 
@@ -38,20 +39,20 @@ def evaluate(
             label is shared by two items.
 
     Example:
-        >>> report = evaluate(catalog_index.index, catalog_index.catalog.label, k=5)  # doctest: +SKIP
+        >>> report = evaluate(embedded.neighbors, embedded.catalog.label, k=5)  # doctest: +SKIP
         >>> report["precision_at_k"]
         0.93
     """
     labels = np.asarray(labels, dtype=object).astype(str)
-    n_items = index.n_samples_fit_
+    n_items = neighbors.n_samples_fit_
     if len(labels) != n_items:
-        raise ValueError(f"Expected {n_items} labels (one per indexed item), got {len(labels)}")
+        raise InvalidArgumentError(f"Expected {n_items} labels (one per indexed item), got {len(labels)}")
     values, counts = np.unique(labels, return_counts=True)
     count_of = dict(zip(values, counts))
     queries = np.flatnonzero([label != "" and count_of[label] > 1 for label in labels])
     if len(queries) == 0:
-        raise ValueError("No label is shared by two items: nothing to evaluate")
-    _, neighbours = index.kneighbors(n_neighbors=k)  # validates k
+        raise InvalidArgumentError("No label is shared by two items: nothing to evaluate")
+    _, neighbours = neighbors.kneighbors(n_neighbors=k)  # validates k
     neighbours = neighbours[queries]
     relevant = labels[neighbours] == labels[queries][:, None]
     precision = relevant.mean(axis=1)

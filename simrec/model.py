@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from simrec.defaults import IMAGE_SIZE, MODEL_NAME, PREPROCESSING, SEED
+from simrec.errors import InvalidArgumentError, MissingFileError
 
 if TYPE_CHECKING:
     import keras
@@ -31,8 +32,8 @@ IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_NOTOP_FILE
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 UNTRAINED_WARNING = (
-    "UNTRAINED WEIGHTS: ImageNet weights were not available, so recommendations are "
-    "not meaningful (see README: 'Weights and offline use')"
+    "UNTRAINED WEIGHTS: this index was embedded with untrained (random) weights, so "
+    "recommendations are not meaningful (see README: 'Weights and offline use')"
 )
 
 
@@ -99,9 +100,9 @@ def build_extractor(
         (None, 2048)
     """
     if not isinstance(image_size, int) or image_size < 32:
-        raise ValueError(f"Expected image_size to be an int >= 32, got {image_size!r}")
+        raise InvalidArgumentError(f"Expected image_size to be an int >= 32, got {image_size!r}")
     if precision not in PRECISIONS:
-        raise ValueError(f"Expected precision in {PRECISIONS}, got {precision!r}")
+        raise InvalidArgumentError(f"Expected precision in {PRECISIONS}, got {precision!r}")
     weights_spec = _resolve_weights(weights)
 
     import keras
@@ -178,6 +179,36 @@ def imagenet_weights_cached() -> bool:
     return (keras_home / "models" / IMAGENET_NOTOP_FILE).is_file()
 
 
+def imagenet_available() -> bool:
+    """Whether ImageNet weights are cached or can be downloaded now."""
+    return imagenet_weights_cached() or _imagenet_reachable()
+
+
+def weights_argument(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> tuple[Any, int]:
+    """The ``(weights, seed)`` arguments of :func:`build_extractor` that an index was made with.
+
+    Args:
+        meta: The index's ``meta.json`` contents.
+        weights_path: Where its weights file is now, if it has moved.
+
+    Raises:
+        MissingFileError: The index used a weights file that is not there.
+    """
+    weights = str(meta["weights"])
+    if weights.startswith("random(seed="):
+        return None, int(weights[len("random(seed=") : -1])
+    if weights.startswith("file:"):
+        path = Path(weights_path or meta.get("weights_path") or weights[len("file:") :])
+        if not path.is_file():
+            raise MissingFileError(
+                f"the index was embedded with the weights file {weights[len('file:') :]} (last seen at "
+                f"{meta.get('weights_path') or 'an unknown place'}), which is not at {path}; "
+                "pass its path with --weights"
+            )
+        return path, SEED
+    return weights, SEED
+
+
 def _resolve_weights(weights: str | os.PathLike | None) -> str | Path:
     """Normalise the weights argument to "imagenet", "random" or a file Path."""
     if weights is None or weights == "random":
@@ -187,15 +218,15 @@ def _resolve_weights(weights: str | os.PathLike | None) -> str | Path:
     if weights == "auto":
         if imagenet_weights_cached() or _imagenet_reachable():
             return "imagenet"
-        logger.warning("ImageNet weights are not cached and cannot be downloaded")
+        logger.warning("ImageNet weights are not cached and cannot be downloaded: using untrained weights")
         return "random"
     path = Path(weights)
     if not str(weights).endswith(".h5"):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"Expected weights to be 'imagenet', 'auto', None/'random' or a .h5/.weights.h5 file, got {weights!r}"
         )
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise MissingFileError(f"weights file not found: {path}")
     return path
 
 
@@ -213,7 +244,7 @@ def _load_weights_file(backbone: keras.Model, path: Path) -> None:
     try:
         backbone.load_weights(str(path))
     except Exception as error:
-        raise ValueError(
+        raise InvalidArgumentError(
             f"weights file {path} does not fit ResNet50 (no top, {backbone.input_shape[1]}px): {error}"
         ) from None
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.errors import ImageDecodeError
+from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.images import load_image, prepare_image
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def plot_recommendations(results: pd.DataFrame, *, title: str | None = None, pan
         A ``matplotlib.figure.Figure``.
 
     Example:
-        >>> fig = plot_recommendations(recommend(catalog_index, product_id="red/shirt_1"))  # doctest: +SKIP
+        >>> fig = plot_recommendations(recommend(embedded, product_id="red/shirt_1"))  # doctest: +SKIP
         >>> fig.savefig("similar.png")  # doctest: +SKIP
     """
     return plot_recommendation_grid([results], title=title, panel_size=panel_size)
@@ -59,7 +59,7 @@ def plot_recommendation_grid(
     if isinstance(results, pd.DataFrame):
         results = [results]
     if not results:
-        raise ValueError("Expected at least one result table to plot, got none")
+        raise InvalidArgumentError("Expected at least one result table to plot, got none")
     columns = 1 + max(len(r) for r in results)
     figure = Figure(figsize=(panel_size * columns, panel_size * 1.25 * len(results) + 0.6), layout="constrained")
     axes = np.atleast_2d(figure.subplots(len(results), columns, squeeze=False))

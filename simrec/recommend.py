@@ -13,9 +13,10 @@ from PIL import Image
 
 from simrec.defaults import N_NEIGHBORS
 from simrec.embed import embed_arrays
+from simrec.embedded import EmbeddedCatalog, check_extractor_matches
+from simrec.errors import InvalidArgumentError, UnknownProductError
 from simrec.images import load_image, prepare_image
-from simrec.model import build_extractor, extractor_info
-from simrec.store import CatalogIndex, check_extractor_matches
+from simrec.model import extractor_info
 
 if TYPE_CHECKING:
     import keras
@@ -24,7 +25,7 @@ RESULT_COLUMNS = ["rank", "product_id", "path", "label", "distance"]
 
 
 def recommend(
-    catalog_index: CatalogIndex,
+    embedded: EmbeddedCatalog,
     *,
     product_id: str | None = None,
     image: str | os.PathLike | Image.Image | np.ndarray | None = None,
@@ -37,13 +38,12 @@ def recommend(
     or ``image`` (a file path, a PIL image, or an RGB array).
 
     Args:
-        catalog_index: From :func:`simrec.load_index` or ``CatalogIndex.from_embeddings``.
+        embedded: From :func:`simrec.load_index` or ``EmbeddedCatalog.from_embeddings``.
         product_id: A catalog ``product_id`` such as ``"red/shirt_1"``.
         image: A photo to embed and search with.
         n_neighbors: Number of recommendations.
-        extractor: Extractor for ``image`` queries; by default one is built to match the
-            index (same weights, image size and preprocessing). Building takes seconds,
-            so pass one when querying many photos.
+        extractor: Extractor for ``image`` queries; by default the index's own, built on
+            the first photo query and kept with ``embedded`` for the next ones.
 
     Returns:
         DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
@@ -59,18 +59,18 @@ def recommend(
         simrec.IndexIntegrityError: ``extractor`` differs from the index's.
 
     Example:
-        >>> recommend(catalog_index, product_id="red/shirt_1", n_neighbors=5)  # doctest: +SKIP
+        >>> recommend(embedded, product_id="red/shirt_1", n_neighbors=5)  # doctest: +SKIP
     """
     if (product_id is None) == (image is None):
-        raise ValueError("Give exactly one of product_id or image")
-    catalog = catalog_index.catalog
+        raise InvalidArgumentError("Give exactly one of product_id or image")
+    catalog = embedded.catalog
     if len(catalog) == 0:
-        raise ValueError("The catalog is empty: nothing to recommend")
-    index = catalog_index.index
+        raise InvalidArgumentError("The catalog is empty: nothing to recommend")
+    neighbors = embedded.neighbors
     if product_id is not None:
         row = _row_of(catalog, product_id)
         _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")
-        distances, indices = index.kneighbors(catalog_index.embeddings[row], n_neighbors=n_neighbors + 1)
+        distances, indices = neighbors.kneighbors(embedded.embeddings[row], n_neighbors=n_neighbors + 1)
         keep = indices[0] != row
         distances, indices = distances[0][keep][:n_neighbors], indices[0][keep][:n_neighbors]
         query: dict[str, Any] = {
@@ -80,10 +80,10 @@ def recommend(
         }
     else:
         _check_k(n_neighbors, len(catalog), "products in the catalog")
-        vector, query = _embed_query(catalog_index, image, extractor)
-        distances, indices = index.kneighbors(vector, n_neighbors=n_neighbors)
+        vector, query = _embed_query(embedded, image, extractor)
+        distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors)
         distances, indices = distances[0], indices[0]
-    return results_frame(catalog, distances, indices, query, catalog_index.warning)
+    return results_frame(catalog, distances, indices, query, embedded.warning)
 
 
 def results_frame(
@@ -114,21 +114,21 @@ def _row_of(catalog: pd.DataFrame, product_id: str) -> int:
     if len(matches) == 0:
         close = difflib.get_close_matches(str(product_id), catalog["product_id"].tolist(), n=3)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise KeyError(f"unknown product_id {product_id!r}{hint}")
+        raise UnknownProductError(f"unknown product_id {product_id!r}{hint}")
     return int(matches[0])
 
 
 def _check_k(k: object, available: int, what: str) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"Expected n_neighbors > 0 (an int), got {k!r}")
+        raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {k!r}")
     if k > available:
-        raise ValueError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
+        raise InvalidArgumentError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
 
 
 def _embed_query(
-    catalog_index: CatalogIndex, image: object, extractor: keras.Model | None
+    embedded: EmbeddedCatalog, image: object, extractor: keras.Model | None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    meta = catalog_index.meta
+    meta = embedded.meta
     size = int(meta["image_size"])
     if isinstance(image, (str, os.PathLike)):
         pixels = load_image(image, size)
@@ -138,7 +138,7 @@ def _embed_query(
         query = {"image": image, "label": "", "product_id": None}
     elif isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"Expected an (H, W, 3) RGB array, got shape {image.shape}")
+            raise InvalidArgumentError(f"Expected an (H, W, 3) RGB array, got shape {image.shape}")
         pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
         pixels = prepare_image(pil, size)
         query = {"image": pil, "label": "", "product_id": None}
@@ -146,26 +146,7 @@ def _embed_query(
         raise TypeError(f"Expected image to be a path, PIL image or array, got {type(image).__name__}")
     # Decode first, so a bad file is reported before seconds are spent on the model.
     if extractor is None:
-        extractor = extractor_for(meta)
+        extractor = embedded.query_extractor()
     else:
         check_extractor_matches(meta, extractor_info(extractor))
     return embed_arrays(pixels[None], extractor), query
-
-
-def extractor_for(meta: dict[str, Any]) -> keras.Model:
-    """Build the extractor an index was made with, from its ``meta.json`` contents.
-
-    Raises:
-        FileNotFoundError: The index used a weights file that is no longer there.
-    """
-    weights = meta["weights"]
-    seed = 0
-    if weights.startswith("random(seed="):
-        seed, weights = int(weights[len("random(seed=") : -1]), None
-    elif weights.startswith("file:"):
-        weights = meta.get("weights_path") or weights[len("file:") :]
-        if not Path(weights).is_file():
-            raise FileNotFoundError(
-                f"the index was built with the weights file {weights}, which is not there; pass its path"
-            )
-    return build_extractor(weights, int(meta["image_size"]), seed=seed)

@@ -1,314 +1,425 @@
-"""A catalog with its embeddings, and how it is saved to and loaded from a folder.
+"""Saving an :class:`~simrec.embedded.EmbeddedCatalog` to an index folder, and loading it.
 
-An index folder holds four files:
+An index folder (format 2) holds:
 
-* ``catalog.csv``: one row per embedded photo (``product_id``, ``path``, ``label``,
+* ``meta.json``, the manifest: model, weights, image size, preprocessing, precision,
+  simrec version, counts, and the name, size and SHA-256 of each data file below;
+* ``catalog-GEN.csv``: one row per embedded photo (``product_id``, ``path``, ``label``,
   ``size_bytes``, ``sha256`` and any metadata columns); paths inside the folder are
   stored relative to it, so the folder can be moved or copied to Google Drive;
-* ``embeddings.npy``: ``(n_items, 2048)`` float32, row ``i`` belongs to catalog row ``i``;
-* ``failures.csv``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
-* ``meta.json``: model, weights, image size, preprocessing, precision, simrec version,
-  counts, and the size and SHA-256 of the three other files.
+* ``embeddings-GEN.npy``: ``(n_items, dim)`` float32, row ``i`` belongs to catalog row ``i``;
+* ``inverse_norms-GEN.npy``: ``(n_items,)`` float32 ``1 / ||row||``, so search needs no
+  pass over the embeddings;
+* ``failures-GEN.csv``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
+* ``images-GEN/``: the photos of a zip source, when there is one.
 
-Files are written to a staging folder first and moved into place with ``meta.json``
-last, so an interrupted save never leaves a folder that loads; a damaged, truncated or
-mismatched folder is refused with a message saying what is wrong.
+``GEN`` names one generation of the index. A save writes the new generation's files
+under new names, then writes the manifest to a temporary file, fsyncs it and renames it
+over ``meta.json``: that rename is the commit. Only then are the previous generation's
+files removed. Readers read the manifest first and then only the files it names, so at
+every instant, whatever kills the writer, the folder loads as the previous version or
+the new one, never neither and never a mix. Opening checks sizes and shapes, not
+checksums, so it costs time in proportion to the rows, not to the bytes;
+:func:`verify_index` (``simrec verify``) reads everything and checks every checksum.
+Format 1 folders (``catalog.csv``, ``embeddings.npy``, ``failures.csv``) still load, and
+become format 2 at their next save.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
-import signal
-import tempfile
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from simrec.catalog import CATALOG_COLUMNS, SKIPPED_COLUMNS
-from simrec.errors import IndexIntegrityError
-from simrec.index import SimilarityIndex
-from simrec.model import UNTRAINED_WARNING, ExtractorInfo, extractor_info
-
-if TYPE_CHECKING:
-    import keras
-
-    from simrec.embed import EmbeddingResult
+from simrec.checksum import file_fingerprint
+from simrec.crashpoints import crash_point
+from simrec.durability import fsync_file, fsync_folder
+from simrec.embedded import FORMAT_VERSION, EmbeddedCatalog, assemble
+from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
+from simrec.locking import writer_lock
+from simrec.neighbors import compute_inverse_norms
+from simrec.signals import deferred_interrupt
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-CATALOG_FILE, EMBEDDINGS_FILE, FAILURES_FILE, META_FILE = (
-    "catalog.csv",
-    "embeddings.npy",
-    "failures.csv",
-    "meta.json",
-)
-_DATA_FILES = (CATALOG_FILE, EMBEDDINGS_FILE, FAILURES_FILE)
-_MATCH_KEYS = ("model", "weights", "image_size", "preprocessing")
+META_FILE = "meta.json"
+ROLES = ("catalog", "embeddings", "inverse_norms", "failures")
+_SUFFIX = {"catalog": ".csv", "embeddings": ".npy", "inverse_norms": ".npy", "failures": ".csv"}
+_GENERATION_FILE = re.compile(r"^(catalog|embeddings|inverse_norms|failures)-\d{6}-[0-9a-f]{8}\.(csv|npy)$")
+_GENERATION_FOLDER = re.compile(r"^images-\d{6}-[0-9a-f]{8}$")
+_LEFTOVER = re.compile(r"^\.(meta\.json\..*\.tmp|images-.*|staging-.*|write-test-.*)$")
+_FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "failures": "failures.csv"}
 
 
-@dataclass
-class CatalogIndex:
-    """The embedded catalog: what :func:`save_index` writes and :func:`load_index` reads.
-
-    Attributes:
-        catalog: One row per embedded photo: ``product_id``, ``path``, ``label``, ...
-        embeddings: ``(n_items, dim)`` float32, aligned with ``catalog`` rows.
-        meta: Model, weights, image size, preprocessing, precision, counts, versions.
-        failures: Files given but not embedded: ``path``, ``reason``, ``stage``.
-    """
-
-    catalog: pd.DataFrame
-    embeddings: np.ndarray
-    meta: dict[str, Any]
-    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
-
-    def __post_init__(self) -> None:
-        self._index: SimilarityIndex | None = None
-        if len(self.catalog) != len(self.embeddings):
-            raise ValueError(f"catalog has {len(self.catalog)} rows but embeddings has {len(self.embeddings)}")
-
-    def __len__(self) -> int:
-        return len(self.catalog)
-
-    @classmethod
-    def from_embeddings(cls, catalog: pd.DataFrame, result: EmbeddingResult, extractor: keras.Model) -> CatalogIndex:
-        """Keep the embedded rows of a catalog and account for every file that was not.
-
-        Args:
-            catalog: From :func:`simrec.load_catalog`.
-            result: :class:`simrec.embed.EmbeddingResult` of ``catalog.path``.
-            extractor: The extractor that made the embeddings.
-
-        Returns:
-            A :class:`CatalogIndex` whose ``failures`` are the catalog's skipped files
-            plus the files that failed to decode.
-        """
-        if len(result.ok) != len(catalog):
-            raise ValueError(f"embeddings are for {len(result.ok)} files but the catalog has {len(catalog)}")
-        kept = catalog.loc[result.ok].reset_index(drop=True)
-        failures = pd.concat(
-            [frame for frame in (catalog.attrs.get("skipped"), result.failures) if frame is not None and len(frame)]
-            or [pd.DataFrame(columns=SKIPPED_COLUMNS)],
-            ignore_index=True,
-        )
-        kept.attrs = {}
-        meta = make_meta(extractor_info(extractor), len(kept), result.embeddings.shape[1], len(failures))
-        meta["root"] = catalog.attrs.get("root", "")
-        return cls(kept, np.ascontiguousarray(result.embeddings[result.ok]), meta, failures)
-
-    @property
-    def index(self) -> SimilarityIndex:
-        """The fitted :class:`SimilarityIndex` over ``embeddings`` (built on first use)."""
-        if self._index is None:
-            self._index = SimilarityIndex().fit(self.embeddings)
-        return self._index
-
-    @property
-    def warning(self) -> str | None:
-        """A warning to show beside results, or None when the weights are pretrained."""
-        return None if self.meta.get("pretrained", True) else UNTRAINED_WARNING
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Same as :func:`save_index`."""
-        return save_index(self, directory)
+def new_generation(directory: str | os.PathLike) -> str:
+    """A fresh generation name for the next save into ``directory`` (``000004-1f2e3d4c``)."""
+    try:
+        previous = read_manifest(directory).get("generation", "000000-")
+        number = int(str(previous).split("-")[0]) + 1
+    except (MissingFileError, IndexIntegrityError, ValueError):
+        number = 1
+    return f"{number:06d}-{secrets.token_hex(4)}"
 
 
-def make_meta(info: ExtractorInfo, count: int, dim: int, n_failures: int) -> dict[str, Any]:
-    """The ``meta.json`` contents for an index built with the given extractor."""
-    from simrec import __version__
+def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, generation: str | None = None) -> Path:
+    """Commit ``embedded`` as the new version of the index folder ``directory``.
 
-    meta = info.to_dict()
-    meta.update(
-        format_version=FORMAT_VERSION,
-        simrec_version=__version__,
-        count=int(count),
-        dim=int(dim),
-        failures=int(n_failures),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    return meta
-
-
-def save_index(catalog_index: CatalogIndex, directory: str | os.PathLike) -> Path:
-    """Write an index folder atomically (see the module docstring for its files).
+    The previous version stays loadable until the single commit (see the module
+    docstring). One writer at a time: the folder's writer lock is held throughout.
 
     Args:
-        catalog_index: What to save.
-        directory: The index folder; created if missing. Other files in it (such as
-            extracted ``images/``) are left alone.
+        embedded: What to save.
+        directory: The index folder; created if missing. Files simrec did not write are
+            left alone.
+        generation: Name of the new generation (default: a fresh one); ``simrec index``
+            passes the one its extracted photos already use.
 
     Returns:
         The folder path.
 
     Raises:
-        PermissionError: The folder cannot be written.
+        NotWritableError: The folder cannot be written.
+        IndexLockedError: Another process is writing the folder.
+        InvalidArgumentError: The embeddings hold NaN or infinite values.
     """
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
     except OSError as error:
-        raise PermissionError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
-    try:
-        catalog = catalog_index.catalog.copy()
-        catalog["path"] = [_relative_to(p, directory) for p in catalog["path"]]
-        catalog.to_csv(staging / CATALOG_FILE, index=False)
-        np.save(staging / EMBEDDINGS_FILE, np.asarray(catalog_index.embeddings, dtype=np.float32))
-        catalog_index.failures.to_csv(staging / FAILURES_FILE, index=False)
-        meta = dict(catalog_index.meta)
-        meta.update(
-            count=len(catalog), dim=int(catalog_index.embeddings.shape[1]), failures=len(catalog_index.failures)
-        )
-        meta["files"] = {name: file_fingerprint(staging / name) for name in _DATA_FILES}
-        (staging / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        with deferred_interrupt():
-            for name in (*_DATA_FILES, META_FILE):
-                os.replace(staging / name, directory / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    logger.info("saved index of %d items to %s", len(catalog_index), directory)
+        raise NotWritableError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
+    embeddings = np.asarray(embedded.embeddings, dtype=np.float32)
+    inverse_norms = compute_inverse_norms(embeddings)
+    if not np.isfinite(inverse_norms).all():
+        bad = np.flatnonzero(~np.isfinite(inverse_norms))
+        raise InvalidArgumentError(f"embeddings hold NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
+    with writer_lock(directory):
+        generation = generation or new_generation(directory)
+        names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in ROLES}
+        temporary = directory / f".meta.json.{generation}.tmp"
+        committed = False
+        try:
+            files, photo_folders = _write_data(embedded, embeddings, inverse_norms, directory, names)
+            meta = dict(embedded.meta)
+            meta.update(
+                format_version=FORMAT_VERSION,
+                photo_folders=photo_folders,
+                generation=generation,
+                count=len(embedded.catalog),
+                dim=int(embeddings.shape[1]),
+                failures=len(embedded.failures),
+                files=files,
+            )
+            _write_manifest(temporary, meta)
+            with deferred_interrupt():
+                os.replace(temporary, directory / META_FILE)  # the commit
+                committed = True
+                crash_point("committed")
+        except BaseException as error:
+            if committed:  # e.g. Ctrl-C held back during the commit: the new version stands
+                raise
+            for path in [temporary, *(directory / name for name in names.values())]:
+                path.unlink(missing_ok=True)
+            if isinstance(error, OSError) and not isinstance(error, NotWritableError):
+                raise NotWritableError(
+                    f"cannot write the index {directory}: {error}; the previous version is unchanged"
+                ) from error
+            raise
+        fsync_folder(directory)
+        remove_unreferenced(directory)
+    logger.info("saved index of %d items to %s (generation %s)", len(embedded), directory, generation)
     return directory
 
 
-def load_index(directory: str | os.PathLike, *, mmap: bool = False) -> CatalogIndex:
-    """Read an index folder, checking that its pieces agree.
+def save_vectors(
+    catalog: pd.DataFrame,
+    vectors: np.ndarray,
+    directory: str | os.PathLike,
+    *,
+    model: str,
+) -> Path:
+    """Write an index folder from vectors computed outside simrec.
+
+    ``load_index``, ``recommend(product_id=...)``, ``simrec query --id`` and ``simrec
+    evaluate`` work on it; photo queries do not (simrec cannot run the outside model),
+    and a later ``simrec index`` into the folder refuses unless ``--rebuild``.
+
+    Args:
+        catalog: One row per vector with ``product_id`` (unique) and optionally
+            ``path`` and ``label``.
+        vectors: ``(len(catalog), dim)`` finite numbers, one row per catalog row.
+        model: A short description of what made the vectors, e.g. ``"clip-vit-b32"``.
+
+    Returns:
+        The folder path.
+
+    Example:
+        >>> save_vectors(products, clip_vectors, "clip-index", model="clip-vit-b32")  # doctest: +SKIP
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidArgumentError(f"Expected model to be a short non-empty description, got {model!r}")
+    if not isinstance(catalog, pd.DataFrame) or "product_id" not in catalog.columns:
+        raise InvalidArgumentError("Expected catalog to be a DataFrame with a 'product_id' column")
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(catalog):
+        raise InvalidArgumentError(f"Expected vectors of shape ({len(catalog)}, dim), got {vectors.shape}")
+    catalog = catalog.reset_index(drop=True).copy()
+    catalog["product_id"] = catalog["product_id"].astype(str)
+    if catalog["product_id"].duplicated().any():
+        raise InvalidArgumentError("catalog has duplicate product_id values")
+    for column in ("path", "label"):
+        if column not in catalog.columns:
+            catalog[column] = ""
+    embedded = assemble(
+        catalog,
+        vectors,
+        np.ones(len(catalog), dtype=bool),
+        [],
+        {"model": model.strip(), "weights": "external", "pretrained": True, "image_size": None},
+    )
+    return save_index(embedded, directory)
+
+
+def load_index(directory: str | os.PathLike, *, mmap: bool = False, verify: bool = False) -> EmbeddedCatalog:
+    """Open an index folder.
+
+    Opening reads the manifest, the catalog and the stored inverse norms, and checks the
+    files' sizes and shapes; its cost grows with the rows, not the bytes. Checksums are
+    checked only with ``verify=True`` (or ``simrec verify``).
 
     Args:
         directory: Folder written by :func:`save_index` or ``simrec index``.
-        mmap: Memory-map ``embeddings.npy`` instead of reading it (large catalogs).
+        mmap: Memory-map the embeddings instead of reading them (large catalogs).
+        verify: Also check every checksum and that every vector is finite.
 
     Returns:
-        The :class:`CatalogIndex`.
+        The :class:`~simrec.embedded.EmbeddedCatalog`.
 
     Raises:
-        FileNotFoundError: The folder does not exist.
+        MissingFileError: The folder does not exist.
         IndexIntegrityError: Missing, damaged or inconsistent files.
 
     Example:
-        >>> catalog_index = load_index("simrec-demo/index")  # doctest: +SKIP
+        >>> embedded = load_index("simrec-demo/index", mmap=True)  # doctest: +SKIP
+    """
+    directory = Path(directory)
+    for attempt in range(3):
+        meta = read_manifest(directory)
+        try:
+            return _load_files(directory, meta, mmap, verify)
+        except FileNotFoundError:
+            # A writer may have committed and removed the files this manifest named.
+            if attempt == 2 or read_manifest(directory).get("generation") == meta.get("generation"):
+                raise IndexIntegrityError(
+                    f"{directory} is not a complete simrec index: a file named by meta.json is missing"
+                ) from None
+    raise AssertionError("unreachable")
+
+
+def verify_index(directory: str | os.PathLike) -> EmbeddedCatalog:
+    """Check everything in an index folder: checksums, shapes, finite vectors.
+
+    Raises:
+        MissingFileError: The folder does not exist.
+        IndexIntegrityError: What is damaged, naming the file.
+    """
+    return load_index(directory, verify=True)
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``meta.json`` of an index folder.
+
+    Raises:
+        MissingFileError: No folder, or no ``meta.json`` in it.
+        IndexIntegrityError: ``meta.json`` is damaged or of an unknown format.
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"index folder not found: {directory}")
-    missing = [name for name in (META_FILE, *_DATA_FILES) if not (directory / name).is_file()]
-    if missing:
-        raise IndexIntegrityError(f"{directory} is not a complete simrec index: missing {', '.join(missing)}")
-    meta = _read_meta(directory)
-    for name in _DATA_FILES:
-        expected = meta["files"].get(name)
-        if expected != file_fingerprint(directory / name):
-            raise IndexIntegrityError(
-                f"{directory / name} does not match meta.json (modified, truncated or only partly "
-                "written); rebuild the index with 'simrec index ... --rebuild'"
-            )
-    embeddings = _read_embeddings(directory / EMBEDDINGS_FILE, mmap)
-    catalog = pd.read_csv(directory / CATALOG_FILE, dtype={"product_id": str, "label": str}, keep_default_na=False)
-    failures = pd.read_csv(directory / FAILURES_FILE, dtype=str, keep_default_na=False)
-    _check_consistent(directory, meta, catalog, embeddings, failures)
-    base = directory.absolute()
-    catalog["path"] = [p if os.path.isabs(p) else str(base / p) for p in catalog["path"]]
-    return CatalogIndex(catalog, embeddings, meta, failures)
-
-
-def check_extractor_matches(meta: dict[str, Any], info: ExtractorInfo) -> None:
-    """Refuse to compare a query embedded differently from the catalog.
-
-    Raises:
-        IndexIntegrityError: Model, weights, image size or preprocessing differ.
-    """
-    actual = info.to_dict()
-    different = [key for key in _MATCH_KEYS if meta.get(key) != actual[key]]
-    if different:
-        details = "; ".join(f"{k}: index {meta.get(k)!r}, extractor {actual[k]!r}" for k in different)
-        raise IndexIntegrityError(f"the index was built with a different extractor ({details})")
-
-
-def _relative_to(path: str, directory: Path) -> str:
-    absolute = Path(path).absolute()
+        raise MissingFileError(f"index folder not found: {directory}")
+    path = directory / META_FILE
     try:
-        return absolute.relative_to(directory.absolute()).as_posix()
-    except ValueError:
-        return str(absolute)
-
-
-def file_fingerprint(path: str | os.PathLike) -> dict[str, Any]:
-    """Size and SHA-256 of a file, read in blocks: ``{"bytes": n, "sha256": hex}``."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(4 * 1024 * 1024):
-            digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _read_meta(directory: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads((directory / META_FILE).read_text())
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MissingFileError(f"{directory} is not a simrec index: it has no {META_FILE}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise IndexIntegrityError(f"{directory / META_FILE} is damaged: {error}") from None
-    required = ("format_version", "model", "weights", "image_size", "preprocessing", "count", "dim", "files")
+        raise IndexIntegrityError(f"{path} is damaged: {error}") from None
+    required = ("format_version", "model", "weights", "count", "dim", "files")
     absent = [key for key in required if key not in meta] if isinstance(meta, dict) else list(required)
     if absent:
-        raise IndexIntegrityError(f"{directory / META_FILE} lacks {', '.join(absent)}")
-    if meta["format_version"] != FORMAT_VERSION:
+        raise IndexIntegrityError(f"{path} lacks {', '.join(absent)}")
+    if meta["format_version"] not in (1, FORMAT_VERSION):
         raise IndexIntegrityError(
-            f"{directory} uses index format {meta['format_version']}, this simrec reads {FORMAT_VERSION}"
+            f"{directory} uses index format {meta['format_version']}; this simrec reads formats 1 and "
+            f"{FORMAT_VERSION} (upgrade simrec)"
         )
     return meta
 
 
-def _read_embeddings(path: Path, mmap: bool) -> np.ndarray:
+def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
+    """Remove what simrec wrote in ``directory`` that the manifest does not name.
+
+    That is older generations' files and photo folders, and the leftovers of writes that
+    were interrupted. Call only with the writer lock held.
+
+    Returns:
+        The names removed.
+    """
+    directory = Path(directory)
+    meta = read_manifest(directory)
+    keep = {entry["name"] for entry in meta["files"].values()} if meta["format_version"] > 1 else set()
+    keep |= set(meta.get("photo_folders", []))
+    removed = []
+    for entry in sorted(os.listdir(directory)):
+        ours = _GENERATION_FILE.match(entry) or _GENERATION_FOLDER.match(entry) or _LEFTOVER.match(entry)
+        format_1 = meta["format_version"] > 1 and entry in (*_FORMAT_1_FILES.values(), "images")
+        if entry in keep or not (ours or format_1):
+            continue
+        if entry == "images" and not (directory / entry / ".simrec-extracted").exists():
+            continue  # a folder simrec did not create
+        path = directory / entry
+        crash_point("cleanup")
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(entry)
+    if removed:
+        fsync_folder(directory)
+        logger.info("removed %s from %s", ", ".join(removed), directory)
+    return removed
+
+
+def _write_data(
+    embedded: EmbeddedCatalog,
+    embeddings: np.ndarray,
+    inverse_norms: np.ndarray,
+    directory: Path,
+    names: dict[str, str],
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Write the data files; return their manifest entries and the photo folders the catalog uses."""
+    catalog = embedded.catalog.copy()
+    catalog["path"] = [_relative_to(p, directory) for p in catalog["path"]]
+    writers = {
+        "catalog": lambda handle: catalog.to_csv(handle, index=False),
+        "embeddings": lambda handle: np.save(handle, embeddings),
+        "inverse_norms": lambda handle: np.save(handle, inverse_norms),
+        "failures": lambda handle: embedded.failures.to_csv(handle, index=False),
+    }
+    files = {}
+    for role in ROLES:
+        path = directory / names[role]
+        binary = _SUFFIX[role] == ".npy"
+        with open(path, "xb" if binary else "x", **({} if binary else {"newline": ""})) as handle:
+            writers[role](handle)
+            fsync_file(handle)
+        crash_point("data-file")
+        files[role] = {"name": names[role], **file_fingerprint(path)}
+    photo_folders = {Path(p).parts[0] for p in catalog["path"] if p and not os.path.isabs(p) and len(Path(p).parts) > 1}
+    return files, sorted(photo_folders)
+
+
+def _write_manifest(temporary: Path, meta: dict[str, Any]) -> None:
+    with open(temporary, "x") as handle:
+        handle.write(json.dumps(meta, indent=2) + "\n")
+        fsync_file(handle)
+    crash_point("manifest-written")
+
+
+def _load_files(directory: Path, meta: dict[str, Any], mmap: bool, verify: bool) -> EmbeddedCatalog:
+    if meta["format_version"] == 1:
+        files = {role: {"name": name, **meta["files"].get(name, {})} for role, name in _FORMAT_1_FILES.items()}
+    else:
+        files = meta["files"]
+    missing = [role for role in ("catalog", "embeddings", "failures") if role not in files]
+    if missing:
+        raise IndexIntegrityError(f"{directory / META_FILE} names no {', '.join(missing)} file")
+    for entry in files.values():
+        path = directory / entry["name"]
+        size = path.stat().st_size  # FileNotFoundError: see load_index
+        if "bytes" in entry and size != entry["bytes"]:
+            raise IndexIntegrityError(
+                f"{path} has {size} bytes but meta.json says {entry['bytes']} (truncated, modified or only "
+                "partly written); rebuild the index with 'simrec index ... --rebuild'"
+            )
+        if verify and entry.get("sha256") != file_fingerprint(path)["sha256"]:
+            raise IndexIntegrityError(
+                f"{path} does not match its checksum in meta.json (modified or damaged); "
+                "rebuild the index with 'simrec index ... --rebuild'"
+            )
+    embeddings = _read_array(directory / files["embeddings"]["name"], mmap)
+    inverse_norms = None
+    if "inverse_norms" in files:
+        inverse_norms = _read_array(directory / files["inverse_norms"]["name"], mmap)
+    catalog = pd.read_csv(
+        directory / files["catalog"]["name"],
+        dtype={"product_id": str, "label": str, "path": str},
+        keep_default_na=False,
+    )
+    failures = pd.read_csv(directory / files["failures"]["name"], dtype=str, keep_default_na=False)
+    _check_consistent(directory, meta, catalog, embeddings, inverse_norms, failures, verify)
+    base = directory.absolute()
+    catalog["path"] = [p if not p or os.path.isabs(p) else str(base / p) for p in catalog["path"]]
+    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms)
+    return embedded
+
+
+def _read_array(path: Path, mmap: bool) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
         raise IndexIntegrityError(f"{path} is damaged or truncated: {error}") from None
 
 
 def _check_consistent(
-    directory: Path, meta: dict, catalog: pd.DataFrame, embeddings: np.ndarray, failures: pd.DataFrame
+    directory: Path,
+    meta: dict,
+    catalog: pd.DataFrame,
+    embeddings: np.ndarray,
+    inverse_norms: np.ndarray | None,
+    failures: pd.DataFrame,
+    verify: bool,
 ) -> None:
     problems = []
     if embeddings.ndim != 2 or embeddings.dtype != np.float32:
         problems.append(f"embeddings are {embeddings.dtype} {embeddings.shape}, expected 2-D float32")
     elif embeddings.shape != (meta["count"], meta["dim"]):
         problems.append(f"embeddings shape {embeddings.shape} but meta.json says ({meta['count']}, {meta['dim']})")
+    if inverse_norms is not None and inverse_norms.shape != (len(embeddings),):
+        problems.append(f"inverse norms have shape {inverse_norms.shape}, expected ({len(embeddings)},)")
     if len(catalog) != len(embeddings):
-        problems.append(f"catalog.csv has {len(catalog)} rows but embeddings.npy has {len(embeddings)}")
+        problems.append(f"the catalog has {len(catalog)} rows but the embeddings have {len(embeddings)}")
     absent = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
     if absent:
-        problems.append(f"catalog.csv lacks columns {absent}")
+        problems.append(f"the catalog lacks columns {absent}")
     elif catalog["product_id"].duplicated().any():
-        problems.append("catalog.csv has duplicate product_id values")
+        problems.append("the catalog has duplicate product_id values")
     if [c for c in SKIPPED_COLUMNS if c not in failures.columns]:
-        problems.append(f"failures.csv must have columns {SKIPPED_COLUMNS}")
-    if not problems and not np.isfinite(embeddings).all():
-        problems.append("embeddings.npy contains NaN or infinite values")
+        problems.append(f"the failures table must have columns {SKIPPED_COLUMNS}")
+    if not problems and (verify or inverse_norms is None):
+        computed = compute_inverse_norms(embeddings)
+        if not np.isfinite(computed).all():
+            problems.append("the embeddings contain NaN or infinite values")
+        elif inverse_norms is not None and not np.allclose(computed, inverse_norms, rtol=1e-5, atol=0):
+            problems.append("the stored inverse norms do not match the embeddings")
     if problems:
         raise IndexIntegrityError(f"{directory} is inconsistent: " + "; ".join(problems))
 
 
-@contextlib.contextmanager
-def deferred_interrupt():
-    """Hold Ctrl-C back for the few renames that swap an index into place."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+def _relative_to(path: str, directory: Path) -> str:
+    if not path:
+        return path
+    absolute = Path(path).absolute()
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
+        return absolute.relative_to(directory.absolute()).as_posix()
+    except ValueError:
+        return str(absolute)

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from simrec.errors import InvalidArgumentError
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 35),
     "blue": (30, 70, 190),
@@ -86,9 +88,9 @@ def make_synthetic_catalog(
     shapes = [s for s in SHAPES if s != "mug"] if shapes is None else shapes
     unknown = [c for c in colours if c not in COLOURS] + [s for s in shapes if s not in SHAPES]
     if unknown:
-        raise ValueError(f"Unknown colours/shapes {unknown}; choose from {list(COLOURS)} and {list(SHAPES)}")
+        raise InvalidArgumentError(f"Unknown colours/shapes {unknown}; choose from {list(COLOURS)} and {list(SHAPES)}")
     if n_variants < 1:
-        raise ValueError(f"Expected n_variants >= 1, got {n_variants}")
+        raise InvalidArgumentError(f"Expected n_variants >= 1, got {n_variants}")
     rng = np.random.default_rng(seed)
     zip_path = Path(zip_path)
     zip_path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,10 +69,10 @@ def extractor():
 
 
 @pytest.fixture
-def catalog_index(colour_tree, extractor):
+def embedded(colour_tree, extractor):
     """The 12-photo colour catalog, embedded with the small extractor."""
-    from simrec import CatalogIndex, embed_images, load_catalog
+    from simrec import EmbeddedCatalog, embed_images, load_catalog
 
-    catalog = load_catalog(colour_tree)
+    catalog, skipped = load_catalog(colour_tree)
     result = embed_images(catalog["path"], extractor, verbose=False)
-    return CatalogIndex.from_embeddings(catalog, result, extractor)
+    return EmbeddedCatalog.from_embeddings(catalog, result, extractor, skipped)

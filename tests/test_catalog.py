@@ -8,7 +8,7 @@ from simrec import load_catalog
 
 
 def test_zip_becomes_sorted_catalog_with_labels(colour_zip, tmp_path):
-    catalog = load_catalog(colour_zip, extract_to=tmp_path / "out")
+    catalog, skipped = load_catalog(colour_zip, extract_to=tmp_path / "out")
     assert list(catalog.columns[:3]) == ["product_id", "path", "label"]
     assert len(catalog) == 12
     assert catalog["product_id"].tolist() == sorted(catalog["product_id"])
@@ -19,8 +19,7 @@ def test_zip_becomes_sorted_catalog_with_labels(colour_zip, tmp_path):
 
 
 def test_zip_junk_is_listed_not_lost(colour_zip, tmp_path):
-    catalog = load_catalog(colour_zip, extract_to=tmp_path / "out")
-    skipped = catalog.attrs["skipped"]
+    catalog, skipped = load_catalog(colour_zip, extract_to=tmp_path / "out")
     assert set(skipped.columns) == {"path", "reason", "stage"}
     assert len(skipped) == 3
     reasons = dict(zip(skipped["path"], skipped["reason"]))
@@ -29,7 +28,7 @@ def test_zip_junk_is_listed_not_lost(colour_zip, tmp_path):
 
 
 def test_default_extraction_is_next_to_the_zip(colour_zip):
-    catalog = load_catalog(colour_zip)
+    catalog, skipped = load_catalog(colour_zip)
     assert (colour_zip.parent / "Colors_Products_extracted" / "Colors_Products" / "red" / "item_1.jpg").is_file()
     assert len(catalog) == 12
 
@@ -38,7 +37,7 @@ def test_directory_source_and_same_names_in_different_folders(tmp_path):
     write_image(tmp_path / "shop" / "red" / "shirt.jpg")
     write_image(tmp_path / "shop" / "blue" / "shirt.jpg")
     write_image(tmp_path / "shop" / "loose.png")
-    catalog = load_catalog(tmp_path / "shop")
+    catalog, skipped = load_catalog(tmp_path / "shop")
     assert catalog["product_id"].tolist() == ["blue/shirt", "loose", "red/shirt"]
     assert catalog["label"].tolist() == ["blue", "", "red"]
 
@@ -47,22 +46,22 @@ def test_same_id_with_two_extensions_keeps_one_and_lists_the_other(tmp_path):
     write_image(tmp_path / "c" / "red" / "a.jpg")
     write_image(tmp_path / "c" / "red" / "a.png")
     write_image(tmp_path / "c" / "blue" / "b.png")
-    catalog = load_catalog(tmp_path / "c")
+    catalog, skipped = load_catalog(tmp_path / "c")
     assert catalog["product_id"].tolist() == ["blue/b", "red/a"]
-    assert "duplicate product_id" in catalog.attrs["skipped"]["reason"].iloc[0]
+    assert "duplicate product_id" in skipped["reason"].iloc[0]
 
 
 def test_extensions_any_case(tmp_path):
     for i, suffix in enumerate([".JPG", ".Jpeg", ".PNG", ".webp", ".bmp", ".gif", ".TIF", ".tiff"]):
         write_image(tmp_path / "c" / "x" / f"p{i}{suffix}")
-    assert len(load_catalog(tmp_path / "c")) == 8
+    assert len(load_catalog(tmp_path / "c")[0]) == 8
 
 
 def test_list_of_paths(tmp_path):
     paths = [write_image(tmp_path / "red" / "a.jpg"), write_image(tmp_path / "blue" / "b.jpg")]
-    catalog = load_catalog([str(p) for p in paths] + [str(tmp_path / "missing.jpg")])
+    catalog, skipped = load_catalog([str(p) for p in paths] + [str(tmp_path / "missing.jpg")])
     assert catalog["product_id"].tolist() == ["blue/b", "red/a"]
-    assert catalog.attrs["skipped"]["reason"].tolist() == ["skipped: file not found"]
+    assert skipped["reason"].tolist() == ["skipped: file not found"]
 
 
 def test_metadata_join(tmp_path):
@@ -70,7 +69,7 @@ def test_metadata_join(tmp_path):
     write_image(tmp_path / "c" / "blue" / "b.jpg")
     meta = tmp_path / "meta.csv"
     pd.DataFrame({"product_id": ["red/a"], "price": [9.5], "label": ["shirts"]}).to_csv(meta, index=False)
-    catalog = load_catalog(tmp_path / "c", metadata=meta).set_index("product_id")
+    catalog = load_catalog(tmp_path / "c", metadata=meta)[0].set_index("product_id")
     assert catalog.loc["red/a", "price"] == 9.5
     assert catalog.loc["red/a", "label"] == "red" and catalog.loc["red/a", "label_meta"] == "shirts"
     assert pd.isna(catalog.loc["blue/b", "price"])
@@ -123,9 +122,9 @@ def test_extraction_never_overwrites_a_users_folder(colour_zip, tmp_path):
 
 def test_reextraction_drops_files_removed_from_the_zip(colour_zip, tmp_path):
     target = tmp_path / "out"
-    assert len(load_catalog(colour_zip, extract_to=target)) == 12
+    assert len(load_catalog(colour_zip, extract_to=target)[0]) == 12
     smaller = tmp_path / "smaller.zip"
     with zipfile.ZipFile(colour_zip) as src, zipfile.ZipFile(smaller, "w") as dst:
         for info in src.infolist()[:5]:
             dst.writestr(info, src.read(info))
-    assert len(load_catalog(smaller, extract_to=target)) == 5
+    assert len(load_catalog(smaller, extract_to=target)[0]) == 5

@@ -34,12 +34,13 @@ def built(tmp_path_factory):
 
 def test_index_counts_and_files(built, capsys):
     _, out = built
-    assert (out / "images" / "Colors_Products" / "red" / "shirt_1.jpg").is_file()
-    for name in ("catalog.csv", "embeddings.npy", "meta.json", "failures.csv"):
-        assert (out / name).is_file()
     meta = json.loads((out / "meta.json").read_text())
+    (photos,) = meta["photo_folders"]
+    assert (out / photos / "Colors_Products" / "red" / "shirt_1.jpg").is_file()
+    for role in ("catalog", "embeddings", "inverse_norms", "failures"):
+        assert (out / meta["files"][role]["name"]).is_file()
     assert meta["count"] == N and meta["failures"] == 2 and meta["weights"] == "random(seed=0)"
-    failures = (out / "failures.csv").read_text()
+    failures = (out / meta["files"]["failures"]["name"]).read_text()
     assert "broken.jpg" in failures and "__MACOSX" in failures
 
 
@@ -67,7 +68,8 @@ def test_query_by_id_json_excludes_itself(built, capsys):
 def test_query_with_an_exact_copy_of_a_catalog_photo(built, tmp_path, capsys):
     _, out = built
     copy = tmp_path / "my_photo.jpg"
-    shutil.copy(out / "images" / "Colors_Products" / "blue" / "bag_2.jpg", copy)
+    (photos,) = json.loads((out / "meta.json").read_text())["photo_folders"]
+    shutil.copy(out / photos / "Colors_Products" / "blue" / "bag_2.jpg", copy)
     plot = tmp_path / "grid.png"
     assert main(["query", str(out), "--image", str(copy), "-k", "3", "--format", "json", "--plot", str(plot)]) == 0
     results = json.loads(capsys.readouterr().out)["results"]

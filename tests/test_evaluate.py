@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from simrec import SimilarityIndex, evaluate
+from simrec import CosineNeighbors, evaluate
 
 
 def test_perfect_clusters_score_one():
@@ -9,7 +9,7 @@ def test_perfect_clusters_score_one():
     centres = np.eye(3) * 10
     data = np.vstack([c + rng.normal(0, 0.1, size=(4, 3)) for c in centres])
     labels = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
-    report = evaluate(SimilarityIndex().fit(data), labels, k=3)
+    report = evaluate(CosineNeighbors().fit(data), labels, k=3)
     assert report["precision_at_k"] == pytest.approx(1.0) and report["map_at_k"] == pytest.approx(1.0)
     assert report["n"] == 12 and set(report["per_label"]) == {"a", "b", "c"}
     assert report["chance_precision"] == pytest.approx(3 / 11)
@@ -20,7 +20,7 @@ def test_hand_computed_precision_and_average_precision():
     angles = np.radians([0, 5, 10, 60, 65])
     data = np.c_[np.cos(angles), np.sin(angles)]
     labels = ["x", "y", "x", "y", ""]  # the unlabelled item is never a query
-    report = evaluate(SimilarityIndex().fit(data), labels, k=2)
+    report = evaluate(CosineNeighbors().fit(data), labels, k=2)
     # item0 neighbours: 1(y), 2(x) -> P=1/2, AP=(1/2)/min(2,1)=0.5
     # item1 neighbours: 0(x), 2(x) -> P=0, AP=0
     # item2 neighbours: 1(y), 0(x) -> P=1/2, AP=0.5
@@ -32,7 +32,7 @@ def test_hand_computed_precision_and_average_precision():
 
 
 def test_evaluate_errors():
-    index = SimilarityIndex().fit(np.eye(3))
+    index = CosineNeighbors().fit(np.eye(3))
     with pytest.raises(ValueError, match="Expected 3 labels"):
         evaluate(index, ["a", "b"])
     with pytest.raises(ValueError, match="No label is shared"):

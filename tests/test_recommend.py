@@ -6,8 +6,8 @@ from PIL import Image
 from simrec import IndexIntegrityError, build_extractor, plot_recommendation_grid, plot_recommendations, recommend
 
 
-def test_similar_to_a_product(catalog_index):
-    results = recommend(catalog_index, product_id="red/item_1", n_neighbors=3)
+def test_similar_to_a_product(embedded):
+    results = recommend(embedded, product_id="red/item_1", n_neighbors=3)
     assert list(results.columns) == ["rank", "product_id", "path", "label", "distance"]
     assert results["rank"].tolist() == [1, 2, 3]
     assert "red/item_1" not in results["product_id"].tolist()
@@ -16,48 +16,48 @@ def test_similar_to_a_product(catalog_index):
     assert results.attrs["warning"] and "UNTRAINED" in results.attrs["warning"]
 
 
-def test_catalog_photo_as_image_query_finds_itself(catalog_index, extractor):
-    path = catalog_index.catalog.set_index("product_id").loc["green/item_2", "path"]
-    results = recommend(catalog_index, image=path, n_neighbors=2, extractor=extractor)
+def test_catalog_photo_as_image_query_finds_itself(embedded, extractor):
+    path = embedded.catalog.set_index("product_id").loc["green/item_2", "path"]
+    results = recommend(embedded, image=path, n_neighbors=2, extractor=extractor)
     assert results["product_id"].iloc[0] == "green/item_2"
     assert results["distance"].iloc[0] < 1e-4
     with Image.open(path) as picture:
-        from_pil = recommend(catalog_index, image=picture.copy(), n_neighbors=1, extractor=extractor)
+        from_pil = recommend(embedded, image=picture.copy(), n_neighbors=1, extractor=extractor)
     assert from_pil["product_id"].iloc[0] == "green/item_2"
-    from_array = recommend(catalog_index, image=np.asarray(Image.open(path)), n_neighbors=1, extractor=extractor)
+    from_array = recommend(embedded, image=np.asarray(Image.open(path)), n_neighbors=1, extractor=extractor)
     assert from_array["product_id"].iloc[0] == "green/item_2"
 
 
-def test_clear_errors(catalog_index, extractor, tmp_path):
+def test_clear_errors(embedded, extractor, tmp_path):
     with pytest.raises(KeyError, match="unknown product_id 'red/item_9'; did you mean 'red/item_4'"):
-        recommend(catalog_index, product_id="red/item_9")
+        recommend(embedded, product_id="red/item_9")
     with pytest.raises(ValueError, match="n_neighbors <= 11"):
-        recommend(catalog_index, product_id="red/item_1", n_neighbors=12)
+        recommend(embedded, product_id="red/item_1", n_neighbors=12)
     with pytest.raises(ValueError, match="n_neighbors > 0"):
-        recommend(catalog_index, product_id="red/item_1", n_neighbors=0)
+        recommend(embedded, product_id="red/item_1", n_neighbors=0)
     with pytest.raises(ValueError, match="exactly one"):
-        recommend(catalog_index)
+        recommend(embedded)
     from simrec import ImageDecodeError
 
     with pytest.raises(ImageDecodeError, match="not found"):
-        recommend(catalog_index, image=tmp_path / "missing.jpg", extractor=extractor)
+        recommend(embedded, image=tmp_path / "missing.jpg", extractor=extractor)
 
 
-def test_query_extractor_must_match_the_index(catalog_index):
+def test_query_extractor_must_match_the_index(embedded):
     other = build_extractor(weights=None, image_size=SMALL, seed=5)
-    path = catalog_index.catalog["path"].iloc[0]
+    path = embedded.catalog["path"].iloc[0]
     with pytest.raises(IndexIntegrityError, match="different extractor.*random\\(seed=0\\)"):
-        recommend(catalog_index, image=path, extractor=other)
+        recommend(embedded, image=path, extractor=other)
 
 
-def test_query_extractor_image_size_must_match_the_index(catalog_index):
+def test_query_extractor_image_size_must_match_the_index(embedded):
     other = build_extractor(weights=None, image_size=SMALL * 2, seed=0)
     with pytest.raises(IndexIntegrityError, match="image_size: index 64, extractor 128"):
-        recommend(catalog_index, image=catalog_index.catalog["path"].iloc[0], extractor=other)
+        recommend(embedded, image=embedded.catalog["path"].iloc[0], extractor=other)
 
 
-def test_plots_return_figures_with_titles(catalog_index, tmp_path):
-    results = recommend(catalog_index, product_id="blue/item_3", n_neighbors=4)
+def test_plots_return_figures_with_titles(embedded, tmp_path):
+    results = recommend(embedded, product_id="blue/item_3", n_neighbors=4)
     figure = plot_recommendations(results)
     axes = figure.get_axes()
     assert len(axes) == 5
@@ -66,12 +66,12 @@ def test_plots_return_figures_with_titles(catalog_index, tmp_path):
     assert "UNTRAINED" in figure.get_suptitle()
     figure.savefig(tmp_path / "one.png")
     assert (tmp_path / "one.png").stat().st_size > 1000
-    grid = plot_recommendation_grid([results, recommend(catalog_index, product_id="red/item_2", n_neighbors=2)])
+    grid = plot_recommendation_grid([results, recommend(embedded, product_id="red/item_2", n_neighbors=2)])
     assert len(grid.get_axes()) == 10
 
 
-def test_library_never_calls_show(catalog_index, monkeypatch):
+def test_library_never_calls_show(embedded, monkeypatch):
     import matplotlib.pyplot as plt
 
     monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() was called"))
-    plot_recommendations(recommend(catalog_index, product_id="red/item_1", n_neighbors=2))
+    plot_recommendations(recommend(embedded, product_id="red/item_1", n_neighbors=2))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from simrec import SimilarityIndex
+from simrec import CosineNeighbors
 
 # Four items on the unit circle at 0, 10, 90 and 180 degrees, plus a scaled copy of item 0.
 ANGLES = np.radians([0, 10, 90, 180])
@@ -11,7 +11,7 @@ VECTORS = np.vstack([VECTORS, 3 * VECTORS[:1]])
 
 
 def test_hand_made_neighbours_and_distances():
-    index = SimilarityIndex(n_neighbors=2).fit(VECTORS)
+    index = CosineNeighbors(n_neighbors=2).fit(VECTORS)
     distances, indices = index.kneighbors(np.array([1.0, 0.05]))
     assert indices.tolist() == [[0, 4]]  # same direction, whatever the length
     assert distances[0, 0] == pytest.approx(1 - 1 / np.hypot(1, 0.05), abs=1e-6)
@@ -20,7 +20,7 @@ def test_hand_made_neighbours_and_distances():
 
 
 def test_all_items_query_leaves_each_item_out():
-    index = SimilarityIndex().fit(VECTORS)
+    index = CosineNeighbors().fit(VECTORS)
     distances, indices = index.kneighbors(n_neighbors=2)
     assert all(i not in row for i, row in enumerate(indices))
     assert indices[0].tolist() == [4, 1] and distances[0, 0] == pytest.approx(0, abs=1e-6)
@@ -29,7 +29,7 @@ def test_all_items_query_leaves_each_item_out():
 
 
 def test_distance_range_and_opposite_vectors():
-    distances, _ = SimilarityIndex().fit(VECTORS).kneighbors(np.array([-1.0, 0.0]), n_neighbors=5)
+    distances, _ = CosineNeighbors().fit(VECTORS).kneighbors(np.array([-1.0, 0.0]), n_neighbors=5)
     assert distances[0, 0] == pytest.approx(0, abs=1e-6) and distances[0, -1] == pytest.approx(2, abs=1e-6)
 
 
@@ -38,7 +38,7 @@ def test_same_results_as_sklearn_brute_cosine(chunk_size):
     rng = np.random.default_rng(1)
     data = rng.normal(size=(300, 64)).astype(np.float32)
     queries = rng.normal(size=(20, 64)).astype(np.float32)
-    ours = SimilarityIndex(chunk_size=chunk_size).fit(data)
+    ours = CosineNeighbors(chunk_size=chunk_size).fit(data)
     reference = NearestNeighbors(metric="cosine", algorithm="brute").fit(data)
     for X in (queries, None):
         d_ours, i_ours = ours.kneighbors(X, n_neighbors=10)
@@ -51,7 +51,7 @@ def test_single_queries_match_sklearn():
     """One query at a time takes the matrix-vector path; it must agree too."""
     rng = np.random.default_rng(3)
     data = rng.normal(size=(500, 32)).astype(np.float32)
-    ours = SimilarityIndex().fit(data)
+    ours = CosineNeighbors().fit(data)
     reference = NearestNeighbors(metric="cosine", algorithm="brute").fit(data)
     for query in rng.normal(size=(10, 32)).astype(np.float32):
         d_ours, i_ours = ours.kneighbors(query, n_neighbors=5)
@@ -62,21 +62,21 @@ def test_single_queries_match_sklearn():
 
 def test_sklearn_backend_gives_the_same_answers():
     data = np.random.default_rng(2).normal(size=(50, 16))
-    fast = SimilarityIndex().fit(data).kneighbors(n_neighbors=4)
-    slow = SimilarityIndex(backend="sklearn").fit(data).kneighbors(n_neighbors=4)
+    fast = CosineNeighbors().fit(data).kneighbors(n_neighbors=4)
+    slow = CosineNeighbors(backend="sklearn").fit(data).kneighbors(n_neighbors=4)
     np.testing.assert_allclose(fast[0], slow[0], atol=1e-5)
     np.testing.assert_array_equal(fast[1], slow[1])
 
 
 def test_ties_are_ordered_by_row():
     data = np.ones((6, 3), dtype=np.float32)
-    _, indices = SimilarityIndex().fit(data).kneighbors(np.ones(3), n_neighbors=6)
+    _, indices = CosineNeighbors().fit(data).kneighbors(np.ones(3), n_neighbors=6)
     assert indices[0].tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_zero_vector_is_at_distance_one_like_sklearn():
     data = np.array([[0, 0], [1, 0]], dtype=np.float32)
-    distances, indices = SimilarityIndex().fit(data).kneighbors(np.array([1.0, 0.0]), n_neighbors=2)
+    distances, indices = CosineNeighbors().fit(data).kneighbors(np.array([1.0, 0.0]), n_neighbors=2)
     assert indices[0].tolist() == [1, 0] and distances[0].tolist() == pytest.approx([0, 1])
 
 
@@ -84,12 +84,12 @@ def test_memmap_input_is_not_copied(tmp_path):
     path = tmp_path / "e.npy"
     np.save(path, np.random.default_rng(0).normal(size=(20, 8)).astype(np.float32))
     vectors = np.load(path, mmap_mode="r")
-    index = SimilarityIndex().fit(vectors)
+    index = CosineNeighbors().fit(vectors)
     assert np.shares_memory(index._fit_X, vectors)
 
 
 def test_errors_say_what_was_expected_and_got():
-    index = SimilarityIndex().fit(VECTORS)
+    index = CosineNeighbors().fit(VECTORS)
     with pytest.raises(ValueError, match="n_neighbors <= n_samples_fit - 1.*n_neighbors = 5, n_samples_fit = 5"):
         index.kneighbors(n_neighbors=5)
     with pytest.raises(ValueError, match="n_neighbors = 6, n_samples_fit = 5"):
@@ -99,10 +99,10 @@ def test_errors_say_what_was_expected_and_got():
     with pytest.raises(ValueError, match="2 features, got 3"):
         index.kneighbors(np.ones(3))
     with pytest.raises(ValueError, match="empty catalog"):
-        SimilarityIndex().fit(np.zeros((0, 4)))
+        CosineNeighbors().fit(np.zeros((0, 4)))
     with pytest.raises(ValueError, match="NaN or infinite"):
-        SimilarityIndex().fit(np.array([[1.0, np.nan]]))
+        CosineNeighbors().fit(np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="not fitted"):
-        SimilarityIndex().kneighbors()
+        CosineNeighbors().kneighbors()
     with pytest.raises(ValueError, match="backend"):
-        SimilarityIndex(backend="faiss").fit(VECTORS)
+        CosineNeighbors(backend="faiss").fit(VECTORS)

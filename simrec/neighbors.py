@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from simrec.defaults import N_NEIGHBORS, SEARCH_CHUNK_SIZE
+from simrec.errors import InvalidArgumentError
 
 BACKENDS = ("numpy", "sklearn")
 _SCRATCH_BYTES = 64 * 1024**2  # bound on the scratch memory of one (chunk x n_items) block
 
 
-class SimilarityIndex:
+class CosineNeighbors:
     """Exact k-nearest-neighbour search by cosine distance.
 
     Args:
@@ -32,8 +33,8 @@ class SimilarityIndex:
         n_features_in_: Their dimension.
 
     Example:
-        >>> index = SimilarityIndex(n_neighbors=5).fit(embeddings)  # doctest: +SKIP
-        >>> distances, indices = index.kneighbors()  # each item's 5 nearest others
+        >>> neighbors = CosineNeighbors(n_neighbors=5).fit(embeddings)  # doctest: +SKIP
+        >>> distances, indices = neighbors.kneighbors()  # each item's 5 nearest others
     """
 
     def __init__(
@@ -49,13 +50,16 @@ class SimilarityIndex:
         self.backend = backend
         self.chunk_size = chunk_size
 
-    def fit(self, X: np.ndarray, y: object = None) -> SimilarityIndex:
+    def fit(self, X: np.ndarray, y: object = None, *, inverse_norms: np.ndarray | None = None) -> CosineNeighbors:
         """Remember the catalog vectors.
 
         Args:
             X: ``(n_items, dim)`` embeddings; float32 arrays (also ``np.memmap``) are
                 used without copying.
             y: Ignored.
+            inverse_norms: ``(n_items,)`` float32 ``1 / ||X[i]||`` (0 for zero rows), as
+                stored in an index; when given, fitting reads nothing of ``X``, so it
+                costs nothing however large ``X`` is. Default: computed here, in blocks.
 
         Returns:
             self
@@ -65,19 +69,23 @@ class SimilarityIndex:
                 constructor parameters.
         """
         if self.metric != "cosine":
-            raise ValueError(f"Expected metric='cosine', got {self.metric!r}")
+            raise InvalidArgumentError(f"Expected metric='cosine', got {self.metric!r}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"Expected backend in {BACKENDS}, got {self.backend!r}")
+            raise InvalidArgumentError(f"Expected backend in {BACKENDS}, got {self.backend!r}")
         _check_n_neighbors(self.n_neighbors)
         X = _as_matrix(X, "X")
         if X.shape[0] == 0:
-            raise ValueError("Cannot fit an empty catalog: X has 0 rows")
-        norms = np.linalg.norm(X, axis=1)
-        if not np.all(np.isfinite(norms)):
-            bad = np.flatnonzero(~np.isfinite(norms))
-            raise ValueError(f"X contains NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
-        with np.errstate(divide="ignore"):
-            self._inv_norms = np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
+            raise InvalidArgumentError("Cannot fit an empty catalog: X has 0 rows")
+        if inverse_norms is None:
+            inverse_norms = compute_inverse_norms(X)
+            if not np.all(np.isfinite(inverse_norms)):
+                bad = np.flatnonzero(~np.isfinite(inverse_norms))
+                raise InvalidArgumentError(f"X contains NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
+        elif np.shape(inverse_norms) != (X.shape[0],):
+            raise InvalidArgumentError(
+                f"Expected inverse_norms of shape ({X.shape[0]},), got {np.shape(inverse_norms)}"
+            )
+        self._inv_norms = np.asarray(inverse_norms, dtype=np.float32)
         self._fit_X = X
         self.n_samples_fit_, self.n_features_in_ = X.shape
         if self.backend == "sklearn":
@@ -110,7 +118,7 @@ class SimilarityIndex:
             ValueError: ``n_neighbors`` out of range, or queries of the wrong dimension.
         """
         if not hasattr(self, "_fit_X"):
-            raise ValueError("This SimilarityIndex is not fitted yet: call fit(embeddings) first")
+            raise InvalidArgumentError("This CosineNeighbors is not fitted yet: call fit(embeddings) first")
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         _check_n_neighbors(k)
         n_fit = self.n_samples_fit_
@@ -118,13 +126,15 @@ class SimilarityIndex:
         available = n_fit - 1 if self_query else n_fit
         if k > available:
             what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
-            raise ValueError(f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}")
+            raise InvalidArgumentError(
+                f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}"
+            )
         if not self_query:
             X = _as_matrix(X, "X", ndim_one_ok=True)
             if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
+                raise InvalidArgumentError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
             if not np.all(np.isfinite(X)):
-                raise ValueError("Query vectors contain NaN or infinite values")
+                raise InvalidArgumentError("Query vectors contain NaN or infinite values")
         if self.backend == "sklearn":
             distances, indices = self._sklearn.kneighbors(X, n_neighbors=k)
             distances = distances.astype(np.float32)
@@ -161,6 +171,23 @@ class SimilarityIndex:
         return distances, indices
 
 
+def compute_inverse_norms(X: np.ndarray, block_rows: int = 8192) -> np.ndarray:
+    """``(n_items,)`` float32 ``1 / ||X[i]||``, 0 for zero rows and NaN for non-finite rows.
+
+    Computed in blocks of rows, so no temporary as large as ``X`` is ever made.
+    """
+    out = np.empty(X.shape[0], dtype=np.float32)
+    for start in range(0, X.shape[0], block_rows):
+        block = np.asarray(X[start : start + block_rows], dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        finite = np.isfinite(norms) & np.isfinite(block).all(axis=1)
+        with np.errstate(divide="ignore"):
+            inverse = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
+        out[start : start + len(block)] = np.where(finite, inverse, np.nan)
+    return out
+
+
 def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-first top k of each row of a similarity block, ties by row number."""
     n = similarity.shape[1]
@@ -178,7 +205,7 @@ def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_n_neighbors(k: object) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise ValueError(f"Expected n_neighbors > 0 (an int), got {k!r}")
+        raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {k!r}")
 
 
 def _as_matrix(X: object, name: str, ndim_one_ok: bool = False) -> np.ndarray:
@@ -186,7 +213,7 @@ def _as_matrix(X: object, name: str, ndim_one_ok: bool = False) -> np.ndarray:
     if ndim_one_ok and array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
-        raise ValueError(f"Expected {name} to be a 2-D array (n_items, dim), got shape {array.shape}")
+        raise InvalidArgumentError(f"Expected {name} to be a 2-D array (n_items, dim), got shape {array.shape}")
     if array.dtype != np.float32:
         array = array.astype(np.float32)
     return array

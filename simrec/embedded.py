@@ -1,0 +1,217 @@
+"""The embedded catalog: a catalog's rows, their vectors, and how they were made.
+
+:class:`EmbeddedCatalog` is what :func:`simrec.load_index` returns and what
+:func:`simrec.save_index` writes. Every way of making one (``simrec index``,
+:meth:`EmbeddedCatalog.from_embeddings`, :func:`simrec.save_vectors`) goes through
+:func:`assemble`, so the rows, failures and ``meta`` are made in one place and any of
+them can later be refreshed incrementally by ``simrec index``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from simrec.catalog import SKIPPED_COLUMNS
+from simrec.checksum import file_fingerprint
+from simrec.errors import IndexIntegrityError, InvalidArgumentError
+from simrec.model import MODEL_NAME, UNTRAINED_WARNING, ExtractorInfo, extractor_info
+from simrec.neighbors import CosineNeighbors
+
+if TYPE_CHECKING:
+    import keras
+
+    from simrec.embed import EmbeddingResult
+
+FORMAT_VERSION = 2
+MATCH_KEYS = ("model", "weights", "image_size", "preprocessing")
+"""What a query extractor must share with the index (precision may differ for queries)."""
+
+
+@dataclass
+class EmbeddedCatalog:
+    """A catalog with one embedding per row: what an index folder holds.
+
+    Attributes:
+        catalog: One row per embedded photo: ``product_id``, ``path``, ``label``,
+            ``size_bytes``, ``sha256`` (plus metadata columns).
+        embeddings: ``(n_items, dim)`` float32, aligned with ``catalog`` rows (a
+            read-only ``np.memmap`` when loaded with ``mmap=True``).
+        meta: Model, weights, image size, preprocessing, precision, counts, versions.
+        failures: Files given but not embedded: ``path``, ``reason``, ``stage``.
+        inverse_norms: ``(n_items,)`` float32 ``1 / ||embedding||``, stored in the index
+            so search needs no pass over the embeddings; computed on first use if None.
+    """
+
+    catalog: pd.DataFrame
+    embeddings: np.ndarray
+    meta: dict[str, Any]
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
+    inverse_norms: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self._neighbors: CosineNeighbors | None = None
+        self._extractors: dict[str, keras.Model] = {}
+        if len(self.catalog) != len(self.embeddings):
+            raise InvalidArgumentError(
+                f"catalog has {len(self.catalog)} rows but embeddings has {len(self.embeddings)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    @classmethod
+    def from_embeddings(
+        cls,
+        catalog: pd.DataFrame,
+        result: EmbeddingResult,
+        extractor: keras.Model,
+        skipped: pd.DataFrame | None = None,
+    ) -> EmbeddedCatalog:
+        """Keep the embedded rows of a catalog and account for every file that was not.
+
+        Args:
+            catalog: From :func:`simrec.load_catalog`.
+            result: :func:`simrec.embed_images` of ``catalog.path``.
+            extractor: The extractor that made the embeddings.
+            skipped: The files :func:`simrec.load_catalog` skipped, to keep them listed.
+
+        Returns:
+            An :class:`EmbeddedCatalog` whose ``failures`` are ``skipped`` plus the
+            files that failed to embed.
+        """
+        if len(result.ok) != len(catalog):
+            raise InvalidArgumentError(f"embeddings are for {len(result.ok)} files but the catalog has {len(catalog)}")
+        if "sha256" not in catalog.columns:
+            catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
+        ok = np.asarray(result.ok, dtype=bool)
+        return assemble(
+            catalog,
+            result.embeddings[ok] if not ok.all() else result.embeddings,
+            ok,
+            [skipped, result.failures],
+            extractor_info(extractor).to_dict(),
+        )
+
+    @property
+    def neighbors(self) -> CosineNeighbors:
+        """The fitted :class:`simrec.CosineNeighbors` over ``embeddings`` (made on first use)."""
+        if self._neighbors is None:
+            self._neighbors = CosineNeighbors().fit(self.embeddings, inverse_norms=self.inverse_norms)
+            self.inverse_norms = self._neighbors._inv_norms
+        return self._neighbors
+
+    @property
+    def warning(self) -> str | None:
+        """A warning to show beside results, or None when the weights are pretrained."""
+        return None if self.meta.get("pretrained", True) else UNTRAINED_WARNING
+
+    def query_extractor(self, weights_path: str | os.PathLike | None = None) -> keras.Model:
+        """The extractor this index was embedded with, built once and kept with this object.
+
+        Args:
+            weights_path: Where the index's weights file is now, if it has moved.
+
+        Raises:
+            MissingFileError: The index used a weights file that is not there.
+            IndexIntegrityError: The index holds vectors made outside simrec.
+        """
+        key = str(weights_path or "")
+        if key not in self._extractors:
+            self._extractors[key] = extractor_for(self.meta, weights_path)
+        return self._extractors[key]
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Same as :func:`simrec.save_index`."""
+        from simrec.store import save_index
+
+        return save_index(self, directory)
+
+
+def fingerprint_columns(paths: pd.Series) -> dict[str, list]:
+    """``size_bytes`` and ``sha256`` columns for the files of a catalog."""
+    prints = [file_fingerprint(path) for path in paths]
+    return {"size_bytes": [p["bytes"] for p in prints], "sha256": [p["sha256"] for p in prints]}
+
+
+def assemble(
+    catalog: pd.DataFrame,
+    embeddings: np.ndarray,
+    ok: np.ndarray,
+    failure_frames: list[pd.DataFrame | None],
+    model: dict[str, Any],
+    **extra: Any,
+) -> EmbeddedCatalog:
+    """The one way an :class:`EmbeddedCatalog` is made from a catalog and its vectors.
+
+    Args:
+        catalog: Every catalogued file, one row each.
+        embeddings: ``(ok.sum(), dim)`` float32: the vectors of the rows where ``ok``.
+        ok: ``(len(catalog),)`` bool: rows that were embedded.
+        failure_frames: Failure tables (``path``, ``reason``, ``stage``) to list.
+        model: What made the vectors: :meth:`simrec.model.ExtractorInfo.to_dict` or a
+            description of an outside model.
+        **extra: More ``meta`` entries (``source``).
+    """
+    ok = np.asarray(ok, dtype=bool)
+    kept = catalog.loc[ok].reset_index(drop=True)
+    kept.attrs = {}
+    frames = [f for f in failure_frames if f is not None and len(f)]
+    failures = (
+        pd.concat([f[SKIPPED_COLUMNS] for f in frames], ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=SKIPPED_COLUMNS)
+    )
+    embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if embeddings.ndim != 2 or len(embeddings) != len(kept):
+        raise InvalidArgumentError(f"Expected ({len(kept)}, dim) embeddings, got shape {embeddings.shape}")
+    from simrec import __version__
+
+    meta = dict(model)
+    meta.update(
+        format_version=FORMAT_VERSION,
+        simrec_version=__version__,
+        count=len(kept),
+        dim=int(embeddings.shape[1]),
+        failures=len(failures),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    )
+    return EmbeddedCatalog(kept, embeddings, meta, failures)
+
+
+def check_extractor_matches(meta: dict[str, Any], info: ExtractorInfo, keys: tuple[str, ...] = MATCH_KEYS) -> None:
+    """Refuse to compare vectors embedded differently from the index's.
+
+    Raises:
+        IndexIntegrityError: Model, weights, image size or preprocessing differ.
+    """
+    actual = info.to_dict()
+    different = [key for key in keys if meta.get(key) != actual[key]]
+    if different:
+        details = "; ".join(f"{k}: index {meta.get(k)!r}, extractor {actual[k]!r}" for k in different)
+        raise IndexIntegrityError(f"the index was built with a different extractor ({details})")
+
+
+def extractor_for(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> keras.Model:
+    """Build the extractor an index was made with, from its ``meta.json`` contents.
+
+    Raises:
+        MissingFileError: The index used a weights file that is no longer there.
+        IndexIntegrityError: The index holds vectors made outside simrec.
+    """
+    from simrec.model import build_extractor, weights_argument
+
+    if meta.get("model") != MODEL_NAME:
+        raise IndexIntegrityError(
+            f"this index holds vectors from {meta.get('model')!r}, made outside simrec: "
+            "photo queries need that model; query it by --id instead"
+        )
+    weights, seed = weights_argument(meta, weights_path)
+    return build_extractor(weights, int(meta["image_size"]), seed=seed, precision=meta.get("precision", "auto"))
