@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from simrec.crashpoints import crash_point
 from simrec.defaults import IMAGE_EXTENSIONS, MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
 from simrec.errors import MissingFileError, UnsafeArchiveError
 
@@ -135,6 +136,7 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
                 continue
             written_total += size
             result.extracted.append(destination)
+            crash_point("zip-entry")
     logger.info("extracted %d files from %s", len(result.extracted), zip_path)
     return result
 

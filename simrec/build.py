@@ -111,6 +111,7 @@ def build_index(
         raise MissingFileError(f"catalog source not found: {source}")
     _check_writable(out)
     with writer_lock(out):
+        crash_point("locked")
         previous_meta = None if rebuild else _existing_manifest(out)
         if extractor is None:
             extractor = build_extractor(**_extractor_spec(previous_meta, out, weights, seed, image_size, precision))

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from simrec.catalog import printable_path
+from simrec.crashpoints import crash_point
 from simrec.defaults import BATCH_SIZE
 from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.images import load_image
@@ -119,6 +120,7 @@ def embed_images(
                     for i in indices[~finite]
                 )
             bar.update(len(indices) + len(batch_failures))
+            crash_point("batch")
     seconds = time.perf_counter() - start
     for path, reason, _ in failures:
         logger.warning("skipped %s: %s", path, reason)

@@ -188,3 +188,22 @@ def _refresh_checksums(folder):
     for entry in meta["files"].values():
         entry.update(file_fingerprint(folder / entry["name"]))
     (folder / "meta.json").write_text(json.dumps(meta))
+
+
+def test_opening_and_searching_make_no_pass_over_the_embeddings(embedded, tmp_path, monkeypatch):
+    from simrec import recommend
+
+    folder = save_index(embedded, tmp_path / "idx")
+    expected = recommend(embedded, product_id="red/item_1", n_neighbors=3)
+    import simrec.neighbors
+    import simrec.store
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the norms were recomputed from the embeddings")
+
+    monkeypatch.setattr(simrec.store, "compute_inverse_norms", no_pass)
+    monkeypatch.setattr(simrec.neighbors, "compute_inverse_norms", no_pass)
+    loaded = load_index(folder, mmap=True)
+    assert isinstance(loaded.embeddings, np.memmap) and not loaded.embeddings.flags.writeable
+    results = recommend(loaded, product_id="red/item_1", n_neighbors=3)
+    assert results["product_id"].tolist() == expected["product_id"].tolist()
