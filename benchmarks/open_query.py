@@ -35,21 +35,23 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--folder", help="where to write the index (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the index folder")
+    parser.add_argument("--write-only", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import simrec
     import simrec.store
 
+    products = _products(args.items)
+    if args.write_only:
+        simrec.save_vectors(products, _clustered(args.items, args.dim), args.write_only, model="benchmark-vectors")
+        return
     folder = Path(args.folder or tempfile.mkdtemp(prefix="simrec-open-"))
     index_dir = folder / "index"
     try:
         started = time.perf_counter()
-        products = pd.DataFrame(
-            {
-                "product_id": [f"sku/{i:07d}" for i in range(args.items)],
-                "label": [f"c{i % 50}" for i in range(args.items)],
-            }
-        )
-        simrec.save_vectors(products, _clustered(args.items, args.dim), index_dir, model="benchmark-vectors")
+        # Written by a child process, so that this one stays small: a child forked from a large
+        # process would report that process's memory as its own peak.
+        writer = [sys.executable, __file__, "--items", str(args.items), "--dim", str(args.dim)]
+        subprocess.run([*writer, "--write-only", str(index_dir)], check=True)
         meta = simrec.store.read_manifest(index_dir)
         file_mb = meta["files"]["embeddings"]["bytes"] / 1024**2
         print(f"wrote {args.items} x {args.dim} ({file_mb:.0f} MB embeddings) in {time.perf_counter() - started:.1f}s")
@@ -84,6 +86,10 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _products(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"product_id": [f"sku/{i:07d}" for i in range(n)], "label": [f"c{i % 50}" for i in range(n)]})
 
 
 def _clustered(n: int, dim: int, clusters: int = 200, block: int = 50_000) -> np.ndarray:
