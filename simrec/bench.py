@@ -6,6 +6,8 @@ Figures (one line each, ``name value``), then one ``ratio ...`` line:
 * ``pipeline_img_per_s``: :func:`simrec.embed_images` on generated 600 x 800 JPEGs;
 * ``naive_img_per_s``: the tutorial loop, ``load_img`` + ``model.predict`` per image;
 * ``bfloat16_pipeline_img_per_s``: the pipeline in bfloat16, when the CPU has BF16/AMX;
+* ``decode_1_worker_img_per_s`` / ``decode_all_cores_img_per_s``: decoding alone, with one
+  worker and with every core (processes where there are more than two cores, else threads);
 * ``knn_query_ms_simrec`` / ``knn_query_ms_sklearn``: one query over ``n_items`` x 2048;
 * ``knn_all_items_s_simrec`` / ``knn_all_items_s_sklearn``: every item's top 5;
 * ``all_items_peak_mb`` and ``all_items_peak_items``: peak extra memory of all-items search.
@@ -56,15 +58,20 @@ def run_benchmark(
         The figures by name.
     """
     import keras
-    import tensorflow as tf
 
+    from simrec.backend import accelerators, framework_version
+    from simrec.decode import decoded_batches
     from simrec.embed import compiled_forward, embed_images
     from simrec.images import load_image
     from simrec.model import build_extractor, extractor_info
 
     figures: dict[str, float] = {}
-    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
-    print_fn(f"machine {_cpu_name()}, {os.cpu_count()} CPUs, {device}, TensorFlow {tf.__version__}")
+    gpus = accelerators()
+    device = "GPU" if gpus else "CPU"
+    print_fn(
+        f"machine {_cpu_name()}, {os.cpu_count()} CPUs, {', '.join(gpus) or 'no GPU'}, "
+        f"Keras {keras.__version__} on {framework_version()}"
+    )
 
     with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
         paths = _make_photos(Path(folder), n_images)
@@ -73,6 +80,9 @@ def run_benchmark(
         pixels = np.stack([load_image(p, IMAGE_SIZE) for p in paths])
 
         forward = compiled_forward(extractor)
+        cores = os.cpu_count() or 1
+        all_cores = "processes" if cores > 2 else "threads"  # what "auto" picks for a large catalog
+        print_fn(f"decoding on all {cores} cores with {all_cores}")
         # The tutorial pattern: a plain keras ResNet50, one load_img + predict per photo.
         backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
         naive_paths = paths[: max(16, n_images // 3)]
@@ -93,6 +103,14 @@ def run_benchmark(
                 lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False),
             ),
             "naive_img_per_s": (len(naive_paths), naive_loop),
+            "decode_1_worker_img_per_s": (
+                n_images,
+                lambda: _drain(decoded_batches(paths, IMAGE_SIZE, batch_size, decoder="threads", n_workers=1)),
+            ),
+            "decode_all_cores_img_per_s": (
+                n_images,
+                lambda: _drain(decoded_batches(paths, IMAGE_SIZE, batch_size, decoder=all_cores, n_workers=cores)),
+            ),
         }
         if precision == "float32" and device == "CPU" and _cpu_has_bf16():
             low = build_extractor(weights=None, precision="bfloat16")
@@ -110,7 +128,14 @@ def run_benchmark(
         for _ in range(repeats):
             for name, (count, job) in work.items():
                 figures[name] = max(figures.get(name, 0.0), _rate(count, job))
-    for name in ("model_only_img_per_s", "pipeline_img_per_s", "naive_img_per_s", "bfloat16_pipeline_img_per_s"):
+    for name in (
+        "model_only_img_per_s",
+        "pipeline_img_per_s",
+        "naive_img_per_s",
+        "bfloat16_pipeline_img_per_s",
+        "decode_1_worker_img_per_s",
+        "decode_all_cores_img_per_s",
+    ):
         if name in figures:
             print_fn(f"{name} {figures[name]:.2f}")
 
@@ -131,6 +156,10 @@ def run_benchmark(
         "pipeline/naive": figures["pipeline_img_per_s"] / figures["naive_img_per_s"],
         "knn_single_speedup": figures["knn_query_ms_sklearn"] / figures["knn_query_ms_simrec"],
         "knn_all_items_speedup": figures["knn_all_items_s_sklearn"] / figures["knn_all_items_s_simrec"],
+        "decode_parallel_efficiency": figures["decode_all_cores_img_per_s"]
+        / ((os.cpu_count() or 1) * figures["decode_1_worker_img_per_s"]),
+        "pipeline/min(model_only,decode)": figures["pipeline_img_per_s"]
+        / min(figures["model_only_img_per_s"], figures["decode_all_cores_img_per_s"]),
     }
     if "bfloat16_pipeline_img_per_s" in figures:
         ratios["bfloat16/float32"] = figures["bfloat16_pipeline_img_per_s"] / figures["pipeline_img_per_s"]
@@ -139,6 +168,11 @@ def run_benchmark(
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
     return figures
+
+
+def _drain(batches) -> None:
+    for _ in batches:
+        pass
 
 
 def _rate(count: int, work) -> float:

@@ -28,7 +28,7 @@ from simrec.catalog import load_catalog
 from simrec.crashpoints import crash_point
 from simrec.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
 from simrec.embed import embed_images
-from simrec.embedded import EmbeddedCatalog, assemble, fingerprint_columns
+from simrec.embedded import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
 from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
 from simrec.locking import writer_lock
 from simrec.model import build_extractor, extractor_info, imagenet_available, weights_argument
@@ -256,9 +256,11 @@ def _weights_name(weights: Any, seed: int | None) -> str:
 
 
 def _check_same_model(previous: dict[str, Any], info: dict[str, Any], out: Path) -> None:
-    different = [key for key in _REUSE_KEYS if previous.get(key) != info.get(key)]
+    keys = _REUSE_KEYS + untrained_identity(previous)
+    own = {key: previous.get(key, "tensorflow" if key == "backend" else None) for key in keys}
+    different = [key for key in keys if own[key] != info.get(key)]
     if different:
-        details = "; ".join(f"{k}: index {previous.get(k)!r}, now {info.get(k)!r}" for k in different)
+        details = "; ".join(f"{k}: index {own[k]!r}, now {info.get(k)!r}" for k in different)
         raise InvalidArgumentError(
             f"the index {out} was embedded differently ({details}); pass --rebuild (rebuild=True) to embed "
             "everything again"

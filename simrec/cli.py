@@ -54,7 +54,11 @@ def _build_parser() -> argparse.ArgumentParser:
     from simrec import __version__
 
     parser = _Parser(prog="simrec", description="Recommend products that look alike, from their photos.")
-    parser.add_argument("--version", action="version", version=f"simrec {__version__}")
+    from simrec.backend import backend_name
+
+    parser.add_argument(
+        "--version", action="version", version=f"simrec {__version__} (Keras backend: {backend_name()})"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -161,16 +165,19 @@ def _configure_logging(verbosity: int) -> None:
     logging.getLogger("simrec.embed").setLevel(logging.ERROR if verbosity == 0 else level)
 
 
-def _import_tensorflow_quietly(verbosity: int) -> None:
-    """Import TensorFlow with its native start-up chatter kept off the terminal.
+def _import_backend_quietly(verbosity: int) -> None:
+    """Import Keras and its backend, with TensorFlow's start-up chatter kept off the terminal.
 
     TensorFlow's C++ layer prints oneDNN/CUDA notices straight to file descriptor 2
     before any setting can silence it; they are replayed with -vv or if the import fails.
+    Other backends are imported as they are.
     """
     import tempfile
 
-    if verbosity >= 2:
-        import tensorflow  # noqa: F401
+    from simrec.backend import backend_name
+
+    if verbosity >= 2 or backend_name() != "tensorflow":
+        import keras  # noqa: F401
 
         return
     sys.stderr.flush()
@@ -178,6 +185,7 @@ def _import_tensorflow_quietly(verbosity: int) -> None:
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
+            import keras  # noqa: F401
             import tensorflow as tf
 
             tf.config.list_physical_devices("GPU")
@@ -206,7 +214,7 @@ def _build_options(args: argparse.Namespace) -> dict:
 def _cmd_index(args: argparse.Namespace) -> int:
     from simrec.build import build_index
 
-    _import_tensorflow_quietly(args.verbose)
+    _import_backend_quietly(args.verbose)
     embedded, report = build_index(
         args.source, args.out, rebuild=args.rebuild, metadata=args.metadata, **_build_options(args)
     )
@@ -239,7 +247,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     if args.image is not None:
         if embedded.meta.get("image_size"):  # report a bad file before loading the model
             load_image(args.image, int(embedded.meta["image_size"]))
-        _import_tensorflow_quietly(args.verbose)
+        _import_backend_quietly(args.verbose)
         extractor = embedded.query_extractor(args.weights)
     results = recommend(embedded, product_id=args.product_id, image=args.image, n_neighbors=args.k, extractor=extractor)
     if args.format == "json":
@@ -301,7 +309,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from simrec.recommend import recommend
     from simrec.synthetic import make_synthetic_catalog
 
-    _import_tensorflow_quietly(args.verbose)
+    _import_backend_quietly(args.verbose)
     out = Path(args.out)
     zip_path = make_synthetic_catalog(out / "Colors_Products.zip")
     print(f"synthetic catalog: {zip_path}")
@@ -323,7 +331,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from simrec.bench import run_benchmark
 
-    _import_tensorflow_quietly(args.verbose)
+    _import_backend_quietly(args.verbose)
     run_benchmark(
         n_images=args.images,
         batch_size=args.batch_size,

@@ -1,10 +1,10 @@
 """Embed many photos in batches, decoding the next batch while the model runs.
 
-Decoding and resizing happen in a small thread pool (Pillow releases the GIL while it
-decodes), a bounded number of batches ahead of the model, so memory stays flat however
-large the catalog. The model runs as one compiled TensorFlow function on whole batches,
-never one ``model.predict`` call per image. A file that cannot be read is recorded with
-its reason and the run goes on.
+Decoding and resizing happen in threads or processes (:mod:`simrec.decode`), a bounded
+number of batches ahead of the model, so memory stays flat however large the catalog.
+The model runs as one compiled function on whole batches (on any Keras backend), never
+one ``model.predict`` call per image. A file that cannot be read, or whose vector comes
+out NaN or infinite, is recorded with its reason and the run goes on.
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,9 +21,9 @@ import pandas as pd
 
 from simrec.catalog import printable_path
 from simrec.crashpoints import crash_point
+from simrec.decode import decoded_batches
 from simrec.defaults import BATCH_SIZE
-from simrec.errors import ImageDecodeError, InvalidArgumentError
-from simrec.images import load_image
+from simrec.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
     import keras
@@ -64,6 +62,7 @@ def embed_images(
     verbose: bool = True,
     *,
     n_workers: int | None = None,
+    decoder: str = "auto",
     out: np.ndarray | None = None,
 ) -> EmbeddingResult:
     """Embed image files with the extractor, in batches, with a progress bar.
@@ -74,7 +73,9 @@ def embed_images(
             square RGB batches works).
         batch_size: Images per model call.
         verbose: Show a tqdm progress bar.
-        n_workers: Decoding threads (default: number of CPUs, at most 8).
+        n_workers: Decoding workers (default: every core for processes, at most 8 threads).
+        decoder: ``"auto"``, ``"threads"`` or ``"processes"`` (see :mod:`simrec.decode`);
+            all give the same embeddings and failures.
         out: Optional preallocated ``(n_paths, dim)`` float32 array (e.g. a
             ``np.memmap``) to write into instead of allocating one.
 
@@ -104,11 +105,11 @@ def embed_images(
     ok = np.zeros(n, dtype=bool)
     failures: list[tuple[str, str, str]] = []
     forward = compiled_forward(extractor)
-    workers = n_workers or min(8, os.cpu_count() or 1)
+    batches = decoded_batches(paths, image_size, batch_size, decoder=decoder, n_workers=n_workers)
 
     start = time.perf_counter()
     with tqdm(total=n, unit="img", desc="embedding", disable=not verbose) as bar:
-        for indices, pixels, batch_failures in _decoded_batches(paths, image_size, batch_size, workers):
+        for indices, pixels, batch_failures in batches:
             failures.extend(batch_failures)
             if len(indices):
                 vectors = forward(pixels)
@@ -131,12 +132,23 @@ def embed_images(
 def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """The extractor as one compiled function: uint8 ``(b, S, S, 3)`` -> float32 ``(b, dim)``.
 
-    Traced once per extractor (any batch size) and kept on the extractor itself, so it is
-    freed with it.
+    Pixels travel to the device as uint8 and are cast there. On TensorFlow the forward pass
+    is a ``tf.function`` traced once for any batch size; on JAX a ``jax.jit`` of the
+    model's stateless call; on PyTorch an eager call under ``torch.inference_mode``. The
+    function is kept on the extractor itself, so it is freed with it.
     """
     cached = getattr(extractor, "_simrec_forward", None)
     if cached is not None:
         return cached
+    import keras
+
+    builders = {"tensorflow": _tensorflow_forward, "jax": _jax_forward, "torch": _torch_forward}
+    forward = builders[keras.config.backend()](extractor)
+    extractor._simrec_forward = forward
+    return forward
+
+
+def _tensorflow_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     import tensorflow as tf
 
     size = int(extractor.input_shape[1])
@@ -148,7 +160,42 @@ def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarra
     def forward(pixels: np.ndarray) -> np.ndarray:
         return np.asarray(_graph(pixels), dtype=np.float32)
 
-    extractor._simrec_forward = forward
+    return forward
+
+
+def _jax_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    import jax
+    import jax.numpy as jnp
+
+    trainable = [variable.value for variable in extractor.trainable_variables]
+    non_trainable = [variable.value for variable in extractor.non_trainable_variables]
+
+    @jax.jit
+    def _compiled(trainable, non_trainable, pixels):
+        outputs, _ = extractor.stateless_call(trainable, non_trainable, pixels.astype(jnp.float32), training=False)
+        return outputs
+
+    first: list[int] = []  # a smaller last batch is padded to the first size, not compiled again
+
+    def forward(pixels: np.ndarray) -> np.ndarray:
+        count = len(pixels)
+        first.append(count) if not first else None
+        if count < first[0]:
+            pixels = np.concatenate([pixels, np.zeros((first[0] - count, *pixels.shape[1:]), pixels.dtype)])
+        return np.asarray(_compiled(trainable, non_trainable, jnp.asarray(pixels)), dtype=np.float32)[:count]
+
+    return forward
+
+
+def _torch_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    import keras
+    import torch
+
+    def forward(pixels: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            batch = keras.ops.cast(keras.ops.convert_to_tensor(np.ascontiguousarray(pixels)), "float32")
+            return np.asarray(keras.ops.convert_to_numpy(extractor(batch, training=False)), dtype=np.float32)
+
     return forward
 
 
@@ -168,48 +215,3 @@ def embed_arrays(pixels: np.ndarray, extractor: keras.Model, batch_size: int = B
     parts = [forward(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     dim = int(extractor.output_shape[-1])
     return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
-
-
-def _decode(path: str, image_size: int) -> np.ndarray | ImageDecodeError:
-    try:
-        return load_image(path, image_size)
-    except ImageDecodeError as error:
-        return error
-    except MemoryError:
-        return ImageDecodeError(path, "not enough memory to decode")
-
-
-def _decoded_batches(
-    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int = 2
-) -> Iterator[tuple[np.ndarray, np.ndarray, list[tuple[str, str, str]]]]:
-    """Yield ``(row indices, pixels, failures)`` per batch, decoding ahead in threads."""
-    starts = range(0, len(paths), batch_size)
-    pending: deque[tuple[int, list[Future]]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simrec-decode") as pool:
-        try:
-            submitted = iter(starts)
-
-            def submit_next() -> None:
-                begin = next(submitted, None)
-                if begin is not None:
-                    chunk = paths[begin : begin + batch_size]
-                    pending.append((begin, [pool.submit(_decode, p, image_size) for p in chunk]))
-
-            for _ in range(prefetch + 1):
-                submit_next()
-            while pending:
-                begin, futures = pending.popleft()
-                submit_next()
-                indices, arrays, failures = [], [], []
-                for offset, future in enumerate(futures):
-                    value = future.result()
-                    if isinstance(value, ImageDecodeError):
-                        failures.append((printable_path(value.path), value.reason, "decode"))
-                    else:
-                        indices.append(begin + offset)
-                        arrays.append(value)
-                pixels = np.stack(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
-                yield np.asarray(indices, dtype=np.int64), pixels, failures
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise

@@ -193,10 +193,21 @@ def check_extractor_matches(meta: dict[str, Any], info: ExtractorInfo, keys: tup
         IndexIntegrityError: Model, weights, image size or preprocessing differ.
     """
     actual = info.to_dict()
-    different = [key for key in keys if meta.get(key) != actual[key]]
+    keys = keys + untrained_identity(meta)
+    different = [key for key in keys if _own(meta, key) != actual[key]]
     if different:
-        details = "; ".join(f"{k}: index {meta.get(k)!r}, extractor {actual[k]!r}" for k in different)
+        details = "; ".join(f"{k}: index {_own(meta, k)!r}, extractor {actual[k]!r}" for k in different)
         raise IndexIntegrityError(f"the index was built with a different extractor ({details})")
+
+
+def untrained_identity(meta: dict[str, Any]) -> tuple[str, ...]:
+    """Extra keys that must match for untrained weights: the same seed draws different
+    weights on different Keras backends, while a weights file gives the same everywhere."""
+    return ("backend",) if meta.get("pretrained") is False else ()
+
+
+def _own(meta: dict[str, Any], key: str) -> Any:
+    return meta.get(key, "tensorflow") if key == "backend" else meta.get(key)  # older indexes: TensorFlow
 
 
 def extractor_for(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> keras.Model:

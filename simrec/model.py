@@ -50,6 +50,9 @@ class ExtractorInfo:
         precision: Compute precision (``"float32"``, ``"bfloat16"`` or ``"float16"``).
         device: ``"GPU"`` or ``"CPU"``.
         weights_path: Absolute path of the weights file, when one was used.
+        backend: The Keras backend that ran it (``"tensorflow"``, ``"jax"`` or ``"torch"``).
+            The same weights give the same embeddings on every backend, so an index made
+            on one can be queried from another; untrained weights differ between backends.
     """
 
     model: str
@@ -60,6 +63,7 @@ class ExtractorInfo:
     precision: str
     device: str
     weights_path: str = ""
+    backend: str = "tensorflow"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,14 +110,17 @@ def build_extractor(
     weights_spec = _resolve_weights(weights)
 
     import keras
-    import tensorflow as tf
     from keras.applications import resnet50
 
-    gpus = tf.config.list_physical_devices("GPU")
+    from simrec.backend import accelerators
+
+    backend = keras.config.backend()
+    gpus = accelerators()
     device = "GPU" if gpus else "CPU"
     logger.info(
-        "feature extraction runs on %s",
-        ", ".join(g.name for g in gpus) if gpus else "the CPU (no GPU visible to TensorFlow)",
+        "feature extraction runs on %s (Keras backend %s)",
+        ", ".join(gpus) if gpus else "the CPU (no GPU visible)",
+        backend,
     )
     if precision == "auto":
         precision = "float16" if gpus else "float32"
@@ -122,7 +129,11 @@ def build_extractor(
     previous_policy = keras.config.dtype_policy()
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
-        keras.utils.set_random_seed(seed)  # makes untrained weights reproducible
+        # Keras draws each initializer's seed from Python's generator: seeding it (and
+        # restoring it after) makes untrained weights reproducible without touching any
+        # framework's global random state.
+        random.seed(seed)
+        np.random.seed(seed)
         keras.config.set_dtype_policy(policy)
         backbone = resnet50.ResNet50(
             include_top=False,
@@ -160,6 +171,7 @@ def build_extractor(
         precision=precision,
         device=device,
         weights_path=str(weights_spec.absolute()) if isinstance(weights_spec, Path) else "",
+        backend=backend,
     )
     logger.info("extractor: ResNet50, weights=%s, %s, input %dx%d", weights_name, precision, image_size, image_size)
     return model

@@ -24,10 +24,14 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
         "knn_all_items_s_simrec",
         "knn_all_items_s_sklearn",
         "all_items_peak_mb",
+        "decode_1_worker_img_per_s",
+        "decode_all_cores_img_per_s",
     ):
         assert name in names
     assert lines[-1].startswith("ratio pipeline/model_only=") and "pipeline/naive=" in lines[-1]
     assert "knn_single_speedup=" in lines[-1]
+    assert "decode_parallel_efficiency=" in lines[-1] and "pipeline/min(model_only,decode)=" in lines[-1]
+    assert any("Keras" in line and "tensorflow" in line for line in lines[:2])  # the backend is named
     assert figures["knn_identical_neighbours"] == 1.0
     assert (tmp_path / "b.json").is_file()
 

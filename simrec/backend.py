@@ -1,0 +1,63 @@
+"""The Keras backend simrec runs on (TensorFlow, JAX or PyTorch), and its accelerators.
+
+simrec never picks the backend itself: it is chosen the Keras way, with the
+``KERAS_BACKEND`` environment variable or ``~/.keras/keras.json``, before Keras is first
+imported. On JAX and PyTorch, TensorFlow is never imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def backend_name() -> str:
+    """The Keras backend that is (or will be) in use, without importing Keras if it is not yet."""
+    import sys
+
+    if "keras" in sys.modules:
+        import keras
+
+        return keras.config.backend()
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    config = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "keras.json"
+    try:
+        return json.loads(config.read_text()).get("backend", "tensorflow")
+    except (OSError, ValueError):
+        return "tensorflow"
+
+
+def accelerators() -> list[str]:
+    """Names of the GPUs the current backend can use (empty on a CPU-only machine)."""
+    name = backend_name()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        return [device.name for device in tf.config.list_physical_devices("GPU")]
+    if name == "jax":
+        import jax
+
+        return [str(device) for device in jax.devices() if device.platform != "cpu"]
+    if name == "torch":
+        import torch
+
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def framework_version() -> str:
+    """``"tensorflow 2.21.0"``, ``"jax 0.10.2"`` or ``"torch 2.11.0"``: the backend and its version."""
+    name = backend_name()
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(name)
+    if module is None:
+        return name
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"{name} {version(module)}"
+    except PackageNotFoundError:
+        return name
