@@ -10,6 +10,7 @@ them can later be refreshed incrementally by ``simrec index``.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 
 from simrec.catalog import SKIPPED_COLUMNS
 from simrec.checksum import file_fingerprint
-from simrec.errors import IndexIntegrityError, InvalidArgumentError
+from simrec.errors import IndexIntegrityError, InvalidArgumentError, UnknownProductError
 from simrec.model import MODEL_NAME, UNTRAINED_WARNING, ExtractorInfo, extractor_info
 from simrec.neighbors import CosineNeighbors
 
@@ -58,6 +59,7 @@ class EmbeddedCatalog:
     def __post_init__(self) -> None:
         self._neighbors: CosineNeighbors | None = None
         self._extractors: dict[str, keras.Model] = {}
+        self._rows: dict[str, int] | None = None
         if len(self.catalog) != len(self.embeddings):
             raise InvalidArgumentError(
                 f"catalog has {len(self.catalog)} rows but embeddings has {len(self.embeddings)}"
@@ -106,6 +108,21 @@ class EmbeddedCatalog:
             self._neighbors = CosineNeighbors().fit(self.embeddings, inverse_norms=self.inverse_norms)
             self.inverse_norms = self._neighbors._inv_norms
         return self._neighbors
+
+    def row_of(self, product_id: str) -> int:
+        """The catalog row of ``product_id`` (a lookup table is built on first use).
+
+        Raises:
+            UnknownProductError: No such product; the message suggests close matches.
+        """
+        if self._rows is None:
+            self._rows = {pid: row for row, pid in enumerate(self.catalog["product_id"].tolist())}
+        row = self._rows.get(product_id)
+        if row is None:
+            close = difflib.get_close_matches(str(product_id), list(self._rows), n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise UnknownProductError(f"unknown product_id {product_id!r}{hint}")
+        return row
 
     @property
     def warning(self) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,7 +13,7 @@ from PIL import Image
 from simrec.defaults import N_NEIGHBORS
 from simrec.embed import embed_arrays
 from simrec.embedded import EmbeddedCatalog, check_extractor_matches
-from simrec.errors import InvalidArgumentError, UnknownProductError
+from simrec.errors import InvalidArgumentError
 from simrec.images import load_image, prepare_image
 from simrec.model import extractor_info
 
@@ -68,7 +67,7 @@ def recommend(
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
     neighbors = embedded.neighbors
     if product_id is not None:
-        row = _row_of(catalog, product_id)
+        row = embedded.row_of(product_id)
         _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")
         distances, indices = neighbors.kneighbors(embedded.embeddings[row], n_neighbors=n_neighbors + 1)
         keep = indices[0] != row
@@ -107,15 +106,6 @@ def results_frame(
     frame.attrs["query"] = query
     frame.attrs["warning"] = warning
     return frame
-
-
-def _row_of(catalog: pd.DataFrame, product_id: str) -> int:
-    matches = np.flatnonzero(catalog["product_id"].to_numpy() == product_id)
-    if len(matches) == 0:
-        close = difflib.get_close_matches(str(product_id), catalog["product_id"].tolist(), n=3)
-        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise UnknownProductError(f"unknown product_id {product_id!r}{hint}")
-    return int(matches[0])
 
 
 def _check_k(k: object, available: int, what: str) -> None:
