@@ -1,15 +1,21 @@
-"""Decode product photos into fixed-size RGB arrays the extractor can read.
+"""Recognise product photos by their content and decode them into RGB arrays.
+
+:func:`identify_format` tells, from a file's first bytes, whether it is a raster image
+Pillow reads (any extension, or none) and which format. HEIC/HEIF is read through
+``pillow-heif`` when it is installed.
 
 Every photo goes through the same steps, whatever its format: EXIF orientation is
-applied, any colour mode (CMYK, palette, grey, 16-bit, with or without alpha) becomes
-8-bit RGB with transparency composited on white, the picture is padded to a square on
-white so the product keeps its shape, and resized to ``image_size``.
+applied, any colour mode (1-bit, CMYK, palette, grey, 16-bit, float, with or without
+alpha) becomes 8-bit RGB with transparency composited on white, the picture is padded to
+a square on white so the product keeps its shape, and resized to ``image_size``.
+Multi-frame files (GIF, MPO, TIFF pages) contribute their first frame.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -36,8 +42,9 @@ def load_image(
     at least ``image_size`` pixels, which is much faster and gives the same picture.
 
     Args:
-        path: Image file (any format Pillow reads: JPEG, PNG, WebP, BMP, GIF, TIFF...).
-            Animated images contribute their first frame.
+        path: Image file in any raster format Pillow reads (JPEG, PNG, WebP, AVIF,
+            TIFF, PNM, JPEG 2000, ...; HEIC with ``pillow-heif``). Multi-frame files
+            contribute their first frame.
         image_size: Side of the returned square, in pixels.
         max_pixels: Pictures with more pixels than this are refused.
 
@@ -54,6 +61,7 @@ def load_image(
         (224, 224, 3)
     """
     path = Path(path)
+    register_openers()
     if not path.is_file():
         reason = "is a directory" if path.is_dir() else "file not found"
         raise ImageDecodeError(path, reason)
@@ -168,3 +176,152 @@ def _pad_and_resize(image: Image.Image, image_size: int) -> np.ndarray:
         square.paste(image, ((image_size - new_size[0]) // 2, (image_size - new_size[1]) // 2))
         image = square
     return np.asarray(image, dtype=np.uint8)
+
+
+# Recognising photos by their content ------------------------------------------------
+
+VECTOR_FORMATS = frozenset({"EPS", "PDF", "SVG", "WMF"})
+"""Drawings and documents: listed as not photos, never handed to a renderer."""
+
+_HEAD_BYTES = 4096  # enough for an SVG's opening tag and a JPEG's first APP markers
+_PREFIX_BYTES = 16  # what Image.open shows each opener's signature check
+
+# Signatures long enough that a match is trusted without parsing the header: the common
+# photo formats, which dominate catalogs and must stay cheap to scan. Other formats have
+# short or loose signatures (BMP's "BM", PPM's "P6", XBM's "/*"), so Pillow opens them.
+_TRUSTED_SIGNATURES = frozenset({"JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF", "HEIF", "JPEG2000"})
+
+_openers: tuple[int, list, dict[str, str]] | None = None
+_format_by_prefix: dict[bytes, str | None] = {}
+
+
+def register_openers() -> None:
+    """Load Pillow's plugins, and HEIC/HEIF through ``pillow-heif`` when it is installed."""
+    Image.init()
+    if "HEIF" in Image.OPEN:
+        return
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
+
+
+def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
+    """Tell from its first bytes whether a file is a raster image Pillow reads.
+
+    The extension is only a hint, for the few formats without a signature (TGA, ...):
+    a JPEG named ``.svg`` or without extension is a JPEG, a text file named ``.avif`` is
+    not an image. The file is read, never decoded, so this is cheap; a damaged photo
+    whose header looks right is found out when it is decoded.
+
+    Args:
+        path: A regular file.
+
+    Returns:
+        ``(format, None)`` for a photo, with Pillow's format name (``image.format``:
+        ``"JPEG"``, ``"MPO"``, ``"PNG"``, ``"PPM"``, ``"HEIF"``, ...), or
+        ``(None, reason)`` for anything else, the reason starting with ``"skipped: "``.
+
+    Raises:
+        OSError: The file cannot be read.
+
+    Example:
+        >>> identify_format("data/red/shirt_1")  # doctest: +SKIP
+        ('JPEG', None)
+    """
+    path = os.fspath(path)
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        head = os.read(descriptor, _HEAD_BYTES)
+        if not head:
+            return None, "skipped: file is empty (0 bytes)"
+        opener = _opener_for(head[:_PREFIX_BYTES])
+        if opener == "JPEG" and _has_multi_picture_marker(descriptor, head):
+            return _open_format(path, "JPEG")  # Pillow decides between JPEG and MPO
+    finally:
+        os.close(descriptor)
+    if opener in VECTOR_FORMATS:
+        return None, f"skipped: vector or document format, not a photo ({opener})"
+    if opener in _TRUSTED_SIGNATURES:
+        return opener, None
+    if opener is not None:
+        return _open_format(path, opener)
+    vector = _vector_format(head)
+    if vector is not None:
+        return None, f"skipped: vector or document format, not a photo ({vector})"
+    _, _, unsigned = _registered_openers()
+    extension = os.path.splitext(path)[1].lower()
+    if extension in unsigned:
+        return _open_format(path, unsigned[extension])
+    return None, f"skipped: not an image file (no image format Pillow reads; extension {extension or 'none'!r})"
+
+
+def _registered_openers() -> tuple[int, list, dict[str, str]]:
+    """Pillow's openers with a signature check, in Image.open's order, and the extensions of those without."""
+    global _openers
+    register_openers()
+    if _openers is None or _openers[0] != len(Image.ID):
+        checks = [(name, Image.OPEN[name][1]) for name in Image.ID if Image.OPEN[name][1] is not None]
+        unsigned = {ext: name for ext, name in Image.EXTENSION.items() if Image.OPEN.get(name, (None, 1))[1] is None}
+        _openers = (len(Image.ID), checks, unsigned)
+        _format_by_prefix.clear()
+    return _openers
+
+
+def _opener_for(prefix: bytes) -> str | None:
+    """The first opener whose signature check accepts ``prefix``, as Image.open tries them."""
+    _, checks, _ = _registered_openers()
+    if prefix in _format_by_prefix:  # signature checks see nothing but the prefix
+        return _format_by_prefix[prefix]
+    found = None
+    for name, accept in checks:
+        try:
+            verdict = accept(prefix)
+        except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open ignores too
+            continue
+        if verdict and not isinstance(verdict, str):  # a string is Pillow's "known but unsupported"
+            found = name
+            break
+    if len(_format_by_prefix) < 4096:
+        _format_by_prefix[prefix] = found
+    return found
+
+
+def _has_multi_picture_marker(descriptor: int, head: bytes) -> bool:
+    """Whether a JPEG's leading APP segments include an APP2 "MPF" (multi-picture) one."""
+    position = 2
+    for _ in range(32):
+        segment = head[position : position + 8]
+        if len(segment) < 8:
+            segment = os.pread(descriptor, 8, position)
+        if len(segment) < 8 or segment[0] != 0xFF or not 0xE0 <= segment[1] <= 0xEF:
+            return False  # past the APP segments, where the MPF segment would be
+        if segment[1] == 0xE2 and segment[4:8] == b"MPF\0":
+            return True
+        position += 2 + int.from_bytes(segment[2:4], "big")
+    return False
+
+
+def _open_format(path: str, name: str) -> tuple[str | None, str | None]:
+    """Let Pillow read the header with one opener: its ``image.format``, or why not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path, formats=[name]) as image:
+                return image.format, None
+    except Image.DecompressionBombError:
+        return name, None  # a photo; decoding it reports the size
+    except (OSError, ValueError, EOFError) as error:  # what Pillow's openers raise for a bad header
+        detail = str(error).split("\n")[0] or type(error).__name__
+        return None, f"skipped: not an image file (starts like {name}, but Pillow cannot read it: {detail})"
+
+
+def _vector_format(head: bytes) -> str | None:
+    """PDF or SVG from the first bytes (Pillow has no opener for either)."""
+    if head.startswith(b"%PDF"):
+        return "PDF"
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"<svg") or (text.startswith((b"<?xml", b"<!--", b"<!DOCTYPE")) and b"<svg" in text):
+        return "SVG"
+    return None
