@@ -245,8 +245,8 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
         return None, f"skipped: vector or document format, not a photo ({opener})"
     if opener in _TRUSTED_SIGNATURES:
         return opener, None
-    if opener is not None:
-        return _open_format(path, opener)
+    if opener is not None:  # a short signature: Pillow reads the header, trying each opener as Image.open does
+        return _open_format(path, opener, every_opener=True)
     vector = _vector_format(head)
     if vector is not None:
         return None, f"skipped: vector or document format, not a photo ({vector})"
@@ -303,13 +303,16 @@ def _has_multi_picture_marker(descriptor: int, head: bytes) -> bool:
     return False
 
 
-def _open_format(path: str, name: str) -> tuple[str | None, str | None]:
-    """Let Pillow read the header with one opener: its ``image.format``, or why not."""
+def _open_format(path: str, name: str, every_opener: bool = False) -> tuple[str | None, str | None]:
+    """Let Pillow read the header, with the opener ``name`` or all: its ``image.format``, or why not."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=[name]) as image:
-                return image.format, None
+            with Image.open(path, formats=None if every_opener else [name]) as image:
+                found = image.format
+        if found in VECTOR_FORMATS:
+            return None, f"skipped: vector or document format, not a photo ({found})"
+        return found, None
     except Image.DecompressionBombError:
         return name, None  # a photo; decoding it reports the size
     except (OSError, ValueError, EOFError) as error:  # what Pillow's openers raise for a bad header
