@@ -17,7 +17,9 @@ import logging
 import os
 import struct
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -185,14 +187,85 @@ VECTOR_FORMATS = frozenset({"EPS", "PDF", "SVG", "WMF"})
 
 _HEAD_BYTES = 4096  # enough for an SVG's opening tag and a JPEG's first APP markers
 _PREFIX_BYTES = 16  # what Image.open shows each opener's signature check
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 # Signatures long enough that a match is trusted without parsing the header: the common
 # photo formats, which dominate catalogs and must stay cheap to scan. Other formats have
 # short or loose signatures (BMP's "BM", PPM's "P6", XBM's "/*"), so Pillow opens them.
 _TRUSTED_SIGNATURES = frozenset({"JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF", "HEIF", "JPEG2000"})
 
-_openers: tuple[int, list, dict[str, str]] | None = None
-_format_by_prefix: dict[bytes, str | None] = {}
+# Where the signature of each of Pillow's own openers starts and the bytes it accepts
+# there (from each plugin's _accept), so that a file is shown only to the openers that
+# could accept it: asking all forty about every text file would double the scan time.
+# Openers not listed here (other plugins) see every file.
+_SIGNATURE_BYTES: dict[str, tuple[int, bytes]] = {
+    "BLP": (0, b"B"),
+    "BMP": (0, b"B"),
+    "DIB": (0, bytes([12, 40, 52, 56, 64, 108, 124])),
+    "BUFR": (0, b"BZ"),
+    "CUR": (0, b"\0"),
+    "PCX": (0, b"\n"),
+    "DCX": (0, b"\xb1"),
+    "DDS": (0, b"D"),
+    "EPS": (0, b"%\xc5"),
+    "FITS": (0, b"S"),
+    "FTEX": (0, b"F"),
+    "GIF": (0, b"G"),
+    "GRIB": (0, b"G"),
+    "HDF5": (0, b"\x89"),
+    "PNG": (0, b"\x89"),
+    "JPEG2000": (0, b"\xff\0"),
+    "ICNS": (0, b"i"),
+    "ICO": (0, b"\0"),
+    "JPEG": (0, b"\xff"),
+    "MCIDAS": (0, b"\0"),
+    "MPEG": (0, b"\0"),
+    "TIFF": (0, b"IM"),
+    "MSP": (0, b"DL"),
+    "PIXAR": (0, b"\x80"),
+    "PPM": (0, b"P"),
+    "PSD": (0, b"8"),
+    "QOI": (0, b"q"),
+    "SGI": (0, b"\x01"),
+    "SUN": (0, b"Y"),
+    "WEBP": (0, b"R"),
+    "WMF": (0, b"\xd7\x01"),
+    "XBM": (0, b"#\n/"),
+    "XPM": (0, b"/"),
+    "XVTHUMB": (0, b"P"),
+    "AVIF": (4, b"f"),  # an ISO box: "ftyp" at byte 4
+    "HEIF": (4, b"f"),
+    "FLI": (4, b"\x11\x12"),
+    "GBR": (4, b"\0"),
+}
+
+
+@dataclass
+class _Openers:
+    """Pillow's openers as Image.open tries them, indexed by the bytes at offsets 0 and 4."""
+
+    registered: int  # len(Image.ID) when this was built
+    checks: tuple[tuple[str, Any], ...]  # (name, accept) of every opener with a signature check
+    unsigned: dict[str, str]  # extension -> opener without a check (TGA, ...)
+    candidates: dict[tuple[int, int], tuple[tuple[str, Any], ...]] = field(default_factory=dict)
+
+    def for_prefix(self, prefix: bytes) -> tuple[tuple[str, Any], ...]:
+        key = (prefix[0], prefix[4] if len(prefix) > 4 else -1)
+        found = self.candidates.get(key)
+        if found is None:
+            found = self.candidates[key] = tuple(check for check in self.checks if _could_accept(check[0], key))
+        return found
+
+
+def _could_accept(name: str, key: tuple[int, int]) -> bool:
+    if name not in _SIGNATURE_BYTES:
+        return True
+    offset, accepted = _SIGNATURE_BYTES[name]
+    byte = key[0] if offset == 0 else key[1]
+    return byte >= 0 and byte in accepted
+
+
+_openers: _Openers | None = None
 
 
 def register_openers() -> None:
@@ -231,7 +304,7 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
         ('JPEG', None)
     """
     path = os.fspath(path)
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    descriptor = os.open(path, _READ_FLAGS)
     try:
         head = os.read(descriptor, _HEAD_BYTES)
         if not head:
@@ -250,42 +323,36 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
     vector = _vector_format(head)
     if vector is not None:
         return None, f"skipped: vector or document format, not a photo ({vector})"
-    _, _, unsigned = _registered_openers()
+    unsigned = _registered_openers().unsigned
     extension = os.path.splitext(path)[1].lower()
     if extension in unsigned:
         return _open_format(path, unsigned[extension])
     return None, f"skipped: not an image file (no image format Pillow reads; extension {extension or 'none'!r})"
 
 
-def _registered_openers() -> tuple[int, list, dict[str, str]]:
-    """Pillow's openers with a signature check, in Image.open's order, and the extensions of those without."""
+def _registered_openers() -> _Openers:
+    """Pillow's openers, rebuilt when a plugin registers one."""
     global _openers
-    register_openers()
-    if _openers is None or _openers[0] != len(Image.ID):
-        checks = [(name, Image.OPEN[name][1]) for name in Image.ID if Image.OPEN[name][1] is not None]
-        unsigned = {ext: name for ext, name in Image.EXTENSION.items() if Image.OPEN.get(name, (None, 1))[1] is None}
-        _openers = (len(Image.ID), checks, unsigned)
-        _format_by_prefix.clear()
+    if _openers is None or _openers.registered != len(Image.ID):
+        register_openers()
+        _openers = _Openers(
+            registered=len(Image.ID),
+            checks=tuple((name, Image.OPEN[name][1]) for name in Image.ID if Image.OPEN[name][1] is not None),
+            unsigned={ext: name for ext, name in Image.EXTENSION.items() if Image.OPEN.get(name, (None, 1))[1] is None},
+        )
     return _openers
 
 
 def _opener_for(prefix: bytes) -> str | None:
     """The first opener whose signature check accepts ``prefix``, as Image.open tries them."""
-    _, checks, _ = _registered_openers()
-    if prefix in _format_by_prefix:  # signature checks see nothing but the prefix
-        return _format_by_prefix[prefix]
-    found = None
-    for name, accept in checks:
+    for name, accept in _registered_openers().for_prefix(prefix):
         try:
             verdict = accept(prefix)
         except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open ignores too
             continue
         if verdict and not isinstance(verdict, str):  # a string is Pillow's "known but unsupported"
-            found = name
-            break
-    if len(_format_by_prefix) < 4096:
-        _format_by_prefix[prefix] = found
-    return found
+            return name
+    return None
 
 
 def _has_multi_picture_marker(descriptor: int, head: bytes) -> bool:
@@ -294,7 +361,8 @@ def _has_multi_picture_marker(descriptor: int, head: bytes) -> bool:
     for _ in range(32):
         segment = head[position : position + 8]
         if len(segment) < 8:
-            segment = os.pread(descriptor, 8, position)
+            os.lseek(descriptor, position, os.SEEK_SET)
+            segment = os.read(descriptor, 8)
         if len(segment) < 8 or segment[0] != 0xFF or not 0xE0 <= segment[1] <= 0xEF:
             return False  # past the APP segments, where the MPF segment would be
         if segment[1] == 0xE2 and segment[4:8] == b"MPF\0":

@@ -210,3 +210,30 @@ def test_zip_entries_are_written_whatever_their_name(tmp_path):
     result = extract_zip(zip_path, tmp_path / "out")
     assert sorted(p.name for p in result.extracted) == ["notes.txt", "photo"]
     assert [s.reason for s in result.skipped] == ["skipped: hidden or __MACOSX metadata file"]
+
+
+def _first_accepting(prefix, checks):
+    for name, accept in checks:
+        try:
+            verdict = accept(prefix)
+        except Exception:
+            continue
+        if verdict and not isinstance(verdict, str):
+            return name
+    return None
+
+
+def test_the_signature_index_gives_what_asking_every_opener_gives(every_format):
+    """The table of signature bytes must never hide an opener that would accept a file."""
+    from simrec import images
+
+    openers = images._registered_openers()
+    assert set(images._SIGNATURE_BYTES) <= {name for name, _ in openers.checks}  # no stale names
+    rng = np.random.default_rng(0)
+    pool = [path.read_bytes()[:16] for path in every_format.iterdir() if path.stat().st_size >= 16]
+    pool += [rng.bytes(16) for _ in range(40)] + [b"%PDF-1.7\n" + b"\0" * 7, b"ftyp" * 4]
+    for prefix in pool:
+        for offset in (0, 4):
+            for value in range(256):
+                probe = prefix[:offset] + bytes([value]) + prefix[offset + 1 :]
+                assert images._opener_for(probe) == _first_accepting(probe, openers.checks), probe
