@@ -76,6 +76,7 @@ NOT_PHOTOS = {  # file name -> (content, words the reason must contain)
     "drawing.svg": (SVG, "vector or document format, not a photo (SVG)"),
     "bare.svg": (b"<svg width='4' height='4'/>", "vector or document format, not a photo (SVG)"),
     "manual.pdf": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "vector or document format, not a photo (PDF)"),
+    "clipart.wmf": (b"\xd7\xcd\xc6\x9a\x00\x00" + b"\x00" * 40, "vector or document format, not a photo (WMF)"),
     "logo.eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\n", "vector or document format, not a photo (EPS)"),
     "text.avif": (b"this is not a photo, whatever its name says\n", "not an image file"),
     "zero.jfif": (b"", "file is empty (0 bytes)"),
@@ -194,7 +195,7 @@ def test_vector_files_are_never_opened_by_pillow(every_format, monkeypatch):
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(os.fspath(fp)) or real_open(fp, *a, **k))
     load_catalog(every_format)
-    assert opened and not [p for p in opened if p.endswith((".svg", ".pdf", ".eps"))]
+    assert opened and not [p for p in opened if p.endswith((".svg", ".pdf", ".eps", ".wmf"))]
 
 
 def test_zip_entries_are_written_whatever_their_name(tmp_path):
