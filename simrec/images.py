@@ -193,6 +193,7 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 # photo formats, which dominate catalogs and must stay cheap to scan. Other formats have
 # short or loose signatures (BMP's "BM", PPM's "P6", XBM's "/*"), so Pillow opens them.
 _TRUSTED_SIGNATURES = frozenset({"JPEG", "PNG", "GIF", "WEBP", "TIFF", "AVIF", "HEIF", "JPEG2000"})
+_GENERIC_BRANDS = (b"mif1", b"msf1")  # an AVIF or a HEIC: Pillow tells which by reading the header
 
 # Where the signature of each of Pillow's own openers starts and the bytes it accepts
 # there (from each plugin's _accept), so that a file is shown only to the openers that
@@ -316,7 +317,7 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
         os.close(descriptor)
     if opener in VECTOR_FORMATS:
         return None, f"skipped: vector or document format, not a photo ({opener})"
-    if opener in _TRUSTED_SIGNATURES:
+    if opener in _TRUSTED_SIGNATURES and not (head[4:8] == b"ftyp" and head[8:12] in _GENERIC_BRANDS):
         return opener, None
     if opener is not None:  # a short signature: Pillow reads the header, trying each opener as Image.open does
         return _open_format(path, opener, every_opener=True)
@@ -326,7 +327,7 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
     unsigned = _registered_openers().unsigned
     extension = os.path.splitext(path)[1].lower()
     if extension in unsigned:
-        return _open_format(path, unsigned[extension])
+        return _open_format(path, unsigned[extension], hint="named like")
     return None, f"skipped: not an image file (no image format Pillow reads; extension {extension or 'none'!r})"
 
 
@@ -371,7 +372,9 @@ def _has_multi_picture_marker(descriptor: int, head: bytes) -> bool:
     return False
 
 
-def _open_format(path: str, name: str, every_opener: bool = False) -> tuple[str | None, str | None]:
+def _open_format(
+    path: str, name: str, every_opener: bool = False, hint: str = "starts like"
+) -> tuple[str | None, str | None]:
     """Let Pillow read the header, with the opener ``name`` or all: its ``image.format``, or why not."""
     try:
         with warnings.catch_warnings():
@@ -383,9 +386,11 @@ def _open_format(path: str, name: str, every_opener: bool = False) -> tuple[str 
         return found, None
     except Image.DecompressionBombError:
         return name, None  # a photo; decoding it reports the size
+    except UnidentifiedImageError:
+        return None, f"skipped: not an image file ({hint} {name}, but Pillow does not recognise it)"
     except (OSError, ValueError, EOFError) as error:  # what Pillow's openers raise for a bad header
         detail = str(error).split("\n")[0] or type(error).__name__
-        return None, f"skipped: not an image file (starts like {name}, but Pillow cannot read it: {detail})"
+        return None, f"skipped: not an image file ({hint} {name}, but Pillow cannot read it: {detail})"
 
 
 def _vector_format(head: bytes) -> str | None:
