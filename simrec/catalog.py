@@ -218,7 +218,8 @@ def _drop_extracted(skipped: list[Skipped], root: Path) -> list[Skipped]:
     for item in skipped:
         path = Path(item.path)
         if path.is_relative_to(root):
-            path.unlink(missing_ok=True)
+            if path.is_file():
+                path.unlink()
             item = Skipped(path.relative_to(root).as_posix(), item.reason, "zip")
         named.append(item)
     return named
