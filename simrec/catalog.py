@@ -56,7 +56,7 @@ def load_catalog(
         source: A ``.zip`` file, a directory, or a list of image file paths.
         extract_to: Where a zip is extracted. Default: a folder next to the zip
             (``data/Colors_Products.zip`` -> ``data/Colors_Products_extracted/``).
-            Only the photos are kept there.
+            Only the files recognised as photos are kept there.
         metadata: Optional CSV file or DataFrame with a ``product_id`` column; its
             other columns are joined onto the catalog (left join; clashing names get a
             ``_meta`` suffix).
@@ -136,7 +136,7 @@ def _skip_summary(skipped: list[Skipped]) -> str:
     """What was looked for, and the commonest reasons files were passed over."""
     looked_for = "looked for any raster image Pillow reads: JPEG, PNG, WebP, AVIF, HEIC, TIFF, ..."
     if not skipped:
-        return f"{looked_for}; the folder holds no files"
+        return f"{looked_for}; no files found"
     reasons = pd.Series([s.reason.removeprefix("skipped: ").split(" (")[0] for s in skipped]).value_counts()
     common = ", ".join(f"{count} {reason}" for reason, count in reasons.head(3).items())
     return f"{looked_for}; {len(skipped)} files skipped: {common}"

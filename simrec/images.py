@@ -269,16 +269,23 @@ def _could_accept(name: str, key: tuple[int, int]) -> bool:
 _openers: _Openers | None = None
 
 
+_heif_looked_for = False
+
+
 def register_openers() -> None:
     """Load Pillow's plugins, and HEIC/HEIF through ``pillow-heif`` when it is installed."""
+    global _heif_looked_for
     Image.init()
-    if "HEIF" in Image.OPEN:
+    if _heif_looked_for:
         return
+    _heif_looked_for = True  # a missing package is looked for once, not once per photo
     try:
         from pillow_heif import register_heif_opener
     except ImportError:
+        logger.debug("pillow-heif is not installed: HEIC/HEIF photos cannot be read")
         return
-    register_heif_opener()
+    if "HEIF" not in Image.OPEN:
+        register_heif_opener()
 
 
 def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
