@@ -115,7 +115,7 @@ def _old_rows(files: list[Path], root: Path) -> tuple[pd.DataFrame, list[Skipped
 def extension_only_catalog(directory: Path) -> tuple[pd.DataFrame, list[Skipped]]:
     """The former scan of a folder: walk, refuse by extension, build the rows."""
     files, skipped = _old_walk(directory)
-    root = _catalog_root(directory, [(path, "") for path in files])
+    root = _catalog_root(directory, [(str(path), "") for path in files])
     catalog, more = _old_rows(files, root)
     return catalog, skipped + more
 

@@ -146,9 +146,9 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk(directory: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
+def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Skipped]]:
     """Every photo under ``directory`` with its format; everything else with a reason."""
-    files: list[tuple[Path, str]] = []
+    files: list[tuple[str, str]] = []
     skipped: list[Skipped] = []
     real_root = directory.resolve()
     pending = [os.fspath(directory)]
@@ -179,7 +179,7 @@ def _walk(directory: Path) -> tuple[list[tuple[Path, str]], list[Skipped]]:
                 continue
             image_format, reason = _identify_entry(entry, real_root)
             if reason is None:
-                files.append((Path(entry.path), image_format))
+                files.append((entry.path, image_format))
             else:
                 skipped.append(Skipped(entry.path, reason))
         pending.extend(reversed(subfolders))
@@ -225,19 +225,19 @@ def _drop_extracted(skipped: list[Skipped], root: Path) -> list[Skipped]:
     return named
 
 
-def _catalog_root(directory: Path, files: list[tuple[Path, str]]) -> Path:
+def _catalog_root(directory: Path, files: list[tuple[str, str]]) -> Path:
     """The folder whose subfolders are the labels."""
     entries = [
         entry for entry in directory.iterdir() if not _is_hidden(entry.name) and not entry.name.startswith(".simrec")
     ]
     subdirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
-    top_images = [path for path, _ in files if path.parent == directory]
-    if len(subdirs) == 1 and not top_images:
+    top = os.fspath(directory)
+    if len(subdirs) == 1 and not any(os.path.dirname(path) == top for path, _ in files):
         return subdirs[0]
     return directory
 
 
-def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, str]], Path, list[Skipped]]:
+def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, str]], Path, list[Skipped]]:
     if isinstance(paths, (bytes, pd.DataFrame)):
         raise TypeError(f"Expected a path or a list of paths, got {type(paths).__name__}")
     files: list[tuple[Path, str]] = []
@@ -256,28 +256,35 @@ def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, str
         return [], Path.cwd(), skipped
     parents = [str(p.resolve().parent) for p, _ in files]
     root = Path(os.path.commonpath(parents))
-    return [(p.resolve(), image_format) for p, image_format in files], root, skipped
+    return [(str(p.resolve()), image_format) for p, image_format in files], root, skipped
 
 
-def _rows(files: list[tuple[Path, str]], root: Path) -> tuple[pd.DataFrame, list[Skipped]]:
+def _rows(files: list[tuple[str, str]], root: Path) -> tuple[pd.DataFrame, list[Skipped]]:
+    """The catalog rows of ``(path, format)`` pairs. String operations: pathlib's cost per photo adds up."""
     rows: dict[str, tuple[str, str, str, str]] = {}
     skipped: list[Skipped] = []
-    root = root.absolute()
-    for path, image_format in sorted(files, key=lambda item: item[0].as_posix()):
-        path = path.absolute()
-        if not path.is_relative_to(root):
-            skipped.append(Skipped(str(path), "skipped: outside the catalog root folder"))
+    root_prefix = os.path.join(os.path.abspath(root), "")
+    for path, image_format in sorted(files, key=lambda item: item[0].replace(os.sep, "/")):
+        path = os.path.abspath(path)
+        if not path.startswith(root_prefix):
+            skipped.append(Skipped(path, "skipped: outside the catalog root folder"))
             continue
-        relative = path.relative_to(root)
-        product_id = relative.with_suffix("").as_posix()
-        label = relative.parts[0] if len(relative.parts) > 1 else ""
+        relative = path[len(root_prefix) :].replace(os.sep, "/")
+        folder, _, name = relative.rpartition("/")
+        dot = name.rfind(".")
+        stem = name[:dot] if 0 < dot < len(name) - 1 else name  # what Path.with_suffix("") keeps
+        product_id = f"{folder}/{stem}" if folder else stem
+        label = relative.split("/", 1)[0] if folder else ""
         if product_id in rows:
             first = rows[product_id][1]
             skipped.append(
-                Skipped(str(path), f"skipped: duplicate product_id {product_id!r} (already used by {Path(first).name})")
+                Skipped(
+                    path,
+                    f"skipped: duplicate product_id {product_id!r} (already used by {os.path.basename(first)})",
+                )
             )
             continue
-        rows[product_id] = (product_id, str(path), label, image_format)
+        rows[product_id] = (product_id, path, label, image_format)
     frame = pd.DataFrame(sorted(rows.values()), columns=[*CATALOG_COLUMNS, "format"])
     return frame, skipped
 

@@ -312,12 +312,13 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
         ('JPEG', None)
     """
     path = os.fspath(path)
+    openers = _registered_openers()
     descriptor = os.open(path, _READ_FLAGS)
     try:
         head = os.read(descriptor, _HEAD_BYTES)
         if not head:
             return None, "skipped: file is empty (0 bytes)"
-        opener = _opener_for(head[:_PREFIX_BYTES])
+        opener = _opener_for(head[:_PREFIX_BYTES], openers)
         if opener == "JPEG" and _has_multi_picture_marker(descriptor, head):
             return _open_format(path, "JPEG")  # Pillow decides between JPEG and MPO
     finally:
@@ -331,10 +332,9 @@ def identify_format(path: str | os.PathLike) -> tuple[str | None, str | None]:
     vector = _vector_format(head)
     if vector is not None:
         return None, f"skipped: vector or document format, not a photo ({vector})"
-    unsigned = _registered_openers().unsigned
     extension = os.path.splitext(path)[1].lower()
-    if extension in unsigned:
-        return _open_format(path, unsigned[extension], hint="named like")
+    if extension in openers.unsigned:
+        return _open_format(path, openers.unsigned[extension], hint="named like")
     return None, f"skipped: not an image file (no image format Pillow reads; extension {extension or 'none'!r})"
 
 
@@ -351,9 +351,9 @@ def _registered_openers() -> _Openers:
     return _openers
 
 
-def _opener_for(prefix: bytes) -> str | None:
+def _opener_for(prefix: bytes, openers: _Openers) -> str | None:
     """The first opener whose signature check accepts ``prefix``, as Image.open tries them."""
-    for name, accept in _registered_openers().for_prefix(prefix):
+    for name, accept in openers.for_prefix(prefix):
         try:
             verdict = accept(prefix)
         except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open ignores too
@@ -400,8 +400,13 @@ def _open_format(
         return None, f"skipped: not an image file ({hint} {name}, but Pillow cannot read it: {detail})"
 
 
+_VECTOR_FIRST_BYTES = frozenset(b"%<\xef \t\r\n")  # PDF, markup, a UTF-8 byte order mark, blanks
+
+
 def _vector_format(head: bytes) -> str | None:
     """PDF or SVG from the first bytes (Pillow has no opener for either)."""
+    if head[0] not in _VECTOR_FIRST_BYTES:
+        return None
     if head.startswith(b"%PDF"):
         return "PDF"
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()

@@ -79,6 +79,7 @@ COLOURLESS = {"pgm.pgm", "pgm16.pgm", "pbm.pbm", "xbm.xbm", "msp.msp"}
 SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect/></svg>\n'
 NOT_PHOTOS = {  # file name -> (content, words the reason must contain)
     "drawing.svg": (SVG, "vector or document format, not a photo (SVG)"),
+    "bom.svg": (b"\xef\xbb\xbf\n  " + SVG, "vector or document format, not a photo (SVG)"),
     "bare.svg": (b"<svg width='4' height='4'/>", "vector or document format, not a photo (SVG)"),
     "manual.pdf": (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "vector or document format, not a photo (PDF)"),
     "clipart.wmf": (b"\xd7\xcd\xc6\x9a\x00\x00" + b"\x00" * 40, "vector or document format, not a photo (WMF)"),
@@ -242,4 +243,20 @@ def test_the_signature_index_gives_what_asking_every_opener_gives(every_format):
         for offset in (0, 4):
             for value in range(256):
                 probe = prefix[:offset] + bytes([value]) + prefix[offset + 1 :]
-                assert images._opener_for(probe) == _first_accepting(probe, openers.checks), probe
+                assert images._opener_for(probe, openers) == _first_accepting(probe, openers.checks), probe
+
+
+def test_product_ids_drop_only_the_last_extension(tmp_path):
+    for name in ["shirt.v2.jpg", "trailing.", "plain", "x.tar.png"]:
+        (tmp_path / "c" / "red").mkdir(parents=True, exist_ok=True)
+        _picture().save(tmp_path / "c" / "red" / name, "PNG")
+    _picture().save(tmp_path / "c" / "top.jpg", "JPEG")
+    catalog, _ = load_catalog(tmp_path / "c")
+    assert dict(zip(catalog["product_id"], catalog["label"])) == {
+        "red/plain": "red",
+        "red/shirt.v2": "red",
+        "red/trailing.": "red",
+        "red/x.tar": "red",
+        "top": "",
+    }
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in catalog["path"])
