@@ -3,8 +3,10 @@
 Entries are streamed to disk one at a time (never read whole into memory). An entry is
 refused, and reported with the reason, when its name is absolute or climbs out with
 ``..``, when it is a symbolic link, when it is encrypted or corrupt, or when its
-declared or actual uncompressed size passes the limits (zip bombs). ``__MACOSX/``,
-hidden files and non-image files are skipped and reported, not written.
+declared or actual uncompressed size passes the limits (zip bombs). ``__MACOSX/`` and
+hidden files are skipped and reported, not written. Every other entry is written whatever
+its name: which ones are photos is decided by their content when the catalog is scanned
+(:func:`simrec.load_catalog`), which lists and deletes the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from simrec.crashpoints import crash_point
-from simrec.defaults import IMAGE_EXTENSIONS, MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
+from simrec.defaults import MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
 from simrec.errors import MissingFileError, UnsafeArchiveError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ def extract_zip(
     max_entry_bytes: int = MAX_ZIP_ENTRY_BYTES,
     max_total_bytes: int = MAX_ZIP_TOTAL_BYTES,
 ) -> Extraction:
-    """Extract the image files of a zip into ``target``.
+    """Extract the safe, non-hidden entries of a zip into ``target``.
 
     ``target`` is replaced as a whole, so files removed from the zip do not linger from
     an earlier extraction. To protect user data, an existing non-empty ``target`` is
@@ -155,7 +157,7 @@ def entry_parts(name: str) -> tuple[str, ...]:
 
 
 def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
-    """Why an entry must not be written, or None if it is safe and wanted."""
+    """Why an entry must not be written, or None if it is safe (its content is judged later)."""
     name = info.filename
     path = PurePosixPath(*entry_parts(name)) if entry_parts(name) else PurePosixPath(name)
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
@@ -166,8 +168,6 @@ def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
         return "refused: symbolic link entry"
     if any(part == "__MACOSX" or part.startswith(".") for part in path.parts):
         return "skipped: hidden or __MACOSX metadata file"
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"skipped: not an image file (extension {path.suffix or 'none'!r})"
     if info.flag_bits & 0x1:
         return "refused: encrypted entry"
     if info.compress_type not in _READABLE_COMPRESSION:

@@ -5,12 +5,16 @@ The catalog has one row per product photo, sorted by ``product_id``:
 * ``product_id``: path relative to the catalog root, without extension, with ``/``
   separators (``red/shirt_1``), so equal file names in different folders never collide;
 * ``path``: absolute path of the photo;
-* ``label``: first folder under the root (``red``), empty for files in the root.
+* ``label``: first folder under the root (``red``), empty for files in the root;
+* ``format``: the format Pillow recognised in the file (its ``image.format``: ``JPEG``,
+  ``PNG``, ``MPO``, ``PPM``, ``HEIF``, ...).
 
-Files that are given but cannot be catalogued (hidden files, ``__MACOSX``, other
-extensions, links leaving the catalog, duplicate ids, ...) are never dropped silently:
-:func:`load_catalog` returns them beside the catalog, as a DataFrame with ``path``,
-``reason`` and ``stage`` columns.
+A file is a photo when its content is a raster image Pillow reads, whatever its
+extension (see :func:`simrec.images.identify_format`). Files that are given but cannot
+be catalogued (hidden files, ``__MACOSX``, non-images, drawings and documents, links
+leaving the catalog, duplicate ids, ...) are never dropped silently: :func:`load_catalog`
+returns them beside the catalog, as a DataFrame with ``path``, ``reason`` and ``stage``
+columns.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from pathlib import Path
 import pandas as pd
 
 from simrec.archive import Skipped, extract_zip
-from simrec.defaults import IMAGE_EXTENSIONS
 from simrec.errors import InvalidArgumentError, MissingFileError
+from simrec.images import identify_format
 
 logger = logging.getLogger(__name__)
 
 CATALOG_COLUMNS = ["product_id", "path", "label"]
+"""Columns every catalog has; ``load_catalog`` adds ``format`` after them."""
 SKIPPED_COLUMNS = ["path", "reason", "stage"]
 
 
@@ -39,6 +44,11 @@ def load_catalog(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Build the catalog DataFrame from a zip, a folder or a list of image paths.
 
+    A file is a photo when Pillow recognises a raster image in its content, whatever its
+    extension: ``shirt.jfif``, ``shirt.heic`` (with ``pillow-heif``) and a JPEG without
+    extension are photos; a text file named ``.jpg``, an SVG or a PDF are not. Photos
+    are checked the same way inside a zip (after safe extraction) and in a list of paths.
+
     If the tree has a single top-level folder (``Colors_Products/``) and no photos
     beside it, that folder is the catalog root, so labels are the colour folders.
 
@@ -46,14 +56,16 @@ def load_catalog(
         source: A ``.zip`` file, a directory, or a list of image file paths.
         extract_to: Where a zip is extracted. Default: a folder next to the zip
             (``data/Colors_Products.zip`` -> ``data/Colors_Products_extracted/``).
+            Only the files recognised as photos are kept there.
         metadata: Optional CSV file or DataFrame with a ``product_id`` column; its
             other columns are joined onto the catalog (left join; clashing names get a
             ``_meta`` suffix).
 
     Returns:
         ``(catalog, skipped)``: the catalog DataFrame with columns ``product_id``,
-        ``path``, ``label`` (plus metadata columns), and a DataFrame of the files given
-        but not catalogued, with ``path``, ``reason`` and ``stage``.
+        ``path``, ``label``, ``format`` (plus metadata columns), and a DataFrame of the
+        files given but not catalogued, with ``path``, ``reason`` and ``stage``. Entries
+        of a zip are listed by their name in the zip.
 
     Raises:
         FileNotFoundError: ``source`` (or ``metadata``) does not exist.
@@ -73,8 +85,10 @@ def load_catalog(
             target = Path(extract_to) if extract_to is not None else default_target
             extraction = extract_zip(source_path, target)
             skipped.extend(extraction.skipped)
-            source_path = extraction.root
-        if source_path.is_dir():
+            files, walk_skipped = _walk(extraction.root)
+            skipped.extend(_drop_extracted(walk_skipped, extraction.root))
+            root = _catalog_root(extraction.root, files)
+        elif source_path.is_dir():
             files, walk_skipped = _walk(source_path)
             skipped.extend(walk_skipped)
             root = _catalog_root(source_path, files)
@@ -90,14 +104,20 @@ def load_catalog(
     skipped.extend(catalog_skipped)
     if catalog.empty:
         where = source if isinstance(source, (str, os.PathLike)) else "the list of paths"
-        raise InvalidArgumentError(
-            f"no usable images found in {where} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))}; "
-            f"{len(skipped)} files skipped)"
-        )
+        raise InvalidArgumentError(f"no usable images found in {where} ({_skip_summary(skipped)})")
     if metadata is not None:
         catalog = _join_metadata(catalog, metadata)
     logger.info("catalog: %d images, %d files skipped", len(catalog), len(skipped))
     return catalog, skipped_frame(skipped)
+
+
+def count_formats(catalog: pd.DataFrame) -> str:
+    """One line counting the photos of each format, most frequent first: ``jpeg 1,204, png 88``."""
+    if "format" not in catalog.columns or catalog.empty:
+        return ""
+    counts = catalog["format"].fillna("").replace("", "unknown").str.lower().value_counts()
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{name} {count:,}" for name, count in ordered)
 
 
 def skipped_frame(skipped: Iterable[Skipped]) -> pd.DataFrame:
@@ -112,113 +132,160 @@ def printable_path(path: str | os.PathLike) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def _skip_summary(skipped: list[Skipped]) -> str:
+    """What was looked for, and the commonest reasons files were passed over."""
+    looked_for = "looked for any raster image Pillow reads: JPEG, PNG, WebP, AVIF, HEIC, TIFF, ..."
+    if not skipped:
+        return f"{looked_for}; no files found"
+    reasons = pd.Series([s.reason.removeprefix("skipped: ").split(" (")[0] for s in skipped]).value_counts()
+    common = ", ".join(f"{count} {reason}" for reason, count in reasons.head(3).items())
+    return f"{looked_for}; {len(skipped)} files skipped: {common}"
+
+
 def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk(directory: Path) -> tuple[list[Path], list[Skipped]]:
-    """Every candidate image under ``directory``; everything else with a reason."""
-    files: list[Path] = []
+def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Skipped]]:
+    """Every photo under ``directory`` with its format; everything else with a reason."""
+    files: list[tuple[str, str]] = []
     skipped: list[Skipped] = []
     real_root = directory.resolve()
-    for current, dirnames, filenames in os.walk(directory, followlinks=False):
-        current_path = Path(current)
-        for name in sorted(dirnames):
-            sub = current_path / name
-            if _is_hidden(name):
-                dirnames.remove(name)
-                skipped.extend(
-                    Skipped(str(p), "skipped: hidden or __MACOSX metadata file")
-                    for p in sorted(sub.rglob("*"))
-                    if not p.is_dir()
-                )
-            elif sub.is_symlink():
-                dirnames.remove(name)
-                skipped.append(Skipped(str(sub), "skipped: symbolic link to a folder"))
-        for name in sorted(filenames):
+    pending = [os.fspath(directory)]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as error:
+            skipped.append(Skipped(current, f"skipped: folder cannot be read ({error.strerror or error})"))
+            continue
+        subfolders = []
+        for entry in entries:
+            name = entry.name
             if name.startswith(".simrec"):
                 continue  # simrec's own bookkeeping, not a catalog file
-            path = current_path / name
-            reason = _file_refusal(path, name, real_root)
+            if entry.is_dir():  # follows links, so a link to a folder is caught here
+                if _is_hidden(name):
+                    skipped.extend(
+                        Skipped(str(p), "skipped: hidden or __MACOSX metadata file")
+                        for p in sorted(Path(entry.path).rglob("*"))
+                        if not p.is_dir()
+                    )
+                elif entry.is_symlink():
+                    skipped.append(Skipped(entry.path, "skipped: symbolic link to a folder"))
+                else:
+                    subfolders.append(entry.path)
+                continue
+            image_format, reason = _identify_entry(entry, real_root)
             if reason is None:
-                files.append(path)
+                files.append((entry.path, image_format))
             else:
-                skipped.append(Skipped(str(path), reason))
+                skipped.append(Skipped(entry.path, reason))
+        pending.extend(reversed(subfolders))
     return files, skipped
 
 
-def _file_refusal(path: Path, name: str, real_root: Path) -> str | None:
-    if _is_hidden(name):
-        return "skipped: hidden or __MACOSX metadata file"
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        return f"skipped: not an image file (extension {path.suffix or 'none'!r})"
-    if path.is_symlink():
-        target = path.resolve()
+def _identify_entry(entry: os.DirEntry, real_root: Path) -> tuple[str | None, str | None]:
+    """``(format, None)`` for a photo in the folder, else ``(None, reason)``; cheap checks first."""
+    if _is_hidden(entry.name):
+        return None, "skipped: hidden or __MACOSX metadata file"
+    if entry.is_symlink():
+        target = Path(entry.path).resolve()
         if not target.is_relative_to(real_root):
-            return f"skipped: symbolic link pointing outside the catalog ({target})"
+            return None, f"skipped: symbolic link pointing outside the catalog ({target})"
         if not target.is_file():
-            return "skipped: broken symbolic link"
-    if not path.is_file():
-        return "skipped: not a regular file"
+            return None, "skipped: broken symbolic link"
+    if not entry.is_file():
+        return None, "skipped: not a regular file"
     try:
-        str(path).encode("utf-8")
+        entry.path.encode("utf-8")
     except UnicodeEncodeError:
-        return "skipped: file name is not valid UTF-8 (rename the file)"
-    return None
+        return None, "skipped: file name is not valid UTF-8 (rename the file)"
+    return _identify(entry.path)
 
 
-def _catalog_root(directory: Path, files: list[Path]) -> Path:
+def _identify(path: str) -> tuple[str | None, str | None]:
+    try:
+        return identify_format(path)
+    except OSError as error:
+        return None, f"skipped: file cannot be read ({error.strerror or error})"
+
+
+def _drop_extracted(skipped: list[Skipped], root: Path) -> list[Skipped]:
+    """Name files extracted from a zip by their entry, and delete the ones that are not photos."""
+    named = []
+    for item in skipped:
+        path = Path(item.path)
+        if path.is_relative_to(root):
+            if path.is_file():
+                path.unlink()
+            item = Skipped(path.relative_to(root).as_posix(), item.reason, "zip")
+        named.append(item)
+    return named
+
+
+def _catalog_root(directory: Path, files: list[tuple[str, str]]) -> Path:
     """The folder whose subfolders are the labels."""
     entries = [
         entry for entry in directory.iterdir() if not _is_hidden(entry.name) and not entry.name.startswith(".simrec")
     ]
     subdirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
-    top_images = [f for f in files if f.parent == directory]
-    if len(subdirs) == 1 and not top_images:
+    top = os.fspath(directory)
+    if len(subdirs) == 1 and not any(os.path.dirname(path) == top for path, _ in files):
         return subdirs[0]
     return directory
 
 
-def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], Path, list[Skipped]]:
+def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, str]], Path, list[Skipped]]:
     if isinstance(paths, (bytes, pd.DataFrame)):
         raise TypeError(f"Expected a path or a list of paths, got {type(paths).__name__}")
-    files: list[Path] = []
+    files: list[tuple[Path, str]] = []
     skipped: list[Skipped] = []
     for item in paths:
         path = Path(item)
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            skipped.append(Skipped(str(path), f"skipped: not an image file (extension {path.suffix or 'none'!r})"))
-        elif not path.is_file():
+        if not path.is_file():
             skipped.append(Skipped(str(path), "skipped: file not found"))
+            continue
+        image_format, reason = _identify(os.fspath(path))
+        if reason is None:
+            files.append((path, image_format))
         else:
-            files.append(path)
+            skipped.append(Skipped(str(path), reason))
     if not files:
         return [], Path.cwd(), skipped
-    parents = [str(p.resolve().parent) for p in files]
+    parents = [str(p.resolve().parent) for p, _ in files]
     root = Path(os.path.commonpath(parents))
-    return [p.resolve() for p in files], root, skipped
+    return [(str(p.resolve()), image_format) for p, image_format in files], root, skipped
 
 
-def _rows(files: list[Path], root: Path) -> tuple[pd.DataFrame, list[Skipped]]:
-    rows: dict[str, tuple[str, str, str]] = {}
+def _rows(files: list[tuple[str, str]], root: Path) -> tuple[pd.DataFrame, list[Skipped]]:
+    """The catalog rows of ``(path, format)`` pairs. String operations: pathlib's cost per photo adds up."""
+    rows: dict[str, tuple[str, str, str, str]] = {}
     skipped: list[Skipped] = []
-    root = root.absolute()
-    for path in sorted(files, key=lambda p: p.as_posix()):
-        path = path.absolute()
-        if not path.is_relative_to(root):
-            skipped.append(Skipped(str(path), "skipped: outside the catalog root folder"))
+    root_prefix = os.path.join(os.path.abspath(root), "")
+    for path, image_format in sorted(files, key=lambda item: item[0].replace(os.sep, "/")):
+        path = os.path.abspath(path)
+        if not path.startswith(root_prefix):
+            skipped.append(Skipped(path, "skipped: outside the catalog root folder"))
             continue
-        relative = path.relative_to(root)
-        product_id = relative.with_suffix("").as_posix()
-        label = relative.parts[0] if len(relative.parts) > 1 else ""
+        relative = path[len(root_prefix) :].replace(os.sep, "/")
+        folder, _, name = relative.rpartition("/")
+        dot = name.rfind(".")
+        stem = name[:dot] if 0 < dot < len(name) - 1 else name  # what Path.with_suffix("") keeps
+        product_id = f"{folder}/{stem}" if folder else stem
+        label = relative.split("/", 1)[0] if folder else ""
         if product_id in rows:
             first = rows[product_id][1]
             skipped.append(
-                Skipped(str(path), f"skipped: duplicate product_id {product_id!r} (already used by {Path(first).name})")
+                Skipped(
+                    path,
+                    f"skipped: duplicate product_id {product_id!r} (already used by {os.path.basename(first)})",
+                )
             )
             continue
-        rows[product_id] = (product_id, str(path), label)
-    frame = pd.DataFrame(sorted(rows.values()), columns=CATALOG_COLUMNS)
+        rows[product_id] = (product_id, path, label, image_format)
+    frame = pd.DataFrame(sorted(rows.values()), columns=[*CATALOG_COLUMNS, "format"])
     return frame, skipped
 
 

@@ -223,8 +223,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _print_build(embedded, report, out) -> None:
+    from simrec.catalog import count_formats
+
     rate = report.embedded / report.embed_seconds if report.embed_seconds > 0 and report.embedded else 0.0
     print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {out}")
+    if formats := count_formats(embedded.catalog):
+        print(f"formats: {formats}")
     print(
         f"added {report.added}, updated {report.updated}, removed {report.removed}, unchanged {report.unchanged}; "
         f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"

@@ -19,9 +19,6 @@ PREPROCESSING = (
 )
 """Description of what happens to a photo before the network, stored with every index."""
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-"""File extensions (lower case) treated as product photos."""
-
 MAX_IMAGE_PIXELS = 89_478_485
 """Images with more pixels than this are refused (decompression-bomb protection; Pillow's own default)."""
 

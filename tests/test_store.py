@@ -148,7 +148,7 @@ def test_unwritable_folder(embedded, tmp_path):
 def test_failures_account_for_skipped_files(tmp_path, extractor, colour_tree):
     from simrec import EmbeddedCatalog, embed_images, load_catalog
 
-    (colour_tree / "red" / "broken.jpg").write_bytes(b"garbage")
+    (colour_tree / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")  # a JPEG signature, then nothing
     (colour_tree / "red" / "readme.txt").write_text("x")
     catalog, skipped = load_catalog(colour_tree)
     result = embed_images(catalog["path"], extractor, verbose=False)
