@@ -12,9 +12,11 @@ was already decoded for the model (no second decode) and stored in the index:
    one of them). A pixel is background when it is close to any of them, "close" meaning
    within that side's own spread (textured backgrounds spread more) and at least
    ``ΔE = 10`` with lightness counting half (shading changes lightness most). The rest is
-   the product, weighted towards the centre. When almost nothing is left (a photo of one
-   flat colour, a black product on a black background), the whole photo, centre-weighted,
-   is used instead, so every photo gets a signature.
+   the product, weighted towards the centre and by how much each pixel stands out (so
+   edges blended with the background count less; a product of a few pixels counts too).
+   When nothing is left (a photo of one flat colour, a black product on a black
+   background), the whole photo, centre-weighted, is used instead, so every photo gets a
+   signature.
 3. The product pixels go into a soft histogram of ``4 x 9 x 9`` bins over ``L*`` (0 to
    100), ``a*`` and ``b*`` (-80 to 80), each pixel shared between its neighbouring bins,
    then blurred by one bin so near colours overlap. The histogram sums to 1: a
@@ -65,7 +67,8 @@ N_BINS = len(L_CENTRES) * len(AB_CENTRES) ** 2
 _MAX_SIDE = 64  # the signature looks at most at this many pixels per side
 _MIN_DELTA_E = 10.0  # smallest colour difference that separates product from background
 _LIGHTNESS_WEIGHT = 0.5  # shading and lighting change L* most; count it half
-_SCALE_SAMPLE = 512  # products sampled to measure the typical distances
+_SCALE_SAMPLE = 512  # products sampled to measure the spread of the distances
+_SCRATCH_BYTES = 64 * 1024**2  # bound on the scratch memory of one block of queries
 
 # sRGB (D65) to CIE XYZ, and the D65 white point.
 _RGB_TO_XYZ = np.array(
@@ -293,8 +296,9 @@ class ColourBlendNeighbors:
             query_inv = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
             query_roots = np.sqrt(np.clip(query_colours, 0, None))
         n_queries = len(queries)
-        # Per query row: similarity, colour and blend blocks (float32) plus argpartition (int64).
-        rows = max(1, min(self.chunk_size, (64 * 1024**2) // (20 * n_fit)))
+        # Per query row and fitted item: the colour and cosine blocks (float32, computed in
+        # place), argpartition's int64 and a comparison byte: at most 20 bytes.
+        rows = max(1, min(self.chunk_size, _SCRATCH_BYTES // (20 * n_fit)))
         distances = np.empty((n_queries, k), dtype=np.float32)
         indices = np.empty((n_queries, k), dtype=np.int64)
         for start in range(0, n_queries, rows):
@@ -312,10 +316,12 @@ class ColourBlendNeighbors:
         blend *= np.float32(weight / self.colour_scale_)
         if weight < 1.0:  # W = 1 ranks by colour alone
             fit_X, inv_norms = self._cosine._fit_X, self._cosine._inv_norms
-            similarity = (queries * query_inv[:, None]) @ fit_X.T
-            similarity *= inv_norms
-            cosine = np.clip(1.0 - similarity, 0.0, 2.0)
-            blend += cosine * np.float32((1.0 - weight) / self.cosine_scale_)
+            cosine = (queries * query_inv[:, None]) @ fit_X.T
+            cosine *= inv_norms
+            np.subtract(np.float32(1.0), cosine, out=cosine)
+            np.clip(cosine, 0.0, 2.0, out=cosine)
+            cosine *= np.float32((1.0 - weight) / self.cosine_scale_)
+            blend += cosine
         return blend
 
     def _typical_distances(self) -> tuple[float, float]:
@@ -401,20 +407,25 @@ def _product_weights(lab: np.ndarray) -> np.ndarray:
     sides = (lab[:strip].reshape(-1, 3), lab[-strip:].reshape(-1, 3), lab[:, :strip].reshape(-1, 3))
     sides += (lab[:, -strip:].reshape(-1, 3),)
     scale = np.array([_LIGHTNESS_WEIGHT, 1.0, 1.0], dtype=np.float32)
-    background = np.zeros((height, width), dtype=bool)
+    nearest = np.full((height, width), np.inf, dtype=np.float32)  # distance to the nearest background, in thresholds
     for side in sides:
         reference = np.median(side, axis=0)
         spread = float(np.median(np.linalg.norm((side - reference) * scale, axis=1)))
         threshold = max(_MIN_DELTA_E, 3.0 * spread + _MIN_DELTA_E / 2)
-        background |= np.linalg.norm((lab - reference) * scale, axis=2) < threshold
-    product = ~background
+        np.minimum(nearest, np.linalg.norm((lab - reference) * scale, axis=2) / threshold, out=nearest)
+    product = nearest >= 1
+    # Pixels count more the more they stand out (fully from three thresholds on), so edges
+    # blended with the background count less than the product itself.
+    strength = np.clip((nearest - 1) / 2, 0.05, 1.0)
     # A pixel counts as product only if most of its 3 x 3 neighbourhood does: drops speckle.
     padded = np.pad(product, 1).astype(np.uint8)
     votes = sum(padded[i : i + height, j : j + width] for i in range(3) for j in range(3))
-    product &= votes >= 5
-    if product.sum() < max(4, 0.002 * height * width):
-        return centre  # nothing stands out: a flat photo, or a product as dark as its background
-    return centre * product
+    solid = product & (votes >= 5)
+    if solid.sum() >= max(4, 0.002 * height * width):
+        return centre * solid * strength
+    if product.any():
+        return product * strength  # a tiny product, too small for the speckle filter
+    return centre  # nothing stands out: a flat photo, or a product as dark as its background
 
 
 def _histogram(lab: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -450,8 +461,9 @@ def _histogram(lab: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def _hellinger(coefficients: np.ndarray) -> np.ndarray:
-    """Hellinger distances from Bhattacharyya coefficients ``sum(sqrt(p * q))``, in place where possible."""
-    distance = np.subtract(np.float32(1.0), coefficients, dtype=np.float32)
+    """Hellinger distances from a fresh float32 array of Bhattacharyya coefficients, computed in place."""
+    distance = np.asarray(coefficients, dtype=np.float32)
+    np.subtract(np.float32(1.0), distance, out=distance)
     np.clip(distance, 0.0, 1.0, out=distance)
     return np.sqrt(distance, out=distance)
 

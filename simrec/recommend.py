@@ -94,7 +94,10 @@ def recommend(
         colours = {"colours": _query_colours(image, int(embedded.meta["image_size"]))} if blend else {}
         distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors, **colours)
         distances, indices = distances[0], indices[0]
-    return results_frame(catalog, distances, indices, query, embedded.warning)
+    frame = results_frame(catalog, distances, indices, query, embedded.warning)
+    if blend:  # shown in plot captions
+        frame.attrs["colour_weight"] = neighbors.colour_weight
+    return frame
 
 
 def results_frame(
