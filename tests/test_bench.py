@@ -28,6 +28,7 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
         assert name in names
     assert lines[-1].startswith("ratio pipeline/model_only=") and "pipeline/naive=" in lines[-1]
     assert "knn_single_speedup=" in lines[-1]
+    assert "colour_overhead=" in lines[-1] and "colour_signature_ms" in names
     assert figures["knn_identical_neighbours"] == 1.0
     assert (tmp_path / "b.json").is_file()
 
