@@ -11,6 +11,8 @@ unless ImageNet weights are cached.
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 import simrec
 from simrec.model import imagenet_available
 
@@ -31,6 +33,7 @@ for table, weight in zip(results, [0.0, 0.5] * len(queries)):
 title = f"colour weight 0 (look only) vs 0.5, {weights} weights"
 figure = simrec.plot_recommendation_grid(results, title=title, panel_size=1.5)
 figure.savefig(DOCS / "colour_weight.png", dpi=72)
+Image.open(DOCS / "colour_weight.png").convert("RGB").quantize(128).save(DOCS / "colour_weight.png", optimize=True)
 
 types = simrec.label_from(embedded.catalog["product_id"], r"/([a-z]+)_\d+$")
 sweep = simrec.sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "type": types}, k=5)

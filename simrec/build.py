@@ -209,7 +209,7 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
 
     directory = Path(directory)
     with writer_lock(directory):
-        embedded = load_index(directory)
+        embedded = load_index(directory, mmap=True)
         size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
         colours, failures = compute_colours(embedded.catalog["path"], size, batch_size=batch_size, verbose=verbose)
         if len(failures):

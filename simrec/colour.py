@@ -351,7 +351,7 @@ def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeig
     if weight == 0.0:
         return embedded.neighbors
     require_colours(embedded)
-    cache = embedded.__dict__.setdefault("_colour_blends", {})
+    cache = embedded._colour_blends
     if weight not in cache:
         cache[weight] = ColourBlendNeighbors.from_cosine(embedded.neighbors, embedded.colours, colour_weight=weight)
     return cache[weight]

@@ -61,6 +61,7 @@ class EmbeddedCatalog:
     def __post_init__(self) -> None:
         self._neighbors: CosineNeighbors | None = None
         self._extractors: dict[str, keras.Model] = {}
+        self._colour_blends: dict[float, Any] = {}  # colour weight -> ColourBlendNeighbors
         if len(self.catalog) != len(self.embeddings):
             raise InvalidArgumentError(
                 f"catalog has {len(self.catalog)} rows but embeddings has {len(self.embeddings)}"

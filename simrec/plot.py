@@ -6,6 +6,7 @@ a returned figure by itself, and ``fig.savefig(...)`` writes it to a file.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,6 +78,8 @@ def plot_recommendation_grid(
         for ax in row[1 + len(table) :]:
             ax.set_axis_off()
     warning = next((t.attrs.get("warning") for t in results if t.attrs.get("warning")), None)
+    if warning:  # wrapped to the figure's width, about 11 characters an inch at this size
+        warning = textwrap.fill(warning, width=max(40, int(figure.get_figwidth() * 11)))
     heading = "\n".join(text for text in (title, warning) if text)
     if heading:
         figure.suptitle(heading, color="crimson" if warning else "black", fontsize=11)
