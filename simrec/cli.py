@@ -353,7 +353,8 @@ def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
         require_colours(embedded, args.index_dir)
     sweep = sweep_colour_weight(embedded, labellings, k=args.k, colour_weights=weights)
     if args.format == "json":
-        print(json.dumps({"k": args.k, "results": sweep.to_dict(orient="records")}, indent=2))
+        records = sweep.astype(object).where(sweep.notna(), None).to_dict(orient="records")  # NaN -> null
+        print(json.dumps({"k": args.k, "results": records}, indent=2))
     else:
         _print_sweep(sweep, args.k)
 

@@ -355,7 +355,7 @@ def test_evaluate_sweep_command_prints_both_labellings(embedded, tmp_path, capsy
     assert all(len(line.split()) == 5 for line in lines[2:7])
     assert "precision@3 by label:" in out and "W=0.5" in out
     assert main(["evaluate", str(folder), "-k", "3", "--colour-weight", "0.5", "--format", "json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
+    payload = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
     assert {row["colour_weight"] for row in payload["results"]} == {0.5}
     assert main(["evaluate", str(folder), "--colour-weight", "2"]) == 2
     assert "from 0 to 1" in capsys.readouterr().err
