@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from simrec import (
     ColourBlendNeighbors,
+    CosineNeighbors,
     EmbeddedCatalog,
     build_index,
     colour_signature,
@@ -366,3 +367,23 @@ def test_realistic_catalog_has_every_shape_in_every_colour(tmp_path):
     with zipfile.ZipFile(realistic) as archive:
         names = archive.namelist()
     assert len(names) == 6 * 7 and "Colors_Products/red/mug_1.jpg" in names
+
+
+def test_half_weight_keeps_both_look_and_colour_when_each_separates():
+    """Embeddings that know the type and signatures that know the colour: W = 0.5 gets both right."""
+    rng = np.random.default_rng(0)
+    n_types, n_colours, n_variants = 3, 3, 6
+    types = np.repeat(np.arange(n_types), n_colours * n_variants)
+    colours = np.tile(np.repeat(np.arange(n_colours), n_variants), n_types)
+    X = (np.eye(8)[types] + rng.normal(0, 0.05, size=(len(types), 8))).astype(np.float32)
+    signatures = np.abs(np.eye(N_BINS)[colours * 40] + rng.normal(0, 0.01, size=(len(types), N_BINS)))
+    signatures = (signatures / signatures.sum(axis=1, keepdims=True)).astype(np.float32)
+    cosine = CosineNeighbors().fit(X)
+    scores = {}
+    for weight in (0.0, 0.5, 1.0):
+        by_type = evaluate(cosine, types.astype(str), k=5, colour_weight=weight, colours=signatures)
+        by_colour = evaluate(cosine, colours.astype(str), k=5, colour_weight=weight, colours=signatures)
+        scores[weight] = (by_type["precision_at_k"], by_colour["precision_at_k"])
+    assert scores[0.5] == (1.0, 1.0)
+    assert scores[0.0][0] == 1.0 and scores[0.0][1] < 0.5  # look only: colour near chance (1/3)
+    assert scores[1.0][1] == 1.0 and scores[1.0][0] < 0.5  # colour only: type near chance
