@@ -407,19 +407,27 @@ def _product_weights(lab: np.ndarray) -> np.ndarray:
     sides = (lab[:strip].reshape(-1, 3), lab[-strip:].reshape(-1, 3), lab[:, :strip].reshape(-1, 3))
     sides += (lab[:, -strip:].reshape(-1, 3),)
     scale = np.array([_LIGHTNESS_WEIGHT, 1.0, 1.0], dtype=np.float32)
-    nearest = np.full((height, width), np.inf, dtype=np.float32)  # distance to the nearest background, in thresholds
+    references, thresholds = [], []
     for side in sides:
         reference = np.median(side, axis=0)
         spread = float(np.median(np.linalg.norm((side - reference) * scale, axis=1)))
-        threshold = max(_MIN_DELTA_E, 3.0 * spread + _MIN_DELTA_E / 2)
-        np.minimum(nearest, np.linalg.norm((lab - reference) * scale, axis=2) / threshold, out=nearest)
+        references.append(reference * scale)
+        thresholds.append(max(_MIN_DELTA_E, 3.0 * spread + _MIN_DELTA_E / 2))
+    # Squared distance of every pixel to each side's colour, all sides at once: |x|^2 - 2 x.r + |r|^2.
+    scaled = (lab * scale).reshape(-1, 3)
+    references = np.asarray(references, dtype=np.float32)
+    squared = (scaled**2).sum(axis=1, keepdims=True) - 2 * scaled @ references.T + (references**2).sum(axis=1)
+    np.maximum(squared, 0, out=squared)
+    squared /= np.square(np.asarray(thresholds, dtype=np.float32))
+    nearest = np.sqrt(squared.min(axis=1)).reshape(height, width)  # in thresholds of the nearest side
     product = nearest >= 1
     # Pixels count more the more they stand out (fully from three thresholds on), so edges
     # blended with the background count less than the product itself.
     strength = np.clip((nearest - 1) / 2, 0.05, 1.0)
     # A pixel counts as product only if most of its 3 x 3 neighbourhood does: drops speckle.
     padded = np.pad(product, 1).astype(np.uint8)
-    votes = sum(padded[i : i + height, j : j + width] for i in range(3) for j in range(3))
+    rows = padded[:-2] + padded[1:-1] + padded[2:]
+    votes = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
     solid = product & (votes >= 5)
     if solid.sum() >= max(4, 0.002 * height * width):
         return centre * solid * strength
@@ -430,24 +438,25 @@ def _product_weights(lab: np.ndarray) -> np.ndarray:
 
 def _histogram(lab: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Soft, blurred, normalised ``(N_BINS,)`` histogram of ``(n, 3)`` Lab pixels."""
-    lab = lab.astype(np.float64)
-    weights = weights.astype(np.float64)
-    n_l, n_ab = len(L_CENTRES), len(AB_CENTRES)
-    lower, fraction = [], []
+    keep = weights > 0
+    lab, weights = lab[keep], weights[keep].astype(np.float64)
+    n_ab = len(AB_CENTRES)
+    lower, shares = [], []
     for axis, centres in ((0, L_CENTRES), (1, AB_CENTRES), (2, AB_CENTRES)):
         position = (lab[:, axis] - centres[0]) / (centres[1] - centres[0])
         base = np.clip(np.floor(position), 0, len(centres) - 2)
+        fraction = np.clip(position - base, 0.0, 1.0)
         lower.append(base.astype(np.int64))
-        fraction.append(np.clip(position - base, 0.0, 1.0))
+        shares.append((1.0 - fraction, fraction))
     counts = np.zeros(N_BINS, dtype=np.float64)
-    for corner in range(8):
-        bits = [(corner >> axis) & 1 for axis in range(3)]
-        share = weights.copy()
-        for axis, bit in enumerate(bits):
-            share *= fraction[axis] if bit else 1.0 - fraction[axis]
-        flat = ((lower[0] + bits[0]) * n_ab + lower[1] + bits[1]) * n_ab + lower[2] + bits[2]
-        counts += np.bincount(flat, weights=share, minlength=N_BINS)
-    grid = counts.reshape(n_l, n_ab, n_ab)
+    for bit_l in (0, 1):  # each pixel is shared among the 8 bins around it
+        weight_l = weights * shares[0][bit_l]
+        for bit_a in (0, 1):
+            weight_la = weight_l * shares[1][bit_a]
+            row = ((lower[0] + bit_l) * n_ab + lower[1] + bit_a) * n_ab + lower[2]
+            for bit_b in (0, 1):
+                counts += np.bincount(row + bit_b, weights=weight_la * shares[2][bit_b], minlength=N_BINS)
+    grid = counts.reshape(len(L_CENTRES), n_ab, n_ab)
     for axis in range(3):  # a [1, 2, 1] blur along each axis, so near colours share weight
         padded = np.concatenate([np.take(grid, [0], axis), grid, np.take(grid, [-1], axis)], axis=axis)
         size = grid.shape[axis]
