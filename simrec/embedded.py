@@ -97,7 +97,7 @@ class EmbeddedCatalog:
         if "sha256" not in catalog.columns:
             catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
         ok = np.asarray(result.ok, dtype=bool)
-        colours = getattr(result, "colours", None)
+        colours = result.colours
         return assemble(
             catalog,
             result.embeddings[ok] if not ok.all() else result.embeddings,
