@@ -7,6 +7,7 @@ imported only by the functions that need them, so ``import simrec`` is fast.
 
 from simrec.build import BuildReport, build_index
 from simrec.catalog import load_catalog
+from simrec.colour import ColourBlendNeighbors, colour_signature
 from simrec.embed import EmbeddingResult, embed_images
 from simrec.embedded import EmbeddedCatalog
 from simrec.errors import (
@@ -20,11 +21,11 @@ from simrec.errors import (
     UnknownProductError,
     UnsafeArchiveError,
 )
-from simrec.evaluate import evaluate
+from simrec.evaluate import evaluate, label_from, sweep_colour_weight
 from simrec.images import load_image
 from simrec.model import build_extractor, extractor_info
 from simrec.neighbors import CosineNeighbors
-from simrec.plot import plot_recommendation_grid, plot_recommendations
+from simrec.plot import plot_colour_sweep, plot_recommendation_grid, plot_recommendations
 from simrec.recommend import recommend
 from simrec.store import load_index, save_index, save_vectors, verify_index
 from simrec.synthetic import make_synthetic_catalog
@@ -42,23 +43,28 @@ __all__ = [
     "MissingFileError",
     "NotWritableError",
     "UnknownProductError",
+    "ColourBlendNeighbors",
     "CosineNeighbors",
     "SimrecError",
     "UnsafeArchiveError",
     "__version__",
     "build_extractor",
     "build_index",
+    "colour_signature",
     "embed_images",
     "evaluate",
     "extractor_info",
+    "label_from",
     "load_catalog",
     "load_image",
     "load_index",
     "make_synthetic_catalog",
+    "plot_colour_sweep",
     "plot_recommendation_grid",
     "plot_recommendations",
     "recommend",
     "save_index",
     "save_vectors",
+    "sweep_colour_weight",
     "verify_index",
 ]

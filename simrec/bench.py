@@ -3,7 +3,10 @@
 Figures (one line each, ``name value``), then one ``ratio ...`` line:
 
 * ``model_only_img_per_s``: the compiled forward pass on already-decoded batches (ceiling);
-* ``pipeline_img_per_s``: :func:`simrec.embed_images` on generated 600 x 800 JPEGs;
+* ``pipeline_img_per_s``: :func:`simrec.embed_images` on generated 600 x 800 JPEGs (with
+  colour signatures, as ``simrec index`` runs it);
+* ``pipeline_without_colours_img_per_s``: the same with ``colours=False``;
+* ``colour_signature_ms``: one colour signature from an already decoded photo;
 * ``naive_img_per_s``: the tutorial loop, ``load_img`` + ``model.predict`` per image;
 * ``bfloat16_pipeline_img_per_s``: the pipeline in bfloat16, when the CPU has BF16/AMX;
 * ``decode_1_worker_img_per_s`` / ``decode_all_cores_img_per_s``: decoding alone, with one
@@ -60,6 +63,7 @@ def run_benchmark(
     import keras
 
     from simrec.backend import accelerators, framework_version
+    from simrec.colour import colour_signatures
     from simrec.decode import decoded_batches
     from simrec.embed import compiled_forward, embed_images
     from simrec.images import load_image
@@ -111,6 +115,11 @@ def run_benchmark(
                 n_images,
                 lambda: _drain(decoded_batches(paths, IMAGE_SIZE, batch_size, decoder=all_cores, n_workers=cores)),
             ),
+            "pipeline_without_colours_img_per_s": (
+                n_images,
+                lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False, colours=False),
+            ),
+            "colour_signatures_per_s": (n_images, lambda: colour_signatures(pixels)),
         }
         if precision == "float32" and device == "CPU" and _cpu_has_bf16():
             low = build_extractor(weights=None, precision="bfloat16")
@@ -138,6 +147,9 @@ def run_benchmark(
     ):
         if name in figures:
             print_fn(f"{name} {figures[name]:.2f}")
+    print_fn(f"pipeline_without_colours_img_per_s {figures['pipeline_without_colours_img_per_s']:.2f}")
+    figures["colour_signature_ms"] = 1000 / figures.pop("colour_signatures_per_s")
+    print_fn(f"colour_signature_ms {figures['colour_signature_ms']:.3f}")
 
     figures.update(_search_figures(n_items))
     for name in ("knn_query_ms_simrec", "knn_query_ms_sklearn", "knn_all_items_s_simrec", "knn_all_items_s_sklearn"):
@@ -161,10 +173,16 @@ def run_benchmark(
         "pipeline/min(model_only,decode)": figures["pipeline_img_per_s"]
         / min(figures["model_only_img_per_s"], figures["decode_all_cores_img_per_s"]),
     }
+    # Extra indexing time that colour signatures cost: measured end to end, and as the
+    # signature's own time over the time per photo (what it would cost if not overlapped).
+    ratios["colour_overhead"] = figures["pipeline_without_colours_img_per_s"] / figures["pipeline_img_per_s"] - 1
+    ratios["colour_signature_share"] = figures["colour_signature_ms"] * figures["pipeline_img_per_s"] / 1000
     if "bfloat16_pipeline_img_per_s" in figures:
         ratios["bfloat16/float32"] = figures["bfloat16_pipeline_img_per_s"] / figures["pipeline_img_per_s"]
     figures.update({f"ratio {k}": v for k, v in ratios.items()})
-    print_fn("ratio " + " ".join(f"{k}={v:.2f}" for k, v in ratios.items()))
+    print_fn(
+        "ratio " + " ".join(f"{k}={v:.3f}" if k.startswith("colour") else f"{k}={v:.2f}" for k, v in ratios.items())
+    )
     if json_path:
         Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
     return figures

@@ -2,7 +2,9 @@
 
 On an existing index only new or changed photos are embedded (a photo is unchanged when
 its ``product_id``, size and SHA-256 are the same), removed ones are dropped, and the
-vectors of the rest are copied unchanged. Re-indexing keeps the index's own model: its
+vectors and colour signatures of the rest are copied unchanged (an index made before
+simrec stored signatures gets them for its unchanged photos by decoding those photos,
+without the model). Re-indexing keeps the index's own model: its
 weights, precision and image size are reused, and asking for different ones needs
 ``rebuild=True``. A zip is extracted into the index folder under the new generation's
 name (``images-GEN/``), which the previous version never refers to, so an interrupted
@@ -147,12 +149,17 @@ def build_index(
                 embeddings[reused] = previous.embeddings[reuse_rows[reused]]
             ok = np.ones(len(catalog), dtype=bool)
             ok[todo] = result.ok
+            colours = _aligned_colours(
+                catalog, previous, reuse_rows, todo, result, info.image_size, batch_size, verbose
+            )
+            ok &= np.isfinite(colours.values).all(axis=1)  # a reused photo that can no longer be read
             embedded = assemble(
                 catalog,
                 embeddings[ok] if not ok.all() else embeddings,
                 ok,
-                [skipped, result.failures],
+                [skipped, result.failures, colours.failures],
                 info.to_dict(),
+                colours=colours.values[ok],
                 source=str(source.absolute()),
             )
             removed = (
@@ -175,6 +182,85 @@ def build_index(
         embed_seconds=result.seconds,
     )
     return load_index(out, mmap=True), report
+
+
+def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, verbose: bool = True) -> EmbeddedCatalog:
+    """Give an index colour signatures, computed from its photos, without the model.
+
+    This is ``simrec colours``: for an index made before simrec stored signatures (or
+    whose signatures were made by another recipe). The photos are decoded exactly as
+    ``simrec index`` decodes them, so the signatures equal those of a rebuild; the
+    embeddings are kept as they are and the result is committed as a new generation.
+
+    Args:
+        directory: The index folder.
+        batch_size: Photos decoded per batch.
+        verbose: Show a progress bar.
+
+    Returns:
+        The index as saved, loaded again.
+
+    Raises:
+        MissingFileError: A photo of the index is gone or unreadable (the message names
+            it); rebuild the index with ``simrec index ... --rebuild`` then.
+        IndexLockedError: Another process is writing the index.
+    """
+    from simrec.colour import SIGNATURE_METHOD
+    from simrec.embed import compute_colours
+
+    directory = Path(directory)
+    with writer_lock(directory):
+        embedded = load_index(directory, mmap=True)
+        size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
+        colours, failures = compute_colours(embedded.catalog["path"], size, batch_size=batch_size, verbose=verbose)
+        if len(failures):
+            first = failures.iloc[0]
+            raise MissingFileError(
+                f"cannot add colour signatures to {directory}: {len(failures)} photos cannot be read, e.g. "
+                f"{first['path']} ({first['reason']}); re-index with 'simrec index SOURCE --out {directory} --rebuild'"
+            )
+        meta = dict(embedded.meta, colour_signature=SIGNATURE_METHOD)
+        updated = EmbeddedCatalog(
+            embedded.catalog, embedded.embeddings, meta, embedded.failures, embedded.inverse_norms, colours
+        )
+        save_index(updated, directory)
+        del embedded, updated  # release the arrays of the previous generation
+    return load_index(directory, mmap=True)
+
+
+@dataclass
+class _Colours:
+    values: np.ndarray
+    failures: pd.DataFrame | None
+
+
+def _aligned_colours(
+    catalog: pd.DataFrame,
+    previous: EmbeddedCatalog | None,
+    reuse_rows: np.ndarray,
+    todo: np.ndarray,
+    result: Any,
+    image_size: int,
+    batch_size: int,
+    verbose: bool,
+) -> _Colours:
+    """``(len(catalog), N_BINS)`` signatures: new rows from this run, reused rows copied or computed."""
+    from simrec.colour import N_BINS, SIGNATURE_METHOD
+    from simrec.embed import compute_colours
+
+    colours = np.full((len(catalog), N_BINS), np.nan, dtype=np.float32)
+    colours[todo] = result.colours
+    reused = np.flatnonzero(reuse_rows >= 0)
+    if not len(reused):
+        return _Colours(colours, None)
+    same_recipe = previous.meta.get("colour_signature", SIGNATURE_METHOD) == SIGNATURE_METHOD
+    if previous.colours is not None and same_recipe:
+        colours[reused] = previous.colours[reuse_rows[reused]]
+        return _Colours(colours, None)
+    logger.info("the index has no colour signatures: computing them for %d unchanged photos", len(reused))
+    paths = catalog["path"].iloc[reused].tolist()
+    colours[reused], failures = compute_colours(paths, image_size, batch_size=batch_size, verbose=verbose)
+    return _Colours(colours, failures)
 
 
 def _existing_manifest(out: Path) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""The ``simrec`` command: index, query, evaluate, demo, bench.
+"""The ``simrec`` command: index, query, evaluate, colours, demo, bench.
 
 User errors (simrec's own exceptions: missing file, unknown id, bad option, damaged or
 locked index) print one line on stderr and exit with status 2; anything else is a bug and
@@ -89,6 +89,16 @@ def _build_parser() -> argparse.ArgumentParser:
             "float32 on CPU); a different one than the index's needs --rebuild",
         )
 
+    def add_colour_weight(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--colour-weight",
+            type=_unit_interval,
+            default=0.0,
+            metavar="W",
+            help="0 (default) ranks by look (the embedding), 1 by the product's colour alone, "
+            "in between a blend of the two",
+        )
+
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
     index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
     index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images)")
@@ -113,6 +123,7 @@ def _build_parser() -> argparse.ArgumentParser:
     query.add_argument("--plot", help="write the result grid to this PNG file")
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
     query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    add_colour_weight(query)
     query.set_defaults(handler=_cmd_query)
 
     verify = commands.add_parser("verify", help="check every checksum of an index folder (exit 0 intact, 2 damaged)")
@@ -123,7 +134,27 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("index_dir", metavar="INDEX_DIR")
     evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
+    add_colour_weight(evaluate)
+    evaluate.add_argument(
+        "--sweep", action="store_true", help="evaluate at colour weights 0, 0.25, 0.5, 0.75 and 1, side by side"
+    )
+    evaluate.add_argument(
+        "--label-from",
+        metavar="REGEX",
+        help="also evaluate a second labelling: the one group of REGEX searched in each product_id, "
+        r"e.g. '/([a-z]+)_\d+$' for the product type in red/shirt_1",
+    )
     evaluate.set_defaults(handler=_cmd_evaluate)
+
+    colours = commands.add_parser(
+        "colours", help="add colour signatures to an index made without them (reads the photos, no model)"
+    )
+    colours.add_argument("index_dir", metavar="INDEX_DIR")
+    colours.add_argument(
+        "--batch-size", type=_positive, default=BATCH_SIZE, help="photos per batch (default: %(default)s)"
+    )
+    colours.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    colours.set_defaults(handler=_cmd_colours)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on a built-in synthetic catalog")
     demo.add_argument("--out", default=DEMO_DIR, help="output folder (default: %(default)s)")
@@ -155,6 +186,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _unit_interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
     return value
 
 
@@ -247,13 +288,24 @@ def _cmd_query(args: argparse.Namespace) -> int:
     from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
+    if args.colour_weight > 0:
+        from simrec.colour import require_colours
+
+        require_colours(embedded, args.index_dir)
     extractor = None
     if args.image is not None:
         if embedded.meta.get("image_size"):  # report a bad file before loading the model
             load_image(args.image, int(embedded.meta["image_size"]))
         _import_backend_quietly(args.verbose)
         extractor = embedded.query_extractor(args.weights)
-    results = recommend(embedded, product_id=args.product_id, image=args.image, n_neighbors=args.k, extractor=extractor)
+    results = recommend(
+        embedded,
+        product_id=args.product_id,
+        image=args.image,
+        n_neighbors=args.k,
+        extractor=extractor,
+        colour_weight=args.colour_weight,
+    )
     if args.format == "json":
         query = {key: value for key, value in results.attrs["query"].items() if key != "image"}
         payload = {"query": query, "results": results.to_dict(orient="records")}
@@ -287,13 +339,68 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
-    report = evaluate(embedded.neighbors, embedded.catalog["label"], k=args.k)
-    if args.format == "json":
-        print(json.dumps(report, indent=2))
+    if args.sweep or args.label_from or args.colour_weight > 0:
+        _colour_evaluation(args, embedded)
     else:
-        _print_evaluation(report)
+        report = evaluate(embedded.neighbors, embedded.catalog["label"], k=args.k)
+        if args.format == "json":
+            print(json.dumps(report, indent=2))
+        else:
+            _print_evaluation(report)
     if embedded.warning:
         print(f"WARNING: {embedded.warning}", file=sys.stderr)
+    return 0
+
+
+def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
+    """``evaluate`` with a colour weight, a second labelling, or the colour-weight sweep."""
+    from simrec.colour import require_colours
+    from simrec.evaluate import label_from, sweep_colour_weight
+
+    labellings = {"label": embedded.catalog["label"]}
+    if args.label_from:
+        labellings[args.label_from] = label_from(embedded.catalog["product_id"], args.label_from)
+    weights = (0.0, 0.25, 0.5, 0.75, 1.0) if args.sweep else (args.colour_weight,)
+    if max(weights) > 0:
+        require_colours(embedded, args.index_dir)
+    sweep = sweep_colour_weight(embedded, labellings, k=args.k, colour_weights=weights)
+    if args.format == "json":
+        records = sweep.astype(object).where(sweep.notna(), None).to_dict(orient="records")  # NaN -> null
+        print(json.dumps({"k": args.k, "results": records}, indent=2))
+    else:
+        _print_sweep(sweep, args.k)
+
+
+def _print_sweep(sweep, k: int) -> None:
+    """Precision@k and mAP@k by colour weight, labellings side by side, then precision@k per label."""
+    overall = sweep[sweep["label"] == "(all)"]
+    names = list(dict.fromkeys(overall["labelling"]))
+    widths = [max(len(name), len(f"precision@{k}") + len(f"mAP@{k}") + 1) for name in names]
+    print(f"{'':<14}" + "  ".join(f"{name:>{w}}" for name, w in zip(names, widths)))
+    print(f"{'colour_weight':<14}" + "  ".join(f"{f'precision@{k} mAP@{k}':>{w}}" for w in widths))
+    for weight, rows in overall.groupby("colour_weight", sort=True):
+        cells = []
+        for name, width in zip(names, widths):
+            row = rows[rows["labelling"] == name].iloc[0]
+            p_label, m_label = len(f"precision@{k}"), len(f"mAP@{k}")
+            cells.append(f"{row['precision_at_k']:>{p_label}.3f} {row['map_at_k']:>{m_label}.3f}".rjust(width))
+        print(f"{weight:<14.2f}" + "  ".join(cells))
+    for name in names:
+        chance = overall[overall["labelling"] == name]["chance_precision"].iloc[0]
+        print(f"(a random ranking would score precision@{k} = {chance:.3f} for {name})")
+    for name in names:
+        per_label = sweep[(sweep["labelling"] == name) & (sweep["label"] != "(all)")]
+        table = per_label.pivot(index="label", columns="colour_weight", values="precision_at_k")
+        table.columns = [f"W={w:g}" for w in table.columns]
+        print(f"\nprecision@{k} by {name}:")
+        print(table.to_string(float_format="{:.3f}".format))
+
+
+def _cmd_colours(args: argparse.Namespace) -> int:
+    from simrec.build import add_colours
+
+    embedded = add_colours(args.index_dir, batch_size=args.batch_size, verbose=not args.quiet)
+    print(f"added colour signatures for {len(embedded)} photos to {args.index_dir}")
     return 0
 
 

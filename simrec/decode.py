@@ -14,6 +14,9 @@ ahead of the model, so memory stays flat however large the catalog. A decoding p
 that dies (a crash inside an image decoder, the out-of-memory killer) is reported: the
 files of its batch are listed as failures with that reason, a new pool takes over, and
 the run goes on.
+
+With ``signature=True`` each photo's colour signature (:mod:`simrec.colour`) is computed by
+the same worker from the same decoded pixels, so the colour costs no second decode.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from multiprocessing import shared_memory
 import numpy as np
 
 from simrec.catalog import printable_path
+from simrec.colour import N_BINS, colour_signature
 from simrec.crashpoints import crash_point
 from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.images import load_image
@@ -39,7 +43,7 @@ PROCESS_MIN_IMAGES = 1000
 MAX_THREADS = 8  # more threads contend for the GIL and get slower
 WORKER_DIED = "the decoding process died while reading this file or one beside it (decoder crash or out of memory)"
 
-Batch = tuple[np.ndarray, np.ndarray, list[tuple[str, str, str]]]
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[str, str, str]]]
 
 
 def choose_decoder(decoder: str, n_images: int, n_workers: int | None = None) -> tuple[str, int]:
@@ -68,30 +72,34 @@ def decoded_batches(
     decoder: str = "auto",
     n_workers: int | None = None,
     prefetch: int = 2,
+    signature: bool = False,
 ) -> Iterator[Batch]:
-    """Yield ``(row indices, pixels, failures)`` per batch of ``paths``, in order.
+    """Yield ``(row indices, pixels, signatures, failures)`` per batch of ``paths``, in order.
 
-    ``pixels`` is ``(len(indices), image_size, image_size, 3)`` uint8; ``failures`` holds
-    ``(path, reason, "decode")`` for the files of the batch that could not be read.
+    ``pixels`` is ``(len(indices), image_size, image_size, 3)`` uint8; ``signatures`` is
+    ``(len(indices), N_BINS)`` float32 with ``signature``, else ``(len(indices), 0)``;
+    ``failures`` holds ``(path, reason, "decode")`` for the files that could not be read.
     """
     decoder, n_workers = choose_decoder(decoder, len(paths), n_workers)
-    if decoder == "processes":
-        yield from _process_batches(paths, image_size, batch_size, n_workers, prefetch)
-    else:
-        yield from _thread_batches(paths, image_size, batch_size, n_workers, prefetch)
+    engine = _process_batches if decoder == "processes" else _thread_batches
+    yield from engine(paths, image_size, batch_size, n_workers, prefetch, signature)
 
 
-def _decode(path: str, image_size: int) -> np.ndarray | ImageDecodeError:
+def _decode(path: str, image_size: int, signature: bool = False) -> tuple[np.ndarray, np.ndarray] | ImageDecodeError:
     try:
-        return load_image(path, image_size)
+        pixels = load_image(path, image_size)
     except ImageDecodeError as error:
         return error
     except MemoryError:
         return ImageDecodeError(path, "not enough memory to decode")
+    return pixels, (colour_signature(pixels) if signature else np.zeros(0, np.float32))
 
 
-def _thread_batches(paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int) -> Iterator[Batch]:
+def _thread_batches(
+    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int, signature: bool
+) -> Iterator[Batch]:
     pending: deque[tuple[int, list[Future]]] = deque()
+    width = N_BINS if signature else 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simrec-decode") as pool:
         try:
             starts = iter(range(0, len(paths), batch_size))
@@ -100,44 +108,55 @@ def _thread_batches(paths: list[str], image_size: int, batch_size: int, workers:
                 begin = next(starts, None)
                 if begin is not None:
                     chunk = paths[begin : begin + batch_size]
-                    pending.append((begin, [pool.submit(_decode, p, image_size) for p in chunk]))
+                    pending.append((begin, [pool.submit(_decode, p, image_size, signature) for p in chunk]))
 
             for _ in range(prefetch + 1):
                 submit_next()
             while pending:
                 begin, futures = pending.popleft()
                 submit_next()
-                indices, arrays, failures = [], [], []
+                indices, arrays, signatures, failures = [], [], [], []
                 for offset, future in enumerate(futures):
                     value = future.result()
                     if isinstance(value, ImageDecodeError):
                         failures.append((printable_path(value.path), value.reason, "decode"))
                     else:
                         indices.append(begin + offset)
-                        arrays.append(value)
+                        arrays.append(value[0])
+                        signatures.append(value[1])
                 pixels = np.stack(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
-                yield np.asarray(indices, dtype=np.int64), pixels, failures
+                colours = np.stack(signatures) if signatures else np.zeros((0, width), np.float32)
+                yield np.asarray(indices, dtype=np.int64), pixels, colours, failures
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
-def _decode_into(block_name: str, paths: list[str], first: int, image_size: int) -> dict[int, tuple[str, str]]:
-    """In a worker process: decode ``paths`` into slots ``first, first + 1, ...`` of a shared block."""
+def _decode_into(
+    block_name: str, colour_name: str | None, paths: list[str], first: int, image_size: int
+) -> dict[int, tuple[str, str]]:
+    """In a worker process: decode ``paths`` into slots ``first, first + 1, ...`` of shared blocks."""
     block = _attach(block_name)
+    colour_block = _attach(colour_name) if colour_name else None
     failures: dict[int, tuple[str, str]] = {}
     try:
-        slots = np.ndarray((first + len(paths), image_size, image_size, 3), np.uint8, buffer=block.buf)
+        count = first + len(paths)
+        slots = np.ndarray((count, image_size, image_size, 3), np.uint8, buffer=block.buf)
+        colours = np.ndarray((count, N_BINS), np.float32, buffer=colour_block.buf) if colour_block else None
         for offset, path in enumerate(paths):
             crash_point(f"decode:{os.path.basename(path)}")
-            value = _decode(path, image_size)
+            value = _decode(path, image_size, colours is not None)
             if isinstance(value, ImageDecodeError):
                 failures[first + offset] = (printable_path(value.path), value.reason)
-            else:
-                slots[first + offset] = value
-        del slots
+                continue
+            slots[first + offset] = value[0]
+            if colours is not None:
+                colours[first + offset] = value[1]
+        del slots, colours
     finally:
         block.close()
+        if colour_block:
+            colour_block.close()
     return failures
 
 
@@ -151,11 +170,16 @@ def _attach(name: str) -> shared_memory.SharedMemory:
 
 
 def _process_batches(
-    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int
+    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int, signature: bool
 ) -> Iterator[Batch]:
     item = image_size * image_size * 3
     n_slots = prefetch + 1
     blocks = [shared_memory.SharedMemory(create=True, size=max(1, batch_size * item)) for _ in range(n_slots)]
+    width = N_BINS if signature else 0
+    colour_blocks = [
+        shared_memory.SharedMemory(create=True, size=batch_size * N_BINS * 4)
+        for _ in range(n_slots if signature else 0)
+    ]
     context = multiprocessing.get_context("spawn")  # never fork a process that runs a model
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
     pending: deque[tuple[int, int, list[str], list[Future]]] = deque()
@@ -163,8 +187,10 @@ def _process_batches(
 
     def submit(slot: int, chunk: list[str]) -> list[Future]:
         step = max(1, math.ceil(len(chunk) / workers))
-        name = blocks[slot].name
-        return [pool.submit(_decode_into, name, chunk[i : i + step], i, image_size) for i in range(0, len(chunk), step)]
+        names = blocks[slot].name, colour_blocks[slot].name if signature else None
+        return [
+            pool.submit(_decode_into, *names, chunk[i : i + step], i, image_size) for i in range(0, len(chunk), step)
+        ]
 
     def submit_next() -> None:
         following = next(starts, None)
@@ -196,12 +222,17 @@ def _process_batches(
             view = np.ndarray((len(chunk), image_size, image_size, 3), np.uint8, buffer=blocks[slot].buf)
             pixels = view[good]  # a copy: the block is refilled by the next submission
             del view
+            colours = np.zeros((len(good), 0), np.float32)
+            if signature:
+                colour_view = np.ndarray((len(chunk), width), np.float32, buffer=colour_blocks[slot].buf)
+                colours = colour_view[good]
+                del colour_view
             failures = [(path, reason, "decode") for _, (path, reason) in sorted(errors.items())]
             submit_next()
-            yield np.asarray([begin + offset for offset in good], dtype=np.int64), pixels, failures
+            yield np.asarray([begin + offset for offset in good], dtype=np.int64), pixels, colours, failures
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-        for block in blocks:
+        for block in blocks + colour_blocks:
             block.close()
             block.unlink()
 

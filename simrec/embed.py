@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from simrec.catalog import printable_path
+from simrec.colour import N_BINS
 from simrec.crashpoints import crash_point
 from simrec.decode import decoded_batches
 from simrec.defaults import BATCH_SIZE
@@ -43,12 +44,15 @@ class EmbeddingResult:
             model's output is finite).
         failures: DataFrame with ``path``, ``reason``, ``stage`` for each failed file.
         seconds: Wall time of the run.
+        colours: ``(n_paths, N_BINS)`` float32 colour signatures (see
+            :mod:`simrec.colour`), NaN where ``ok`` is False; None when not asked for.
     """
 
     embeddings: np.ndarray
     ok: np.ndarray
     failures: pd.DataFrame
     seconds: float
+    colours: np.ndarray | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -64,6 +68,7 @@ def embed_images(
     n_workers: int | None = None,
     decoder: str = "auto",
     out: np.ndarray | None = None,
+    colours: bool = True,
 ) -> EmbeddingResult:
     """Embed image files with the extractor, in batches, with a progress bar.
 
@@ -78,6 +83,8 @@ def embed_images(
             all give the same embeddings and failures.
         out: Optional preallocated ``(n_paths, dim)`` float32 array (e.g. a
             ``np.memmap``) to write into instead of allocating one.
+        colours: Also compute each photo's colour signature from the same decoded
+            pixels (in the decoding threads, while the model runs), into ``colours``.
 
     Returns:
         An :class:`EmbeddingResult`; one bad file never stops the run.
@@ -103,14 +110,17 @@ def embed_images(
         embeddings = out
         embeddings[:] = np.nan
     ok = np.zeros(n, dtype=bool)
+    signatures = np.full((n, N_BINS), np.nan, dtype=np.float32) if colours else None
     failures: list[tuple[str, str, str]] = []
     forward = compiled_forward(extractor)
-    batches = decoded_batches(paths, image_size, batch_size, decoder=decoder, n_workers=n_workers)
+    batches = decoded_batches(paths, image_size, batch_size, decoder=decoder, n_workers=n_workers, signature=colours)
 
     start = time.perf_counter()
     with tqdm(total=n, unit="img", desc="embedding", disable=not verbose) as bar:
-        for indices, pixels, batch_failures in batches:
+        for indices, pixels, batch_signatures, batch_failures in batches:
             failures.extend(batch_failures)
+            if signatures is not None and len(indices):
+                signatures[indices] = batch_signatures
             if len(indices):
                 vectors = forward(pixels)
                 finite = np.isfinite(vectors).all(axis=1)
@@ -126,7 +136,9 @@ def embed_images(
     for path, reason, _ in failures:
         logger.warning("skipped %s: %s", path, reason)
     failure_frame = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
-    return EmbeddingResult(embeddings, ok, failure_frame, seconds)
+    if signatures is not None:
+        signatures[~ok] = np.nan
+    return EmbeddingResult(embeddings, ok, failure_frame, seconds, signatures)
 
 
 def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
@@ -215,3 +227,33 @@ def embed_arrays(pixels: np.ndarray, extractor: keras.Model, batch_size: int = B
     parts = [forward(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
     dim = int(extractor.output_shape[-1])
     return np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+
+
+def compute_colours(
+    paths: Sequence[str | os.PathLike],
+    image_size: int,
+    *,
+    batch_size: int = BATCH_SIZE,
+    n_workers: int | None = None,
+    verbose: bool = True,
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Colour signatures of photos without the model, decoded exactly as :func:`embed_images` does.
+
+    Used to add signatures to an index made before simrec stored them.
+
+    Returns:
+        ``(colours, failures)``: ``(n_paths, N_BINS)`` float32 (NaN rows for files that
+        could not be read) and a ``path``, ``reason``, ``stage`` DataFrame.
+    """
+    from tqdm.auto import tqdm
+
+    paths = [os.fspath(p) for p in paths]
+    signatures = np.full((len(paths), N_BINS), np.nan, dtype=np.float32)
+    failures: list[tuple[str, str, str]] = []
+    batches = decoded_batches(paths, image_size, batch_size, n_workers=n_workers, signature=True)
+    with tqdm(total=len(paths), unit="img", desc="colours", disable=not verbose) as bar:
+        for indices, _, batch_signatures, batch_failures in batches:
+            signatures[indices] = batch_signatures
+            failures.extend(batch_failures)
+            bar.update(len(indices) + len(batch_failures))
+    return signatures, pd.DataFrame(failures, columns=FAILURE_COLUMNS)

@@ -48,6 +48,8 @@ class EmbeddedCatalog:
         failures: Files given but not embedded: ``path``, ``reason``, ``stage``.
         inverse_norms: ``(n_items,)`` float32 ``1 / ||embedding||``, stored in the index
             so search needs no pass over the embeddings; computed on first use if None.
+        colours: ``(n_items, N_BINS)`` float32 colour signatures aligned with ``catalog``
+            rows (see :mod:`simrec.colour`), or None for an index made without them.
     """
 
     catalog: pd.DataFrame
@@ -55,15 +57,19 @@ class EmbeddedCatalog:
     meta: dict[str, Any]
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
     inverse_norms: np.ndarray | None = None
+    colours: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._neighbors: CosineNeighbors | None = None
         self._extractors: dict[str, keras.Model] = {}
         self._rows: dict[str, int] | None = None
+        self._colour_blends: dict[float, Any] = {}  # colour weight -> ColourBlendNeighbors
         if len(self.catalog) != len(self.embeddings):
             raise InvalidArgumentError(
                 f"catalog has {len(self.catalog)} rows but embeddings has {len(self.embeddings)}"
             )
+        if self.colours is not None and len(self.colours) != len(self.catalog):
+            raise InvalidArgumentError(f"catalog has {len(self.catalog)} rows but colours has {len(self.colours)}")
 
     def __len__(self) -> int:
         return len(self.catalog)
@@ -93,12 +99,14 @@ class EmbeddedCatalog:
         if "sha256" not in catalog.columns:
             catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
         ok = np.asarray(result.ok, dtype=bool)
+        colours = result.colours
         return assemble(
             catalog,
             result.embeddings[ok] if not ok.all() else result.embeddings,
             ok,
             [skipped, result.failures],
             extractor_info(extractor).to_dict(),
+            colours=None if colours is None else colours[ok],
         )
 
     @property
@@ -163,6 +171,8 @@ def assemble(
     ok: np.ndarray,
     failure_frames: list[pd.DataFrame | None],
     model: dict[str, Any],
+    *,
+    colours: np.ndarray | None = None,
     **extra: Any,
 ) -> EmbeddedCatalog:
     """The one way an :class:`EmbeddedCatalog` is made from a catalog and its vectors.
@@ -174,6 +184,8 @@ def assemble(
         failure_frames: Failure tables (``path``, ``reason``, ``stage``) to list.
         model: What made the vectors: :meth:`simrec.model.ExtractorInfo.to_dict` or a
             description of an outside model.
+        colours: ``(ok.sum(), N_BINS)`` float32 colour signatures of the same rows, or
+            None (then only ``colour_weight=0`` works on the result).
         **extra: More ``meta`` entries (``source``).
     """
     ok = np.asarray(ok, dtype=bool)
@@ -188,9 +200,17 @@ def assemble(
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or len(embeddings) != len(kept):
         raise InvalidArgumentError(f"Expected ({len(kept)}, dim) embeddings, got shape {embeddings.shape}")
+    if colours is not None:
+        from simrec.colour import N_BINS, SIGNATURE_METHOD
+
+        colours = np.ascontiguousarray(colours, dtype=np.float32)
+        if colours.shape != (len(kept), N_BINS) or not np.isfinite(colours).all():
+            raise InvalidArgumentError(f"Expected ({len(kept)}, {N_BINS}) finite colours, got shape {colours.shape}")
+        extra.setdefault("colour_signature", SIGNATURE_METHOD)
     from simrec import __version__
 
     meta = dict(model)
+    meta.pop("colour_signature", None)
     meta.update(
         format_version=FORMAT_VERSION,
         simrec_version=__version__,
@@ -200,7 +220,7 @@ def assemble(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     )
-    return EmbeddedCatalog(kept, embeddings, meta, failures)
+    return EmbeddedCatalog(kept, embeddings, meta, failures, colours=colours)
 
 
 def check_extractor_matches(meta: dict[str, Any], info: ExtractorInfo, keys: tuple[str, ...] = MATCH_KEYS) -> None:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
+from simrec.colour import ColourBlendNeighbors, check_colour_weight, neighbors_for
 from simrec.defaults import N_NEIGHBORS
 from simrec.errors import InvalidArgumentError
 from simrec.neighbors import CosineNeighbors
+
+if TYPE_CHECKING:
+    from simrec.embedded import EmbeddedCatalog
+
+SWEEP_COLOUR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The colour weights ``simrec evaluate --sweep`` tries."""
 
 
 def evaluate(
     neighbors: CosineNeighbors,
     labels: Sequence[str] | np.ndarray,
     k: int = N_NEIGHBORS,
+    *,
+    colour_weight: float = 0.0,
+    colours: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Leave-one-out retrieval quality over the labelled items of fitted neighbours.
 
@@ -28,6 +40,10 @@ def evaluate(
         neighbors: A fitted :class:`CosineNeighbors`.
         labels: One label per fitted item (empty string = unlabelled).
         k: Neighbours per query, ``1 <= k < n_items``.
+        colour_weight: Rank by a blend of look and colour, from 0 (default: the
+            embedding alone) to 1 (colour alone); see :mod:`simrec.colour`.
+        colours: ``(n_items, N_BINS)`` colour signatures aligned with the fitted items
+            (``embedded.colours``); needed when ``colour_weight > 0``.
 
     Returns:
         A dict with ``k``, ``n`` (queries evaluated), ``precision_at_k``, ``map_at_k``,
@@ -35,14 +51,16 @@ def evaluate(
         ``per_label`` (``{label: {"n", "precision_at_k", "map_at_k"}}``).
 
     Raises:
-        ValueError: ``labels`` does not match the index, ``k`` is out of range, or no
-            label is shared by two items.
+        ValueError: ``labels`` does not match the index, ``k`` or ``colour_weight`` is
+            out of range, no label is shared by two items, or ``colour_weight > 0``
+            without ``colours``.
 
     Example:
         >>> report = evaluate(embedded.neighbors, embedded.catalog.label, k=5)  # doctest: +SKIP
         >>> report["precision_at_k"]
         0.93
     """
+    neighbors = _with_colour(neighbors, colour_weight, colours)
     labels = np.asarray(labels, dtype=object).astype(str)
     n_items = neighbors.n_samples_fit_
     if len(labels) != n_items:
@@ -78,3 +96,120 @@ def evaluate(
         "chance_precision": float(chance.mean()),
         "per_label": per_label,
     }
+
+
+def sweep_colour_weight(
+    embedded: EmbeddedCatalog,
+    labellings: Mapping[str, Sequence[str] | np.ndarray],
+    k: int = N_NEIGHBORS,
+    colour_weights: Sequence[float] = SWEEP_COLOUR_WEIGHTS,
+) -> pd.DataFrame:
+    """:func:`evaluate` at several colour weights, for one or more labellings of the items.
+
+    Args:
+        embedded: An index with colour signatures (``embedded.colours``).
+        labellings: ``{name: labels}``, one label per item each, e.g. ``{"label":
+            embedded.catalog["label"], "type": label_from(embedded.catalog["product_id"],
+            r"/([a-z]+)_\\d+$")}``.
+        k: Neighbours per query.
+        colour_weights: The weights to try, each from 0 to 1.
+
+    Returns:
+        DataFrame with one row per labelling, colour weight and label: ``labelling``,
+        ``colour_weight``, ``label`` (``"(all)"`` for the whole labelling), ``n``,
+        ``precision_at_k``, ``map_at_k``, ``chance_precision`` (on the ``"(all)"`` rows).
+
+    Raises:
+        ValueError: As :func:`evaluate`; or a weight above 0 on an index without colour
+            signatures (the message says how to add them).
+
+    Example:
+        >>> sweep = sweep_colour_weight(embedded, {"colour": embedded.catalog["label"]})  # doctest: +SKIP
+        >>> sweep[sweep.label == "(all)"].pivot(index="colour_weight", columns="labelling", values="precision_at_k")
+    """
+    if not labellings:
+        raise InvalidArgumentError("Expected at least one labelling to evaluate, got none")
+    weights = [check_colour_weight(w) for w in colour_weights]
+    rows = []
+    for weight in weights:
+        neighbors = _Precomputed(neighbors_for(embedded, weight), k)  # one search per weight, for every labelling
+        for name, labels in labellings.items():
+            report = evaluate(neighbors, labels, k=k)
+            common = {"labelling": name, "colour_weight": weight}
+            rows.append(
+                {
+                    **common,
+                    "label": "(all)",
+                    "n": report["n"],
+                    "precision_at_k": report["precision_at_k"],
+                    "map_at_k": report["map_at_k"],
+                    "chance_precision": report["chance_precision"],
+                }
+            )
+            rows.extend({**common, "label": label, **values} for label, values in report["per_label"].items())
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+SWEEP_COLUMNS = ["labelling", "colour_weight", "label", "n", "precision_at_k", "map_at_k", "chance_precision"]
+
+
+def label_from(product_ids: Sequence[str] | pd.Series, pattern: str) -> np.ndarray:
+    """A second labelling taken from each ``product_id`` by a regular expression with one group.
+
+    Args:
+        product_ids: The catalog's ``product_id`` values.
+        pattern: A regular expression with exactly one group, searched in each id; ids
+            where it does not match get the empty label (not evaluated).
+
+    Returns:
+        ``(n_items,)`` array of str labels.
+
+    Example:
+        >>> label_from(["red/shirt_1", "blue/bag_2"], r"/([a-z]+)_\\d+$")  # doctest: +SKIP
+        array(['shirt', 'bag'], dtype=object)
+    """
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise InvalidArgumentError(f"--label-from {pattern!r} is not a valid regular expression: {error}") from None
+    if compiled.groups != 1:
+        raise InvalidArgumentError(
+            f"Expected --label-from to have exactly one group, e.g. '/([a-z]+)_\\d+$', got {pattern!r} "
+            f"with {compiled.groups} groups"
+        )
+    labels = []
+    for product_id in product_ids:
+        match = compiled.search(str(product_id))
+        labels.append(match.group(1) or "" if match else "")
+    return np.asarray(labels, dtype=object)
+
+
+class _Precomputed:
+    """Fitted neighbours whose all-items top ``k`` is searched once and then reused."""
+
+    def __init__(self, neighbors: CosineNeighbors | ColourBlendNeighbors, k: int) -> None:
+        self.n_samples_fit_ = neighbors.n_samples_fit_
+        self._k = k
+        self._result = neighbors.kneighbors(n_neighbors=k)
+
+    def kneighbors(self, X: None = None, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if X is not None or n_neighbors not in (None, self._k):
+            raise AssertionError("precomputed neighbours answer only all-items queries with their own k")
+        return self._result
+
+
+def _with_colour(
+    neighbors: CosineNeighbors, colour_weight: float, colours: np.ndarray | None
+) -> CosineNeighbors | ColourBlendNeighbors:
+    weight = check_colour_weight(colour_weight)
+    if weight == 0.0:
+        return neighbors
+    if colours is None:
+        raise InvalidArgumentError(
+            "colour_weight > 0 needs the items' colour signatures: pass colours=embedded.colours"
+        )
+    if not isinstance(neighbors, CosineNeighbors):
+        raise InvalidArgumentError(
+            f"Expected a fitted CosineNeighbors to blend with colour, got {type(neighbors).__name__}"
+        )
+    return ColourBlendNeighbors.from_cosine(neighbors, colours, colour_weight=weight)

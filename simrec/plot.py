@@ -6,6 +6,7 @@ a returned figure by itself, and ``fig.savefig(...)`` writes it to a file.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.images import load_image, prepare_image
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 _THUMB = 160
@@ -65,7 +67,10 @@ def plot_recommendation_grid(
     axes = np.atleast_2d(figure.subplots(len(results), columns, squeeze=False))
     for row, table in zip(axes, results):
         query = table.attrs.get("query", {})
-        _show(row[0], _query_picture(query), _query_caption(query), highlight=True)
+        caption = _query_caption(query)
+        if table.attrs.get("colour_weight") is not None:
+            caption += f"\ncolour weight {table.attrs['colour_weight']:g}"
+        _show(row[0], _query_picture(query), caption, highlight=True)
         for ax, item in zip(row[1:], table.itertuples(index=False)):
             name = str(item.product_id).rsplit("/", 1)[-1]
             caption = f"#{item.rank} {item.label or name}\n{name if item.label else ''} d={item.distance:.4f}"
@@ -73,9 +78,52 @@ def plot_recommendation_grid(
         for ax in row[1 + len(table) :]:
             ax.set_axis_off()
     warning = next((t.attrs.get("warning") for t in results if t.attrs.get("warning")), None)
+    if warning:  # wrapped to the figure's width, about 11 characters an inch at this size
+        warning = textwrap.fill(warning, width=max(40, int(figure.get_figwidth() * 11)))
     heading = "\n".join(text for text in (title, warning) if text)
     if heading:
         figure.suptitle(heading, color="crimson" if warning else "black", fontsize=11)
+    return figure
+
+
+def plot_colour_sweep(sweep: pd.DataFrame, *, title: str | None = None, ax: Axes | None = None) -> Figure:
+    """Draw precision@k and mAP@k against the colour weight, one colour per labelling.
+
+    Args:
+        sweep: From :func:`simrec.evaluate.sweep_colour_weight` (its ``"(all)"`` rows are drawn).
+        title: Axes title.
+        ax: Draw into these axes instead of a new figure.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` drawn into.
+
+    Example:
+        >>> plot_colour_sweep(sweep_colour_weight(embedded, {"colour": embedded.catalog.label}))  # doctest: +SKIP
+    """
+    from matplotlib.figure import Figure
+
+    overall = sweep[sweep["label"] == "(all)"] if len(sweep) else sweep
+    if not len(overall):
+        raise InvalidArgumentError("Expected a colour-weight sweep with '(all)' rows, got an empty table")
+    if ax is None:
+        figure = Figure(figsize=(5.5, 3.2), layout="constrained")
+        ax = figure.subplots()
+    else:
+        figure = ax.figure
+    for i, (name, rows) in enumerate(overall.groupby("labelling", sort=False)):
+        rows = rows.sort_values("colour_weight")
+        colour = f"C{i}"
+        ax.plot(rows["colour_weight"], rows["precision_at_k"], "o-", color=colour, label=f"{name}: precision@k")
+        ax.plot(rows["colour_weight"], rows["map_at_k"], "s--", color=colour, label=f"{name}: mAP@k")
+        chance = rows["chance_precision"].iloc[0]
+        ax.axhline(chance, color=colour, linestyle=":", linewidth=1)
+    ax.set_xlabel("colour weight (0 = look, 1 = colour)")
+    ax.set_ylabel("score (dotted: chance)")
+    ax.set_ylim(0, 1.02)
+    ax.set_xticks(sorted(overall["colour_weight"].unique()))
+    ax.legend(fontsize=7, loc="best")
+    if title:
+        ax.set_title(title, fontsize=10)
     return figure
 
 

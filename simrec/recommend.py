@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from simrec.colour import ColourBlendNeighbors, colour_signature, neighbors_for
 from simrec.defaults import N_NEIGHBORS
 from simrec.embed import embed_arrays
 from simrec.embedded import EmbeddedCatalog, check_extractor_matches
@@ -30,6 +31,7 @@ def recommend(
     image: str | os.PathLike | Image.Image | np.ndarray | None = None,
     n_neighbors: int = N_NEIGHBORS,
     extractor: keras.Model | None = None,
+    colour_weight: float = 0.0,
 ) -> pd.DataFrame:
     """The catalog products that look most like a product or a photo.
 
@@ -43,16 +45,22 @@ def recommend(
         n_neighbors: Number of recommendations.
         extractor: Extractor for ``image`` queries; by default the index's own, built on
             the first photo query and kept with ``embedded`` for the next ones.
+        colour_weight: From 0 (default: rank by look, the embedding alone) to 1 (rank by
+            the product's colour alone); in between, the blend of
+            :class:`simrec.colour.ColourBlendNeighbors`. Above 0 needs an index with
+            colour signatures.
 
     Returns:
         DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
-        ``distance`` (cosine, ascending). ``attrs["query"]`` describes the query
-        (``product_id``, ``path``, ``label`` or ``image``); ``attrs["warning"]`` is set
-        when the index was built with untrained weights.
+        ``distance`` (cosine, ascending; the blended distance when ``colour_weight > 0``).
+        ``attrs["query"]`` describes the query (``product_id``, ``path``, ``label`` or
+        ``image``); ``attrs["warning"]`` is set when the index was built with untrained
+        weights.
 
     Raises:
-        ValueError: Neither or both queries given, ``n_neighbors`` out of range, or an
-            empty catalog.
+        ValueError: Neither or both queries given, ``n_neighbors`` or ``colour_weight``
+            out of range, an empty catalog, or ``colour_weight > 0`` on an index without
+            colour signatures (the message says how to add them).
         KeyError: Unknown ``product_id`` (the message suggests close matches).
         simrec.ImageDecodeError: The query image cannot be read.
         simrec.IndexIntegrityError: ``extractor`` differs from the index's.
@@ -65,11 +73,13 @@ def recommend(
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
-    neighbors = embedded.neighbors
+    neighbors = neighbors_for(embedded, colour_weight)
+    blend = isinstance(neighbors, ColourBlendNeighbors)
     if product_id is not None:
         row = embedded.row_of(product_id)
         _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")
-        distances, indices = neighbors.kneighbors(embedded.embeddings[row], n_neighbors=n_neighbors + 1)
+        colours = {"colours": embedded.colours[row]} if blend else {}
+        distances, indices = neighbors.kneighbors(embedded.embeddings[row], n_neighbors=n_neighbors + 1, **colours)
         keep = indices[0] != row
         distances, indices = distances[0][keep][:n_neighbors], indices[0][keep][:n_neighbors]
         query: dict[str, Any] = {
@@ -80,9 +90,13 @@ def recommend(
     else:
         _check_k(n_neighbors, len(catalog), "products in the catalog")
         vector, query = _embed_query(embedded, image, extractor)
-        distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors)
+        colours = {"colours": _query_colours(image, int(embedded.meta["image_size"]))} if blend else {}
+        distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors, **colours)
         distances, indices = distances[0], indices[0]
-    return results_frame(catalog, distances, indices, query, embedded.warning)
+    frame = results_frame(catalog, distances, indices, query, embedded.warning)
+    if blend:  # shown in plot captions
+        frame.attrs["colour_weight"] = neighbors.colour_weight
+    return frame
 
 
 def results_frame(
@@ -113,6 +127,17 @@ def _check_k(k: object, available: int, what: str) -> None:
         raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {k!r}")
     if k > available:
         raise InvalidArgumentError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
+
+
+def _query_colours(image: object, size: int) -> np.ndarray:
+    """The colour signature of a photo query (decoded as for the model; an array or PIL image as given)."""
+    if isinstance(image, (str, os.PathLike)):
+        pixels = load_image(image, size)
+    elif isinstance(image, Image.Image):
+        pixels = prepare_image(image, size)
+    else:
+        pixels = prepare_image(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), size)
+    return colour_signature(pixels)
 
 
 def _embed_query(

@@ -11,6 +11,9 @@ An index folder (format 2) holds:
 * ``inverse_norms-GEN.npy``: ``(n_items,)`` float32 ``1 / ||row||``, so search needs no
   pass over the embeddings;
 * ``failures-GEN.csv``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
+* ``colours-GEN.npy`` (optional): ``(n_items, N_BINS)`` float32 colour signatures, row ``i``
+  for catalog row ``i`` (see :mod:`simrec.colour`); indexes made before simrec stored
+  them have none, and ``simrec colours`` adds them;
 * ``images-GEN/``: the photos of a zip source, when there is one.
 
 ``GEN`` names one generation of the index. A save writes the new generation's files
@@ -52,9 +55,11 @@ from simrec.signals import deferred_interrupt
 logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
-ROLES = ("catalog", "embeddings", "inverse_norms", "failures")
-_SUFFIX = {"catalog": ".csv", "embeddings": ".npy", "inverse_norms": ".npy", "failures": ".csv"}
-_GENERATION_FILE = re.compile(r"^(catalog|embeddings|inverse_norms|failures)-\d{6}-[0-9a-f]{8}\.(csv|npy)$")
+ROLES = ("catalog", "embeddings", "inverse_norms", "failures", "colours")
+OPTIONAL_ROLES = ("colours",)
+"""Roles written only when the catalog has them (``colours``: the colour signatures)."""
+_SUFFIX = {"catalog": ".csv", "embeddings": ".npy", "inverse_norms": ".npy", "failures": ".csv", "colours": ".npy"}
+_GENERATION_FILE = re.compile(r"^(catalog|embeddings|inverse_norms|failures|colours)-\d{6}-[0-9a-f]{8}\.(csv|npy)$")
 _GENERATION_FOLDER = re.compile(r"^images-\d{6}-[0-9a-f]{8}$")
 _LEFTOVER = re.compile(r"^\.(meta\.json\..*\.tmp|images-.*|staging-.*|write-test-.*)$")
 _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "failures": "failures.csv"}
@@ -103,12 +108,15 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
         raise InvalidArgumentError(f"embeddings hold NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
     with writer_lock(directory):
         generation = generation or new_generation(directory)
-        names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in ROLES}
+        roles = [r for r in ROLES if r not in OPTIONAL_ROLES or getattr(embedded, r, None) is not None]
+        names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in roles}
         temporary = directory / f".meta.json.{generation}.tmp"
         committed = False
         try:
             files, photo_folders = _write_data(embedded, embeddings, inverse_norms, directory, names)
             meta = dict(embedded.meta)
+            if embedded.colours is None:
+                meta.pop("colour_signature", None)
             meta.update(
                 format_version=FORMAT_VERSION,
                 photo_folders=photo_folders,
@@ -312,9 +320,10 @@ def _write_data(
         "embeddings": lambda handle: np.save(handle, embeddings),
         "inverse_norms": lambda handle: np.save(handle, inverse_norms),
         "failures": lambda handle: embedded.failures.to_csv(handle, index=False),
+        "colours": lambda handle: np.save(handle, np.asarray(embedded.colours, dtype=np.float32)),
     }
     files = {}
-    for role in ROLES:
+    for role in names:
         path = directory / names[role]
         binary = _SUFFIX[role] == ".npy"
         with open(path, "xb" if binary else "x", **({} if binary else {"newline": ""})) as handle:
@@ -355,9 +364,11 @@ def _load_files(directory: Path, meta: dict[str, Any], mmap: bool, verify: bool)
                 "rebuild the index with 'simrec index ... --rebuild'"
             )
     embeddings = _read_array(directory / files["embeddings"]["name"], mmap)
-    inverse_norms = None
+    inverse_norms = colours = None
     if "inverse_norms" in files:
         inverse_norms = _read_array(directory / files["inverse_norms"]["name"], mmap)
+    if "colours" in files:
+        colours = _read_array(directory / files["colours"]["name"], mmap)
     catalog = pd.read_csv(
         directory / files["catalog"]["name"],
         dtype={"product_id": str, "label": str, "path": str},
@@ -365,9 +376,10 @@ def _load_files(directory: Path, meta: dict[str, Any], mmap: bool, verify: bool)
     )
     failures = pd.read_csv(directory / files["failures"]["name"], dtype=str, keep_default_na=False)
     _check_consistent(directory, meta, catalog, embeddings, inverse_norms, failures, verify)
+    _check_colours(directory, colours, len(embeddings), verify)
     base = directory.absolute()
     catalog["path"] = [p if not p or os.path.isabs(p) else str(base / p) for p in catalog["path"]]
-    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms)
+    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours)
     return embedded
 
 
@@ -413,6 +425,20 @@ def _check_consistent(
             problems.append("the stored inverse norms do not match the embeddings")
     if problems:
         raise IndexIntegrityError(f"{directory} is inconsistent: " + "; ".join(problems))
+
+
+def _check_colours(directory: Path, colours: np.ndarray | None, count: int, verify: bool) -> None:
+    from simrec.colour import N_BINS
+
+    if colours is None:
+        return
+    if colours.dtype != np.float32 or colours.shape != (count, N_BINS):
+        raise IndexIntegrityError(
+            f"{directory} is inconsistent: colour signatures are {colours.dtype} {colours.shape}, "
+            f"expected float32 ({count}, {N_BINS}); add them again with 'simrec colours {directory}'"
+        )
+    if verify and not np.isfinite(colours).all():
+        raise IndexIntegrityError(f"{directory} is inconsistent: the colour signatures contain NaN or infinite values")
 
 
 def _relative_to(path: str, directory: Path) -> str:

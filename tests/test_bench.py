@@ -32,6 +32,7 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
     assert "knn_single_speedup=" in lines[-1]
     assert "decode_parallel_efficiency=" in lines[-1] and "pipeline/min(model_only,decode)=" in lines[-1]
     assert any("Keras" in line and "tensorflow" in line for line in lines[:2])  # the backend is named
+    assert "colour_overhead=" in lines[-1] and "colour_signature_ms" in names
     assert figures["knn_identical_neighbours"] == 1.0
     assert (tmp_path / "b.json").is_file()
 

@@ -28,7 +28,7 @@ def mixed(tmp_path):
 
 def _collect(batches):
     indices, pixels, failures = [], [], []
-    for batch_indices, batch_pixels, batch_failures in batches:
+    for batch_indices, batch_pixels, _, batch_failures in batches:
         indices.extend(batch_indices.tolist())
         pixels.append(batch_pixels)
         failures.extend(batch_failures)
@@ -41,6 +41,7 @@ def test_processes_give_byte_identical_pixels_in_order_with_the_same_failures(mi
     assert processes[0] == threads[0] == sorted(threads[0])
     assert processes[1].dtype == np.uint8 and processes[1].tobytes() == threads[1].tobytes()
     assert processes[2] == threads[2]
+
     assert [reason.split()[0] for _, reason, _ in threads[2]] == ["file", "not", "file"]
     assert len(threads[0]) + len(threads[2]) == len(mixed)
 
@@ -77,3 +78,13 @@ def test_embeddings_do_not_depend_on_the_decoder(mixed, extractor):
     assert np.array_equal(threads.ok, processes.ok)
     np.testing.assert_array_equal(threads.embeddings[threads.ok], processes.embeddings[processes.ok])
     assert threads.failures.equals(processes.failures)
+
+
+def test_colour_signatures_come_with_the_pixels_from_both_engines(mixed):
+    from simrec.colour import colour_signature
+
+    for decoder in ("threads", "processes"):
+        for indices, pixels, signatures, _ in decoded_batches(mixed, 48, 4, decoder=decoder, signature=True):
+            assert signatures.shape == (len(indices), 324)
+            for photo, signature in zip(pixels, signatures):
+                assert signature.tobytes() == colour_signature(photo).tobytes()

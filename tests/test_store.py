@@ -21,7 +21,7 @@ def test_round_trip(embedded, tmp_path):
     meta = _meta(folder)
     named = {entry["name"] for entry in meta["files"].values()}
     assert sorted(p.name for p in folder.iterdir()) == sorted({"meta.json", ".simrec-lock"} | named)
-    assert set(meta["files"]) == {"catalog", "embeddings", "inverse_norms", "failures"}
+    assert set(meta["files"]) == {"catalog", "embeddings", "inverse_norms", "failures", "colours"}
     loaded = load_index(folder)
     np.testing.assert_array_equal(loaded.embeddings, embedded.embeddings)
     np.testing.assert_allclose(loaded.inverse_norms, 1 / np.linalg.norm(embedded.embeddings, axis=1), rtol=1e-6)
