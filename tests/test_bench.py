@@ -21,13 +21,16 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
         "naive_img_per_s",
         "knn_query_ms_simrec",
         "knn_query_ms_sklearn",
+        "knn_query_ms_sklearn_normalized",
         "knn_all_items_s_simrec",
         "knn_all_items_s_sklearn",
+        "knn_all_items_s_sklearn_normalized",
         "all_items_peak_mb",
     ):
         assert name in names
     assert lines[-1].startswith("ratio pipeline/model_only=") and "pipeline/naive=" in lines[-1]
-    assert "knn_single_speedup=" in lines[-1]
+    assert "knn_single_speedup=" in lines[-1] and "knn_single_speedup_vs_normalized=" in lines[-1]
+    assert "knn_all_items_speedup=" in lines[-1] and "knn_all_items_speedup_vs_normalized=" in lines[-1]
     assert figures["knn_identical_neighbours"] == 1.0
     assert (tmp_path / "b.json").is_file()
 
