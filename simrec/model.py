@@ -85,7 +85,8 @@ def build_extractor(
             path of a local ``.h5`` / ``.weights.h5`` file holding ResNet50 (no top)
             weights, for machines without internet.
         image_size: Side of the square input images, in pixels (>= 32).
-        seed: Seed for untrained weights.
+        seed: Seed for untrained weights. Only Python's ``random`` is seeded, while the
+            network is built, and then put back: no global random state changes.
         precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on CPU),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
 
