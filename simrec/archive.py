@@ -3,10 +3,12 @@
 Entries are streamed to disk one at a time (never read whole into memory). An entry is
 refused, and reported with the reason, when its name is absolute or climbs out with
 ``..``, when it is a symbolic link, when it is encrypted or corrupt, or when its
-declared or actual uncompressed size passes the limits (zip bombs). ``__MACOSX/`` and
-hidden files are skipped and reported, not written. Every other entry is written whatever
-its name: which ones are photos is decided by their content when the catalog is scanned
-(:func:`simrec.load_catalog`), which lists and deletes the rest.
+declared uncompressed size passes the limits (zip bombs). ``zipfile`` never reads more
+than the declared size: an entry whose data is longer than its header says fails its
+CRC check and is reported as corrupt. ``__MACOSX/`` and hidden files are skipped and
+reported, not written. Every other entry is written whatever its name: which ones are
+photos is decided by their content when the catalog is scanned (:func:`simrec.load_catalog`),
+which lists and deletes the rest.
 """
 
 from __future__ import annotations
@@ -122,16 +124,7 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
                 continue
             destination = staging.joinpath(*entry_parts(name))
             try:
-                size = _stream_entry(archive, info, destination, max_entry_bytes)
-            except _TooLarge:
-                result.skipped.append(
-                    Skipped(
-                        name,
-                        f"refused: uncompressed data passes the limit of {max_entry_bytes} bytes (zip bomb?)",
-                        "zip",
-                    )
-                )
-                continue
+                size = _stream_entry(archive, info, destination)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
                 destination.unlink(missing_ok=True)
                 result.skipped.append(Skipped(name, f"corrupt zip entry ({error})", "zip"))
@@ -141,10 +134,6 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
             crash_point("zip-entry")
     logger.info("extracted %d files from %s", len(result.extracted), zip_path)
     return result
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def entry_parts(name: str) -> tuple[str, ...]:
@@ -177,16 +166,8 @@ def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
     return None
 
 
-def _stream_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path, limit: int) -> int:
+def _stream_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> int:
     destination.parent.mkdir(parents=True, exist_ok=True)
-    written = 0
     with archive.open(info) as source, open(destination, "wb") as sink:
-        while chunk := source.read(_CHUNK):
-            written += len(chunk)
-            if written > limit:
-                break
-            sink.write(chunk)
-    if written > limit:
-        destination.unlink(missing_ok=True)
-        raise _TooLarge
-    return written
+        shutil.copyfileobj(source, sink, _CHUNK)
+        return sink.tell()

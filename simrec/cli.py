@@ -411,6 +411,8 @@ def _print_evaluation(report: dict) -> None:
         print(f"{label:<16} {row['n']:>5} {row['precision_at_k']:>12.3f} {row['map_at_k']:>8.3f}")
     print(f"{'all':<16} {report['n']:>5} {report['precision_at_k']:>12.3f} {report['map_at_k']:>8.3f}")
     print(f"(a random ranking would score precision@{k} = {report['chance_precision']:.3f})")
+    if report["n_unlabelled"]:
+        print(f"({report['n_unlabelled']} items without a label were neither queries nor relevant)")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

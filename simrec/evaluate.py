@@ -31,14 +31,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Leave-one-out retrieval quality over the labelled items of fitted neighbours.
 
-    Each item whose label is non-empty and shared by at least one other item is a
-    query; its ``k`` nearest other items are relevant when they carry the same label.
+    Each labelled item whose label is shared by at least one other item is a query;
+    its ``k`` nearest other items are relevant when they carry the same label.
     ``AP@k`` divides by ``min(k, number of other items with the label)``, so a perfect
     ranking scores 1.0 even for small labels.
 
     Args:
         neighbors: A fitted :class:`CosineNeighbors`.
-        labels: One label per fitted item (empty string = unlabelled).
+        labels: One label per fitted item. ``""``, ``None`` and NaN (``pd.NA``, ``NaT``)
+            mean unlabelled: such an item is never a query and never relevant.
         k: Neighbours per query, ``1 <= k < n_items``.
         colour_weight: Rank by a blend of look and colour, from 0 (default: the
             embedding alone) to 1 (colour alone); see :mod:`simrec.colour`.
@@ -46,7 +47,8 @@ def evaluate(
             (``embedded.colours``); needed when ``colour_weight > 0``.
 
     Returns:
-        A dict with ``k``, ``n`` (queries evaluated), ``precision_at_k``, ``map_at_k``,
+        A dict with ``k``, ``n`` (queries evaluated), ``n_unlabelled`` (items without a
+        label), ``precision_at_k``, ``map_at_k``,
         ``chance_precision`` (expected precision of a random ranking) and
         ``per_label`` (``{label: {"n", "precision_at_k", "map_at_k"}}``).
 
@@ -61,7 +63,7 @@ def evaluate(
         0.93
     """
     neighbors = _with_colour(neighbors, colour_weight, colours)
-    labels = np.asarray(labels, dtype=object).astype(str)
+    labels = np.array(["" if _is_missing(label) else str(label) for label in labels], dtype=str)
     n_items = neighbors.n_samples_fit_
     if len(labels) != n_items:
         raise InvalidArgumentError(f"Expected {n_items} labels (one per indexed item), got {len(labels)}")
@@ -91,6 +93,7 @@ def evaluate(
     return {
         "k": int(k),
         "n": int(len(queries)),
+        "n_unlabelled": int((labels == "").sum()),
         "precision_at_k": float(precision.mean()),
         "map_at_k": float(average_precision.mean()),
         "chance_precision": float(chance.mean()),
@@ -213,3 +216,10 @@ def _with_colour(
             f"Expected a fitted CosineNeighbors to blend with colour, got {type(neighbors).__name__}"
         )
     return ColourBlendNeighbors.from_cosine(neighbors, colours, colour_weight=weight)
+
+
+def _is_missing(label: object) -> bool:
+    if label is None or (isinstance(label, str) and label == ""):
+        return True
+    missing = pd.isna(label)  # NaN, pd.NA, NaT; an array-like label gives an array: not missing
+    return isinstance(missing, (bool, np.bool_)) and bool(missing)

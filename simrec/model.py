@@ -10,10 +10,13 @@ TensorFlow is imported inside the functions, so ``import simrec`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import tempfile
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,7 +89,8 @@ def build_extractor(
             path of a local ``.h5`` / ``.weights.h5`` file holding ResNet50 (no top)
             weights, for machines without internet.
         image_size: Side of the square input images, in pixels (>= 32).
-        seed: Seed for untrained weights.
+        seed: Seed for untrained weights. Only Python's ``random`` is seeded, while the
+            network is built, and then put back: no global random state changes.
         precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on CPU),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
 
@@ -127,33 +131,28 @@ def build_extractor(
     policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
 
     previous_policy = keras.config.dtype_policy()
-    python_state, numpy_state = random.getstate(), np.random.get_state()
+    # Keras 3 seeds each unseeded initializer from Python's `random` when the layer is
+    # made, so seeding that alone, and only while building, makes untrained weights
+    # reproducible; keras.utils.set_random_seed would reseed NumPy and TensorFlow for the
+    # whole process as well.
     try:
-        # Keras draws each initializer's seed from Python's generator: seeding it (and
-        # restoring it after) makes untrained weights reproducible without touching any
-        # framework's global random state.
-        random.seed(seed)
-        np.random.seed(seed)
         keras.config.set_dtype_policy(policy)
-        backbone = resnet50.ResNet50(
-            include_top=False,
-            weights="imagenet" if weights_spec == "imagenet" else None,
-            input_shape=(image_size, image_size, 3),
-            pooling="avg",
-        )
-        if isinstance(weights_spec, Path):
-            _load_weights_file(backbone, weights_spec)
-        backbone = _fold_batch_norm(backbone)
-        pixels = keras.Input((image_size, image_size, 3), name="pixels")
-        preprocessed = keras.layers.Lambda(resnet50.preprocess_input, dtype="float32", name="resnet50_preprocess")(
-            pixels
-        )
-        embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")(backbone(preprocessed))
-        model = keras.Model(pixels, embedding, name=f"simrec_{MODEL_NAME}")
+        with python_random_seeded(seed):
+            backbone = resnet50.ResNet50(
+                include_top=False,
+                weights="imagenet" if weights_spec == "imagenet" else None,
+                input_shape=(image_size, image_size, 3),
+                pooling="avg",
+            )
+            if isinstance(weights_spec, Path):
+                _load_weights_file(backbone, weights_spec)
+            backbone = _fold_batch_norm(backbone)
+            pixels = keras.Input((image_size, image_size, 3), name="pixels")
+            preprocess = keras.layers.Lambda(resnet50.preprocess_input, dtype="float32", name="resnet50_preprocess")
+            embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")
+            model = keras.Model(pixels, embedding(backbone(preprocess(pixels))), name=f"simrec_{MODEL_NAME}")
     finally:
         keras.config.set_dtype_policy(previous_policy)
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
 
     if isinstance(weights_spec, Path):
         weights_name = f"file:{weights_spec.name}"
@@ -177,6 +176,21 @@ def build_extractor(
     return model
 
 
+@contextlib.contextmanager
+def python_random_seeded(seed: int) -> Iterator[None]:
+    """Seed Python's ``random`` for the block, then put its previous state back.
+
+    Nothing else is touched: NumPy's and TensorFlow's global generators and Keras's
+    global ``SeedGenerator`` are left as they were.
+    """
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 def extractor_info(model: keras.Model) -> ExtractorInfo:
     """The :class:`ExtractorInfo` of a model made by :func:`build_extractor`."""
     info = getattr(model, "simrec_info", None)
@@ -187,8 +201,23 @@ def extractor_info(model: keras.Model) -> ExtractorInfo:
 
 def imagenet_weights_cached() -> bool:
     """Whether Keras already has the ResNet50 (no top) ImageNet weights on disk."""
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    return (keras_home / "models" / IMAGENET_NOTOP_FILE).is_file()
+    return (keras_cache_dir() / "models" / IMAGENET_NOTOP_FILE).is_file()
+
+
+def keras_cache_dir() -> Path:
+    """The folder ``keras.utils.get_file`` caches downloads in, as Keras decides it.
+
+    That is Keras's home (``$KERAS_HOME``, else ``~/.keras``, else ``/tmp/.keras`` when
+    the home folder is not writable), unless that folder is not writable either, in which
+    case ``get_file`` falls back to ``.keras`` in the temporary folder. Keras has no
+    public accessor for this, so its own private one is asked and its fallback repeated.
+    """
+    from keras.src.backend.config import keras_home
+
+    base = os.path.expanduser(keras_home())
+    if not os.access(base, os.W_OK):  # the same test and fallback as keras.utils.get_file
+        base = os.path.join("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir(), ".keras")
+    return Path(base)
 
 
 def imagenet_available() -> bool:
@@ -271,10 +300,6 @@ def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
     """
     import keras
 
-    class PassThrough(keras.layers.Layer):
-        def call(self, inputs, training=None, mask=None):
-            return inputs
-
     norms = {layer.name: layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
 
     def norm_after(conv_name: str):
@@ -282,13 +307,18 @@ def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
 
     def clone(layer):
         if isinstance(layer, keras.layers.BatchNormalization):
-            return PassThrough(name=layer.name, dtype=layer.dtype_policy)
+            return keras.layers.Identity(name=layer.name, dtype=layer.dtype_policy)
         config = layer.get_config()
         if isinstance(layer, keras.layers.Conv2D) and norm_after(layer.name) is not None:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
 
-    folded = keras.models.clone_model(backbone, clone_function=clone)
+    def call(layer, *args, **kwargs):
+        if isinstance(layer, keras.layers.Identity):  # a folded norm: its training and mask mean nothing now
+            return layer(args[0])
+        return layer(*args, **kwargs)
+
+    folded = keras.models.clone_model(backbone, clone_function=clone, call_function=call)
     used = set()
     for layer in folded.layers:
         if not layer.weights:  # inputs, padding, activations, pooling, folded norms

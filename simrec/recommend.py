@@ -36,12 +36,16 @@ def recommend(
     """The catalog products that look most like a product or a photo.
 
     Give exactly one of ``product_id`` (a catalog product, left out of its own results)
-    or ``image`` (a file path, a PIL image, or an RGB array).
+    or ``image`` (a file path, a PIL image, or a pixel array).
 
     Args:
         embedded: From :func:`simrec.load_index` or ``EmbeddedCatalog.from_embeddings``.
         product_id: A catalog ``product_id`` such as ``"red/shirt_1"``.
-        image: A photo to embed and search with.
+        image: A photo to embed and search with: a file path, a PIL image, or an
+            array of shape ``(H, W, 3)`` RGB, ``(H, W, 4)`` RGBA (transparency on white)
+            or ``(H, W)`` greyscale, either ``uint8`` (0-255, used as is) or float with
+            values in [0, 1] (scaled to 0-255). Other dtypes, float ranges, NaN and
+            shapes are refused.
         n_neighbors: Number of recommendations.
         extractor: Extractor for ``image`` queries; by default the index's own, built on
             the first photo query and kept with ``embedded`` for the next ones.
@@ -59,8 +63,9 @@ def recommend(
 
     Raises:
         ValueError: Neither or both queries given, ``n_neighbors`` or ``colour_weight``
-            out of range, an empty catalog, or ``colour_weight > 0`` on an index without
-            colour signatures (the message says how to add them).
+            out of range, an empty catalog, ``colour_weight > 0`` on an index without
+            colour signatures (the message says how to add them), or an ``image`` array
+            of a refused shape, dtype or range.
         KeyError: Unknown ``product_id`` (the message suggests close matches).
         simrec.ImageDecodeError: The query image cannot be read.
         simrec.IndexIntegrityError: ``extractor`` differs from the index's.
@@ -152,9 +157,7 @@ def _embed_query(
         pixels = prepare_image(image, size)
         query = {"image": image, "label": "", "product_id": None}
     elif isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise InvalidArgumentError(f"Expected an (H, W, 3) RGB array, got shape {image.shape}")
-        pil = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+        pil = _array_to_image(image)
         pixels = prepare_image(pil, size)
         query = {"image": pil, "label": "", "product_id": None}
     else:
@@ -165,3 +168,33 @@ def _embed_query(
     else:
         check_extractor_matches(meta, extractor_info(extractor))
     return embed_arrays(pixels[None], extractor), query
+
+
+def _array_to_image(array: np.ndarray) -> Image.Image:
+    """A PIL image from a pixel array, refusing anything whose meaning would be a guess.
+
+    ``uint8`` arrays are used as they are; float arrays must hold values in [0, 1] (what
+    ``img_to_array(...) / 255`` and most image libraries give) and are scaled to 0-255.
+    Float arrays in 0-255, other dtypes, NaN and other shapes are refused rather than
+    clipped, which would turn a [0, 1] photo black and still return neighbours.
+    """
+    shapes = "(H, W, 3) RGB, (H, W, 4) RGBA or (H, W) greyscale"
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or 0 in array.shape:
+        raise InvalidArgumentError(f"Expected image to be an array of shape {shapes}, got shape {array.shape}")
+    if array.dtype == np.uint8:
+        pixels = array
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise InvalidArgumentError(f"Expected image to hold finite values, got NaN or infinity ({array.dtype})")
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise InvalidArgumentError(
+                f"Expected a float image with values in [0, 1], got values in [{low:g}, {high:g}] ({array.dtype}); "
+                "divide 0-255 floats by 255, or pass array.astype('uint8')"
+            )
+        pixels = np.round(array.astype(np.float64) * 255.0).astype(np.uint8)
+    else:
+        raise InvalidArgumentError(
+            f"Expected image to be a uint8 array (0-255) or a float array (0-1), got dtype {array.dtype}"
+        )
+    return Image.fromarray(np.ascontiguousarray(pixels))  # uint8: L, RGB or RGBA by shape

@@ -21,18 +21,21 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
         "naive_img_per_s",
         "knn_query_ms_simrec",
         "knn_query_ms_sklearn",
+        "knn_query_ms_sklearn_normalized",
         "knn_all_items_s_simrec",
         "knn_all_items_s_sklearn",
+        "knn_all_items_s_sklearn_normalized",
         "all_items_peak_mb",
         "decode_1_worker_img_per_s",
         "decode_all_cores_img_per_s",
     ):
         assert name in names
     assert lines[-1].startswith("ratio pipeline/model_only=") and "pipeline/naive=" in lines[-1]
-    assert "knn_single_speedup=" in lines[-1]
     assert "decode_parallel_efficiency=" in lines[-1] and "pipeline/min(model_only,decode)=" in lines[-1]
     assert any("Keras" in line and "tensorflow" in line for line in lines[:2])  # the backend is named
     assert "colour_overhead=" in lines[-1] and "colour_signature_ms" in names
+    assert "knn_single_speedup=" in lines[-1] and "knn_single_speedup_vs_normalized=" in lines[-1]
+    assert "knn_all_items_speedup=" in lines[-1] and "knn_all_items_speedup_vs_normalized=" in lines[-1]
     assert figures["knn_identical_neighbours"] == 1.0
     assert (tmp_path / "b.json").is_file()
 

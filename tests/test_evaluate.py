@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from simrec import CosineNeighbors, evaluate
@@ -39,3 +40,30 @@ def test_evaluate_errors():
         evaluate(index, ["a", "b", "c"], k=1)
     with pytest.raises(ValueError, match="n_neighbors"):
         evaluate(index, ["a", "a", "b"], k=3)
+
+
+@pytest.mark.parametrize("missing", ["", None, float("nan"), np.nan, pd.NA])
+def test_missing_labels_are_unlabelled_not_a_class(missing):
+    angles = np.radians([0, 5, 12, 60, 65, 67])
+    data = np.c_[np.cos(angles), np.sin(angles)]
+    labels = pd.Series(["x", "x", missing, "y", "y", missing], dtype=object)
+    report = evaluate(CosineNeighbors().fit(data), labels, k=1)
+    assert report["n"] == 4 and report["n_unlabelled"] == 2
+    assert set(report["per_label"]) == {"x", "y"}
+    # item 4 (y) has the unlabelled item 5 nearest: a miss; items 2 and 5 are no "nan" class.
+    assert report["per_label"]["y"]["precision_at_k"] == pytest.approx(0.5)
+
+
+def test_the_string_nan_is_a_label():
+    report = evaluate(CosineNeighbors().fit(np.eye(4) + 0.1), ["nan", "nan", "a", "a"], k=1)
+    assert report["n_unlabelled"] == 0 and set(report["per_label"]) == {"nan", "a"}
+
+
+def test_cli_evaluate_prints_the_unlabelled_count(tmp_path, capsys, embedded):
+    from simrec import save_index
+    from simrec.cli import main
+
+    embedded.catalog.loc[embedded.catalog["product_id"] == "red/item_1", "label"] = ""
+    save_index(embedded, tmp_path / "index")
+    assert main(["evaluate", str(tmp_path / "index"), "-k", "2"]) == 0
+    assert "1 items without a label" in capsys.readouterr().out

@@ -94,3 +94,30 @@ def test_too_many_pixels_is_refused(tmp_path):
     path = write_image(tmp_path / "huge.png", size=(300, 300))
     with pytest.raises(ImageDecodeError, match="too large"):
         load_image(path, 32, max_pixels=10_000)
+
+
+def _letterbox_by_hand(image: Image.Image, image_size: int) -> np.ndarray:
+    """The hand-written letterbox that ImageOps.pad replaced, kept as the reference."""
+    width, height = image.size
+    scale = image_size / max(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if new_size != (width, height):
+        image = image.resize(new_size, Image.Resampling.BILINEAR)
+    if new_size != (image_size, image_size):
+        square = Image.new("RGB", (image_size, image_size), (255, 255, 255))
+        square.paste(image, ((image_size - new_size[0]) // 2, (image_size - new_size[1]) // 2))
+        image = square
+    return np.asarray(image, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("image_size", [32, 33, 64, 224, 225])
+def test_letterbox_is_identical_to_the_hand_written_one(image_size):
+    rng = np.random.default_rng(image_size)
+    sides = [1, 2, 3, 7, 14, 19, 31, 32, 33, 50, 64, 77, 225, 599, 800, 1920, 20000]
+    for width in sides:
+        for height in sides:
+            if width * height > 2_000_000:
+                continue
+            image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+            expected = _letterbox_by_hand(image, image_size)
+            assert np.array_equal(prepare_image(image, image_size), expected), (width, height, image_size)

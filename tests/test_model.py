@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from conftest import SMALL
@@ -111,3 +113,31 @@ def test_bad_arguments(tmp_path):
     broken.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match="does not fit ResNet50"):
         build_extractor(weights=broken, image_size=SMALL)
+
+
+def test_weights_cache_is_where_keras_puts_it(tmp_path, monkeypatch):
+    import tempfile
+
+    import keras
+    from keras.src.backend import config
+
+    from simrec.model import IMAGENET_NOTOP_FILE, imagenet_weights_cached, keras_cache_dir
+
+    home = tmp_path / "keras-home"
+    (home / "models").mkdir(parents=True)
+    monkeypatch.setattr(config, "_KERAS_DIR", str(home))
+    assert keras_cache_dir() == home and not imagenet_weights_cached()
+    (home / "models" / IMAGENET_NOTOP_FILE).write_bytes(b"cached")
+    assert imagenet_weights_cached()
+
+    # A Keras home that cannot be written: keras.utils.get_file uses .keras in the temp folder.
+    monkeypatch.setattr(config, "_KERAS_DIR", str(tmp_path / "missing"))
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda p: p != "/tmp" and real_isdir(p))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
+    assert keras_cache_dir() == tmp_path / "temp" / ".keras" and not imagenet_weights_cached()
+    # Keras itself, downloading into its cache, puts the file where simrec looks.
+    source = tmp_path / "source.h5"
+    source.write_bytes(b"weights")
+    keras.utils.get_file(IMAGENET_NOTOP_FILE, source.as_uri(), cache_subdir="models")
+    assert imagenet_weights_cached()

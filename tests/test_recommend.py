@@ -75,3 +75,50 @@ def test_library_never_calls_show(embedded, monkeypatch):
 
     monkeypatch.setattr(plt, "show", lambda *a, **k: pytest.fail("plt.show() was called"))
     plot_recommendations(recommend(embedded, product_id="red/item_1", n_neighbors=2))
+
+
+def _photo(embedded) -> np.ndarray:
+    with Image.open(embedded.catalog.set_index("product_id").loc["green/item_2", "path"]) as picture:
+        return np.asarray(picture.convert("RGB"))
+
+
+def test_uint8_arrays_are_used_as_they_are_and_unit_floats_are_scaled(embedded, extractor):
+    pixels = _photo(embedded)
+    expected = recommend(embedded, image=pixels, n_neighbors=3, extractor=extractor)
+    assert expected["product_id"].iloc[0] == "green/item_2"
+    for floats in (pixels / 255.0, (pixels / 255.0).astype(np.float32), (pixels / 255.0).astype(np.float16)):
+        scaled = recommend(embedded, image=floats, n_neighbors=3, extractor=extractor)
+        assert scaled["product_id"].tolist() == expected["product_id"].tolist()
+        np.testing.assert_allclose(scaled["distance"], expected["distance"], atol=1e-4)
+
+
+def test_grey_and_rgba_arrays_read_like_the_same_pil_images(embedded, extractor):
+    pixels = _photo(embedded)
+    grey = np.asarray(Image.fromarray(pixels).convert("L"))
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    for array, picture in ((grey, Image.fromarray(grey)), (rgba, Image.fromarray(pixels).convert("RGBA"))):
+        from_array = recommend(embedded, image=array, n_neighbors=3, extractor=extractor)
+        from_pil = recommend(embedded, image=picture, n_neighbors=3, extractor=extractor)
+        assert from_array["product_id"].tolist() == from_pil["product_id"].tolist()
+        np.testing.assert_array_equal(from_array["distance"], from_pil["distance"])
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.full((8, 8, 3), 200.0), r"values in \[0, 1\], got values in \[200, 200\] \(float64\)"),
+        (np.full((8, 8, 3), -0.5, np.float32), r"got values in \[-0.5, -0.5\] \(float32\)"),
+        (np.full((8, 8, 3), np.nan), "NaN"),
+        (np.full((8, 8, 3), np.inf, np.float32), "infinity"),
+        (np.zeros((8, 8, 3), np.uint16), "got dtype uint16"),
+        (np.zeros((8, 8, 3), np.int64), "got dtype int64"),
+        (np.zeros((8, 8, 3), bool), "got dtype bool"),
+        (np.zeros((8, 8, 2), np.uint8), r"got shape \(8, 8, 2\)"),
+        (np.zeros((1, 8, 8, 3), np.uint8), r"got shape \(1, 8, 8, 3\)"),
+        (np.zeros((8,), np.uint8), r"got shape \(8,\)"),
+        (np.zeros((0, 8, 3), np.uint8), r"got shape \(0, 8, 3\)"),
+    ],
+)
+def test_arrays_that_would_need_a_guess_are_refused(embedded, extractor, array, message):
+    with pytest.raises(ValueError, match=message):
+        recommend(embedded, image=array, n_neighbors=3, extractor=extractor)
