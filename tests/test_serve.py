@@ -310,3 +310,46 @@ def test_serve_without_its_packages_says_what_to_install(index_dir, monkeypatch,
 def test_static_files_are_package_data():
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert '"simrec.serve" = ["static/*"]' in text
+
+
+def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_dir, monkeypatch):
+    from simrec.serve.batching import NeighbourBatcher
+
+    embedded = load_index(index_dir, mmap=True)
+    batcher = NeighbourBatcher(embedded)
+    neighbors = embedded.neighbors
+    original = neighbors.kneighbors
+    release = threading.Event()
+
+    def held(*args, **kwargs):  # hold the first batch until the others have queued
+        release.wait(timeout=60)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(neighbors, "kneighbors", held)
+    answers = {}
+
+    def ask(row, k):
+        answers[row, k] = batcher.query(row, k)
+
+    threads = [threading.Thread(target=ask, args=(0, 3))]
+    threads[0].start()
+    while batcher._pending.qsize():  # the worker has taken the first query
+        time.sleep(0.01)
+    more = [(row, 1 + row % 4) for row in range(1, 7)]
+    threads += [threading.Thread(target=ask, args=args) for args in more]
+    for thread in threads[1:]:
+        thread.start()
+    while batcher._pending.qsize() < len(more):
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert batcher.batch_sizes == [1, len(more)]
+    monkeypatch.setattr(neighbors, "kneighbors", original)
+    catalog = embedded.catalog
+    from simrec import recommend
+
+    for (row, k), (distances, indices) in answers.items():
+        expected = recommend(embedded, product_id=catalog.at[row, "product_id"], n_neighbors=k)
+        assert catalog["product_id"].iloc[indices].tolist() == expected["product_id"].tolist()
+        np.testing.assert_allclose(distances, expected["distance"], rtol=0, atol=1e-6)

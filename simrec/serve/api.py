@@ -13,7 +13,7 @@ from simrec.defaults import N_NEIGHBORS
 from simrec.errors import ImageDecodeError
 from simrec.export import results_payload
 from simrec.images import load_image
-from simrec.recommend import recommend
+from simrec.recommend import recommend, results_frame
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
 from simrec.serve.state import Service, get_service
 
@@ -58,7 +58,15 @@ def list_products(
 @router.get("/api/products/{product_id:path}/similar", response_model=Similar, responses=ERRORS)
 def similar_to_product(product_id: str, service: ServiceDep, k: K = N_NEIGHBORS) -> dict[str, Any]:
     """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
-    return _answer(service, recommend(service.embedded, product_id=product_id, n_neighbors=k))
+    embedded = service.embedded
+    row = service.rows.get(product_id)
+    if row is None or k > len(embedded) - 1:
+        # recommend() raises the command line's own error: the close matches, or the largest k.
+        return _answer(service, recommend(embedded, product_id=product_id, n_neighbors=k))
+    distances, indices = service.batcher.query(row, k)
+    catalog = embedded.catalog
+    query = {"product_id": product_id, "path": catalog.at[row, "path"], "label": catalog.at[row, "label"]}
+    return _answer(service, results_frame(catalog, distances, indices, query, embedded.warning))
 
 
 @router.post(

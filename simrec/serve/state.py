@@ -16,6 +16,7 @@ from urllib.parse import quote
 from fastapi import Request
 
 from simrec.embedded import EmbeddedCatalog
+from simrec.serve.batching import NeighbourBatcher
 
 if TYPE_CHECKING:
     import keras
@@ -33,6 +34,7 @@ class Service:
         weights_path: Where the index's weights file is now, if it has moved.
         rows: ``product_id`` -> catalog row, for lookups in constant time.
         labels: Every label, sorted.
+        batcher: Answers concurrent similar-product queries together.
     """
 
     embedded: EmbeddedCatalog
@@ -52,6 +54,7 @@ class Service:
         self.extractor_lock = threading.Lock()
         self._extractor: keras.Model | None = None
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
+        self.batcher = NeighbourBatcher(self.embedded)
 
     def extractor(self) -> keras.Model:
         """The index's own extractor, built on the first photo query. Call with ``extractor_lock`` held."""
