@@ -114,3 +114,14 @@ def test_kneighbors_blocks_match_kneighbors():
     np.testing.assert_array_equal(np.concatenate([i for _, _, i in q_blocks]), neighbors.kneighbors(queries, 2)[1])
     with pytest.raises(ValueError, match="n_neighbors = 50"):
         neighbors.kneighbors_blocks(n_neighbors=50)  # refused before any block is computed
+
+
+def test_kneighbors_blocks_with_the_sklearn_backend():
+    X = np.random.default_rng(2).normal(size=(30, 6)).astype(np.float32)
+    neighbors = CosineNeighbors(backend="sklearn").fit(X)
+    ((start, distances, indices),) = list(neighbors.kneighbors_blocks(n_neighbors=3))
+    expected_distances, expected_indices = neighbors.kneighbors(n_neighbors=3)
+    assert start == 0
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(distances, expected_distances)
+    np.testing.assert_array_equal(indices, CosineNeighbors().fit(X).kneighbors(n_neighbors=3)[1])
