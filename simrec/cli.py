@@ -291,19 +291,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-SERVE_PACKAGES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart"}
-"""Modules `simrec serve` imports, and the pip package of each."""
+SERVE_PACKAGES = {
+    "fastapi": ("fastapi",),
+    "uvicorn": ("uvicorn",),
+    "python-multipart": ("python_multipart", "multipart"),
+}
+"""The pip packages `simrec serve` needs, each with the module names it may be imported as."""
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import importlib
-
-    missing = []
-    for module, package in SERVE_PACKAGES.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(package)
+    missing = [package for package, modules in SERVE_PACKAGES.items() if not any(map(_importable, modules))]
     if missing:
         print(
             f"simrec: error: simrec serve needs {', '.join(missing)}, which is not installed: "
@@ -319,6 +316,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {args.index_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.verbose == 0 else "info")
     return 0
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -245,9 +245,10 @@ def test_requests_never_write_to_the_index_folder(index_dir):
     assert _snapshot(index_dir) == before
 
 
-def test_photo_queries_use_one_extractor_one_at_a_time(index_dir, monkeypatch):
-    recommend_module = sys.modules["simrec.recommend"]  # simrec.recommend is also the function's name
-    original = recommend_module.embed_arrays
+def test_photo_queries_share_one_extractor_one_call_at_a_time(index_dir, monkeypatch):
+    import simrec.serve.batching as batching
+
+    original = batching.embed_arrays
     active, most, extractors = [0], [0], set()
     guard = threading.Lock()
 
@@ -263,21 +264,21 @@ def test_photo_queries_use_one_extractor_one_at_a_time(index_dir, monkeypatch):
             with guard:
                 active[0] -= 1
 
-    monkeypatch.setattr(recommend_module, "embed_arrays", watched)
-    photo = _png_bytes(colour=(200, 30, 30))
-    statuses = []
+    monkeypatch.setattr(batching, "embed_arrays", watched)
+    photo = _photo(index_dir, "red/bag_1").read_bytes()
+    answers = []
     with TestClient(create_app(index_dir)) as client:
 
         def ask():
-            response = client.post("/api/similar", files={"image": ("a.png", photo, "image/png")})
-            statuses.append(response.status_code)
+            response = client.post("/api/similar", params={"k": 2}, files={"image": ("a.jpg", photo, "image/jpeg")})
+            answers.append(response.json()["results"][0]["product_id"] if response.status_code == 200 else None)
 
         threads = [threading.Thread(target=ask) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-    assert statuses == [200] * 4 and most[0] == 1 and len(extractors) == 1
+    assert answers == ["red/bag_1"] * 4 and most[0] == 1 and len(extractors) == 1
 
 
 def test_index_of_outside_vectors(tmp_path):
@@ -353,3 +354,46 @@ def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_di
         expected = recommend(embedded, product_id=catalog.at[row, "product_id"], n_neighbors=k)
         assert catalog["product_id"].iloc[indices].tolist() == expected["product_id"].tolist()
         np.testing.assert_allclose(distances, expected["distance"], rtol=0, atol=1e-6)
+
+
+def test_concurrent_photo_queries_are_embedded_together(index_dir, monkeypatch):
+    from simrec import recommend
+    from simrec.images import load_image
+    from simrec.serve.batching import PhotoBatcher
+
+    embedded = load_index(index_dir, mmap=True)
+    batcher = PhotoBatcher(embedded)
+    neighbors = embedded.neighbors
+    original = neighbors.kneighbors
+    release = threading.Event()
+
+    def held(*args, **kwargs):  # hold the first batch until the others have queued
+        release.wait(timeout=120)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(neighbors, "kneighbors", held)
+    names = ["red/bag_1", "blue/shirt_2", "green/bag_2", "red/shirt_1"]
+    pixels = {name: load_image(_photo(index_dir, name), 32) for name in names}
+    answers = {}
+
+    def ask(name, k):
+        answers[name] = batcher.query(pixels[name], k)
+
+    threads = [threading.Thread(target=ask, args=(names[0], 3))]
+    threads[0].start()
+    while not batcher.batch_sizes:  # the worker has taken the first query
+        time.sleep(0.01)
+    threads += [threading.Thread(target=ask, args=(name, 1 + i)) for i, name in enumerate(names[1:])]
+    for thread in threads[1:]:
+        thread.start()
+    while batcher._pending.qsize() < 3:
+        time.sleep(0.01)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert batcher.batch_sizes == [1, 3]
+    monkeypatch.setattr(neighbors, "kneighbors", original)
+    for name, (distances, indices) in answers.items():
+        expected = recommend(embedded, image=_photo(index_dir, name), n_neighbors=len(indices))
+        assert embedded.catalog["product_id"].iloc[indices].tolist()[0] == name
+        np.testing.assert_allclose(distances, expected["distance"], rtol=0, atol=1e-5)

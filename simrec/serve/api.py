@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
 from simrec.defaults import N_NEIGHBORS
-from simrec.errors import ImageDecodeError
+from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.export import results_payload
 from simrec.images import load_image
 from simrec.recommend import recommend, results_frame
@@ -90,11 +90,14 @@ def similar_to_photo(
             f"this index holds vectors from {embedded.meta.get('model')!r}, made outside simrec, so it cannot "
             "embed photos; ask for a catalog product's similar products instead",
         )
+    if k > len(embedded):
+        raise InvalidArgumentError(
+            f"Expected n_neighbors <= {len(embedded)} (products in the catalog), got n_neighbors = {k}"
+        )
     pixels = _decode_upload(image, int(image_size))
-    with service.extractor_lock:
-        extractor = service.extractor()
-        results = recommend(embedded, image=pixels, n_neighbors=k, extractor=extractor)
-    return _answer(service, results)
+    distances, indices = service.photo_batcher.query(pixels, k)
+    query = {"product_id": None, "label": ""}  # as recommend() describes an in-memory photo
+    return _answer(service, results_frame(embedded.catalog, distances, indices, query, embedded.warning))
 
 
 def _decode_upload(upload: UploadFile, image_size: int):

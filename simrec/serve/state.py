@@ -7,7 +7,6 @@ routes through the :func:`get_service` dependency, never through a module global
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +15,9 @@ from urllib.parse import quote
 from fastapi import Request
 
 from simrec.embedded import EmbeddedCatalog
-from simrec.serve.batching import NeighbourBatcher
+from simrec.serve.batching import NeighbourBatcher, PhotoBatcher
 
 if TYPE_CHECKING:
-    import keras
     import pandas as pd
 
 
@@ -35,6 +33,7 @@ class Service:
         rows: ``product_id`` -> catalog row, for lookups in constant time.
         labels: Every label, sorted.
         batcher: Answers concurrent similar-product queries together.
+        photo_batcher: Embeds concurrent photo queries together; the only user of the extractor.
     """
 
     embedded: EmbeddedCatalog
@@ -49,18 +48,9 @@ class Service:
         self.rows = {product_id: row for row, product_id in enumerate(catalog["product_id"].astype(str))}
         self.labels = sorted(set(catalog["label"].astype(str))) if "label" in catalog.columns else []
         self._has_photo = [bool(p) for p in catalog["path"].astype(str)] if "path" in catalog.columns else []
-        # One extractor for every photo query, used by one request at a time: Keras models
-        # are not documented as safe to call from several threads at once.
-        self.extractor_lock = threading.Lock()
-        self._extractor: keras.Model | None = None
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
         self.batcher = NeighbourBatcher(self.embedded)
-
-    def extractor(self) -> keras.Model:
-        """The index's own extractor, built on the first photo query. Call with ``extractor_lock`` held."""
-        if self._extractor is None:
-            self._extractor = self.embedded.query_extractor(self.weights_path)
-        return self._extractor
+        self.photo_batcher = PhotoBatcher(self.embedded, self.weights_path)
 
     def image_url(self, product_id: str) -> str | None:
         """The URL of a product's photo, or None when the index holds none for it."""
