@@ -48,6 +48,8 @@ def main() -> None:
         folder = Path(folder)
         vectors_index = _vectors_index(folder / "vectors", args.items, args.dim)
         product_ids = [f"c{i % 50:02d}/item_{i}" for i in range(args.items)]
+        print(f"load average before: {_load_average()}")
+        id_baseline = _in_process_id_rate(vectors_index, product_ids, seconds=min(args.seconds, 10.0), k=args.k)
         print(f"phase 1: {args.items} x {args.dim} vectors, {args.clients} clients, {args.seconds:.0f} s")
         with _server(vectors_index) as url:
 
@@ -60,10 +62,15 @@ def main() -> None:
                 offset = rng.randrange(0, args.items - 50)
                 return "GET /api/products", client.get(f"{url}/api/products", params={"offset": offset, "limit": 50})
 
-            _report(_load(id_request, args.clients, args.seconds))
+            stats = _report(_load(id_request, args.clients, args.seconds))
+        served = stats.get("GET /api/products/{id}/similar", 0.0)
+        print(
+            f"id queries in-process, one at a time, no HTTP: {id_baseline:.1f}/s; served: {served:.1f}/s "
+            f"(ratio {served / id_baseline:.2f})"
+        )
 
         photos_index, photos = _photos_index(folder / "photos", args.photos, args.image_size)
-        baseline = _in_process_rate(photos_index, photos, seconds=min(args.seconds, 15.0))
+        baseline, pipeline = _in_process_rates(photos_index, photos, seconds=min(args.seconds, 15.0))
         print(f"\nphase 2: {args.photos} photos at {args.image_size} px, {args.clients} clients, {args.seconds:.0f} s")
         contents = [p.read_bytes() for p in photos]
         with _server(photos_index) as url:
@@ -83,6 +90,11 @@ def main() -> None:
             f"photo queries in-process, one at a time, no HTTP: {baseline:.2f}/s; served: {served:.2f}/s "
             f"(ratio {served / baseline:.2f})"
         )
+        print(
+            f"embedding pipeline (embed_images on the photo files, batch 32, as simrec bench's pipeline figure): "
+            f"{pipeline:.2f} img/s; served photo queries / pipeline = {served / pipeline:.2f}"
+        )
+        print(f"load average after: {_load_average()} (other processes share these cores)")
 
 
 def _vectors_index(directory: Path, n_items: int, dim: int) -> Path:
@@ -121,9 +133,10 @@ def _photo_id(path: Path) -> str:
     return f"{path.parent.name}/{path.stem}"
 
 
-def _in_process_rate(index: Path, photos: list[Path], seconds: float) -> float:
-    """One-photo queries per second in this process: decode, embed, search; no HTTP."""
-    from simrec import load_index, recommend
+def _in_process_rates(index: Path, photos: list[Path], seconds: float) -> tuple[float, float]:
+    """Photo queries per second in this process, one at a time (decode, embed, search; no HTTP),
+    and the batched embedding pipeline's images per second."""
+    from simrec import embed_images, load_index, recommend
 
     embedded = load_index(index, mmap=True)
     extractor = embedded.query_extractor()
@@ -132,7 +145,29 @@ def _in_process_rate(index: Path, photos: list[Path], seconds: float) -> float:
     while time.perf_counter() - started < seconds:
         recommend(embedded, image=photos[count % len(photos)], n_neighbors=10, extractor=extractor)
         count += 1
+    one_at_a_time = count / (time.perf_counter() - started)
+    paths = [str(p) for p in photos] * max(1, 96 // len(photos))
+    embed_images(paths[:32], extractor, batch_size=32, verbose=False)  # warm up
+    started = time.perf_counter()
+    embed_images(paths, extractor, batch_size=32, verbose=False)
+    return one_at_a_time, len(paths) / (time.perf_counter() - started)
+
+
+def _in_process_id_rate(index: Path, product_ids: list[str], seconds: float, k: int) -> float:
+    """Similar-product queries per second in this process, one at a time, no HTTP."""
+    from simrec import load_index, recommend
+
+    embedded = load_index(index, mmap=True)
+    rng = random.Random(1)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        recommend(embedded, product_id=product_ids[rng.randrange(len(product_ids))], n_neighbors=k)
+        count += 1
     return count / (time.perf_counter() - started)
+
+
+def _load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 class _server:
