@@ -7,6 +7,8 @@ import shutil
 import tempfile
 from typing import Annotated, Any
 
+import numpy as np
+import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
 from simrec.defaults import N_NEIGHBORS
@@ -73,6 +75,7 @@ def similar_to_product(product_id: str, service: ServiceDep, k: K = N_NEIGHBORS)
     "/api/similar",
     response_model=Similar,
     responses={
+        409: {"model": ErrorDetail, "description": "the index holds vectors made outside simrec: no photo queries"},
         413: {"model": ErrorDetail, "description": "the upload is larger than --max-upload-mb"},
         415: {"model": ErrorDetail, "description": "the file is not an image"},
         422: {"model": ErrorDetail, "description": "k out of range, or a damaged or too large image"},
@@ -100,7 +103,7 @@ def similar_to_photo(
     return _answer(service, results_frame(embedded.catalog, distances, indices, query, embedded.warning))
 
 
-def _decode_upload(upload: UploadFile, image_size: int):
+def _decode_upload(upload: UploadFile, image_size: int) -> np.ndarray:
     """Decode an upload with the same checks as a catalog photo (format, size, pixel count)."""
     # load_image reads files; the temporary copy lives in the system's temp folder, never the index's.
     handle, temporary = tempfile.mkstemp(prefix="simrec-upload-")
@@ -117,7 +120,7 @@ def _decode_upload(upload: UploadFile, image_size: int):
         os.unlink(temporary)
 
 
-def _answer(service: Service, results) -> dict[str, Any]:
+def _answer(service: Service, results: pd.DataFrame) -> dict[str, Any]:
     payload = results_payload(results)
     query = payload["query"]
     if query.get("product_id") is not None:
