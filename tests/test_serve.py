@@ -11,16 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from simrec import load_index, make_synthetic_catalog, save_vectors
 from simrec.cli import main
-
-pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-
-from simrec.serve import create_app  # noqa: E402
-from simrec.serve.app import UploadLimit  # noqa: E402
+from simrec.serve import create_app
+from simrec.serve.app import UploadLimit
 
 COLOURS, SHAPES, VARIANTS = ["red", "blue", "green"], ["shirt", "bag"], 2
 N = len(COLOURS) * len(SHAPES) * VARIANTS
