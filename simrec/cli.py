@@ -1,4 +1,4 @@
-"""The ``simrec`` command: index, query, evaluate, colours, demo, bench.
+"""The ``simrec`` command: index, query, export, serve, verify, evaluate, colours, demo, bench.
 
 User errors (simrec's own exceptions: missing file, unknown id, bad option, damaged or
 locked index) print one line on stderr and exit with status 2; anything else is a bug and
@@ -125,6 +125,23 @@ def _build_parser() -> argparse.ArgumentParser:
     query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
     add_colour_weight(query)
     query.set_defaults(handler=_cmd_query)
+
+    export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
+    export.add_argument("index_dir", metavar="INDEX_DIR")
+    export.add_argument("-k", type=_positive, default=10, help="neighbours per product (default: %(default)s)")
+    export.add_argument("--out", required=True, help="output file: .parquet or .csv (the suffix picks the format)")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(handler=_cmd_export)
+
+    serve = commands.add_parser("serve", help="serve an index over HTTP: a JSON API and a web page")
+    serve.add_argument("index_dir", metavar="INDEX_DIR")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--port", type=_positive, default=8000, help="port (default: %(default)s)")
+    serve.add_argument(
+        "--max-upload-mb", type=_positive, default=20, help="largest photo upload in MB (default: %(default)s)"
+    )
+    serve.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    serve.set_defaults(handler=_cmd_serve)
 
     verify = commands.add_parser("verify", help="check every checksum of an index folder (exit 0 intact, 2 damaged)")
     verify.add_argument("index_dir", metavar="INDEX_DIR")
@@ -307,9 +324,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
         colour_weight=args.colour_weight,
     )
     if args.format == "json":
-        query = {key: value for key, value in results.attrs["query"].items() if key != "image"}
-        payload = {"query": query, "results": results.to_dict(orient="records")}
-        print(json.dumps(payload, indent=2, default=_json_default))
+        from simrec.export import results_payload
+
+        print(json.dumps(results_payload(results), indent=2, default=_json_default))
     elif args.format == "csv":
         print(results.to_csv(index=False), end="")
     else:
@@ -321,6 +338,58 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
         _save_figure(plot_recommendations(results), args.plot)
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from simrec.export import export_neighbors
+    from simrec.store import load_index
+
+    embedded = load_index(args.index_dir, mmap=True)
+    report = export_neighbors(embedded, args.out, n_neighbors=args.k, verbose=not args.quiet)
+    print(
+        f"wrote {report.rows} rows ({report.products} products x {args.k} neighbours) to {report.path} "
+        f"in {report.seconds:.1f}s"
+    )
+    if embedded.warning:
+        print(f"WARNING: {embedded.warning}", file=sys.stderr)
+    return 0
+
+
+SERVE_PACKAGES = {
+    "fastapi": ("fastapi",),
+    "uvicorn": ("uvicorn",),
+    "python-multipart": ("python_multipart", "multipart"),
+}
+"""The pip packages `simrec serve` needs, each with the module names it may be imported as."""
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    missing = [package for package, modules in SERVE_PACKAGES.items() if not any(map(_importable, modules))]
+    if missing:
+        print(
+            f"simrec: error: simrec serve needs {', '.join(missing)}, which is not installed: "
+            f"pip install {' '.join(missing)} (or pip install -r requirements.txt)",
+            file=sys.stderr,
+        )
+        return USER_ERROR
+    import uvicorn
+
+    from simrec.serve import create_app
+
+    app = create_app(args.index_dir, max_upload_bytes=args.max_upload_mb * 1024**2, weights_path=args.weights)
+    print(f"serving {args.index_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.verbose == 0 else "info")
+    return 0
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

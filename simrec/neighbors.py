@@ -10,6 +10,8 @@ memory is bounded, so an N x N matrix is never built. Results equal scikit-learn
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from simrec.defaults import N_NEIGHBORS, SEARCH_CHUNK_SIZE
@@ -117,6 +119,48 @@ class CosineNeighbors:
         Raises:
             ValueError: ``n_neighbors`` out of range, or queries of the wrong dimension.
         """
+        X, k = self._check_query(X, n_neighbors)
+        n_queries = self.n_samples_fit_ if X is None else X.shape[0]
+        distances = np.empty((n_queries, k), dtype=np.float32)
+        indices = np.empty((n_queries, k), dtype=np.int64)
+        for start, block_distances, block_indices in self._blocks(X, k):
+            stop = start + len(block_distances)
+            distances[start:stop], indices[start:stop] = block_distances, block_indices
+        return (distances, indices) if return_distance else indices
+
+    def kneighbors_blocks(
+        self,
+        X: np.ndarray | None = None,
+        n_neighbors: int | None = None,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Find the nearest fitted items one block of queries at a time.
+
+        The same search as :meth:`kneighbors` (which is built on it), for callers that
+        write results out as they come: memory stays bounded by one block whatever the
+        number of queries.
+
+        Args:
+            X: As in :meth:`kneighbors`; ``None`` queries every fitted item, leaving
+                each one out of its own neighbours.
+            n_neighbors: Neighbours per query (default: the constructor's).
+
+        Yields:
+            ``(start, distances, indices)``: the answers for query rows
+            ``start : start + len(distances)``, each ``(block_rows, n_neighbors)``, as in
+            :meth:`kneighbors`. With ``backend="numpy"`` a block's scratch memory is at
+            most about 64 MB; ``backend="sklearn"`` answers in one block.
+
+        Raises:
+            ValueError: As :meth:`kneighbors`, before the first block.
+
+        Example:
+            >>> for start, distances, indices in neighbors.kneighbors_blocks(n_neighbors=10):  # doctest: +SKIP
+            ...     write(start, distances, indices)
+        """
+        X, k = self._check_query(X, n_neighbors)
+        return self._blocks(X, k)
+
+    def _check_query(self, X: np.ndarray | None, n_neighbors: int | None) -> tuple[np.ndarray | None, int]:
         if not hasattr(self, "_fit_X"):
             raise InvalidArgumentError("This CosineNeighbors is not fitted yet: call fit(embeddings) first")
         k = self.n_neighbors if n_neighbors is None else n_neighbors
@@ -135,14 +179,13 @@ class CosineNeighbors:
                 raise InvalidArgumentError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
             if not np.all(np.isfinite(X)):
                 raise InvalidArgumentError("Query vectors contain NaN or infinite values")
+        return X, k
+
+    def _blocks(self, X: np.ndarray | None, k: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         if self.backend == "sklearn":
             distances, indices = self._sklearn.kneighbors(X, n_neighbors=k)
-            distances = distances.astype(np.float32)
-        else:
-            distances, indices = self._numpy_kneighbors(X, k)
-        return (distances, indices) if return_distance else indices
-
-    def _numpy_kneighbors(self, X: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+            yield 0, distances.astype(np.float32), indices
+            return
         fit_X, inv_norms = self._fit_X, self._inv_norms
         n_fit = fit_X.shape[0]
         if X is None:
@@ -154,8 +197,6 @@ class CosineNeighbors:
         n_queries = queries.shape[0]
         # Per query row: n_fit float32 similarities plus n_fit int64 argpartition indices.
         rows = max(1, min(self.chunk_size, _SCRATCH_BYTES // (12 * n_fit)))
-        distances = np.empty((n_queries, k), dtype=np.float32)
-        indices = np.empty((n_queries, k), dtype=np.int64)
         for start in range(0, n_queries, rows):
             stop = min(start + rows, n_queries)
             # Scale the few query rows first, so the big block is touched only once more.
@@ -167,8 +208,8 @@ class CosineNeighbors:
             similarity *= inv_norms
             if X is None:
                 similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-            distances[start:stop], indices[start:stop] = _top_k(similarity, k)
-        return distances, indices
+            distances, indices = _top_k(similarity, k)
+            yield start, distances, indices
 
 
 def compute_inverse_norms(X: np.ndarray, block_rows: int = 8192) -> np.ndarray:

@@ -1,0 +1,219 @@
+"""Recommendations in the shapes other systems read: a table of every product's neighbours, and JSON.
+
+:func:`export_neighbors` writes every product's ``k`` nearest other products to a
+Parquet or CSV file, one row per pair, computing and writing one block of products at a
+time so memory stays bounded however large the catalog. :func:`results_payload` is the
+JSON of one query's results that ``simrec query --format json`` prints and the web
+service answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simrec.embedded import EmbeddedCatalog
+from simrec.errors import InvalidArgumentError, NotWritableError, SimrecError
+
+logger = logging.getLogger(__name__)
+
+EXPORT_COLUMNS = ["product_id", "rank", "neighbour_id", "distance", "label", "neighbour_label"]
+"""Columns of an export: the product, the neighbour's rank (1 = closest), the neighbour, the
+cosine distance, and both products' labels."""
+
+FORMATS = {".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_neighbors` wrote.
+
+    Attributes:
+        path: The file written.
+        products: Products exported (every row of the catalog).
+        rows: Rows written (``products * n_neighbors``).
+        seconds: Wall time of the search and the writing.
+    """
+
+    path: Path
+    products: int
+    rows: int
+    seconds: float
+
+
+def export_neighbors(
+    embedded: EmbeddedCatalog,
+    out: str | os.PathLike,
+    *,
+    n_neighbors: int = 10,
+    verbose: bool = True,
+) -> ExportReport:
+    """Write every product's ``n_neighbors`` nearest other products to a Parquet or CSV file.
+
+    The search runs one block of products at a time (:meth:`CosineNeighbors.kneighbors_blocks`)
+    and each block is written before the next is computed, so memory is bounded by one
+    block's scratch (about 64 MB) plus its rows, not by the catalog. The file is written
+    under a temporary name and renamed into place at the end, so an interrupted export
+    leaves no partial file at ``out``.
+
+    Each product's rows equal ``recommend(embedded, product_id=..., n_neighbors=...)``:
+    the same neighbours in the same order, distances equal up to float32 rounding.
+
+    Args:
+        embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
+        out: ``.parquet`` (needs ``pyarrow``) or ``.csv`` file; the suffix picks the format.
+        n_neighbors: Neighbours per product (at most ``len(embedded) - 1``).
+        verbose: Show a progress bar.
+
+    Returns:
+        An :class:`ExportReport`. The file has the columns :data:`EXPORT_COLUMNS`:
+        ``product_id`` (str), ``rank`` (int, 1 = closest), ``neighbour_id`` (str),
+        ``distance`` (float64 cosine distance), ``label`` and ``neighbour_label`` (str).
+
+    Raises:
+        InvalidArgumentError: Unknown suffix, or ``n_neighbors`` out of range.
+        NotWritableError: ``out`` cannot be written.
+
+    Example:
+        >>> export_neighbors(load_index("index", mmap=True), "recs.parquet", n_neighbors=10)  # doctest: +SKIP
+    """
+    out = Path(out)
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise InvalidArgumentError(f"Expected --out to end in .parquet or .csv, got {str(out)!r}")
+    if fmt == "parquet":
+        _require_pyarrow()
+    started = time.perf_counter()
+    catalog = embedded.catalog
+    # Validates n_neighbors before anything is written.
+    blocks = embedded.neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
+    product_ids = catalog["product_id"].astype(str).to_numpy()
+    labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from None
+    partial = out.with_name(f".{out.name}.partial")
+    writer = _ParquetWriter(partial) if fmt == "parquet" else _CsvWriter(partial)
+    rows = 0
+    from tqdm.auto import tqdm
+
+    try:
+        with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
+            for start, distances, indices in blocks:
+                frame = _block_frame(product_ids, labels, start, distances, indices)
+                writer.write(frame)
+                rows += len(frame)
+                progress.update(len(distances))
+        writer.close()
+        os.replace(partial, out)
+    except BaseException as error:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, SimrecError):
+            raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from error
+        raise
+    seconds = time.perf_counter() - started
+    logger.info("exported %d rows for %d products to %s in %.1fs", rows, len(catalog), out, seconds)
+    return ExportReport(out, len(catalog), rows, seconds)
+
+
+def results_payload(results: pd.DataFrame) -> dict[str, Any]:
+    """The JSON-ready answer to one query, as ``simrec query --format json`` prints it.
+
+    Args:
+        results: From :func:`simrec.recommend`.
+
+    Returns:
+        ``{"query": {...}, "results": [{"rank", "product_id", "path", "label",
+        "distance"}, ...], "warning": str | None}`` with plain Python values; the query
+        describes the product (``product_id``, ``path``, ``label``) or photo (``path``),
+        without any in-memory image.
+    """
+    query = {key: _plain(value) for key, value in results.attrs.get("query", {}).items() if key != "image"}
+    records = [{key: _plain(value) for key, value in row.items()} for row in results.to_dict(orient="records")]
+    return {"query": query, "results": records, "warning": results.attrs.get("warning")}
+
+
+def _block_frame(
+    product_ids: np.ndarray, labels: np.ndarray, start: int, distances: np.ndarray, indices: np.ndarray
+) -> pd.DataFrame:
+    n_rows, k = distances.shape
+    queries = np.repeat(np.arange(start, start + n_rows), k)
+    neighbours = indices.ravel()
+    return pd.DataFrame(
+        {
+            "product_id": product_ids[queries],
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), n_rows),
+            "neighbour_id": product_ids[neighbours],
+            "distance": distances.ravel().astype(np.float64),
+            "label": labels[queries],
+            "neighbour_label": labels[neighbours],
+        },
+        columns=EXPORT_COLUMNS,
+    )
+
+
+class _CsvWriter:
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "w", newline="", encoding="utf-8")
+        self._header = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        frame.to_csv(self._handle, header=self._header, index=False)
+        self._header = False
+
+    def close(self) -> None:
+        if not self._handle.closed:
+            if self._header:  # no block at all: still write the header
+                pd.DataFrame(columns=EXPORT_COLUMNS).to_csv(self._handle, index=False)
+            self._handle.close()
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        self._pa = pa
+        self._schema = pa.schema(
+            [
+                ("product_id", pa.string()),
+                ("rank", pa.int64()),
+                ("neighbour_id", pa.string()),
+                ("distance", pa.float64()),
+                ("label", pa.string()),
+                ("neighbour_label", pa.string()),
+            ]
+        )
+        self._writer = pq.ParquetWriter(path, self._schema)
+        self._open = True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        self._writer.write_table(self._pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False))
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._writer.close()
+
+
+def _require_pyarrow() -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise InvalidArgumentError(
+            "writing .parquet needs pyarrow, which is not installed: pip install pyarrow (or write .csv)"
+        ) from None
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value ``json`` writes."""
+    return value.item() if isinstance(value, np.generic) else value

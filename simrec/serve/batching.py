@@ -1,0 +1,126 @@
+"""Queries from concurrent requests answered together: one model call and one matrix product per batch.
+
+An exact query reads every catalog vector (160 MB for 20,000 x 2048 float32), so one query
+at a time is bound by memory bandwidth; and ResNet50 embeds a batch of photos faster per
+photo than one at a time. So each kind of query has one worker thread: queries that arrive
+while it is busy wait, and are then answered together. An idle service answers a lone query
+at once, computed exactly as :func:`simrec.recommend` computes it; in a batch, distances
+may differ from that by float32 rounding (about 1e-6).
+
+The photo worker is also the only thread that ever calls the extractor, so photo queries
+share one model safely.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simrec.embed import embed_arrays
+from simrec.embedded import EmbeddedCatalog
+
+if TYPE_CHECKING:
+    import keras
+
+MAX_BATCH = 64
+MAX_PHOTO_BATCH = 16
+
+
+class _Batcher:
+    """Run queued ``(item, k)`` queries in batches on one daemon thread."""
+
+    def __init__(self, embedded: EmbeddedCatalog, max_batch: int, name: str) -> None:
+        self.embedded = embedded
+        self.max_batch = max_batch
+        self.batch_sizes: list[int] = []  # for tests and diagnostics; a few bytes per batch
+        self._pending: queue.Queue[tuple[Any, int, Future]] = queue.Queue()
+        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
+        self._worker.start()
+
+    def _submit(self, item: Any, k: int) -> Any:
+        answer: Future = Future()
+        self._pending.put((item, k, answer))
+        return answer.result()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            self.batch_sizes.append(len(batch))
+            try:
+                self._answer(batch)
+            except BaseException as error:  # hand any failure to the waiting requests
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(error)
+
+    def _answer(self, batch: list[tuple[Any, int, Future]]) -> None:
+        raise NotImplementedError
+
+
+class NeighbourBatcher(_Batcher):
+    """The nearest other products of catalog products, for concurrent requests.
+
+    Args:
+        embedded: The index; its rows are the queries.
+        max_batch: Most queries answered by one matrix product.
+    """
+
+    def __init__(self, embedded: EmbeddedCatalog, max_batch: int = MAX_BATCH) -> None:
+        super().__init__(embedded, max_batch, "simrec-neighbours")
+
+    def query(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest other items of catalog row ``row``: ``(distances, indices)``, nearest first.
+
+        ``1 <= k < len(embedded)`` must hold (checked by the caller).
+        """
+        return self._submit(row, k)
+
+    def _answer(self, batch: list[tuple[int, int, Future]]) -> None:
+        rows = np.array([row for row, _, _ in batch])
+        # Ask for one more, as recommend() does, so each query can drop itself.
+        n_neighbors = min(max(k for _, k, _ in batch) + 1, len(self.embedded))
+        distances, indices = self.embedded.neighbors.kneighbors(self.embedded.embeddings[rows], n_neighbors)
+        for j, (row, k, answer) in enumerate(batch):
+            keep = indices[j] != row
+            answer.set_result((distances[j][keep][:k], indices[j][keep][:k]))
+
+
+class PhotoBatcher(_Batcher):
+    """The nearest products of decoded photos, for concurrent requests: one model call per batch.
+
+    Args:
+        embedded: The index.
+        weights_path: Where the index's weights file is now, if it has moved.
+        max_batch: Most photos embedded by one model call.
+    """
+
+    def __init__(self, embedded: EmbeddedCatalog, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH) -> None:
+        self.weights_path = weights_path
+        self._extractor: keras.Model | None = None
+        super().__init__(embedded, max_batch, "simrec-photos")
+
+    def query(self, pixels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest products of one ``(size, size, 3)`` uint8 photo: ``(distances, indices)``.
+
+        ``1 <= k <= len(embedded)`` must hold (checked by the caller). The first query
+        builds the index's extractor (seconds).
+        """
+        return self._submit(pixels, k)
+
+    def _answer(self, batch: list[tuple[np.ndarray, int, Future]]) -> None:
+        if self._extractor is None:
+            self._extractor = self.embedded.query_extractor(self.weights_path)
+        vectors = embed_arrays(np.stack([pixels for pixels, _, _ in batch]), self._extractor)
+        n_neighbors = max(k for _, k, _ in batch)
+        distances, indices = self.embedded.neighbors.kneighbors(vectors, n_neighbors)
+        for j, (_, k, answer) in enumerate(batch):
+            answer.set_result((distances[j][:k], indices[j][:k]))
