@@ -131,6 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("-k", type=_positive, default=10, help="neighbours per product (default: %(default)s)")
     export.add_argument("--out", required=True, help="output file: .parquet or .csv (the suffix picks the format)")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_colour_weight(export)
     export.set_defaults(handler=_cmd_export)
 
     serve = commands.add_parser("serve", help="serve an index over HTTP: a JSON API and a web page")
@@ -345,7 +346,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
-    report = export_neighbors(embedded, args.out, n_neighbors=args.k, verbose=not args.quiet)
+    report = export_neighbors(
+        embedded, args.out, n_neighbors=args.k, colour_weight=args.colour_weight, verbose=not args.quiet
+    )
     print(
         f"wrote {report.rows} rows ({report.products} products x {args.k} neighbours) to {report.path} "
         f"in {report.seconds:.1f}s"

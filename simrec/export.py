@@ -53,6 +53,7 @@ def export_neighbors(
     out: str | os.PathLike,
     *,
     n_neighbors: int = 10,
+    colour_weight: float = 0.0,
     verbose: bool = True,
 ) -> ExportReport:
     """Write every product's ``n_neighbors`` nearest other products to a Parquet or CSV file.
@@ -70,6 +71,8 @@ def export_neighbors(
         embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
         out: ``.parquet`` (needs ``pyarrow``) or ``.csv`` file; the suffix picks the format.
         n_neighbors: Neighbours per product (at most ``len(embedded) - 1``).
+        colour_weight: As in :func:`simrec.recommend`: 0 ranks by look alone; above 0 the
+            blended distance is exported (the index needs colour signatures).
         verbose: Show a progress bar.
 
     Returns:
@@ -92,8 +95,8 @@ def export_neighbors(
         _require_pyarrow()
     started = time.perf_counter()
     catalog = embedded.catalog
-    # Validates n_neighbors before anything is written.
-    blocks = embedded.neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
+    # Validates n_neighbors and colour_weight before anything is written.
+    blocks = _neighbour_blocks(embedded, n_neighbors, colour_weight)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
     try:
@@ -123,6 +126,21 @@ def export_neighbors(
     seconds = time.perf_counter() - started
     logger.info("exported %d rows for %d products to %s in %.1fs", rows, len(catalog), out, seconds)
     return ExportReport(out, len(catalog), rows, seconds)
+
+
+def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float):
+    """``(start, distances, indices)`` blocks of every product's neighbours, itself left out."""
+    from simrec.colour import neighbors_for
+
+    neighbors = neighbors_for(embedded, colour_weight)
+    if neighbors is embedded.neighbors:
+        return neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
+    # The blend searches in bounded blocks itself; its (n, k) answer is written in blocks.
+    distances, indices = neighbors.kneighbors(n_neighbors=n_neighbors)
+    return (
+        (start, distances[start : start + 4096], indices[start : start + 4096])
+        for start in range(0, len(distances), 4096)
+    )
 
 
 def results_payload(results: pd.DataFrame) -> dict[str, Any]:

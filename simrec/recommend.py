@@ -94,8 +94,8 @@ def recommend(
         }
     else:
         _check_k(n_neighbors, len(catalog), "products in the catalog")
-        vector, query = _embed_query(embedded, image, extractor)
-        colours = {"colours": _query_colours(image, int(embedded.meta["image_size"]))} if blend else {}
+        vector, pixels, query = _embed_query(embedded, image, extractor)
+        colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
         distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors, **colours)
         distances, indices = distances[0], indices[0]
     frame = results_frame(catalog, distances, indices, query, embedded.warning)
@@ -134,20 +134,10 @@ def _check_k(k: object, available: int, what: str) -> None:
         raise InvalidArgumentError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
 
 
-def _query_colours(image: object, size: int) -> np.ndarray:
-    """The colour signature of a photo query (decoded as for the model; an array or PIL image as given)."""
-    if isinstance(image, (str, os.PathLike)):
-        pixels = load_image(image, size)
-    elif isinstance(image, Image.Image):
-        pixels = prepare_image(image, size)
-    else:
-        pixels = prepare_image(Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), size)
-    return colour_signature(pixels)
-
-
 def _embed_query(
     embedded: EmbeddedCatalog, image: object, extractor: keras.Model | None
-) -> tuple[np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The query's vector, its decoded ``(S, S, 3)`` uint8 pixels, and how to describe it."""
     meta = embedded.meta
     size = int(meta["image_size"])
     if isinstance(image, (str, os.PathLike)):
@@ -167,7 +157,7 @@ def _embed_query(
         extractor = embedded.query_extractor()
     else:
         check_extractor_matches(meta, extractor_info(extractor))
-    return embed_arrays(pixels[None], extractor), query
+    return embed_arrays(pixels[None], extractor), pixels, query
 
 
 def _array_to_image(array: np.ndarray) -> Image.Image:

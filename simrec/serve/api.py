@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
+from simrec.colour import neighbors_for
 from simrec.defaults import N_NEIGHBORS
 from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.export import results_payload
@@ -22,6 +23,9 @@ from simrec.serve.state import Service, get_service
 router = APIRouter()
 ServiceDep = Annotated[Service, Depends(get_service)]
 K = Annotated[int, Query(ge=1, description="number of similar products")]
+ColourWeight = Annotated[
+    float, Query(ge=0, le=1, description="0 ranks by look, 1 by the product's colour alone, between: a blend")
+]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
     422: {"model": ErrorDetail, "description": "k, offset or limit out of range"},
@@ -58,10 +62,14 @@ def list_products(
 
 
 @router.get("/api/products/{product_id:path}/similar", response_model=Similar, responses=ERRORS)
-def similar_to_product(product_id: str, service: ServiceDep, k: K = N_NEIGHBORS) -> dict[str, Any]:
+def similar_to_product(
+    product_id: str, service: ServiceDep, k: K = N_NEIGHBORS, colour_weight: ColourWeight = 0.0
+) -> dict[str, Any]:
     """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
     embedded = service.embedded
     row = service.rows.get(product_id)
+    if colour_weight > 0:
+        return _answer(service, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
     if row is None or k > len(embedded) - 1:
         # recommend() raises the command line's own error: the close matches, or the largest k.
         return _answer(service, recommend(embedded, product_id=product_id, n_neighbors=k))
@@ -82,7 +90,10 @@ def similar_to_product(product_id: str, service: ServiceDep, k: K = N_NEIGHBORS)
     },
 )
 def similar_to_photo(
-    service: ServiceDep, image: Annotated[UploadFile, File(description="a photo")], k: K = N_NEIGHBORS
+    service: ServiceDep,
+    image: Annotated[UploadFile, File(description="a photo")],
+    k: K = N_NEIGHBORS,
+    colour_weight: ColourWeight = 0.0,
 ) -> dict[str, Any]:
     """The k catalog products most like an uploaded photo: ``simrec query --image``."""
     embedded = service.embedded
@@ -97,8 +108,10 @@ def similar_to_photo(
         raise InvalidArgumentError(
             f"Expected n_neighbors <= {len(embedded)} (products in the catalog), got n_neighbors = {k}"
         )
+    if colour_weight > 0:
+        neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before the upload
     pixels = _decode_upload(image, int(image_size))
-    distances, indices = service.photo_batcher.query(pixels, k)
+    distances, indices = service.photo_batcher.query(pixels, k, colour_weight)
     query = {"product_id": None, "label": ""}  # as recommend() describes an in-memory photo
     return _answer(service, results_frame(embedded.catalog, distances, indices, query, embedded.warning))
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from simrec.colour import colour_signature, neighbors_for
 from simrec.embed import embed_arrays
 from simrec.embedded import EmbeddedCatalog
 
@@ -108,19 +109,28 @@ class PhotoBatcher(_Batcher):
         self._extractor: keras.Model | None = None
         super().__init__(embedded, max_batch, "simrec-photos")
 
-    def query(self, pixels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, pixels: np.ndarray, k: int, colour_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest products of one ``(size, size, 3)`` uint8 photo: ``(distances, indices)``.
 
-        ``1 <= k <= len(embedded)`` must hold (checked by the caller). The first query
-        builds the index's extractor (seconds).
+        ``1 <= k <= len(embedded)`` must hold (checked by the caller), and a
+        ``colour_weight`` above 0 needs the index's colour signatures (checked too). The
+        first query builds the index's extractor (seconds).
         """
-        return self._submit(pixels, k)
+        return self._submit((pixels, colour_weight), k)
 
-    def _answer(self, batch: list[tuple[np.ndarray, int, Future]]) -> None:
+    def _answer(self, batch: list[tuple[tuple[np.ndarray, float], int, Future]]) -> None:
         if self._extractor is None:
             self._extractor = self.embedded.query_extractor(self.weights_path)
-        vectors = embed_arrays(np.stack([pixels for pixels, _, _ in batch]), self._extractor)
-        n_neighbors = max(k for _, k, _ in batch)
-        distances, indices = self.embedded.neighbors.kneighbors(vectors, n_neighbors)
-        for j, (_, k, answer) in enumerate(batch):
-            answer.set_result((distances[j][:k], indices[j][:k]))
+        vectors = embed_arrays(np.stack([pixels for (pixels, _), _, _ in batch]), self._extractor)
+        looks = [j for j, ((_, weight), _, _) in enumerate(batch) if weight == 0]
+        if looks:
+            n_neighbors = max(batch[j][1] for j in looks)
+            distances, indices = self.embedded.neighbors.kneighbors(vectors[looks], n_neighbors)
+            for row, j in enumerate(looks):
+                k = batch[j][1]
+                batch[j][2].set_result((distances[row][:k], indices[row][:k]))
+        for j, ((pixels, weight), k, answer) in enumerate(batch):
+            if weight > 0:  # the blend of look and colour, from the same decoded photo
+                blend = neighbors_for(self.embedded, weight)
+                distances, indices = blend.kneighbors(vectors[j], colours=colour_signature(pixels), n_neighbors=k)
+                answer.set_result((distances[0], indices[0]))

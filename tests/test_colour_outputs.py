@@ -1,0 +1,51 @@
+"""The colour weight reaches every way out: the export table and the service."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from simrec import build_index, recommend
+from simrec.export import export_neighbors
+from simrec.serve import create_app
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    from simrec import make_synthetic_catalog
+
+    folder = tmp_path_factory.mktemp("colour-outputs")
+    zip_path = make_synthetic_catalog(folder / "c.zip", colours=["red", "blue", "green"], shapes=["bag", "shirt"])
+    build_index(zip_path, folder / "idx", weights="random", image_size=32, verbose=False)
+    return folder / "idx"
+
+
+def test_export_with_a_colour_weight_equals_recommend(index_dir, tmp_path):
+    from simrec import load_index
+
+    embedded = load_index(index_dir)
+    table = pd.read_csv(
+        export_neighbors(embedded, tmp_path / "r.csv", n_neighbors=3, colour_weight=0.5, verbose=False).path
+    )
+    for product_id, rows in table.groupby("product_id"):
+        expected = recommend(embedded, product_id=product_id, n_neighbors=3, colour_weight=0.5)
+        assert rows.sort_values("rank")["neighbour_id"].tolist() == expected["product_id"].tolist()
+    plain = pd.read_csv(export_neighbors(embedded, tmp_path / "p.csv", n_neighbors=3, verbose=False).path)
+    assert not plain["neighbour_id"].equals(table["neighbour_id"])  # the weight changed something
+
+
+def test_the_service_takes_a_colour_weight(index_dir):
+    from simrec import load_index
+
+    embedded = load_index(index_dir)
+    product_id = embedded.catalog["product_id"].iloc[0]
+    with TestClient(create_app(index_dir)) as client:
+        answer = client.get(f"/api/products/{product_id}/similar", params={"k": 4, "colour_weight": 0.75}).json()
+        expected = recommend(embedded, product_id=product_id, n_neighbors=4, colour_weight=0.75)
+        assert [r["product_id"] for r in answer["results"]] == expected["product_id"].tolist()
+        photo = open(embedded.catalog["path"].iloc[0], "rb").read()
+        by_photo = client.post("/api/similar", params={"k": 2, "colour_weight": 1}, files={"image": ("p.jpg", photo)})
+        assert by_photo.status_code == 200
+        assert by_photo.json()["results"][0]["product_id"] == product_id
+        assert client.get(f"/api/products/{product_id}/similar", params={"colour_weight": 2}).status_code == 422
