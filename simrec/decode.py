@@ -21,6 +21,7 @@ the same worker from the same decoded pixels, so the colour costs no second deco
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -37,6 +38,8 @@ from simrec.colour import N_BINS, colour_signature
 from simrec.crashpoints import crash_point
 from simrec.errors import ImageDecodeError, InvalidArgumentError
 from simrec.images import load_image
+
+logger = logging.getLogger(__name__)
 
 DECODERS = ("auto", "threads", "processes")
 PROCESS_MIN_IMAGES = 1000
@@ -81,8 +84,27 @@ def decoded_batches(
     ``failures`` holds ``(path, reason, "decode")`` for the files that could not be read.
     """
     decoder, n_workers = choose_decoder(decoder, len(paths), n_workers)
-    engine = _process_batches if decoder == "processes" else _thread_batches
-    yield from engine(paths, image_size, batch_size, n_workers, prefetch, signature)
+    if decoder == "threads":
+        yield from _thread_batches(paths, image_size, batch_size, n_workers, prefetch, signature)
+        return
+    try:
+        yield from _process_batches(paths, image_size, batch_size, n_workers, prefetch, signature)
+    except _ProcessesUnavailable as unavailable:
+        logger.warning("decoding processes cannot start here (%s); decoding with threads instead", unavailable.reason)
+        rest = paths[unavailable.begin :]
+        threads = min(MAX_THREADS, n_workers)
+        for indices, pixels, colours, failures in _thread_batches(
+            rest, image_size, batch_size, threads, prefetch, signature
+        ):
+            yield indices + unavailable.begin, pixels, colours, failures
+
+
+class _ProcessesUnavailable(Exception):
+    """Not one batch could be decoded by a process: the pool cannot start in this program."""
+
+    def __init__(self, begin: int, reason: str) -> None:
+        super().__init__(reason)
+        self.begin, self.reason = begin, reason
 
 
 def _decode(path: str, image_size: int, signature: bool = False) -> tuple[np.ndarray, np.ndarray] | ImageDecodeError:
@@ -204,6 +226,7 @@ def _process_batches(
         pool.shutdown(wait=False, cancel_futures=True)
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
+    decoded_any = False
     try:
         for _ in range(n_slots):
             submit_next()
@@ -213,11 +236,14 @@ def _process_batches(
             if errors is None:  # a worker died: try this batch again alone, to tell who it was
                 restart()
                 errors = _gather(submit(slot, chunk))
+                if errors is None and not decoded_any:
+                    raise _ProcessesUnavailable(begin, "a decoding process died before decoding anything")
                 if errors is None:
                     restart()
                     errors = {offset: (printable_path(path), WORKER_DIED) for offset, path in enumerate(chunk)}
                 for i, (other_begin, other_slot, other_chunk, _) in enumerate(pending):
                     pending[i] = (other_begin, other_slot, other_chunk, submit(other_slot, other_chunk))
+            decoded_any = True
             good = [offset for offset in range(len(chunk)) if offset not in errors]
             view = np.ndarray((len(chunk), image_size, image_size, 3), np.uint8, buffer=blocks[slot].buf)
             pixels = view[good]  # a copy: the block is refilled by the next submission

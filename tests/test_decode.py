@@ -88,3 +88,25 @@ def test_colour_signatures_come_with_the_pixels_from_both_engines(mixed):
             assert signatures.shape == (len(indices), 324)
             for photo, signature in zip(pixels, signatures):
                 assert signature.tobytes() == colour_signature(photo).tobytes()
+
+
+def test_where_processes_cannot_start_threads_take_over(mixed, tmp_path):
+    """A program read from standard input cannot be re-imported by spawned workers."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\nfrom simrec.decode import decoded_batches\n"
+        f"paths = {json.dumps(mixed)}\n"
+        "batches = list(decoded_batches(paths, 48, 4, decoder='processes', n_workers=2))\n"
+        "print(json.dumps([[i for b in batches for i in b[0].tolist()], len([f for b in batches for f in b[3]])]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-"], input=script, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    decoded, failed = json.loads(done.stdout.strip().splitlines()[-1])
+    reference = _collect(decoded_batches(mixed, 48, 4, decoder="threads"))
+    assert decoded == reference[0] and failed == len(reference[2])
+    assert "decoding with threads instead" in done.stderr
