@@ -27,6 +27,7 @@ from simrec.neighbors import CosineNeighbors
 if TYPE_CHECKING:
     import keras
 
+    from simrec.ann import ApproximateNeighbors
     from simrec.embed import EmbeddingResult
 
 FORMAT_VERSION = 2
@@ -47,6 +48,9 @@ class EmbeddedCatalog:
         failures: Files given but not embedded: ``path``, ``reason``, ``stage``.
         inverse_norms: ``(n_items,)`` float32 ``1 / ||embedding||``, stored in the index
             so search needs no pass over the embeddings; computed on first use if None.
+        ann: The approximate-search structure (``simrec ann``), or None: the path of the
+            index folder's ``ann`` file when loaded, or serialized faiss bytes (uint8
+            array) when just built. Its description is ``meta["ann"]``.
     """
 
     catalog: pd.DataFrame
@@ -54,9 +58,11 @@ class EmbeddedCatalog:
     meta: dict[str, Any]
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
     inverse_norms: np.ndarray | None = None
+    ann: Path | np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._neighbors: CosineNeighbors | None = None
+        self._ann_index: Any = None
         self._extractors: dict[str, keras.Model] = {}
         if len(self.catalog) != len(self.embeddings):
             raise InvalidArgumentError(
@@ -106,6 +112,51 @@ class EmbeddedCatalog:
             self._neighbors = CosineNeighbors().fit(self.embeddings, inverse_norms=self.inverse_norms)
             self.inverse_norms = self._neighbors._inv_norms
         return self._neighbors
+
+    def search(
+        self,
+        exact: bool = False,
+        *,
+        nprobe: int | None = None,
+        ef: int | None = None,
+        rerank: int | None = None,
+    ) -> CosineNeighbors | ApproximateNeighbors:
+        """The search to use: approximate when the index has an ann structure, else exact.
+
+        Both have the same ``kneighbors(X=None, n_neighbors=None)`` and cosine distances.
+
+        Args:
+            exact: Always the exact :attr:`neighbors`.
+            nprobe: IVF lists searched (default: the one stored with the structure).
+            ef: HNSW search breadth (default: the stored one).
+            rerank: Candidates per result re-scored exactly (default: the stored one).
+
+        Raises:
+            MissingDependencyError: The index has an ann structure but faiss is not installed.
+        """
+        if exact or self.ann is None:
+            return self.neighbors
+        from simrec.ann import ApproximateNeighbors, read_ann
+
+        if self._ann_index is None:
+            self._ann_index = read_ann(self.ann)
+        return ApproximateNeighbors(
+            self._ann_index,
+            self.meta["ann"],
+            embeddings=self.embeddings,
+            inverse_norms=self.neighbors._inv_norms,
+            nprobe=nprobe,
+            ef=ef,
+            rerank=rerank,
+        )
+
+    def set_ann(self, ann: np.ndarray | None, info: dict[str, Any] | None) -> None:
+        """Attach (or with None, detach) a serialized ann structure and its ``meta["ann"]`` entry."""
+        self.ann = ann
+        self._ann_index = None
+        self.meta = {key: value for key, value in self.meta.items() if key != "ann"}
+        if ann is not None:
+            self.meta["ann"] = info
 
     @property
     def warning(self) -> str | None:

@@ -31,6 +31,7 @@ def recommend(
     image: str | os.PathLike | Image.Image | np.ndarray | None = None,
     n_neighbors: int = N_NEIGHBORS,
     extractor: keras.Model | None = None,
+    search: Any = None,
 ) -> pd.DataFrame:
     """The catalog products that look most like a product or a photo.
 
@@ -44,6 +45,8 @@ def recommend(
         n_neighbors: Number of recommendations.
         extractor: Extractor for ``image`` queries; by default the index's own, built on
             the first photo query and kept with ``embedded`` for the next ones.
+        search: The search to use (default: exact, ``embedded.neighbors``); e.g.
+            ``embedded.search()``, approximate when the index has an ann structure.
 
     Returns:
         DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
@@ -66,7 +69,7 @@ def recommend(
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
-    neighbors = embedded.neighbors
+    neighbors = embedded.neighbors if search is None else search
     if product_id is not None:
         row = _row_of(catalog, product_id)
         _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")

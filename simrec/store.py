@@ -11,6 +11,8 @@ An index folder (format 2) holds:
 * ``inverse_norms-GEN.npy``: ``(n_items,)`` float32 ``1 / ||row||``, so search needs no
   pass over the embeddings;
 * ``failures-GEN.csv``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
+* ``ann-GEN.faiss`` (optional): the approximate-search structure of ``simrec ann``,
+  described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
 * ``images-GEN/``: the photos of a zip source, when there is one.
 
 ``GEN`` names one generation of the index. A save writes the new generation's files
@@ -53,8 +55,10 @@ logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
 ROLES = ("catalog", "embeddings", "inverse_norms", "failures")
-_SUFFIX = {"catalog": ".csv", "embeddings": ".npy", "inverse_norms": ".npy", "failures": ".csv"}
-_GENERATION_FILE = re.compile(r"^(catalog|embeddings|inverse_norms|failures)-\d{6}-[0-9a-f]{8}\.(csv|npy)$")
+OPTIONAL_ROLES = ("ann",)
+"""Data files an index has only when asked for (``simrec ann``)."""
+_SUFFIX = {"catalog": ".csv", "embeddings": ".npy", "inverse_norms": ".npy", "failures": ".csv", "ann": ".faiss"}
+_GENERATION_FILE = re.compile(r"^(catalog|embeddings|inverse_norms|failures|ann)-\d{6}-[0-9a-f]{8}\.(csv|npy|faiss)$")
 _GENERATION_FOLDER = re.compile(r"^images-\d{6}-[0-9a-f]{8}$")
 _LEFTOVER = re.compile(r"^\.(meta\.json\..*\.tmp|images-.*|staging-.*|write-test-.*)$")
 _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "failures": "failures.csv"}
@@ -103,12 +107,15 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
         raise InvalidArgumentError(f"embeddings hold NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
     with writer_lock(directory):
         generation = generation or new_generation(directory)
-        names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in ROLES}
+        roles = ROLES + (("ann",) if embedded.ann is not None else ())
+        names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in roles}
         temporary = directory / f".meta.json.{generation}.tmp"
         committed = False
         try:
             files, photo_folders = _write_data(embedded, embeddings, inverse_norms, directory, names)
             meta = dict(embedded.meta)
+            if embedded.ann is None:
+                meta.pop("ann", None)
             meta.update(
                 format_version=FORMAT_VERSION,
                 photo_folders=photo_folders,
@@ -312,11 +319,12 @@ def _write_data(
         "embeddings": lambda handle: np.save(handle, embeddings),
         "inverse_norms": lambda handle: np.save(handle, inverse_norms),
         "failures": lambda handle: embedded.failures.to_csv(handle, index=False),
+        "ann": lambda handle: _write_ann(embedded.ann, handle),
     }
     files = {}
-    for role in ROLES:
+    for role in names:
         path = directory / names[role]
-        binary = _SUFFIX[role] == ".npy"
+        binary = _SUFFIX[role] != ".csv"
         with open(path, "xb" if binary else "x", **({} if binary else {"newline": ""})) as handle:
             writers[role](handle)
             fsync_file(handle)
@@ -324,6 +332,16 @@ def _write_data(
         files[role] = {"name": names[role], **file_fingerprint(path)}
     photo_folders = {Path(p).parts[0] for p in catalog["path"] if p and not os.path.isabs(p) and len(Path(p).parts) > 1}
     return files, sorted(photo_folders)
+
+
+def _write_ann(ann: Path | np.ndarray, handle) -> None:
+    """The ann structure: serialized bytes as they are, or a copy of the loaded index's file."""
+    if isinstance(ann, np.ndarray):
+        handle.write(np.ascontiguousarray(ann, dtype=np.uint8).tobytes())
+        return
+    with open(ann, "rb") as source:
+        shutil.copyfileobj(source, handle, 16 * 1024**2)
+    crash_point("ann-copied")
 
 
 def _write_manifest(temporary: Path, meta: dict[str, Any]) -> None:
@@ -367,7 +385,15 @@ def _load_files(directory: Path, meta: dict[str, Any], mmap: bool, verify: bool)
     _check_consistent(directory, meta, catalog, embeddings, inverse_norms, failures, verify)
     base = directory.absolute()
     catalog["path"] = [p if not p or os.path.isabs(p) else str(base / p) for p in catalog["path"]]
-    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms)
+    ann = None
+    if "ann" in files:
+        ann = directory / files["ann"]["name"]
+        if not isinstance(meta.get("ann"), dict) or meta["ann"].get("count") != meta["count"]:
+            raise IndexIntegrityError(
+                f"{directory} is inconsistent: its ann structure does not describe the {meta['count']} items; "
+                "rebuild it with 'simrec ann'"
+            )
+    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, ann)
     return embedded
 
 
