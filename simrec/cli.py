@@ -233,6 +233,8 @@ def _cmd_index(args: argparse.Namespace) -> int:
     _import_tensorflow_quietly(args.verbose)
     ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
     ray_options = {key: value for key, value in ray_options.items() if value is not None}
+    if args.engine == "ray" and args.verbose == 0:
+        logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data logs every stage at INFO
     embedded, report = build_index(
         args.source,
         args.out,
