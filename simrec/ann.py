@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 ANN_TYPES = ("hnsw", "ivf-flat", "ivf-pq")
 RECALL_K = 10
-TRAIN_SAMPLE = 50_000
+TRAIN_SAMPLE = 40_000
 """Most vectors an IVF type is trained on, whatever the catalog size."""
 RECALL_QUERIES = 200
 """Held-back queries for the recall measured at build time."""
@@ -59,7 +59,7 @@ def default_params(kind: str, n_items: int, dim: int, **asked: Any) -> dict[str,
 
     * ``hnsw``: ``m`` links per node (32), ``ef_construction`` (80), ``ef`` at search (128).
     * ``ivf-flat``: ``nlist`` lists (about ``2 sqrt(n)``), ``nprobe`` lists searched (``nlist / 16``).
-    * ``ivf-pq``: as ivf-flat plus ``m`` bytes per vector (256 for 2048-d), ``nbits`` (8)
+    * ``ivf-pq``: as ivf-flat plus ``m`` bytes per vector (128 for 2048-d), ``nbits`` (8)
       and ``rerank``: candidates per result re-scored with exact distances (8; 0 = none).
     """
     if kind not in ANN_TYPES:
@@ -68,10 +68,11 @@ def default_params(kind: str, n_items: int, dim: int, **asked: Any) -> dict[str,
     if kind == "hnsw":
         params = {"m": 32, "ef_construction": 80, "ef": 128}
     else:
-        nlist = max(1, min(int(2 * math.sqrt(n_items)), n_items // 39 or 1))
+        # faiss wants at least 39 training points per list, and training stays bounded.
+        nlist = max(1, min(int(2 * math.sqrt(n_items)), min(n_items, TRAIN_SAMPLE) // 39 or 1))
         params = {"nlist": nlist, "nprobe": max(1, nlist // 16)}
         if kind == "ivf-pq":
-            m = max(d for d in range(1, min(256, max(1, dim // 8)) + 1) if dim % d == 0)
+            m = max(d for d in range(1, min(128, max(1, dim // 16)) + 1) if dim % d == 0)
             sample = min(n_items, TRAIN_SAMPLE)
             # faiss wants about 39 training points per code centroid: small catalogs get smaller codes.
             params.update(m=m, nbits=max(1, min(8, int(math.log2(max(2, sample // 39))))), rerank=8)
@@ -464,7 +465,12 @@ def _empty_index(faiss, kind: str, dim: int, params: dict[str, Any]) -> Any:
         index.hnsw.efConstruction = params["ef_construction"]
         return index
     codes = "Flat" if kind == "ivf-flat" else f"PQ{params['m']}x{params['nbits']}"
-    return faiss.index_factory(dim, f"IVF{params['nlist']},{codes}", faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, f"IVF{params['nlist']},{codes}", faiss.METRIC_INNER_PRODUCT)
+    if kind == "ivf-pq":
+        index.do_polysemous_training = False  # simrec does not use polysemous codes; it costs minutes
+        index.pq.cp.max_points_per_centroid = 64  # each code book learns from at most 64 x 2^nbits vectors
+        index.pq.cp.niter = 15
+    return index
 
 
 def _is_hnsw(index: Any) -> bool:

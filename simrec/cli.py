@@ -127,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--type", required=True, choices=("hnsw", "ivf-flat", "ivf-pq", "none"), help="none removes it")
     ann.add_argument("--nlist", type=_positive, help="IVF lists (default: about 2 sqrt(items))")
     ann.add_argument("--nprobe", type=_positive, help="IVF lists searched by default (default: nlist / 16)")
-    ann.add_argument("--m", type=_positive, help="hnsw: links per node (32); ivf-pq: bytes per vector (256 at 2048-d)")
+    ann.add_argument("--m", type=_positive, help="hnsw: links per node (32); ivf-pq: bytes per vector (128 at 2048-d)")
     ann.add_argument("--nbits", type=_positive, help="ivf-pq: bits per code (default: 8)")
     ann.add_argument("--ef-construction", type=_positive, help="hnsw: build breadth (default: 80)")
     ann.add_argument("--ef", type=_positive, help="hnsw: search breadth stored as default (default: 128)")
@@ -164,6 +164,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--repeats", type=_positive, default=2, help="rounds of the embedding figures (best kept)")
     bench.add_argument("--out", help="also write the figures to this JSON file")
+    bench.add_argument(
+        "--ann",
+        type=_positive,
+        nargs="?",
+        const=200_000,
+        help="instead: approximate vs exact search on ANN clustered 2048-d vectors (default 200000; needs faiss)",
+    )
+    bench.add_argument("--index", help="with --ann: also measure on this index folder's embeddings")
+    bench.add_argument(
+        "--ray", action="store_true", help="instead: the Ray engine on a local Ray vs the local engine (needs ray)"
+    )
     bench.set_defaults(handler=_cmd_bench)
     return parser
 
@@ -379,6 +390,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from simrec.bench import run_benchmark
+
+    if args.index and not args.ann:
+        from simrec.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
+    if args.ann:
+        from simrec.bench import run_ann_benchmark
+
+        run_ann_benchmark(args.ann, index=args.index, json_path=args.out)
+        return 0
+    if args.ray:
+        from simrec.bench import run_ray_benchmark
+
+        _import_tensorflow_quietly(args.verbose)
+        run_ray_benchmark(args.images, args.batch_size)
+        return 0
 
     _import_tensorflow_quietly(args.verbose)
     run_benchmark(
