@@ -410,15 +410,28 @@ def run_ray_benchmark(
         embed_images(paths[:batch_size], extractor, batch_size=batch_size, verbose=False)  # warm up
         local = _rate(n_images, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False))
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        timings: dict[str, float] = {}
         try:
             remote = _rate(
                 n_images,
-                lambda: embed_images_ray(paths, extractor, batch_size=batch_size, verbose=False, workers=workers),
+                lambda: embed_images_ray(
+                    paths, extractor, batch_size=batch_size, verbose=False, workers=workers, timings=timings
+                ),
             )
         finally:
             ray.shutdown()
-    figures = {"local_img_per_s": local, "ray_local_img_per_s": remote, "ratio ray/local": remote / local}
+    steady = timings.get("steady_img_per_s", float("nan"))
+    figures = {
+        "local_img_per_s": local,
+        "ray_local_img_per_s": remote,
+        "ray_startup_s": timings.get("startup_s", float("nan")),
+        "ray_steady_img_per_s": steady,
+        "ratio ray/local": remote / local,
+        "ratio ray_steady/local": steady / local,
+    }
     print_fn(f"local_img_per_s {local:.2f}")
-    print_fn(f"ray_local_img_per_s {remote:.2f} (a local Ray, {workers or 2} actors, start-up included)")
-    print_fn(f"ratio ray/local={remote / local:.2f}")
+    print_fn(f"ray_local_img_per_s {remote:.2f} (a local Ray, {workers or 1} actor(s), start-up included)")
+    print_fn(f"ray_startup_s {figures['ray_startup_s']:.1f} (until the first batch: actors building the extractor)")
+    print_fn(f"ray_steady_img_per_s {steady:.2f} (after the first batch)")
+    print_fn(f"ratio ray/local={remote / local:.2f} ray_steady/local={steady / local:.2f}")
     return figures

@@ -59,6 +59,7 @@ def embed_images_ray(
     address: str | None = None,
     workers: int | None = None,
     gpus_per_worker: float | None = None,
+    timings: dict[str, float] | None = None,
 ) -> EmbeddingResult:
     """Embed image files on Ray; same arguments and result as :func:`simrec.embed_images`.
 
@@ -72,8 +73,10 @@ def embed_images_ray(
         out: Optional preallocated ``(n_paths, dim)`` float32 array to write into.
         address: Ray cluster (``"auto"``, ``"ray://host:port"``); default: the Ray
             already initialised in this process, else a new local one.
-        workers: Embedding actors (default: 2, or 1 per GPU asked for).
+        workers: Embedding actors (default 1; on a cluster, one per node or per GPU).
         gpus_per_worker: GPUs per actor (default 0: CPU only).
+        timings: If given, filled with ``startup_s`` (until the first batch came back:
+            Ray start, actors building their extractors) and ``steady_img_per_s`` (after).
 
     Returns:
         An :class:`~simrec.embed.EmbeddingResult`; one bad file never stops the run.
@@ -127,11 +130,16 @@ def embed_images_ray(
             fn_constructor_kwargs={"spec": spec},
             batch_size=batch_size,
             batch_format="numpy",
-            concurrency=min(workers or (1 if gpus else 2), -(-n // batch_size)),
+            compute=ray.data.ActorPoolStrategy(size=min(workers or 1, -(-n // batch_size))),
             num_gpus=gpus or None,
         )
+        first, after_first = None, 0
         with tqdm(total=n, unit="img", desc="embedding (ray)", disable=not verbose) as bar:
             for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+                if first is None:
+                    first = time.perf_counter()
+                else:
+                    after_first += len(batch["row"])
                 rows = batch["row"].astype(np.int64)
                 good = batch["reason"] == ""
                 embeddings[rows[good]] = batch["embedding"][good]
@@ -146,6 +154,9 @@ def embed_images_ray(
         if started_here:
             ray.shutdown()
     seconds = time.perf_counter() - start
+    if timings is not None and first is not None:
+        steady = time.perf_counter() - first
+        timings.update(startup_s=first - start, steady_img_per_s=after_first / steady if steady > 0 else float("nan"))
     failures.sort(key=lambda failure: failure[0])  # the local engine's order: by batch, decode failures first
     for _, path, reason, _ in failures:
         logger.warning("skipped %s: %s", path, reason)

@@ -211,3 +211,22 @@ def test_missing_faiss_is_one_line_and_exit_2(built, monkeypatch, capsys):
     assert err.count("\n") == 0 and "pip install 'simrec[faiss]'" in err
     with pytest.raises(MissingDependencyError):
         build_ann(clustered(n=10), kind="hnsw")
+
+
+def test_bench_ann_prints_each_type_and_the_ratio_line(built):
+    from simrec.bench import run_ann_benchmark
+
+    _, out = built
+    lines = []
+    figures = run_ann_benchmark(600, 32, index=out, n_queries=10, print_fn=lines.append)
+    text = "\n".join(lines)
+    for label in ("hnsw", "ivf-flat", "ivf-pq rerank=0", "ivf-pq rerank=8"):
+        assert f"clustered 600x32: {label} (" in text and f"index {out} 12x2048: {label} (" in text
+    assert lines[-1].startswith("ratio ann_recall_at_10=") and " ann_speedup=" in lines[-1]
+    assert 0 <= figures["ann_recall_at_10"] <= 1 and figures["ann_speedup"] > 0
+    assert figures["ivf-pq rerank=8"]["recall_at_10"] >= figures["ivf-pq rerank=0"]["recall_at_10"]
+
+
+def test_bench_index_needs_ann(capsys):
+    assert main(["bench", "--index", "somewhere"]) == 2
+    assert "pass --ann N too" in capsys.readouterr().err
