@@ -260,7 +260,9 @@ class ApproximateNeighbors:
 
     Same ``kneighbors`` as :class:`simrec.CosineNeighbors`: ``(distances, indices)``,
     float32 cosine distances (``1 -`` inner product of unit vectors) and int64 rows,
-    nearest first. Fewer than ``n_neighbors`` found (a tiny ``nprobe``) are completed by
+    nearest first. HNSW and IVF-flat compute exact distances for what they find; ivf-pq
+    re-scores its candidates exactly unless ``rerank=0`` (then distances come from the
+    compressed codes). Fewer than ``n_neighbors`` found (a tiny ``nprobe``) are completed by
     exact search, so every row is full.
 
     Args:
