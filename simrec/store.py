@@ -107,7 +107,7 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
         raise InvalidArgumentError(f"embeddings hold NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
     with writer_lock(directory):
         generation = generation or new_generation(directory)
-        roles = ROLES + (("ann",) if embedded.ann is not None else ())
+        roles = ROLES + tuple(role for role in OPTIONAL_ROLES if getattr(embedded, role) is not None)
         names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in roles}
         temporary = directory / f".meta.json.{generation}.tmp"
         committed = False
@@ -341,7 +341,6 @@ def _write_ann(ann: Path | np.ndarray, handle) -> None:
         return
     with open(ann, "rb") as source:
         shutil.copyfileobj(source, handle, 16 * 1024**2)
-    crash_point("ann-copied")
 
 
 def _write_manifest(temporary: Path, meta: dict[str, Any]) -> None:

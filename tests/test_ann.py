@@ -12,6 +12,7 @@ import pytest
 from conftest import COLOURS, write_image
 
 from simrec import CosineNeighbors, MissingDependencyError, load_index, verify_index
+from simrec import errors as simrec_errors
 from simrec.ann import ApproximateNeighbors, attach_ann, build_ann, default_params, read_ann, serialize
 from simrec.cli import main
 
@@ -230,3 +231,13 @@ def test_bench_ann_prints_each_type_and_the_ratio_line(built):
 def test_bench_index_needs_ann(capsys):
     assert main(["bench", "--index", "somewhere"]) == 2
     assert "pass --ann N too" in capsys.readouterr().err
+
+
+def test_an_ann_entry_that_does_not_describe_the_items_is_refused(built):
+    _, out = built
+    attach_ann(out, "ivf-flat")
+    meta = json.loads((out / "meta.json").read_text())
+    meta["ann"]["count"] = 11
+    (out / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(simrec_errors.IndexIntegrityError, match="ann structure does not describe the 12 items"):
+        load_index(out)
