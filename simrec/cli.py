@@ -99,7 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--engine", choices=("local", "ray"), default="local", help="where to embed (ray: pip install 'simrec[ray]')"
     )
     index.add_argument("--ray-address", help="Ray cluster to use: auto, ray://host:port (default: a local Ray)")
-    index.add_argument("--workers", type=_positive, help="Ray embedding actors (default: 1 per GPU asked, else 2)")
+    index.add_argument("--workers", type=_positive, help="Ray embedding actors (default: 1)")
     index.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default: 0, CPU only)")
     add_weights(index)
     index.set_defaults(handler=_cmd_index)
