@@ -241,3 +241,20 @@ def test_an_ann_entry_that_does_not_describe_the_items_is_refused(built):
     (out / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(simrec_errors.IndexIntegrityError, match="ann structure does not describe the 12 items"):
         load_index(out)
+
+
+def test_ivf_training_reads_a_bounded_sample(monkeypatch):
+    import simrec.ann
+
+    seen = []
+    original = simrec.ann.normalized_blocks
+
+    def spy(embeddings, inverse_norms=None, rows=None):
+        seen.append(len(embeddings) if rows is None else len(rows))
+        return original(embeddings, inverse_norms, rows)
+
+    monkeypatch.setattr(simrec.ann, "TRAIN_SAMPLE", 200)
+    monkeypatch.setattr(simrec.ann, "normalized_blocks", spy)
+    _, info = build_ann(clustered(n=1000), kind="ivf-flat", nlist=4)
+    assert seen[0] == 200  # the training sample; then every row is added
+    assert info["count"] == 1000
