@@ -35,6 +35,7 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -319,3 +320,208 @@ def _memory_figures(n_items: int, dim: int = 16) -> dict[str, float]:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"all_items_peak_mb": peak / 1024**2, "all_items_peak_items": float(n_items)}
+
+
+ANN_SETTINGS = (
+    ("hnsw", {}, [{}]),
+    ("ivf-flat", {}, [{}]),
+    ("ivf-pq", {}, [{"rerank": 0}, {}]),
+)
+"""What ``simrec bench --ann`` measures: ``(type, build parameters, [search parameters, ...])``;
+each type with simrec's defaults, ivf-pq with and without exact re-ranking."""
+
+
+def run_ann_benchmark(
+    n_items: int = 200_000,
+    dim: int = 2048,
+    *,
+    index: str | os.PathLike | None = None,
+    n_queries: int = 200,
+    settings: tuple = ANN_SETTINGS,
+    json_path: str | os.PathLike | None = None,
+    print_fn=print,
+) -> dict[str, float]:
+    """Approximate against exact search: build time, bytes per vector, latency, recall@10.
+
+    Args:
+        n_items: Clustered vectors to index (see :func:`clustered_vectors`).
+        dim: Their dimension.
+        index: Also measure on the real embeddings of this index folder.
+        n_queries: Queries per measurement (held out of the clustered data; for an
+            index, catalog items left out of their own results).
+        settings: ``(type, params)`` pairs to measure.
+        json_path: Also write the figures to this JSON file.
+        print_fn: Where lines go.
+
+    Returns:
+        The figures by name; ``ann_recall_at_10`` and ``ann_speedup`` are those of the
+        fastest setting with recall@10 >= 0.95 (else the most accurate one).
+    """
+    from simrec.ann import import_faiss
+
+    faiss = import_faiss()
+    print_fn(
+        f"machine {_cpu_name()}, {os.cpu_count()} CPUs, faiss {faiss.__version__}, "
+        f"{faiss.omp_get_max_threads()} threads"
+    )
+    data, queries = clustered_vectors(n_items + n_queries, dim)
+    data, queries = data[:n_items], data[n_items:]
+    figures = _ann_figures(f"clustered {n_items}x{dim}", data, queries, settings, print_fn, exclude_self=False)
+    del data
+    if index is not None:
+        from simrec.store import load_index
+
+        embedded = load_index(index, mmap=True)
+        rows = np.random.default_rng(2).choice(len(embedded), size=min(n_queries, len(embedded)), replace=False)
+        real = _ann_figures(
+            f"index {index} {len(embedded)}x{embedded.meta['dim']}",
+            embedded.embeddings,
+            rows,
+            settings,
+            print_fn,
+            exclude_self=True,
+            inverse_norms=embedded.inverse_norms,
+        )
+        figures.update({f"index {key}": value for key, value in real.items()})
+    print_fn(
+        f"ratio ann_recall_at_10={figures['ann_recall_at_10']:.3f} ann_speedup={figures['ann_speedup']:.1f} "
+        f"({figures['ann_best']})"
+    )
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return figures
+
+
+def clustered_vectors(n: int, dim: int = 2048, *, seed: int = 0, latent: int = 64) -> tuple[np.ndarray, None]:
+    """``(n, dim)`` float32 vectors drawn like image embeddings: clusters on a low-dimensional subspace.
+
+    Product photos come in groups (one product type, colour, style), and CNN features
+    have a low intrinsic dimension: each vector is a cluster centre plus spread in a
+    ``latent``-d space, mapped linearly into ``dim`` dimensions, plus a little noise in
+    every dimension. Pure noise would be the worst case for every approximate method,
+    and nothing like a catalog.
+    """
+    rng = np.random.default_rng(seed)
+    n_clusters = max(2, n // 200)
+    centres = rng.normal(size=(n_clusters, latent)).astype(np.float32)
+    mixing = (rng.normal(size=(latent, dim)) / np.sqrt(latent)).astype(np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, 16_384):
+        size = min(16_384, n - start)
+        z = centres[rng.integers(0, n_clusters, size)] + 0.5 * rng.normal(size=(size, latent)).astype(np.float32)
+        out[start : start + size] = z @ mixing + 0.1 * rng.normal(size=(size, dim)).astype(np.float32)
+    return out, None
+
+
+def _ann_figures(
+    name: str,
+    data: np.ndarray,
+    queries: np.ndarray,
+    settings: tuple,
+    print_fn,
+    *,
+    exclude_self: bool,
+    inverse_norms: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Figures for one data set; ``queries`` are vectors, or row numbers when ``exclude_self``."""
+    from simrec.ann import ApproximateNeighbors, build_ann
+    from simrec.neighbors import CosineNeighbors
+
+    k = 10
+    exact = CosineNeighbors().fit(data, inverse_norms=inverse_norms)
+    vectors = np.asarray(data[queries], dtype=np.float32) if exclude_self else queries
+    extra = 1 if exclude_self else 0
+
+    def top(search, q: int, found: np.ndarray) -> np.ndarray:
+        row = found[found != queries[q]] if exclude_self else found
+        return row[:k]
+
+    def latency_and_results(search) -> tuple[float, list[np.ndarray]]:
+        search(vectors[:1])
+        times, results = [], []
+        for q, vector in enumerate(vectors):
+            started = time.perf_counter()
+            _, found = search(vector[None])
+            times.append(time.perf_counter() - started)
+            results.append(top(search, q, found[0]))
+        return float(np.median(times)) * 1000, results
+
+    exact_ms, truth = latency_and_results(lambda v: exact.kneighbors(v, n_neighbors=k + extra))
+    print_fn(f"{name}: exact query_ms {exact_ms:.2f}, {data.shape[1] * 4 + 4} bytes/vector")
+    figures: dict[str, Any] = {"exact_query_ms": exact_ms}
+    best = None
+    for kind, params, variants in settings:
+        started = time.perf_counter()
+        index, info = build_ann(data, inverse_norms, kind=kind, **params)
+        build_s = time.perf_counter() - started
+        for at_search in variants:
+            search = ApproximateNeighbors(index, info, embeddings=data, inverse_norms=exact._inv_norms, **at_search)
+            ms, found = latency_and_results(lambda v, s=search: s.kneighbors(v, n_neighbors=k + extra))
+            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+            label = kind + (f" rerank={search.rerank}" if kind == "ivf-pq" else "")
+            settings_text = ", ".join(f"{p}={v}" for p, v in info["params"].items() if p != "rerank")
+            print_fn(
+                f"{name}: {label} ({settings_text}): build_s {build_s:.1f}, "
+                f"bytes/vector {info['bytes_per_vector']:.0f}, query_ms {ms:.3f}, recall@10 {recall:.3f}, "
+                f"speedup {exact_ms / ms:.1f}"
+            )
+            figures[label] = {
+                "build_s": build_s,
+                "bytes_per_vector": info["bytes_per_vector"],
+                "query_ms": ms,
+                "recall_at_10": recall,
+                "speedup": exact_ms / ms,
+                "params": info["params"],
+            }
+            candidate = (recall >= 0.95, exact_ms / ms if recall >= 0.95 else recall)
+            if best is None or candidate > best[0]:
+                best = (candidate, label, recall, exact_ms / ms)
+        del index, search
+    figures.update(ann_best=best[1], ann_recall_at_10=best[2], ann_speedup=best[3])
+    return figures
+
+
+def run_ray_benchmark(
+    n_images: int = 96, batch_size: int = BATCH_SIZE, *, workers: int | None = None, print_fn=print
+) -> dict[str, float]:
+    """Images per second of the Ray engine on a local Ray against the local engine, same photos.
+
+    The Ray figure is the whole call, start of the local Ray and of its actors (each
+    builds its extractor) included, as ``simrec index --engine ray`` would see it.
+    """
+    from simrec.embed import embed_images
+    from simrec.model import build_extractor
+    from simrec.ray_engine import embed_images_ray, import_ray
+
+    ray = import_ray()
+    with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
+        paths = _make_photos(Path(folder), n_images)
+        extractor = build_extractor(weights=None, precision="float32")
+        embed_images(paths[:batch_size], extractor, batch_size=batch_size, verbose=False)  # warm up
+        local = _rate(n_images, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False))
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        timings: dict[str, float] = {}
+        try:
+            remote = _rate(
+                n_images,
+                lambda: embed_images_ray(
+                    paths, extractor, batch_size=batch_size, verbose=False, workers=workers, timings=timings
+                ),
+            )
+        finally:
+            ray.shutdown()
+    steady = timings.get("steady_img_per_s", float("nan"))
+    figures = {
+        "local_img_per_s": local,
+        "ray_local_img_per_s": remote,
+        "ray_startup_s": timings.get("startup_s", float("nan")),
+        "ray_steady_img_per_s": steady,
+        "ratio ray/local": remote / local,
+        "ratio ray_steady/local": steady / local,
+    }
+    print_fn(f"local_img_per_s {local:.2f}")
+    print_fn(f"ray_local_img_per_s {remote:.2f} (a local Ray, {workers or 1} actor(s), start-up included)")
+    print_fn(f"ray_startup_s {figures['ray_startup_s']:.1f} (until the first batch: actors building the extractor)")
+    print_fn(f"ray_steady_img_per_s {steady:.2f} (after the first batch)")
+    print_fn(f"ratio ray/local={remote / local:.2f} ray_steady/local={steady / local:.2f}")
+    return figures

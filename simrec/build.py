@@ -9,6 +9,11 @@ weights, precision and image size are reused, and asking for different ones need
 ``rebuild=True``. A zip is extracted into the index folder under the new generation's
 name (``images-GEN/``), which the previous version never refers to, so an interrupted
 run leaves the previous index and its photos as they were.
+
+An approximate-search structure (``simrec ann``) is kept up to date in the same commit:
+IVF types add and remove vectors without retraining, HNSW is rebuilt; the report's
+``ann`` line says which. ``engine="ray"`` embeds the new or changed photos on a Ray
+cluster (:mod:`simrec.ray_engine`) instead of in this process.
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ class BuildReport:
     embedded: int
     seconds: float
     embed_seconds: float
+    ann: str = ""
+    """What happened to the ann structure ("" when the index has none)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +83,8 @@ def build_index(
     metadata: str | os.PathLike | None = None,
     extractor: keras.Model | None = None,
     verbose: bool = True,
+    engine: str = "local",
+    engine_options: dict[str, Any] | None = None,
 ) -> tuple[EmbeddedCatalog, BuildReport]:
     """Index a zip or folder of photos into ``out``, reusing an existing index there.
 
@@ -95,6 +104,9 @@ def build_index(
         extractor: A ready extractor (then ``weights``, ``seed``, ``precision`` and
             ``image_size`` are unused).
         verbose: Show progress bars.
+        engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install simrec[ray]``).
+        engine_options: For ``"ray"``: ``address``, ``workers``, ``gpus_per_worker``
+            (see :func:`simrec.ray_engine.embed_images_ray`).
 
     Returns:
         ``(embedded, report)``.
@@ -108,6 +120,7 @@ def build_index(
             precision or image size differ from the existing index's without ``rebuild``.
     """
     started = time.perf_counter()
+    embed = _embed_function(engine, engine_options or {})
     source, out = Path(source), Path(out)
     if not source.exists():
         raise MissingFileError(f"catalog source not found: {source}")
@@ -136,7 +149,7 @@ def build_index(
             # One (n_items, dim) array holds everything; a full build embeds straight into it.
             embeddings = np.empty((len(catalog), dim), dtype=np.float32)
             full = len(todo) == len(catalog)
-            result = embed_images(
+            result = embed(
                 catalog["path"].iloc[todo].tolist(),
                 extractor,
                 batch_size=batch_size,
@@ -165,6 +178,7 @@ def build_index(
             removed = (
                 0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
             )
+            ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
             del previous  # release the memory map before the old files are removed
             save_index(embedded, out, generation=generation)
 
@@ -180,7 +194,10 @@ def build_index(
         embedded=int(result.ok.sum()),
         seconds=time.perf_counter() - started,
         embed_seconds=result.seconds,
+        ann=ann_how,
     )
+    if ann_how:
+        logger.info("%s", ann_how)
     return load_index(out, mmap=True), report
 
 
@@ -261,6 +278,50 @@ def _aligned_colours(
     paths = catalog["path"].iloc[reused].tolist()
     colours[reused], failures = compute_colours(paths, image_size, batch_size=batch_size, verbose=verbose)
     return _Colours(colours, failures)
+
+
+def _embed_function(engine: str, options: dict[str, Any]):
+    """The function that embeds a list of files: same arguments and result as :func:`simrec.embed_images`."""
+    if engine == "local":
+        if options:
+            raise InvalidArgumentError(f"{', '.join(sorted(options))} only apply to engine 'ray'")
+        return embed_images
+    if engine == "ray":
+        import functools
+
+        from simrec.ray_engine import embed_images_ray, import_ray
+
+        import_ray()  # a missing Ray is reported before anything is written
+        return functools.partial(embed_images_ray, **options)
+    raise InvalidArgumentError(f"Expected engine 'local' or 'ray', got {engine!r}")
+
+
+def _keep_ann(
+    previous: EmbeddedCatalog | None, embedded: EmbeddedCatalog, reuse_rows: np.ndarray, ok: np.ndarray
+) -> str:
+    """Carry the previous index's ann structure over to ``embedded``; one line saying how, or ""."""
+    if previous is None or previous.ann is None:
+        return ""
+    from simrec.ann import read_ann, serialize, update_ann
+
+    if len(embedded) < 2:
+        embedded.set_ann(None, None)
+        return "ann structure dropped: fewer than 2 items"
+    new_row = np.cumsum(ok) - 1  # catalog row -> row of the embedded catalog
+    old_to_new = np.full(len(previous), -1, dtype=np.int64)
+    reused = np.flatnonzero(reuse_rows >= 0)
+    old_to_new[reuse_rows[reused]] = new_row[reused]
+    added = new_row[(reuse_rows < 0) & ok]
+    index, info, how = update_ann(
+        read_ann(previous.ann),
+        previous.meta["ann"],
+        embedded.embeddings,
+        embedded.neighbors._inv_norms,
+        old_to_new,
+        added,
+    )
+    embedded.set_ann(serialize(index), info)
+    return how
 
 
 def _existing_manifest(out: Path) -> dict[str, Any] | None:

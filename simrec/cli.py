@@ -1,4 +1,4 @@
-"""The ``simrec`` command: index, query, export, serve, verify, evaluate, colours, demo, bench.
+"""The ``simrec`` command: index, query, ann, export, serve, verify, evaluate, colours, demo, bench.
 
 User errors (simrec's own exceptions: missing file, unknown id, bad option, damaged or
 locked index) print one line on stderr and exit with status 2; anything else is a bug and
@@ -109,6 +109,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="embed everything again, even photos already indexed (needed to change weights, precision or size)",
     )
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    index.add_argument(
+        "--engine", choices=("local", "ray"), default="local", help="where to embed (ray: pip install 'simrec[ray]')"
+    )
+    index.add_argument("--ray-address", help="Ray cluster to use: auto, ray://host:port (default: a local Ray)")
+    index.add_argument("--workers", type=_positive, help="Ray embedding actors (default: 1)")
+    index.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default: 0, CPU only)")
     add_weights(index)
     index.set_defaults(handler=_cmd_index)
 
@@ -124,6 +130,9 @@ def _build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
     query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
     add_colour_weight(query)
+    query.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
+    query.add_argument("--nprobe", type=_positive, help="IVF lists to search (default: the one stored by simrec ann)")
+    query.add_argument("--ef", type=_positive, help="HNSW search breadth (default: the one stored by simrec ann)")
     query.set_defaults(handler=_cmd_query)
 
     export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
@@ -143,6 +152,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--weights", help="weights file, if the index was built from one that has moved")
     serve.set_defaults(handler=_cmd_serve)
+
+    ann = commands.add_parser(
+        "ann", help="build (or remove) an approximate-search structure inside an index (pip install 'simrec[faiss]')"
+    )
+    ann.add_argument("index_dir", metavar="INDEX_DIR")
+    ann.add_argument("--type", required=True, choices=("hnsw", "ivf-flat", "ivf-pq", "none"), help="none removes it")
+    ann.add_argument("--nlist", type=_positive, help="IVF lists (default: about 2 sqrt(items))")
+    ann.add_argument("--nprobe", type=_positive, help="IVF lists searched by default (default: nlist / 16)")
+    ann.add_argument("--m", type=_positive, help="hnsw: links per node (32); ivf-pq: bytes per vector (128 at 2048-d)")
+    ann.add_argument("--nbits", type=_positive, help="ivf-pq: bits per code (default: 8)")
+    ann.add_argument("--ef-construction", type=_positive, help="hnsw: build breadth (default: 80)")
+    ann.add_argument("--ef", type=_positive, help="hnsw: search breadth stored as default (default: 128)")
+    ann.add_argument("--rerank", type=int, help="ivf-pq: candidates per result re-scored exactly (default: 8; 0 off)")
+    ann.add_argument("--seed", type=int, default=0, help="seed of the training sample (default: %(default)s)")
+    ann.set_defaults(handler=_cmd_ann)
 
     verify = commands.add_parser("verify", help="check every checksum of an index folder (exit 0 intact, 2 damaged)")
     verify.add_argument("index_dir", metavar="INDEX_DIR")
@@ -193,6 +217,17 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--repeats", type=_positive, default=2, help="rounds of the embedding figures (best kept)")
     bench.add_argument("--out", help="also write the figures to this JSON file")
+    bench.add_argument(
+        "--ann",
+        type=_positive,
+        nargs="?",
+        const=200_000,
+        help="instead: approximate vs exact search on ANN clustered 2048-d vectors (default 200000; needs faiss)",
+    )
+    bench.add_argument("--index", help="with --ann: also measure on this index folder's embeddings")
+    bench.add_argument(
+        "--ray", action="store_true", help="instead: the Ray engine on a local Ray vs the local engine (needs ray)"
+    )
     bench.set_defaults(handler=_cmd_bench)
     return parser
 
@@ -274,8 +309,18 @@ def _cmd_index(args: argparse.Namespace) -> int:
     from simrec.build import build_index
 
     _import_backend_quietly(args.verbose)
+    ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
+    ray_options = {key: value for key, value in ray_options.items() if value is not None}
+    if args.engine == "ray" and args.verbose == 0:
+        logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data logs every stage at INFO
     embedded, report = build_index(
-        args.source, args.out, rebuild=args.rebuild, metadata=args.metadata, **_build_options(args)
+        args.source,
+        args.out,
+        rebuild=args.rebuild,
+        metadata=args.metadata,
+        engine=args.engine,
+        engine_options=ray_options,
+        **_build_options(args),
     )
     _print_build(embedded, report, args.out)
     return 0
@@ -298,6 +343,8 @@ def _print_build(embedded, report, out) -> None:
             print(f"  {row.path}: {row.reason}")
         if report.skipped > 5:
             print(f"  ... and {report.skipped - 5} more")
+    if getattr(report, "ann", ""):
+        print(report.ann)
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -316,6 +363,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
             load_image(args.image, int(embedded.meta["image_size"]))
         _import_backend_quietly(args.verbose)
         extractor = embedded.query_extractor(args.weights)
+    search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
     results = recommend(
         embedded,
         product_id=args.product_id,
@@ -323,6 +371,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         n_neighbors=args.k,
         extractor=extractor,
         colour_weight=args.colour_weight,
+        search=search,
     )
     if args.format == "json":
         from simrec.export import results_payload
@@ -393,6 +442,24 @@ def _importable(module: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def _cmd_ann(args: argparse.Namespace) -> int:
+    from simrec.ann import attach_ann
+
+    params = {"nlist": args.nlist, "nprobe": args.nprobe, "m": args.m, "nbits": args.nbits}
+    params.update(ef_construction=args.ef_construction, ef=args.ef, rerank=args.rerank)
+    info = attach_ann(args.index_dir, args.type, seed=args.seed, **params)
+    if info is None:
+        print(f"{args.index_dir}: no ann structure; queries use exact search")
+        return 0
+    settings = ", ".join(f"{key}={value}" for key, value in info["params"].items())
+    print(
+        f"{args.index_dir}: ann {info['type']} ({settings}) over {info['count']} vectors: "
+        f"recall@10 {info['recall_at_10']:.3f} vs exact, {info['bytes_per_vector']:.0f} bytes/vector, "
+        f"built in {info['build_seconds']:.1f}s"
+    )
+    return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -515,6 +582,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from simrec.bench import run_benchmark
+
+    if args.index and not args.ann:
+        from simrec.errors import InvalidArgumentError
+
+        raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
+    if args.ann:
+        from simrec.bench import run_ann_benchmark
+
+        run_ann_benchmark(args.ann, index=args.index, json_path=args.out)
+        return 0
+    if args.ray:
+        from simrec.bench import run_ray_benchmark
+
+        _import_backend_quietly(args.verbose)
+        run_ray_benchmark(args.images, args.batch_size)
+        return 0
 
     _import_backend_quietly(args.verbose)
     run_benchmark(

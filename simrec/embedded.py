@@ -28,6 +28,7 @@ from simrec.neighbors import CosineNeighbors
 if TYPE_CHECKING:
     import keras
 
+    from simrec.ann import ApproximateNeighbors
     from simrec.embed import EmbeddingResult
 
 FORMAT_VERSION = 2
@@ -50,6 +51,9 @@ class EmbeddedCatalog:
             so search needs no pass over the embeddings; computed on first use if None.
         colours: ``(n_items, N_BINS)`` float32 colour signatures aligned with ``catalog``
             rows (see :mod:`simrec.colour`), or None for an index made without them.
+        ann: The approximate-search structure (``simrec ann``), or None: the path of the
+            index folder's ``ann`` file when loaded, or serialized faiss bytes (uint8
+            array) when just built. Its description is ``meta["ann"]``.
     """
 
     catalog: pd.DataFrame
@@ -58,9 +62,11 @@ class EmbeddedCatalog:
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
     inverse_norms: np.ndarray | None = None
     colours: np.ndarray | None = None
+    ann: Path | np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self._neighbors: CosineNeighbors | None = None
+        self._ann_index: Any = None
         self._extractors: dict[str, keras.Model] = {}
         self._rows: dict[str, int] | None = None
         self._colour_blends: dict[float, Any] = {}  # colour weight -> ColourBlendNeighbors
@@ -131,6 +137,51 @@ class EmbeddedCatalog:
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise UnknownProductError(f"unknown product_id {product_id!r}{hint}")
         return row
+
+    def search(
+        self,
+        exact: bool = False,
+        *,
+        nprobe: int | None = None,
+        ef: int | None = None,
+        rerank: int | None = None,
+    ) -> CosineNeighbors | ApproximateNeighbors:
+        """The search to use: approximate when the index has an ann structure, else exact.
+
+        Both have the same ``kneighbors(X=None, n_neighbors=None)`` and cosine distances.
+
+        Args:
+            exact: Always the exact :attr:`neighbors`.
+            nprobe: IVF lists searched (default: the one stored with the structure).
+            ef: HNSW search breadth (default: the stored one).
+            rerank: Candidates per result re-scored exactly (default: the stored one).
+
+        Raises:
+            MissingDependencyError: The index has an ann structure but faiss is not installed.
+        """
+        if exact or self.ann is None:
+            return self.neighbors
+        from simrec.ann import ApproximateNeighbors, read_ann
+
+        if self._ann_index is None:
+            self._ann_index = read_ann(self.ann)
+        return ApproximateNeighbors(
+            self._ann_index,
+            self.meta["ann"],
+            embeddings=self.embeddings,
+            inverse_norms=self.neighbors._inv_norms,
+            nprobe=nprobe,
+            ef=ef,
+            rerank=rerank,
+        )
+
+    def set_ann(self, ann: np.ndarray | None, info: dict[str, Any] | None) -> None:
+        """Attach (or with None, detach) a serialized ann structure and its ``meta["ann"]`` entry."""
+        self.ann = ann
+        self._ann_index = None
+        self.meta = {key: value for key, value in self.meta.items() if key != "ann"}
+        if ann is not None:
+            self.meta["ann"] = info
 
     @property
     def warning(self) -> str | None:

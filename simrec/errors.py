@@ -58,3 +58,7 @@ class IndexIntegrityError(SimrecError):
 
 class IndexLockedError(SimrecError):
     """Another process is writing the same index folder."""
+
+
+class MissingDependencyError(SimrecError, ImportError):
+    """An optional dependency (faiss, Ray) is not installed; the message says what to install."""

@@ -32,6 +32,7 @@ def recommend(
     n_neighbors: int = N_NEIGHBORS,
     extractor: keras.Model | None = None,
     colour_weight: float = 0.0,
+    search: Any = None,
 ) -> pd.DataFrame:
     """The catalog products that look most like a product or a photo.
 
@@ -53,6 +54,8 @@ def recommend(
             the product's colour alone); in between, the blend of
             :class:`simrec.colour.ColourBlendNeighbors`. Above 0 needs an index with
             colour signatures.
+        search: The search to use (default: exact, ``embedded.neighbors``); e.g.
+            ``embedded.search()``, approximate when the index has an ann structure.
 
     Returns:
         DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
@@ -78,7 +81,10 @@ def recommend(
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
-    neighbors = neighbors_for(embedded, colour_weight)
+    if colour_weight:  # the blend searches every item exactly
+        neighbors = neighbors_for(embedded, colour_weight)
+    else:
+        neighbors = embedded.neighbors if search is None else search
     blend = isinstance(neighbors, ColourBlendNeighbors)
     if product_id is not None:
         row = embedded.row_of(product_id)

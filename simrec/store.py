@@ -14,6 +14,8 @@ An index folder (format 2) holds:
 * ``colours-GEN.npy`` (optional): ``(n_items, N_BINS)`` float32 colour signatures, row ``i``
   for catalog row ``i`` (see :mod:`simrec.colour`); indexes made before simrec stored
   them have none, and ``simrec colours`` adds them;
+* ``ann-GEN.faiss`` (optional): the approximate-search structure of ``simrec ann``,
+  described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
 * ``images-GEN/``: the photos of a zip source, when there is one.
 
 ``GEN`` names one generation of the index. A save writes the new generation's files
@@ -55,11 +57,21 @@ from simrec.signals import deferred_interrupt
 logger = logging.getLogger(__name__)
 
 META_FILE = "meta.json"
-ROLES = ("catalog", "embeddings", "inverse_norms", "failures", "colours")
-OPTIONAL_ROLES = ("colours",)
-"""Roles written only when the catalog has them (``colours``: the colour signatures)."""
-_SUFFIX = {"catalog": ".csv", "embeddings": ".npy", "inverse_norms": ".npy", "failures": ".csv", "colours": ".npy"}
-_GENERATION_FILE = re.compile(r"^(catalog|embeddings|inverse_norms|failures|colours)-\d{6}-[0-9a-f]{8}\.(csv|npy)$")
+ROLES = ("catalog", "embeddings", "inverse_norms", "failures")
+OPTIONAL_ROLES = ("colours", "ann")
+"""Data files an index has only when it has them: ``colours`` (the colour signatures) and
+``ann`` (the approximate-search structure of ``simrec ann``)."""
+_SUFFIX = {
+    "catalog": ".csv",
+    "embeddings": ".npy",
+    "inverse_norms": ".npy",
+    "failures": ".csv",
+    "colours": ".npy",
+    "ann": ".faiss",
+}
+_GENERATION_FILE = re.compile(
+    r"^(catalog|embeddings|inverse_norms|failures|colours|ann)-\d{6}-[0-9a-f]{8}\.(csv|npy|faiss)$"
+)
 _GENERATION_FOLDER = re.compile(r"^images-\d{6}-[0-9a-f]{8}$")
 _LEFTOVER = re.compile(r"^\.(meta\.json\..*\.tmp|images-.*|staging-.*|write-test-.*)$")
 _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "failures": "failures.csv"}
@@ -108,7 +120,7 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
         raise InvalidArgumentError(f"embeddings hold NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
     with writer_lock(directory):
         generation = generation or new_generation(directory)
-        roles = [r for r in ROLES if r not in OPTIONAL_ROLES or getattr(embedded, r, None) is not None]
+        roles = ROLES + tuple(role for role in OPTIONAL_ROLES if getattr(embedded, role) is not None)
         names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in roles}
         temporary = directory / f".meta.json.{generation}.tmp"
         committed = False
@@ -117,6 +129,8 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
             meta = dict(embedded.meta)
             if embedded.colours is None:
                 meta.pop("colour_signature", None)
+            if embedded.ann is None:
+                meta.pop("ann", None)
             meta.update(
                 format_version=FORMAT_VERSION,
                 photo_folders=photo_folders,
@@ -321,11 +335,12 @@ def _write_data(
         "inverse_norms": lambda handle: np.save(handle, inverse_norms),
         "failures": lambda handle: embedded.failures.to_csv(handle, index=False),
         "colours": lambda handle: np.save(handle, np.asarray(embedded.colours, dtype=np.float32)),
+        "ann": lambda handle: _write_ann(embedded.ann, handle),
     }
     files = {}
     for role in names:
         path = directory / names[role]
-        binary = _SUFFIX[role] == ".npy"
+        binary = _SUFFIX[role] != ".csv"
         with open(path, "xb" if binary else "x", **({} if binary else {"newline": ""})) as handle:
             writers[role](handle)
             fsync_file(handle)
@@ -333,6 +348,15 @@ def _write_data(
         files[role] = {"name": names[role], **file_fingerprint(path)}
     photo_folders = {Path(p).parts[0] for p in catalog["path"] if p and not os.path.isabs(p) and len(Path(p).parts) > 1}
     return files, sorted(photo_folders)
+
+
+def _write_ann(ann: Path | np.ndarray, handle) -> None:
+    """The ann structure: serialized bytes as they are, or a copy of the loaded index's file."""
+    if isinstance(ann, np.ndarray):
+        handle.write(np.ascontiguousarray(ann, dtype=np.uint8).tobytes())
+        return
+    with open(ann, "rb") as source:
+        shutil.copyfileobj(source, handle, 16 * 1024**2)
 
 
 def _write_manifest(temporary: Path, meta: dict[str, Any]) -> None:
@@ -379,7 +403,15 @@ def _load_files(directory: Path, meta: dict[str, Any], mmap: bool, verify: bool)
     _check_colours(directory, colours, len(embeddings), verify)
     base = directory.absolute()
     catalog["path"] = [p if not p or os.path.isabs(p) else str(base / p) for p in catalog["path"]]
-    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours)
+    ann = None
+    if "ann" in files:
+        ann = directory / files["ann"]["name"]
+        if not isinstance(meta.get("ann"), dict) or meta["ann"].get("count") != meta["count"]:
+            raise IndexIntegrityError(
+                f"{directory} is inconsistent: its ann structure does not describe the {meta['count']} items; "
+                "rebuild it with 'simrec ann'"
+            )
+    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours, ann)
     return embedded
 
 

@@ -1,0 +1,211 @@
+"""Embed photos on a Ray cluster with Ray Data: what ``simrec index --engine ray`` does.
+
+The file list becomes a dataset (``ray.data.from_items``); ``map_batches`` runs
+:class:`_EmbedActor`, a callable class that builds the extractor once per worker (on a
+GPU when ``gpus_per_worker`` asks for one) and decodes and embeds one bounded batch per
+call; the results stream back to this process (``iter_batches``), which writes each
+batch's rows into one array and records each failed file exactly as
+:func:`simrec.embed_images` does, with the same reasons and in the same order. The index
+is then committed by :func:`simrec.build_index` as for the local engine, and incremental
+re-indexing sends only new or changed files to the cluster.
+
+The workers read the photos by path: on a cluster of several machines the catalog (or
+the index folder a zip is extracted into) must be on a file system every node sees at
+the same path. Ray (``pip install 'simrec[ray]'``) is imported only inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from simrec.colour import N_BINS
+from simrec.defaults import BATCH_SIZE
+from simrec.embed import FAILURE_COLUMNS, EmbeddingResult
+from simrec.errors import InvalidArgumentError, MissingDependencyError
+
+if TYPE_CHECKING:
+    import keras
+
+logger = logging.getLogger(__name__)
+
+_NOT_FINITE = "the model's output is not finite (NaN or infinite)"
+
+
+def import_ray():
+    """The ``ray`` module with Ray Data, or a one-line error saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "the ray engine needs Ray Data: pip install 'simrec[ray]' (or pip install 'ray[data]')"
+        ) from None
+    return ray
+
+
+def embed_images_ray(
+    paths: Sequence[str | os.PathLike],
+    extractor: keras.Model,
+    batch_size: int = BATCH_SIZE,
+    verbose: bool = True,
+    *,
+    out: np.ndarray | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float | None = None,
+    timings: dict[str, float] | None = None,
+) -> EmbeddingResult:
+    """Embed image files on Ray; same arguments and result as :func:`simrec.embed_images`.
+
+    Args:
+        paths: Image files, in the order wanted for the output rows; every Ray node
+            must be able to read them at these paths.
+        extractor: Model from :func:`simrec.build_extractor`; its weights are shipped
+            to the workers, which build the same network once each.
+        batch_size: Images per model call (and per Ray Data batch).
+        verbose: Show a tqdm progress bar.
+        out: Optional preallocated ``(n_paths, dim)`` float32 array to write into.
+        address: Ray cluster (``"auto"``, ``"ray://host:port"``); default: the Ray
+            already initialised in this process, else a new local one.
+        workers: Embedding actors (default 1; on a cluster, one per node or per GPU).
+        gpus_per_worker: GPUs per actor (default 0: CPU only).
+        timings: If given, filled with ``startup_s`` (until the first batch came back:
+            Ray start, actors building their extractors) and ``steady_img_per_s`` (after).
+
+    Returns:
+        An :class:`~simrec.embed.EmbeddingResult`; one bad file never stops the run.
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
+        InvalidArgumentError: Bad ``workers`` or ``gpus_per_worker``.
+    """
+    from tqdm.auto import tqdm
+
+    from simrec.catalog import printable_path
+    from simrec.model import extractor_info
+
+    ray = import_ray()
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidArgumentError(f"Expected batch_size to be a positive int, got {batch_size!r}")
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise InvalidArgumentError(f"Expected workers to be a positive int, got {workers!r}")
+    gpus = float(gpus_per_worker or 0)
+    if gpus < 0:
+        raise InvalidArgumentError(f"Expected gpus_per_worker >= 0, got {gpus_per_worker!r}")
+    paths = [os.fspath(p) for p in paths]
+    n = len(paths)
+    info = extractor_info(extractor)
+    dim = int(extractor.output_shape[-1])
+    if out is None:
+        embeddings = np.full((n, dim), np.nan, dtype=np.float32)
+    else:
+        if out.shape != (n, dim) or out.dtype != np.float32:
+            raise InvalidArgumentError(f"Expected out to be a ({n}, {dim}) float32 array, got {out.shape} {out.dtype}")
+        embeddings = out
+        embeddings[:] = np.nan
+    ok = np.zeros(n, dtype=bool)
+    colours = np.full((n, N_BINS), np.nan, dtype=np.float32)
+    failures: list[tuple[tuple[int, int, int], str, str, str]] = []  # (sort key, path, reason, stage)
+    start = time.perf_counter()
+    if n == 0:
+        return EmbeddingResult(embeddings, ok, pd.DataFrame(columns=FAILURE_COLUMNS), 0.0, colours)
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    elif address is not None:
+        logger.info("Ray is already initialised in this process; --ray-address %s is not used", address)
+    try:
+        weights = ray.put(extractor.get_weights())
+        spec = {"image_size": info.image_size, "precision": info.precision, "weights": weights}
+        ray.data.DataContext.get_current().enable_progress_bars = False  # the tqdm bar below is the progress
+        dataset = ray.data.from_items([{"row": i, "path": p} for i, p in enumerate(paths)])
+        embedded = dataset.map_batches(
+            _EmbedActor,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=min(workers or 1, -(-n // batch_size))),
+            num_gpus=gpus or None,
+        )
+        first, after_first = None, 0
+        with tqdm(total=n, unit="img", desc="embedding (ray)", disable=not verbose) as bar:
+            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
+                if first is None:
+                    first = time.perf_counter()
+                else:
+                    after_first += len(batch["row"])
+                rows = batch["row"].astype(np.int64)
+                good = batch["reason"] == ""
+                embeddings[rows[good]] = batch["embedding"][good]
+                colours[rows[good]] = batch["colour"][good]
+                finite = np.isfinite(embeddings[rows[good]]).all(axis=1)
+                ok[rows[good][finite]] = True
+                for row in rows[good][~finite]:
+                    failures.append(((row // batch_size, 1, row), printable_path(paths[row]), _NOT_FINITE, "embed"))
+                for row, reason in zip(rows[~good], batch["reason"][~good]):
+                    failures.append(((row // batch_size, 0, row), printable_path(paths[row]), str(reason), "decode"))
+                bar.update(len(rows))
+    finally:
+        if started_here:
+            ray.shutdown()
+    seconds = time.perf_counter() - start
+    if timings is not None and first is not None:
+        steady = time.perf_counter() - first
+        timings.update(startup_s=first - start, steady_img_per_s=after_first / steady if steady > 0 else float("nan"))
+    failures.sort(key=lambda failure: failure[0])  # the local engine's order: by batch, decode failures first
+    for _, path, reason, _ in failures:
+        logger.warning("skipped %s: %s", path, reason)
+    frame = pd.DataFrame([failure[1:] for failure in failures], columns=FAILURE_COLUMNS)
+    return EmbeddingResult(embeddings, ok, frame, seconds, colours)
+
+
+class _EmbedActor:
+    """One Ray actor: builds the extractor once, then decodes and embeds a batch per call."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        import ray
+
+        from simrec.embed import compiled_forward
+        from simrec.model import build_extractor
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        weights = spec["weights"]
+        if isinstance(weights, ray.ObjectRef):
+            weights = ray.get(weights)
+        extractor = build_extractor(None, spec["image_size"], precision=spec["precision"])
+        extractor.set_weights(weights)
+        self.image_size = int(spec["image_size"])
+        self.dim = int(extractor.output_shape[-1])
+        self.forward = compiled_forward(extractor)
+        self.extractor = extractor
+        self.pool = None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from simrec.colour import N_BINS
+        from simrec.decode import _decode
+        from simrec.errors import ImageDecodeError
+
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        paths = [str(p) for p in batch["path"]]
+        # The colour signature comes from the same decoded pixels, as in the local engine.
+        decoded = list(self.pool.map(lambda p: _decode(p, self.image_size, True), paths))
+        reasons = np.array([d.reason if isinstance(d, ImageDecodeError) else "" for d in decoded], dtype=object)
+        vectors = np.full((len(paths), self.dim), np.nan, dtype=np.float32)
+        colours = np.full((len(paths), N_BINS), np.nan, dtype=np.float32)
+        good = np.flatnonzero(reasons == "")
+        if len(good):
+            vectors[good] = self.forward(np.stack([decoded[i][0] for i in good]))
+            colours[good] = np.stack([decoded[i][1] for i in good])
+        rows = np.asarray(batch["row"], dtype=np.int64)
+        return {"row": rows, "embedding": vectors, "colour": colours, "reason": reasons.astype(str)}
