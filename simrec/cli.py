@@ -141,6 +141,7 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output file: .parquet or .csv (the suffix picks the format)")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_colour_weight(export)
+    export.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     export.set_defaults(handler=_cmd_export)
 
     serve = commands.add_parser("serve", help="serve an index over HTTP: a JSON API and a web page")
@@ -396,7 +397,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     embedded = load_index(args.index_dir, mmap=True)
     report = export_neighbors(
-        embedded, args.out, n_neighbors=args.k, colour_weight=args.colour_weight, verbose=not args.quiet
+        embedded,
+        args.out,
+        n_neighbors=args.k,
+        colour_weight=args.colour_weight,
+        exact=args.exact,
+        verbose=not args.quiet,
     )
     print(
         f"wrote {report.rows} rows ({report.products} products x {args.k} neighbours) to {report.path} "

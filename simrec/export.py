@@ -54,6 +54,7 @@ def export_neighbors(
     *,
     n_neighbors: int = 10,
     colour_weight: float = 0.0,
+    exact: bool = False,
     verbose: bool = True,
 ) -> ExportReport:
     """Write every product's ``n_neighbors`` nearest other products to a Parquet or CSV file.
@@ -73,6 +74,8 @@ def export_neighbors(
         n_neighbors: Neighbours per product (at most ``len(embedded) - 1``).
         colour_weight: As in :func:`simrec.recommend`: 0 ranks by look alone; above 0 the
             blended distance is exported (the index needs colour signatures).
+        exact: Exact search even when the index has an approximate-search structure
+            (``simrec ann``), which is used otherwise.
         verbose: Show a progress bar.
 
     Returns:
@@ -96,7 +99,7 @@ def export_neighbors(
     started = time.perf_counter()
     catalog = embedded.catalog
     # Validates n_neighbors and colour_weight before anything is written.
-    blocks = _neighbour_blocks(embedded, n_neighbors, colour_weight)
+    blocks = _neighbour_blocks(embedded, n_neighbors, colour_weight, exact)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
     try:
@@ -128,14 +131,15 @@ def export_neighbors(
     return ExportReport(out, len(catalog), rows, seconds)
 
 
-def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float):
+def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float, exact: bool):
     """``(start, distances, indices)`` blocks of every product's neighbours, itself left out."""
     from simrec.colour import neighbors_for
 
-    neighbors = neighbors_for(embedded, colour_weight)
+    neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
     if neighbors is embedded.neighbors:
         return neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
-    # The blend searches in bounded blocks itself; its (n, k) answer is written in blocks.
+    # The blend and approximate search answer all items at once, in bounded memory; the
+    # (n, k) answer is written in blocks.
     distances, indices = neighbors.kneighbors(n_neighbors=n_neighbors)
     return (
         (start, distances[start : start + 4096], indices[start : start + 4096])

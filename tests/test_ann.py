@@ -258,3 +258,28 @@ def test_ivf_training_reads_a_bounded_sample(monkeypatch):
     _, info = build_ann(clustered(n=1000), kind="ivf-flat", nlist=4)
     assert seen[0] == 200  # the training sample; then every row is added
     assert info["count"] == 1000
+
+
+def test_export_and_the_service_use_the_ann_structure(tmp_path):
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from simrec import load_index, recommend, save_vectors
+    from simrec.export import export_neighbors
+    from simrec.serve import create_app
+
+    products = pd.DataFrame({"product_id": [f"sku/{i}" for i in range(600)], "label": ["a"] * 600})
+    out = save_vectors(products, clustered(), tmp_path / "vectors", model="outside")
+    attach_ann(out, "ivf-pq", m=4, nlist=8, nprobe=1, rerank=0)  # coarse on purpose: it differs from exact
+    embedded = load_index(out)
+    approximate = pd.read_csv(export_neighbors(embedded, tmp_path / "a.csv", n_neighbors=5, verbose=False).path)
+    exact = pd.read_csv(export_neighbors(embedded, tmp_path / "e.csv", n_neighbors=5, exact=True, verbose=False).path)
+    assert not approximate["neighbour_id"].equals(exact["neighbour_id"])
+    search = embedded.search()
+    for product_id in ("sku/0", "sku/17", "sku/599"):
+        rows = approximate[approximate["product_id"] == product_id].sort_values("rank")
+        expected = recommend(embedded, product_id=product_id, n_neighbors=5, search=search)
+        assert rows["neighbour_id"].tolist() == expected["product_id"].tolist()
+        with TestClient(create_app(out)) as client:
+            answer = client.get(f"/api/products/{product_id}/similar", params={"k": 5}).json()
+        assert [r["product_id"] for r in answer["results"]] == expected["product_id"].tolist()

@@ -36,6 +36,7 @@ class _Batcher:
 
     def __init__(self, embedded: EmbeddedCatalog, max_batch: int, name: str) -> None:
         self.embedded = embedded
+        self.search = embedded.search()  # approximate when the index has an ann structure (simrec ann)
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []  # for tests and diagnostics; a few bytes per batch
         self._pending: queue.Queue[tuple[Any, int, Future]] = queue.Queue()
@@ -89,7 +90,7 @@ class NeighbourBatcher(_Batcher):
         rows = np.array([row for row, _, _ in batch])
         # Ask for one more, as recommend() does, so each query can drop itself.
         n_neighbors = min(max(k for _, k, _ in batch) + 1, len(self.embedded))
-        distances, indices = self.embedded.neighbors.kneighbors(self.embedded.embeddings[rows], n_neighbors)
+        distances, indices = self.search.kneighbors(self.embedded.embeddings[rows], n_neighbors)
         for j, (row, k, answer) in enumerate(batch):
             keep = indices[j] != row
             answer.set_result((distances[j][keep][:k], indices[j][keep][:k]))
@@ -125,7 +126,7 @@ class PhotoBatcher(_Batcher):
         looks = [j for j, ((_, weight), _, _) in enumerate(batch) if weight == 0]
         if looks:
             n_neighbors = max(batch[j][1] for j in looks)
-            distances, indices = self.embedded.neighbors.kneighbors(vectors[looks], n_neighbors)
+            distances, indices = self.search.kneighbors(vectors[looks], n_neighbors)
             for row, j in enumerate(looks):
                 k = batch[j][1]
                 batch[j][2].set_result((distances[row][:k], indices[row][:k]))
