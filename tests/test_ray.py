@@ -37,8 +37,8 @@ def test_ray_engine_gives_the_local_catalog_failures_and_vectors(awkward_zip, tm
     assert report.indexed == 12 and report.skipped == 2
     assert local.catalog["product_id"].tolist() == remote.catalog["product_id"].tolist()
     # Each index holds its own extracted copy of the zip: compare failures inside it.
-    local_failures = local.failures.assign(path=local.failures["path"].str.split("/Colors_Products/").str[1])
-    remote_failures = remote.failures.assign(path=remote.failures["path"].str.split("/Colors_Products/").str[1])
+    local_failures = local.failures.assign(path=local.failures["path"].str.split("Colors_Products/").str[-1])
+    remote_failures = remote.failures.assign(path=remote.failures["path"].str.split("Colors_Products/").str[-1])
     assert local_failures.to_dict("records") == remote_failures.to_dict("records")
     assert set(remote_failures["path"]) == {"red/empty.jpg", "blue/truncated.jpg"}
     a, b = np.asarray(local.embeddings), np.asarray(remote.embeddings)
