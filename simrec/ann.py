@@ -49,7 +49,8 @@ def import_faiss():
         import faiss
     except ImportError:
         raise MissingDependencyError(
-            "approximate search needs faiss: pip install 'simrec[faiss]' (or pip install faiss-cpu)"
+            "approximate search needs faiss: pip install 'simrec[faiss]' (or pip install faiss-cpu), "
+            "or pass --exact to search exactly"
         ) from None
     return faiss
 
@@ -296,6 +297,10 @@ class ApproximateNeighbors:
         self.info = info
         self.n_neighbors = n_neighbors
         params = info.get("params", {})
+        if nprobe is not None and _is_hnsw(index):
+            raise InvalidArgumentError("--nprobe applies to IVF structures; this index's is hnsw (tune it with --ef)")
+        if ef is not None and not _is_hnsw(index):
+            raise InvalidArgumentError("--ef applies to hnsw structures; this index's is IVF (tune it with --nprobe)")
         self.nprobe = nprobe if nprobe is not None else params.get("nprobe")
         self.ef = ef if ef is not None else params.get("ef")
         self.rerank = rerank if rerank is not None else params.get("rerank", 0)
@@ -330,6 +335,7 @@ class ApproximateNeighbors:
         """Find the (approximately) nearest fitted items; see :meth:`simrec.CosineNeighbors.kneighbors`."""
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         _check_n_neighbors(k)
+        self._configure()  # the faiss structure is shared: set this search's nprobe / ef each time
         n_fit = self.n_samples_fit_
         self_query = X is None
         available = n_fit - 1 if self_query else n_fit

@@ -133,6 +133,14 @@ def build_index(
         info = extractor_info(extractor)
         if previous_meta is not None:
             _check_same_model(previous_meta, info.to_dict(), out)
+            if previous_meta.get("ann"):
+                from simrec.ann import import_faiss
+
+                import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
+        elif rebuild and _had_ann(out):
+            logger.warning(
+                "--rebuild drops the index's approximate-search structure: build it again with 'simrec ann %s'", out
+            )
         generation = new_generation(out)
         is_zip = source.is_file() and source.suffix.lower() == ".zip"
         photos = out / f"images-{generation}"
@@ -226,8 +234,14 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     from simrec.embed import compute_colours
 
     directory = Path(directory)
+    read_manifest(directory)  # a clear error for a folder that is not an index, before anything is written
     with writer_lock(directory):
         embedded = load_index(directory, mmap=True)
+        if not embedded.meta.get("image_size"):
+            raise InvalidArgumentError(
+                f"{directory} holds vectors from {embedded.meta.get('model')!r} made outside simrec, without "
+                "photos simrec can read: colour signatures cannot be added to it"
+            )
         size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
         colours, failures = compute_colours(embedded.catalog["path"], size, batch_size=batch_size, verbose=verbose)
         if len(failures):
@@ -238,7 +252,13 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
             )
         meta = dict(embedded.meta, colour_signature=SIGNATURE_METHOD)
         updated = EmbeddedCatalog(
-            embedded.catalog, embedded.embeddings, meta, embedded.failures, embedded.inverse_norms, colours
+            embedded.catalog,
+            embedded.embeddings,
+            meta,
+            embedded.failures,
+            embedded.inverse_norms,
+            colours,
+            embedded.ann,
         )
         save_index(updated, directory)
         del embedded, updated  # release the arrays of the previous generation
@@ -280,6 +300,13 @@ def _aligned_colours(
     return _Colours(colours, failures)
 
 
+def _had_ann(out: Path) -> bool:
+    try:
+        return bool(read_manifest(out).get("ann"))
+    except (MissingFileError, IndexIntegrityError):
+        return False
+
+
 def _embed_function(engine: str, options: dict[str, Any]):
     """The function that embeds a list of files: same arguments and result as :func:`simrec.embed_images`."""
     if engine == "local":
@@ -309,7 +336,7 @@ def _keep_ann(
         return "ann structure dropped: fewer than 2 items"
     new_row = np.cumsum(ok) - 1  # catalog row -> row of the embedded catalog
     old_to_new = np.full(len(previous), -1, dtype=np.int64)
-    reused = np.flatnonzero(reuse_rows >= 0)
+    reused = np.flatnonzero((reuse_rows >= 0) & ok)  # a reused photo dropped now leaves the structure too
     old_to_new[reuse_rows[reused]] = new_row[reused]
     added = new_row[(reuse_rows < 0) & ok]
     index, info, how = update_ann(

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simrec.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
-from simrec.errors import NotWritableError
+from simrec.errors import InvalidArgumentError, NotWritableError
 
 logger = logging.getLogger("simrec")
 
@@ -152,6 +152,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--max-upload-mb", type=_positive, default=20, help="largest photo upload in MB (default: %(default)s)"
     )
     serve.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    serve.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     serve.set_defaults(handler=_cmd_serve)
 
     ann = commands.add_parser(
@@ -364,7 +365,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
             load_image(args.image, int(embedded.meta["image_size"]))
         _import_backend_quietly(args.verbose)
         extractor = embedded.query_extractor(args.weights)
-    search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
+    search = None
+    if args.colour_weight == 0:
+        search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
+    elif args.nprobe or args.ef:
+        raise InvalidArgumentError(
+            "--nprobe and --ef tune approximate search, which --colour-weight does not use: the blend of look "
+            "and colour compares every product exactly"
+        )
     results = recommend(
         embedded,
         product_id=args.product_id,
@@ -434,7 +442,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     from simrec.serve import create_app
 
-    app = create_app(args.index_dir, max_upload_bytes=args.max_upload_mb * 1024**2, weights_path=args.weights)
+    app = create_app(
+        args.index_dir, max_upload_bytes=args.max_upload_mb * 1024**2, weights_path=args.weights, exact=args.exact
+    )
     print(f"serving {args.index_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.verbose == 0 else "info")
     return 0
@@ -590,8 +600,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from simrec.bench import run_benchmark
 
     if args.index and not args.ann:
-        from simrec.errors import InvalidArgumentError
-
         raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
     if args.ann:
         from simrec.bench import run_ann_benchmark

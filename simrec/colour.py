@@ -42,6 +42,7 @@ bounded memory, as :class:`simrec.CosineNeighbors` does.
 
 from __future__ import annotations
 
+import copy
 import functools
 import numbers
 from typing import TYPE_CHECKING
@@ -351,10 +352,12 @@ def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeig
     if weight == 0.0:
         return embedded.neighbors
     require_colours(embedded)
-    cache = embedded._colour_blends
-    if weight not in cache:
-        cache[weight] = ColourBlendNeighbors.from_cosine(embedded.neighbors, embedded.colours, colour_weight=weight)
-    return cache[weight]
+    cache = embedded._colour_blends  # one fitted blend per index; other weights share its arrays
+    if "fitted" not in cache:
+        cache["fitted"] = ColourBlendNeighbors.from_cosine(embedded.neighbors, embedded.colours, colour_weight=weight)
+    blend = copy.copy(cache["fitted"])  # shallow: the signatures and scales are not copied
+    blend.colour_weight = weight
+    return blend
 
 
 def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:

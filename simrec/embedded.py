@@ -69,7 +69,7 @@ class EmbeddedCatalog:
         self._ann_index: Any = None
         self._extractors: dict[str, keras.Model] = {}
         self._rows: dict[str, int] | None = None
-        self._colour_blends: dict[float, Any] = {}  # colour weight -> ColourBlendNeighbors
+        self._colour_blends: dict[str, Any] = {}  # the one fitted ColourBlendNeighbors, shared by every weight
         if len(self.catalog) != len(self.embeddings):
             raise InvalidArgumentError(
                 f"catalog has {len(self.catalog)} rows but embeddings has {len(self.embeddings)}"

@@ -2,7 +2,8 @@
 
 ``fcntl.flock`` on ``.simrec-lock`` inside the folder: the operating system releases it
 when the holder exits or is killed, so a crashed writer never leaves the folder locked.
-Readers never take it. Within one process the lock is re-entrant.
+Readers never take it. The thread that holds it may take it again (re-entrant); another
+thread of the same process is refused like another process.
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from simrec.durability import REFUSED, warn_unsupported
-from simrec.errors import IndexLockedError
+from simrec.errors import IndexLockedError, MissingFileError, NotWritableError
 
 LOCK_FILE = ".simrec-lock"
-_held: dict[str, int] = {}  # folder -> depth, for re-entry in this process
+_held: dict[str, tuple[int, int]] = {}  # folder -> (thread holding it, depth), for re-entry by that thread
+_guard = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -25,20 +28,44 @@ def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
     """Hold the folder's writer lock for the block.
 
     Raises:
-        IndexLockedError: Another process holds it.
+        IndexLockedError: Another process, or another thread of this one, holds it.
+        MissingFileError: The folder does not exist.
+        NotWritableError: The lock file cannot be created there.
     """
-    import fcntl
-
     directory = Path(directory)
     key = str(directory.resolve())
-    if key in _held:
-        _held[key] += 1
-        try:
+    me = threading.get_ident()
+    with _guard:
+        owner, depth = _held.get(key, (me, 0))
+        if owner != me:
+            raise IndexLockedError(
+                f"another thread of this process is writing the index {directory}; wait for it to finish"
+            )
+        _held[key] = (me, depth + 1)
+    try:
+        if depth:  # re-entry by the thread that holds it
             yield
-        finally:
-            _held[key] -= 1
-        return
-    descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        else:
+            with _os_lock(directory):
+                yield
+    finally:
+        with _guard:
+            if depth:
+                _held[key] = (me, depth)
+            else:
+                del _held[key]
+
+
+@contextlib.contextmanager
+def _os_lock(directory: Path) -> Iterator[None]:
+    import fcntl
+
+    try:
+        descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:
+        raise MissingFileError(f"index folder not found: {directory}") from None
+    except OSError as error:
+        raise NotWritableError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -54,10 +81,6 @@ def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
             warn_unsupported("file locks", directory, error)
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
-        _held[key] = 1
-        try:
-            yield
-        finally:
-            del _held[key]
+        yield
     finally:
         os.close(descriptor)  # closing releases the lock

@@ -139,8 +139,12 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
                 dim=int(embeddings.shape[1]),
                 failures=len(embedded.failures),
                 files=files,
+                format_1_files=_format_1_leftovers(directory),
             )
+            if not meta["format_1_files"]:
+                del meta["format_1_files"]
             _write_manifest(temporary, meta)
+            fsync_folder(directory)  # the new files' names are durable before the manifest names them
             with deferred_interrupt():
                 os.replace(temporary, directory / META_FILE)  # the commit
                 committed = True
@@ -155,8 +159,11 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
                     f"cannot write the index {directory}: {error}; the previous version is unchanged"
                 ) from error
             raise
-        fsync_folder(directory)
-        remove_unreferenced(directory)
+        try:  # the new version is committed: a failure to tidy up is only worth a warning
+            fsync_folder(directory)
+            remove_unreferenced(directory)
+        except OSError as error:
+            logger.warning("saved %s, but could not remove the previous version's files: %s", directory, error)
     logger.info("saved index of %d items to %s (generation %s)", len(embedded), directory, generation)
     return directory
 
@@ -298,14 +305,12 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
     meta = read_manifest(directory)
     keep = {entry["name"] for entry in meta["files"].values()} if meta["format_version"] > 1 else set()
     keep |= set(meta.get("photo_folders", []))
+    format_1 = set(meta.get("format_1_files", []))  # what the index's first format left, recorded at the upgrade
     removed = []
     for entry in sorted(os.listdir(directory)):
         ours = _GENERATION_FILE.match(entry) or _GENERATION_FOLDER.match(entry) or _LEFTOVER.match(entry)
-        format_1 = meta["format_version"] > 1 and entry in (*_FORMAT_1_FILES.values(), "images")
-        if entry in keep or not (ours or format_1):
+        if entry in keep or not (ours or entry in format_1):
             continue
-        if entry == "images" and not (directory / entry / ".simrec-extracted").exists():
-            continue  # a folder simrec did not create
         path = directory / entry
         crash_point("cleanup")
         if path.is_dir() and not path.is_symlink():
@@ -317,6 +322,25 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
         fsync_folder(directory)
         logger.info("removed %s from %s", ", ".join(removed), directory)
     return removed
+
+
+def _format_1_leftovers(directory: Path) -> list[str]:
+    """The files of the first index format that the commit about to happen makes obsolete.
+
+    Only files that index wrote: its manifest names them (and a photo folder simrec
+    extracted). A user's own ``catalog.csv`` beside a format-2 index is never touched.
+    """
+    try:
+        previous = read_manifest(directory)
+    except (MissingFileError, IndexIntegrityError):
+        return []
+    if previous["format_version"] == 1:
+        names = [name for name in _FORMAT_1_FILES.values() if name in previous["files"]]
+        if (directory / "images" / ".simrec-extracted").exists():
+            names.append("images")
+    else:
+        names = previous.get("format_1_files", [])  # still there after an interrupted clean-up
+    return sorted(name for name in names if (directory / name).exists())
 
 
 def _write_data(

@@ -283,3 +283,32 @@ def test_export_and_the_service_use_the_ann_structure(tmp_path):
         with TestClient(create_app(out)) as client:
             answer = client.get(f"/api/products/{product_id}/similar", params={"k": 5}).json()
         assert [r["product_id"] for r in answer["results"]] == expected["product_id"].tolist()
+
+
+def test_colours_keeps_the_structure_and_each_search_keeps_its_own_settings(built, monkeypatch, capsys):
+    from simrec import load_index
+
+    _, out = built
+    attach_ann(out, "ivf-flat", nlist=2)
+    assert main(["colours", str(out), "-q"]) == 0
+    embedded = load_index(out, verify=True)
+    assert embedded.meta["ann"]["type"] == "ivf-flat" and embedded.colours is not None
+    wide, narrow = embedded.search(nprobe=2), embedded.search(nprobe=1)
+    vector = embedded.embeddings[0]
+    first = wide.kneighbors(vector, n_neighbors=5)
+    narrow.kneighbors(vector, n_neighbors=5)
+    again = wide.kneighbors(vector, n_neighbors=5)
+    np.testing.assert_array_equal(first[1], again[1])
+    capsys.readouterr()
+    assert main(["query", str(out), "--id", "red/item_1", "--ef", "10"]) == 2
+    assert "--ef applies to hnsw" in capsys.readouterr().err
+
+    import simrec.ann
+
+    def no_faiss():
+        raise simrec.MissingDependencyError("approximate search needs faiss")
+
+    monkeypatch.setattr(simrec.ann, "import_faiss", no_faiss)
+    # The colour blend compares every product exactly: it needs no faiss, even on an index with a structure.
+    assert main(["query", str(out), "--id", "red/item_1", "--colour-weight", "0.5"]) == 0
+    assert main(["query", str(out), "--id", "red/item_1", "--exact"]) == 0

@@ -49,3 +49,18 @@ def test_the_service_takes_a_colour_weight(index_dir):
         assert by_photo.status_code == 200
         assert by_photo.json()["results"][0]["product_id"] == product_id
         assert client.get(f"/api/products/{product_id}/similar", params={"colour_weight": 2}).status_code == 422
+
+
+def test_every_colour_weight_shares_one_copy_of_the_signatures(index_dir):
+    from simrec import load_index
+    from simrec.colour import neighbors_for
+
+    embedded = load_index(index_dir)
+    blends = [neighbors_for(embedded, w) for w in (0.1, 0.1001, 0.25, 0.5, 0.75, 0.9, 1.0)]
+    assert len({id(blend._roots) for blend in blends}) == 1  # a client cannot make the service copy them
+    assert [blend.colour_weight for blend in blends] == [0.1, 0.1001, 0.25, 0.5, 0.75, 0.9, 1.0]
+    product_id = embedded.catalog["product_id"].iloc[3]
+    at_half = recommend(embedded, product_id=product_id, n_neighbors=4, colour_weight=0.5)
+    recommend(embedded, product_id=product_id, n_neighbors=4, colour_weight=1.0)
+    again = recommend(embedded, product_id=product_id, n_neighbors=4, colour_weight=0.5)
+    assert again["product_id"].tolist() == at_half["product_id"].tolist()

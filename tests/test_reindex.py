@@ -244,3 +244,41 @@ def test_an_internal_bug_is_not_reported_as_a_user_error(embedded, tmp_path, mon
     monkeypatch.setattr(module, "recommend", broken)
     with pytest.raises(KeyError, match="a bug"):
         main(["query", str(out), "--id", "red/item_1"])
+
+
+def test_another_thread_of_the_same_process_is_refused_like_another_process(tmp_path):
+    import threading
+
+    from simrec import IndexLockedError
+    from simrec.locking import writer_lock
+
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    seen = []
+    with writer_lock(folder):
+        with writer_lock(folder):  # the holding thread may take it again
+            pass
+
+        def other():
+            try:
+                with writer_lock(folder):
+                    seen.append("entered")
+            except IndexLockedError as error:
+                seen.append(str(error))
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert len(seen) == 1 and "another thread of this process is writing the index" in seen[0]
+    with writer_lock(folder):  # released: free again
+        pass
+
+
+def test_commands_on_a_folder_that_is_no_index_are_one_line_errors(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv in (["colours", str(tmp_path / "missing")], ["colours", str(empty)], ["verify", str(empty)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("simrec: error:") and len(err.strip().splitlines()) == 1
+    assert list(empty.iterdir()) == []  # nothing written into a folder that is not an index

@@ -314,7 +314,7 @@ def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_di
     from simrec.serve.batching import NeighbourBatcher
 
     embedded = load_index(index_dir, mmap=True)
-    batcher = NeighbourBatcher(embedded)
+    batcher = NeighbourBatcher(embedded, embedded.search())
     neighbors = embedded.neighbors
     original = neighbors.kneighbors
     release = threading.Event()
@@ -359,7 +359,7 @@ def test_concurrent_photo_queries_are_embedded_together(index_dir, monkeypatch):
     from simrec.serve.batching import PhotoBatcher
 
     embedded = load_index(index_dir, mmap=True)
-    batcher = PhotoBatcher(embedded)
+    batcher = PhotoBatcher(embedded, embedded.search())
     neighbors = embedded.neighbors
     original = neighbors.kneighbors
     release = threading.Event()

@@ -207,3 +207,18 @@ def test_opening_and_searching_make_no_pass_over_the_embeddings(embedded, tmp_pa
     assert isinstance(loaded.embeddings, np.memmap) and not loaded.embeddings.flags.writeable
     results = recommend(loaded, product_id="red/item_1", n_neighbors=3)
     assert results["product_id"].tolist() == expected["product_id"].tolist()
+
+
+def test_files_simrec_did_not_write_are_left_alone(embedded, tmp_path):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    mine = {"catalog.csv": "product_id,price\nred/item_1,3\n", "failures.csv": "my notes", "embeddings.npy": "x"}
+    for name, text in mine.items():
+        (folder / name).write_text(text)
+    (folder / "images").mkdir()
+    (folder / "images" / "mine.jpg").write_text("a photo of mine")
+    save_index(embedded, folder)
+    save_index(embedded, folder)  # a second generation replaces the first
+    for name, text in mine.items():
+        assert (folder / name).read_text() == text
+    assert (folder / "images" / "mine.jpg").read_text() == "a photo of mine"

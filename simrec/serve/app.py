@@ -29,6 +29,7 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     weights_path: str | os.PathLike | None = None,
+    exact: bool = False,
 ):
     """The web service for one index folder.
 
@@ -41,6 +42,8 @@ def create_app(
         max_upload_bytes: Largest photo accepted by ``POST /api/similar``; bigger uploads
             get 413 before their body is read.
         weights_path: Where the index's weights file is now, if it has moved.
+        exact: Exact search even when the index has an approximate-search structure
+            (``simrec ann``), which is used otherwise.
 
     Returns:
         A ``fastapi.FastAPI`` app; run it with ``uvicorn.run(app)`` or ``simrec serve``.
@@ -54,7 +57,7 @@ def create_app(
     """
     index_dir = Path(index_dir)
     embedded = load_index(index_dir, mmap=True)
-    service = Service(embedded, index_dir, max_upload_bytes, weights_path)
+    service = Service(embedded, index_dir, max_upload_bytes, weights_path, exact)
     app = FastAPI(
         title="simrec",
         description="Products that look alike, from their photos: the catalog, similar products for a product "

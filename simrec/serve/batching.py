@@ -34,9 +34,9 @@ MAX_PHOTO_BATCH = 16
 class _Batcher:
     """Run queued ``(item, k)`` queries in batches on one daemon thread."""
 
-    def __init__(self, embedded: EmbeddedCatalog, max_batch: int, name: str) -> None:
+    def __init__(self, embedded: EmbeddedCatalog, search: Any, max_batch: int, name: str) -> None:
         self.embedded = embedded
-        self.search = embedded.search()  # approximate when the index has an ann structure (simrec ann)
+        self.search = search  # embedded.search(): approximate when the index has an ann structure
         self.max_batch = max_batch
         self.batch_sizes: list[int] = []  # for tests and diagnostics; a few bytes per batch
         self._pending: queue.Queue[tuple[Any, int, Future]] = queue.Queue()
@@ -76,8 +76,8 @@ class NeighbourBatcher(_Batcher):
         max_batch: Most queries answered by one matrix product.
     """
 
-    def __init__(self, embedded: EmbeddedCatalog, max_batch: int = MAX_BATCH) -> None:
-        super().__init__(embedded, max_batch, "simrec-neighbours")
+    def __init__(self, embedded: EmbeddedCatalog, search: Any, max_batch: int = MAX_BATCH) -> None:
+        super().__init__(embedded, search, max_batch, "simrec-neighbours")
 
     def query(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest other items of catalog row ``row``: ``(distances, indices)``, nearest first.
@@ -105,10 +105,12 @@ class PhotoBatcher(_Batcher):
         max_batch: Most photos embedded by one model call.
     """
 
-    def __init__(self, embedded: EmbeddedCatalog, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH) -> None:
+    def __init__(
+        self, embedded: EmbeddedCatalog, search: Any, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH
+    ) -> None:
         self.weights_path = weights_path
         self._extractor: keras.Model | None = None
-        super().__init__(embedded, max_batch, "simrec-photos")
+        super().__init__(embedded, search, max_batch, "simrec-photos")
 
     def query(self, pixels: np.ndarray, k: int, colour_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest products of one ``(size, size, 3)`` uint8 photo: ``(distances, indices)``.

@@ -30,6 +30,7 @@ class Service:
         index_dir: Its folder (never written).
         max_upload_bytes: Largest photo upload accepted.
         weights_path: Where the index's weights file is now, if it has moved.
+        exact: Exact search even when the index has an approximate-search structure.
         rows: ``product_id`` -> catalog row, for lookups in constant time.
         labels: Every label, sorted.
         batcher: Answers concurrent similar-product queries together.
@@ -40,6 +41,7 @@ class Service:
     index_dir: Path
     max_upload_bytes: int
     weights_path: str | os.PathLike | None = None
+    exact: bool = False
     rows: dict[str, int] = field(init=False)
     labels: list[str] = field(init=False)
 
@@ -49,8 +51,9 @@ class Service:
         self.labels = sorted(set(catalog["label"].astype(str))) if "label" in catalog.columns else []
         self._has_photo = [bool(p) for p in catalog["path"].astype(str)] if "path" in catalog.columns else []
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
-        self.batcher = NeighbourBatcher(self.embedded)
-        self.photo_batcher = PhotoBatcher(self.embedded, self.weights_path)
+        search = self.embedded.search(exact=self.exact)
+        self.batcher = NeighbourBatcher(self.embedded, search)
+        self.photo_batcher = PhotoBatcher(self.embedded, search, self.weights_path)
 
     def image_url(self, product_id: str) -> str | None:
         """The URL of a product's photo, or None when the index holds none for it."""
