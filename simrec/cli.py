@@ -101,7 +101,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
     index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
-    index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images)")
+    index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images-GEN)")
     index.add_argument("--metadata", help="optional CSV with a product_id column to join")
     index.add_argument(
         "--rebuild",
@@ -340,7 +340,8 @@ def _print_build(embedded, report, out) -> None:
         f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"
     )
     if report.skipped:
-        print(f"skipped files and reasons: {Path(out) / 'failures.csv'}")
+        table = embedded.meta.get("files", {}).get("failures", {}).get("name", "")
+        print(f"skipped files and reasons: {Path(out) / table}")
         for row in embedded.failures.head(5).itertuples(index=False):
             print(f"  {row.path}: {row.reason}")
         if report.skipped > 5:

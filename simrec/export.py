@@ -65,8 +65,10 @@ def export_neighbors(
     under a temporary name and renamed into place at the end, so an interrupted export
     leaves no partial file at ``out``.
 
-    Each product's rows equal ``recommend(embedded, product_id=..., n_neighbors=...)``:
-    the same neighbours in the same order, distances equal up to float32 rounding.
+    Each product's rows equal ``recommend(embedded, product_id=..., n_neighbors=...,
+    colour_weight=..., search=embedded.search(exact=exact))``, which is what ``simrec query
+    --id`` prints: the same neighbours in the same order, distances equal up to float32
+    rounding.
 
     Args:
         embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).

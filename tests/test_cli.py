@@ -132,3 +132,22 @@ def test_python_dash_m_works_the_same(built):
     bad = subprocess.run(argv, capture_output=True, text=True, env=env)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "unknown product_id" in bad.stderr
+
+
+def test_the_readme_options_table_names_every_option_of_every_command():
+    import re
+    from pathlib import Path
+
+    from simrec.cli import _build_parser
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)(?: [^`]*)?` \| .* \|$", readme, re.M)}
+    commands = next(a for a in _build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name, sub in commands.items():
+        assert name in rows, f"README's command table has no row for {name}"
+        for action in sub._actions:
+            names = [o for o in action.option_strings if o not in ("-h", "--help")]
+            if names:
+                assert any(f"`{o}" in rows[name] or f" {o} " in rows[name] for o in names), (
+                    f"README's row for {name} does not name {names[-1]}"
+                )

@@ -4,8 +4,9 @@ An exact query reads every catalog vector (160 MB for 20,000 x 2048 float32), so
 at a time is bound by memory bandwidth; and ResNet50 embeds a batch of photos faster per
 photo than one at a time. So each kind of query has one worker thread: queries that arrive
 while it is busy wait, and are then answered together. An idle service answers a lone query
-at once, computed exactly as :func:`simrec.recommend` computes it; in a batch, distances
-may differ from that by float32 rounding (about 1e-6).
+at once, computed as :func:`simrec.recommend` computes it with the same search (the
+index's approximate structure when it has one, see ``embedded.search()``); in a batch,
+distances may differ from that by float32 rounding (about 1e-6).
 
 The photo worker is also the only thread that ever calls the extractor, so photo queries
 share one model safely.
