@@ -138,6 +138,11 @@ def _build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
     export.add_argument("index_dir", metavar="INDEX_DIR")
     export.add_argument("-k", type=_positive, default=10, help="neighbours per product (default: %(default)s)")
+    export.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="write each product's vector instead (product_id, label, path, embedding) to a .parquet file",
+    )
     export.add_argument("--out", required=True, help="output file: .parquet or .csv (the suffix picks the format)")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_colour_weight(export)
@@ -405,6 +410,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
+    if args.embeddings:
+        from simrec.export import export_embeddings
+
+        report = export_embeddings(embedded, args.out, verbose=not args.quiet)
+        print(f"wrote {report.rows} vectors of {embedded.embeddings.shape[1]} numbers to {report.path}")
+        return 0
     report = export_neighbors(
         embedded,
         args.out,

@@ -133,6 +133,77 @@ def export_neighbors(
     return ExportReport(out, len(catalog), rows, seconds)
 
 
+def export_embeddings(
+    embedded: EmbeddedCatalog, out: str | os.PathLike, *, block_rows: int = 8192, verbose: bool = True
+) -> ExportReport:
+    """Write every product's vector to Parquet, for Spark, Ray, DuckDB or a vector database.
+
+    Columns: ``product_id``, ``label``, ``path`` (str) and ``embedding``, a fixed-size list
+    of ``dim`` float32 (Arrow ``fixed_size_list<float>[dim]``), in catalog order. Written
+    ``block_rows`` products at a time from the (memory-mapped) index, so memory does not
+    grow with the catalog, under a temporary name renamed into place when complete.
+
+    Args:
+        embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
+        out: A ``.parquet`` file.
+        block_rows: Products per Parquet row group.
+        verbose: Show a progress bar.
+
+    Raises:
+        InvalidArgumentError: ``out`` does not end in ``.parquet``, or pyarrow is missing.
+        NotWritableError: ``out`` cannot be written.
+
+    Example:
+        >>> export_embeddings(load_index("index", mmap=True), "vectors.parquet")  # doctest: +SKIP
+    """
+    out = Path(out)
+    if out.suffix.lower() != ".parquet":
+        raise InvalidArgumentError(f"Expected --out to end in .parquet for --embeddings, got {str(out)!r}")
+    _require_pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    catalog = embedded.catalog
+    n, dim = embedded.embeddings.shape
+    schema = pa.schema(
+        [
+            ("product_id", pa.string()),
+            ("label", pa.string()),
+            ("path", pa.string()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+        ]
+    )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial")
+        writer = pq.ParquetWriter(partial, schema)
+    except OSError as error:
+        raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from None
+    try:
+        with tqdm(total=n, unit="product", desc="export", disable=not verbose) as progress:
+            for start in range(0, n, block_rows):
+                stop = min(n, start + block_rows)
+                vectors = np.ascontiguousarray(embedded.embeddings[start:stop], dtype=np.float32)
+                columns = [
+                    pa.array(catalog[name].iloc[start:stop].astype(str).tolist(), pa.string())
+                    for name in ("product_id", "label", "path")
+                ]
+                columns.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                progress.update(stop - start)
+        writer.close()
+        os.replace(partial, out)
+    except BaseException as error:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, SimrecError):
+            raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from error
+        raise
+    return ExportReport(out, n, n, time.perf_counter() - started)
+
+
 def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float, exact: bool):
     """``(start, distances, indices)`` blocks of every product's neighbours, itself left out."""
     from simrec.colour import neighbors_for

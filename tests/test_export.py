@@ -125,3 +125,23 @@ def test_kneighbors_blocks_with_the_sklearn_backend():
     np.testing.assert_array_equal(indices, expected_indices)
     np.testing.assert_array_equal(distances, expected_distances)
     np.testing.assert_array_equal(indices, CosineNeighbors().fit(X).kneighbors(n_neighbors=3)[1])
+
+
+def test_export_embeddings_writes_every_vector_as_a_fixed_size_list(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    products = pd.DataFrame({"product_id": [f"sku/{i}" for i in range(50)], "label": ["a", "b"] * 25})
+    out = save_vectors(products, rng.normal(size=(50, 16)), tmp_path / "idx", model="outside")
+    assert main(["export", str(out), "--embeddings", "--out", str(tmp_path / "v.parquet"), "-q"]) == 0
+    table = pq.read_table(tmp_path / "v.parquet")
+    assert table.column_names == ["product_id", "label", "path", "embedding"]
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 16)
+    embedded = load_index(out)
+    assert table.column("product_id").to_pylist() == embedded.catalog["product_id"].tolist()
+    np.testing.assert_array_equal(
+        np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), embedded.embeddings
+    )
+    assert main(["export", str(out), "--embeddings", "--out", str(tmp_path / "v.csv")]) == 2
+    assert ".parquet" in capsys.readouterr().err
