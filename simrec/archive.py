@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from simrec.crashpoints import crash_point
 from simrec.defaults import MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
+from simrec.durability import fsync_file, fsync_folder
 from simrec.errors import MissingFileError, UnsafeArchiveError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ def extract_zip(
     try:
         result = _extract_into(zip_path, staging, max_entry_bytes, max_total_bytes)
         (staging / _MARKER).write_text(f"extracted from {zip_path.name}\n")
+        for folder, _, _ in os.walk(staging):
+            fsync_folder(folder)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
@@ -170,4 +173,5 @@ def _stream_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: 
     destination.parent.mkdir(parents=True, exist_ok=True)
     with archive.open(info) as source, open(destination, "wb") as sink:
         shutil.copyfileobj(source, sink, _CHUNK)
+        fsync_file(sink)  # an index committed later may name this photo: it must survive a power cut
         return sink.tell()
