@@ -27,7 +27,7 @@ import numpy as np
 
 from simrec.defaults import N_NEIGHBORS
 from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingDependencyError
-from simrec.neighbors import _as_matrix, _check_n_neighbors, compute_inverse_norms
+from simrec.neighbors import _as_matrix, _check_n_neighbors, check_enough_items, compute_inverse_norms
 
 if TYPE_CHECKING:
     from simrec.embedded import EmbeddedCatalog
@@ -338,12 +338,7 @@ class ApproximateNeighbors:
         self._configure()  # the faiss structure is shared: set this search's nprobe / ef each time
         n_fit = self.n_samples_fit_
         self_query = X is None
-        available = n_fit - 1 if self_query else n_fit
-        if k > available:
-            what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
-            raise InvalidArgumentError(
-                f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}"
-            )
+        check_enough_items(k, n_fit, self_query)
         if self_query:
             distances = np.empty((n_fit, k), dtype=np.float32)
             indices = np.empty((n_fit, k), dtype=np.int64)

@@ -9,6 +9,7 @@ service answers.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -113,21 +114,13 @@ def export_neighbors(
     rows = 0
     from tqdm.auto import tqdm
 
-    try:
+    with _renamed_when_complete(writer, partial, out):
         with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
             for start, distances, indices in blocks:
                 frame = _block_frame(product_ids, labels, start, distances, indices)
                 writer.write(frame)
                 rows += len(frame)
                 progress.update(len(distances))
-        writer.close()
-        os.replace(partial, out)
-    except BaseException as error:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        if isinstance(error, OSError) and not isinstance(error, SimrecError):
-            raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from error
-        raise
     seconds = time.perf_counter() - started
     logger.info("exported %d rows for %d products to %s in %.1fs", rows, len(catalog), out, seconds)
     return ExportReport(out, len(catalog), rows, seconds)
@@ -181,7 +174,7 @@ def export_embeddings(
         writer = pq.ParquetWriter(partial, schema)
     except OSError as error:
         raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from None
-    try:
+    with _renamed_when_complete(writer, partial, out):
         with tqdm(total=n, unit="product", desc="export", disable=not verbose) as progress:
             for start in range(0, n, block_rows):
                 stop = min(n, start + block_rows)
@@ -193,6 +186,14 @@ def export_embeddings(
                 columns.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
                 writer.write_table(pa.Table.from_arrays(columns, schema=schema))
                 progress.update(stop - start)
+    return ExportReport(out, n, n, time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _renamed_when_complete(writer: Any, partial: Path, out: Path):
+    """Close ``writer`` and rename ``partial`` to ``out`` after the block; on any failure, remove it."""
+    try:
+        yield
         writer.close()
         os.replace(partial, out)
     except BaseException as error:
@@ -201,7 +202,6 @@ def export_embeddings(
         if isinstance(error, OSError) and not isinstance(error, SimrecError):
             raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from error
         raise
-    return ExportReport(out, n, n, time.perf_counter() - started)
 
 
 def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float, exact: bool):

@@ -167,12 +167,7 @@ class CosineNeighbors:
         _check_n_neighbors(k)
         n_fit = self.n_samples_fit_
         self_query = X is None
-        available = n_fit - 1 if self_query else n_fit
-        if k > available:
-            what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
-            raise InvalidArgumentError(
-                f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}"
-            )
+        check_enough_items(k, n_fit, self_query)
         if not self_query:
             X = _as_matrix(X, "X", ndim_one_ok=True)
             if X.shape[1] != self.n_features_in_:
@@ -242,6 +237,13 @@ def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     scores = np.take_along_axis(scores, order, axis=1)
     distances = np.clip(1.0 - scores, 0.0, 2.0).astype(np.float32)
     return distances, candidates.astype(np.int64)
+
+
+def check_enough_items(k: int, n_fit: int, self_query: bool) -> None:
+    """Refuse ``k`` neighbours from ``n_fit`` items (one fewer when each item leaves itself out)."""
+    if k > (n_fit - 1 if self_query else n_fit):
+        what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
+        raise InvalidArgumentError(f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}")
 
 
 def _check_n_neighbors(k: object) -> None:
