@@ -216,6 +216,9 @@ def update_ann(
         ``(index, info, how)`` with ``how`` one line for the build report.
     """
     kind = info["type"]
+    unchanged = np.array_equal(np.asarray(old_to_new), np.arange(len(embeddings))) and not len(added_rows)
+    if unchanged:  # the same vectors in the same rows: nothing to rebuild or renumber
+        return index, dict(info), f"ann {kind}: kept as it was (no vector added or removed)"
     if kind == "hnsw" or len(embeddings) < 2:
         params = {key: value for key, value in info["params"].items()}
         index, new_info = build_ann(embeddings, inverse_norms, kind=kind, **params)

@@ -312,3 +312,15 @@ def test_colours_keeps_the_structure_and_each_search_keeps_its_own_settings(buil
     # The colour blend compares every product exactly: it needs no faiss, even on an index with a structure.
     assert main(["query", str(out), "--id", "red/item_1", "--colour-weight", "0.5"]) == 0
     assert main(["query", str(out), "--id", "red/item_1", "--exact"]) == 0
+
+
+def test_reindexing_an_unchanged_catalog_keeps_the_structure_as_it_was(built, capsys):
+    tree, out = built
+    assert main(["ann", str(out), "--type", "hnsw"]) == 0
+    before = load_index(out)
+    structure = before.ann.read_bytes()
+    capsys.readouterr()
+    assert main(["index", str(tree), "--out", str(out), "-q"]) == 0
+    assert "ann hnsw: kept as it was" in capsys.readouterr().out
+    after = load_index(out, verify=True)
+    assert after.ann.read_bytes() == structure and after.meta["ann"] == before.meta["ann"]
