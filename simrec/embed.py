@@ -102,13 +102,7 @@ def embed_images(
     image_size = int(extractor.input_shape[1])
     dim = int(extractor.output_shape[-1])
     n = len(paths)
-    if out is None:
-        embeddings = np.full((n, dim), np.nan, dtype=np.float32)
-    else:
-        if out.shape != (n, dim) or out.dtype != np.float32:
-            raise InvalidArgumentError(f"Expected out to be a ({n}, {dim}) float32 array, got {out.shape} {out.dtype}")
-        embeddings = out
-        embeddings[:] = np.nan
+    embeddings = output_array(n, dim, out)
     ok = np.zeros(n, dtype=bool)
     signatures = np.full((n, N_BINS), np.nan, dtype=np.float32) if colours else None
     failures: list[tuple[str, str, str]] = []
@@ -139,6 +133,23 @@ def embed_images(
     if signatures is not None:
         signatures[~ok] = np.nan
     return EmbeddingResult(embeddings, ok, failure_frame, seconds, signatures)
+
+
+def output_array(n: int, dim: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The ``(n, dim)`` float32 array embeddings are written into, NaN until filled.
+
+    Args:
+        out: A caller's preallocated array (e.g. a ``np.memmap``) to use instead.
+
+    Raises:
+        InvalidArgumentError: ``out`` has another shape or dtype.
+    """
+    if out is None:
+        return np.full((n, dim), np.nan, dtype=np.float32)
+    if out.shape != (n, dim) or out.dtype != np.float32:
+        raise InvalidArgumentError(f"Expected out to be a ({n}, {dim}) float32 array, got {out.shape} {out.dtype}")
+    out[:] = np.nan
+    return out
 
 
 def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:

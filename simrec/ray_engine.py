@@ -27,7 +27,7 @@ import pandas as pd
 
 from simrec.colour import N_BINS
 from simrec.defaults import BATCH_SIZE
-from simrec.embed import FAILURE_COLUMNS, EmbeddingResult
+from simrec.embed import FAILURE_COLUMNS, EmbeddingResult, output_array
 from simrec.errors import InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -103,13 +103,7 @@ def embed_images_ray(
     n = len(paths)
     info = extractor_info(extractor)
     dim = int(extractor.output_shape[-1])
-    if out is None:
-        embeddings = np.full((n, dim), np.nan, dtype=np.float32)
-    else:
-        if out.shape != (n, dim) or out.dtype != np.float32:
-            raise InvalidArgumentError(f"Expected out to be a ({n}, {dim}) float32 array, got {out.shape} {out.dtype}")
-        embeddings = out
-        embeddings[:] = np.nan
+    embeddings = output_array(n, dim, out)
     ok = np.zeros(n, dtype=bool)
     colours = np.full((n, N_BINS), np.nan, dtype=np.float32)
     failures: list[tuple[tuple[int, int, int], str, str, str]] = []  # (sort key, path, reason, stage)

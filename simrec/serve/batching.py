@@ -14,6 +14,7 @@ share one model safely.
 
 from __future__ import annotations
 
+import abc
 import queue
 import threading
 from concurrent.futures import Future
@@ -32,7 +33,7 @@ MAX_BATCH = 64
 MAX_PHOTO_BATCH = 16
 
 
-class _Batcher:
+class _Batcher(abc.ABC):
     """Run queued ``(item, k)`` queries in batches on one daemon thread."""
 
     def __init__(self, embedded: EmbeddedCatalog, search: Any, max_batch: int, name: str) -> None:
@@ -65,8 +66,9 @@ class _Batcher:
                     if not answer.done():
                         answer.set_exception(error)
 
+    @abc.abstractmethod
     def _answer(self, batch: list[tuple[Any, int, Future]]) -> None:
-        raise NotImplementedError
+        """Answer every ``(item, k, future)`` of one batch by setting its future."""
 
 
 class NeighbourBatcher(_Batcher):
