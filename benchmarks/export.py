@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from simrec import load_index, save_vectors
-    from simrec.export import export_neighbors
+    from simrec.app.export import export_neighbors
 
     with tempfile.TemporaryDirectory(prefix="simrec-export-") as folder:
         folder = Path(folder)

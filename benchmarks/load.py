@@ -137,9 +137,10 @@ def _in_process_rates(index: Path, photos: list[Path], seconds: float) -> tuple[
     """Photo queries per second in this process, one at a time (decode, embed, search; no HTTP),
     and the batched embedding pipeline's images per second."""
     from simrec import embed_images, load_index, recommend
+    from simrec.app.querying import query_extractor
 
     embedded = load_index(index, mmap=True)
-    extractor = embedded.query_extractor()
+    extractor = query_extractor(embedded)
     recommend(embedded, image=photos[0], n_neighbors=10, extractor=extractor)  # warm up
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.archive import Skipped
-from simrec.catalog import _catalog_root, load_catalog
-from simrec.images import register_openers
+from simrec.core.records import Failure
+from simrec.pipeline.catalog import _catalog_root, load_catalog
+from simrec.pipeline.images import register_openers
 
 # The extension-only scan simrec used before, unchanged apart from names ----------------
 
@@ -40,9 +40,9 @@ def _old_is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _old_walk(directory: Path) -> tuple[list[Path], list[Skipped]]:
+def _old_walk(directory: Path) -> tuple[list[Path], list[Failure]]:
     files: list[Path] = []
-    skipped: list[Skipped] = []
+    skipped: list[Failure] = []
     real_root = directory.resolve()
     for current, dirnames, filenames in os.walk(directory, followlinks=False):
         current_path = Path(current)
@@ -51,13 +51,13 @@ def _old_walk(directory: Path) -> tuple[list[Path], list[Skipped]]:
             if _old_is_hidden(name):
                 dirnames.remove(name)
                 skipped.extend(
-                    Skipped(str(p), "skipped: hidden or __MACOSX metadata file")
+                    Failure(str(p), "skipped: hidden or __MACOSX metadata file")
                     for p in sorted(sub.rglob("*"))
                     if not p.is_dir()
                 )
             elif sub.is_symlink():
                 dirnames.remove(name)
-                skipped.append(Skipped(str(sub), "skipped: symbolic link to a folder"))
+                skipped.append(Failure(str(sub), "skipped: symbolic link to a folder"))
         for name in sorted(filenames):
             if name.startswith(".simrec"):
                 continue
@@ -66,7 +66,7 @@ def _old_walk(directory: Path) -> tuple[list[Path], list[Skipped]]:
             if reason is None:
                 files.append(path)
             else:
-                skipped.append(Skipped(str(path), reason))
+                skipped.append(Failure(str(path), reason))
     return files, skipped
 
 
@@ -90,14 +90,14 @@ def _old_file_refusal(path: Path, name: str, real_root: Path) -> str | None:
     return None
 
 
-def _old_rows(files: list[Path], root: Path) -> tuple[pd.DataFrame, list[Skipped]]:
+def _old_rows(files: list[Path], root: Path) -> tuple[pd.DataFrame, list[Failure]]:
     rows: dict[str, tuple[str, str, str]] = {}
-    skipped: list[Skipped] = []
+    skipped: list[Failure] = []
     root = root.absolute()
     for path in sorted(files, key=lambda p: p.as_posix()):
         path = path.absolute()
         if not path.is_relative_to(root):
-            skipped.append(Skipped(str(path), "skipped: outside the catalog root folder"))
+            skipped.append(Failure(str(path), "skipped: outside the catalog root folder"))
             continue
         relative = path.relative_to(root)
         product_id = relative.with_suffix("").as_posix()
@@ -105,14 +105,14 @@ def _old_rows(files: list[Path], root: Path) -> tuple[pd.DataFrame, list[Skipped
         if product_id in rows:
             first = rows[product_id][1]
             skipped.append(
-                Skipped(str(path), f"skipped: duplicate product_id {product_id!r} (already used by {Path(first).name})")
+                Failure(str(path), f"skipped: duplicate product_id {product_id!r} (already used by {Path(first).name})")
             )
             continue
         rows[product_id] = (product_id, str(path), label)
     return pd.DataFrame(sorted(rows.values()), columns=["product_id", "path", "label"]), skipped
 
 
-def extension_only_catalog(directory: Path) -> tuple[pd.DataFrame, list[Skipped]]:
+def extension_only_catalog(directory: Path) -> tuple[pd.DataFrame, list[Failure]]:
     """The former scan of a folder: walk, refuse by extension, build the rows."""
     files, skipped = _old_walk(directory)
     root = _catalog_root(directory, [(str(path), "") for path in files])

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 import simrec
-from simrec.model import imagenet_available
+from simrec.pipeline.model import imagenet_available
 
 DOCS = Path(__file__).resolve().parent
 work = Path(sys.argv[1] if len(sys.argv) > 1 else "simrec-work/colour")

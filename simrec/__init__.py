@@ -5,12 +5,13 @@ neighbours by cosine distance are its recommendations. TensorFlow and Matplotlib
 imported only by the functions that need them, so ``import simrec`` is fast.
 """
 
-from simrec.build import BuildReport, build_index
-from simrec.catalog import load_catalog
-from simrec.colour import ColourBlendNeighbors, colour_signature
-from simrec.embed import EmbeddingResult, embed_images
-from simrec.embedded import EmbeddedCatalog
-from simrec.errors import (
+from simrec.app.evaluate import evaluate, label_from, sweep_colour_weight
+from simrec.app.indexing import BuildReport, build_index
+from simrec.app.plot import plot_colour_sweep, plot_recommendation_grid, plot_recommendations
+from simrec.app.querying import recommend
+from simrec.app.synthetic import make_synthetic_catalog
+from simrec.core.colour_signature import colour_signature
+from simrec.core.errors import (
     ImageDecodeError,
     IndexIntegrityError,
     IndexLockedError,
@@ -22,16 +23,16 @@ from simrec.errors import (
     UnknownProductError,
     UnsafeArchiveError,
 )
-from simrec.evaluate import evaluate, label_from, sweep_colour_weight
-from simrec.images import load_image
-from simrec.model import build_extractor, extractor_info
-from simrec.neighbors import CosineNeighbors
-from simrec.plot import plot_colour_sweep, plot_recommendation_grid, plot_recommendations
-from simrec.recommend import recommend
-from simrec.store import load_index, save_index, save_vectors, verify_index
-from simrec.synthetic import make_synthetic_catalog
-
-__version__ = "0.1.0"
+from simrec.core.records import extractor_info
+from simrec.core.version import __version__
+from simrec.embedded_catalog import EmbeddedCatalog
+from simrec.pipeline.catalog import load_catalog
+from simrec.pipeline.embedding import EmbeddingResult, embed_images
+from simrec.pipeline.images import load_image
+from simrec.pipeline.model import build_extractor
+from simrec.search.blend import ColourBlendNeighbors
+from simrec.search.exact import CosineNeighbors
+from simrec.storage.index_folder import load_index, save_index, save_vectors, verify_index
 
 __all__ = [
     "BuildReport",

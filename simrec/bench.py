@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from simrec.defaults import BATCH_SIZE, IMAGE_SIZE
+from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +81,13 @@ def run_benchmark(
     """
     import keras
 
-    from simrec.backend import accelerators, framework_version
-    from simrec.colour import colour_signatures
-    from simrec.decode import decoded_batches
-    from simrec.embed import compiled_forward, embed_images
-    from simrec.images import load_image
-    from simrec.model import build_extractor, extractor_info, python_random_seeded
+    from simrec.core.colour_signature import colour_signatures
+    from simrec.core.records import extractor_info
+    from simrec.pipeline.backend import accelerators, framework_version
+    from simrec.pipeline.decode import decoded_batches
+    from simrec.pipeline.embedding import compiled_forward, embed_images
+    from simrec.pipeline.images import load_image
+    from simrec.pipeline.model import build_extractor, python_random_seeded
 
     figures: dict[str, float] = {}
     gpus = accelerators()
@@ -232,7 +233,7 @@ def _make_photos(folder: Path, count: int) -> list[str]:
     """Product-like JPEGs at a realistic 600 x 800 size."""
     from PIL import Image
 
-    from simrec.synthetic import COLOURS, SHAPES, draw_product
+    from simrec.app.synthetic import COLOURS, SHAPES, draw_product
 
     rng = np.random.default_rng(0)
     colours, shapes = list(COLOURS.values()), list(SHAPES)
@@ -269,7 +270,7 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
     from sklearn.neighbors import NearestNeighbors
     from sklearn.preprocessing import normalize
 
-    from simrec.neighbors import CosineNeighbors
+    from simrec.search.exact import CosineNeighbors
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(n_items, dim)).astype(np.float32)
@@ -311,7 +312,7 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
 
 
 def _memory_figures(n_items: int, dim: int = 16) -> dict[str, float]:
-    from simrec.neighbors import CosineNeighbors
+    from simrec.search.exact import CosineNeighbors
 
     data = np.random.default_rng(1).normal(size=(n_items, dim)).astype(np.float32)
     index = CosineNeighbors(n_neighbors=5).fit(data)
@@ -357,7 +358,7 @@ def run_ann_benchmark(
         The figures by name; ``ann_recall_at_10`` and ``ann_speedup`` are those of the
         fastest setting with recall@10 >= 0.95 (else the most accurate one).
     """
-    from simrec.ann import import_faiss
+    from simrec.search.approximate import import_faiss
 
     faiss = import_faiss()
     print_fn(
@@ -369,7 +370,7 @@ def run_ann_benchmark(
     figures = _ann_figures(f"clustered {n_items}x{dim}", data, queries, settings, print_fn, exclude_self=False)
     del data
     if index is not None:
-        from simrec.store import load_index
+        from simrec.storage.index_folder import load_index
 
         embedded = load_index(index, mmap=True)
         rows = np.random.default_rng(2).choice(len(embedded), size=min(n_queries, len(embedded)), replace=False)
@@ -424,8 +425,8 @@ def _ann_figures(
     inverse_norms: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Figures for one data set; ``queries`` are vectors, or row numbers when ``exclude_self``."""
-    from simrec.ann import ApproximateNeighbors, build_ann
-    from simrec.neighbors import CosineNeighbors
+    from simrec.search.approximate import ApproximateNeighbors, build_ann
+    from simrec.search.exact import CosineNeighbors
 
     k = 10
     exact = CosineNeighbors().fit(data, inverse_norms=inverse_norms)
@@ -489,9 +490,9 @@ def run_ray_benchmark(
     The Ray figure is the whole call, start of the local Ray and of its actors (each
     builds its extractor) included, as ``simrec index --engine ray`` would see it.
     """
-    from simrec.embed import embed_images
-    from simrec.model import build_extractor
-    from simrec.ray_engine import embed_images_ray, import_ray
+    from simrec.pipeline.embedding import embed_images
+    from simrec.pipeline.model import build_extractor
+    from simrec.pipeline.ray_engine import embed_images_ray, import_ray
 
     ray = import_ray()
     with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:

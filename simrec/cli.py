@@ -16,8 +16,22 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from simrec.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
-from simrec.errors import InvalidArgumentError, NotWritableError
+from simrec.app.ann import attach_ann
+from simrec.app.evaluate import evaluate, label_from, sweep_colour_weight
+from simrec.app.export import export_embeddings, export_neighbors, results_payload
+from simrec.app.indexing import add_colours, build_index
+from simrec.app.plot import plot_recommendation_grid, plot_recommendations
+from simrec.app.querying import query_extractor, recommend
+from simrec.app.synthetic import make_synthetic_catalog
+from simrec.bench import run_ann_benchmark, run_benchmark, run_ray_benchmark
+from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
+from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
+from simrec.core.version import __version__
+from simrec.embedded_catalog import require_colours
+from simrec.pipeline.backend import backend_name
+from simrec.pipeline.catalog import count_formats
+from simrec.pipeline.images import load_image
+from simrec.storage.index_folder import load_index, verify_index
 
 logger = logging.getLogger("simrec")
 
@@ -38,7 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version and usage errors
         return int(stop.code or 0)
     _configure_logging(args.verbose)
-    from simrec.errors import SimrecError
 
     try:
         return args.handler(args)
@@ -51,10 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from simrec import __version__
 
     parser = _Parser(prog="simrec", description="Recommend products that look alike, from their photos.")
-    from simrec.backend import backend_name
 
     parser.add_argument(
         "--version", action="version", version=f"simrec {__version__} (Keras backend: {backend_name()})"
@@ -263,7 +274,7 @@ def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="simrec: %(levelname)s: %(message)s", stream=sys.stderr)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if verbosity < 2 else "0")
-    logging.getLogger("simrec.embed").setLevel(logging.ERROR if verbosity == 0 else level)
+    logging.getLogger("simrec.pipeline.embedding").setLevel(logging.ERROR if verbosity == 0 else level)
 
 
 def _import_backend_quietly(verbosity: int) -> None:
@@ -274,8 +285,6 @@ def _import_backend_quietly(verbosity: int) -> None:
     Other backends are imported as they are.
     """
     import tempfile
-
-    from simrec.backend import backend_name
 
     if verbosity >= 2 or backend_name() != "tensorflow":
         import keras  # noqa: F401
@@ -313,7 +322,6 @@ def _build_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from simrec.build import build_index
 
     _import_backend_quietly(args.verbose)
     ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
@@ -334,7 +342,6 @@ def _cmd_index(args: argparse.Namespace) -> int:
 
 
 def _print_build(embedded, report, out) -> None:
-    from simrec.catalog import count_formats
 
     rate = report.embedded / report.embed_seconds if report.embed_seconds > 0 and report.embedded else 0.0
     print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {out}")
@@ -356,21 +363,16 @@ def _print_build(embedded, report, out) -> None:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-    from simrec.images import load_image
-    from simrec.recommend import recommend
-    from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
     if args.colour_weight > 0:
-        from simrec.colour import require_colours
-
         require_colours(embedded, args.index_dir)
     extractor = None
     if args.image is not None:
         if embedded.meta.get("image_size"):  # report a bad file before loading the model
             load_image(args.image, int(embedded.meta["image_size"]))
         _import_backend_quietly(args.verbose)
-        extractor = embedded.query_extractor(args.weights)
+        extractor = query_extractor(embedded, args.weights)
     search = None
     if args.colour_weight == 0:
         search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
@@ -389,8 +391,6 @@ def _cmd_query(args: argparse.Namespace) -> int:
         search=search,
     )
     if args.format == "json":
-        from simrec.export import results_payload
-
         print(json.dumps(results_payload(results), indent=2, default=_json_default))
     elif args.format == "csv":
         print(results.to_csv(index=False), end="")
@@ -399,20 +399,14 @@ def _cmd_query(args: argparse.Namespace) -> int:
     if embedded.warning:
         print(f"WARNING: {embedded.warning}", file=sys.stderr)
     if args.plot:
-        from simrec.plot import plot_recommendations
-
         _save_figure(plot_recommendations(results), args.plot)
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from simrec.export import export_neighbors
-    from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
     if args.embeddings:
-        from simrec.export import export_embeddings
-
         report = export_embeddings(embedded, args.out, verbose=not args.quiet)
         print(f"wrote {report.rows} vectors of {embedded.embeddings.shape[1]} numbers to {report.path}")
         return 0
@@ -473,7 +467,6 @@ def _importable(module: str) -> bool:
 
 
 def _cmd_ann(args: argparse.Namespace) -> int:
-    from simrec.ann import attach_ann
 
     params = {"nlist": args.nlist, "nprobe": args.nprobe, "m": args.m, "nbits": args.nbits}
     params.update(ef_construction=args.ef_construction, ef=args.ef, rerank=args.rerank)
@@ -491,7 +484,6 @@ def _cmd_ann(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from simrec.store import verify_index
 
     embedded = verify_index(args.index_dir)
     meta = embedded.meta
@@ -502,8 +494,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from simrec.evaluate import evaluate
-    from simrec.store import load_index
 
     embedded = load_index(args.index_dir, mmap=True)
     if args.sweep or args.label_from or args.colour_weight > 0:
@@ -521,8 +511,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
     """``evaluate`` with a colour weight, a second labelling, or the colour-weight sweep."""
-    from simrec.colour import require_colours
-    from simrec.evaluate import label_from, sweep_colour_weight
 
     labellings = {"label": embedded.catalog["label"]}
     if args.label_from:
@@ -564,7 +552,6 @@ def _print_sweep(sweep, k: int) -> None:
 
 
 def _cmd_colours(args: argparse.Namespace) -> int:
-    from simrec.build import add_colours
 
     embedded = add_colours(args.index_dir, batch_size=args.batch_size, verbose=not args.quiet)
     print(f"added colour signatures for {len(embedded)} photos to {args.index_dir}")
@@ -583,11 +570,6 @@ def _print_evaluation(report: dict) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from simrec.build import build_index
-    from simrec.evaluate import evaluate
-    from simrec.plot import plot_recommendation_grid
-    from simrec.recommend import recommend
-    from simrec.synthetic import make_synthetic_catalog
 
     _import_backend_quietly(args.verbose)
     out = Path(args.out)
@@ -609,18 +591,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from simrec.bench import run_benchmark
 
     if args.index and not args.ann:
         raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
     if args.ann:
-        from simrec.bench import run_ann_benchmark
-
         run_ann_benchmark(args.ann, index=args.index, json_path=args.out)
         return 0
     if args.ray:
-        from simrec.bench import run_ray_benchmark
-
         _import_backend_quietly(args.verbose)
         run_ray_benchmark(args.images, args.batch_size)
         return 0

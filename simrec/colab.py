@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from simrec.errors import MissingFileError
+from simrec.core.errors import MissingFileError
 
 DRIVE_ROOT = Path("/content/drive")  # where the notebook mounts Google Drive on Colab
 _LISTED = 20  # names shown from the folder, so a huge folder stays one readable message

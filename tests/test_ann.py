@@ -12,9 +12,10 @@ import pytest
 from conftest import COLOURS, write_image
 
 from simrec import CosineNeighbors, MissingDependencyError, load_index, verify_index
-from simrec import errors as simrec_errors
-from simrec.ann import ApproximateNeighbors, attach_ann, build_ann, default_params, read_ann, serialize
+from simrec.app.ann import attach_ann
 from simrec.cli import main
+from simrec.core import errors as simrec_errors
+from simrec.search.approximate import ApproximateNeighbors, build_ann, default_params, read_ann, serialize
 
 pytest.importorskip("faiss", reason="pip install 'simrec[faiss]' runs these tests")
 
@@ -159,7 +160,7 @@ def test_reindexing_keeps_the_structure_up_to_date(built, kind, how, capsys):
 
 
 def test_a_failure_while_writing_leaves_the_previous_version(built, monkeypatch):
-    import simrec.store
+    import simrec.storage.index_folder
 
     _, out = built
     attach_ann(out, "ivf-flat")
@@ -169,8 +170,8 @@ def test_a_failure_while_writing_leaves_the_previous_version(built, monkeypatch)
         handle.write(b"partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(simrec.store, "_write_ann", broken)
-    with pytest.raises(simrec.store.NotWritableError, match="previous version is unchanged"):
+    monkeypatch.setattr(simrec.storage.index_folder, "_write_ann", broken)
+    with pytest.raises(simrec.storage.index_folder.NotWritableError, match="previous version is unchanged"):
         attach_ann(out, "hnsw")
     assert (out / "meta.json").read_text() == before
     embedded = verify_index(out)
@@ -244,17 +245,17 @@ def test_an_ann_entry_that_does_not_describe_the_items_is_refused(built):
 
 
 def test_ivf_training_reads_a_bounded_sample(monkeypatch):
-    import simrec.ann
+    import simrec.search.approximate
 
     seen = []
-    original = simrec.ann.normalized_blocks
+    original = simrec.search.approximate.normalized_blocks
 
     def spy(embeddings, inverse_norms=None, rows=None):
         seen.append(len(embeddings) if rows is None else len(rows))
         return original(embeddings, inverse_norms, rows)
 
-    monkeypatch.setattr(simrec.ann, "TRAIN_SAMPLE", 200)
-    monkeypatch.setattr(simrec.ann, "normalized_blocks", spy)
+    monkeypatch.setattr(simrec.search.approximate, "TRAIN_SAMPLE", 200)
+    monkeypatch.setattr(simrec.search.approximate, "normalized_blocks", spy)
     _, info = build_ann(clustered(n=1000), kind="ivf-flat", nlist=4)
     assert seen[0] == 200  # the training sample; then every row is added
     assert info["count"] == 1000
@@ -265,7 +266,7 @@ def test_export_and_the_service_use_the_ann_structure(tmp_path):
     from fastapi.testclient import TestClient
 
     from simrec import load_index, recommend, save_vectors
-    from simrec.export import export_neighbors
+    from simrec.app.export import export_neighbors
     from simrec.serve import create_app
 
     products = pd.DataFrame({"product_id": [f"sku/{i}" for i in range(600)], "label": ["a"] * 600})
@@ -303,12 +304,12 @@ def test_colours_keeps_the_structure_and_each_search_keeps_its_own_settings(buil
     assert main(["query", str(out), "--id", "red/item_1", "--ef", "10"]) == 2
     assert "--ef applies to hnsw" in capsys.readouterr().err
 
-    import simrec.ann
+    import simrec.search.approximate
 
     def no_faiss():
         raise simrec.MissingDependencyError("approximate search needs faiss")
 
-    monkeypatch.setattr(simrec.ann, "import_faiss", no_faiss)
+    monkeypatch.setattr(simrec.search.approximate, "import_faiss", no_faiss)
     # The colour blend compares every product exactly: it needs no faiss, even on an index with a structure.
     assert main(["query", str(out), "--id", "red/item_1", "--colour-weight", "0.5"]) == 0
     assert main(["query", str(out), "--id", "red/item_1", "--exact"]) == 0

@@ -4,7 +4,7 @@ import zipfile
 import pytest
 from conftest import jpeg_bytes
 
-from simrec.archive import extract_zip
+from simrec.pipeline.archive import extract_zip
 
 
 def _zip(path, entries):

@@ -14,7 +14,9 @@ import pytest
 
 from simrec import build_extractor, build_index, extractor_info
 from simrec.cli import main
-from simrec.embed import embed_arrays
+from simrec.pipeline.embedding import embed_arrays
+
+pytestmark = pytest.mark.backend
 
 # Run in a child process on another backend, on a machine where TensorFlow cannot be imported.
 WITHOUT_TENSORFLOW = textwrap.dedent(
@@ -32,7 +34,7 @@ WITHOUT_TENSORFLOW = textwrap.dedent(
 EMBED = WITHOUT_TENSORFLOW + textwrap.dedent(
     """
     import numpy as np, simrec
-    from simrec.embed import embed_arrays
+    from simrec.pipeline.embedding import embed_arrays
 
     extractor = simrec.build_extractor(weights=sys.argv[1], image_size=32)
     np.save(sys.argv[3], embed_arrays(np.load(sys.argv[2]), extractor, batch_size=3))

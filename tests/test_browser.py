@@ -19,6 +19,8 @@ import pytest
 from simrec import make_synthetic_catalog
 from simrec.cli import main
 
+pytestmark = pytest.mark.browser
+
 ROOT = Path(__file__).parents[1]
 K = 5
 

@@ -26,9 +26,9 @@ from simrec import (
     save_index,
     sweep_colour_weight,
 )
+from simrec.app.synthetic import COLOURS, draw_realistic_product, make_synthetic_catalog
 from simrec.cli import main
-from simrec.colour import N_BINS, colour_distances, dominant_colours, srgb_to_lab
-from simrec.synthetic import COLOURS, draw_realistic_product, make_synthetic_catalog
+from simrec.core.colour_signature import N_BINS, colour_distances, dominant_colours, srgb_to_lab
 
 TYPE_REGEX = r"/([a-z]+)_\d+$"
 

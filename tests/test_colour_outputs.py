@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from simrec import build_index, recommend
-from simrec.export import export_neighbors
+from simrec.app.export import export_neighbors
 from simrec.serve import create_app
 
 
@@ -53,7 +53,7 @@ def test_the_service_takes_a_colour_weight(index_dir):
 
 def test_every_colour_weight_shares_one_copy_of_the_signatures(index_dir):
     from simrec import load_index
-    from simrec.colour import neighbors_for
+    from simrec.embedded_catalog import neighbors_for
 
     embedded = load_index(index_dir)
     blends = [neighbors_for(embedded, w) for w in (0.1, 0.1001, 0.25, 0.5, 0.75, 0.9, 1.0)]

@@ -21,7 +21,7 @@ import pytest
 from conftest import write_image
 
 from simrec import build_extractor, build_index, load_index
-from simrec.locking import LOCK_FILE
+from simrec.storage.locking import LOCK_FILE
 
 OLD, NEW = 6, 18  # photos before and after the source grew
 # Moments before the commit leave the previous version, the commit and later the new one.

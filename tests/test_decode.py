@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import write_image
 
-from simrec.decode import WORKER_DIED, choose_decoder, decoded_batches
+from simrec.pipeline.decode import WORKER_DIED, choose_decoder, decoded_batches
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_embeddings_do_not_depend_on_the_decoder(mixed, extractor):
 
 
 def test_colour_signatures_come_with_the_pixels_from_both_engines(mixed):
-    from simrec.colour import colour_signature
+    from simrec.core.colour_signature import colour_signature
 
     for decoder in ("threads", "processes"):
         for indices, pixels, signatures, _ in decoded_batches(mixed, 48, 4, decoder=decoder, signature=True):
@@ -98,7 +98,7 @@ def test_where_processes_cannot_start_threads_take_over(mixed, tmp_path):
     import sys
 
     script = (
-        "import json, sys\nfrom simrec.decode import decoded_batches\n"
+        "import json, sys\nfrom simrec.pipeline.decode import decoded_batches\n"
         f"paths = {json.dumps(mixed)}\n"
         "batches = list(decoded_batches(paths, 48, 4, decoder='processes', n_workers=2))\n"
         "print(json.dumps([[i for b in batches for i in b[0].tolist()], len([f for b in batches for f in b[3]])]))\n"

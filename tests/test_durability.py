@@ -10,13 +10,13 @@ import stat
 import pytest
 from conftest import write_image
 
-import simrec.durability
+import simrec.core.durability
 from simrec import NotWritableError, build_index, load_index
 
 
 @pytest.fixture(autouse=True)
 def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(simrec.durability, "_warned", set())
+    monkeypatch.setattr(simrec.core.durability, "_warned", set())
 
 
 def _refuse_folder_fsync(monkeypatch, code):
@@ -27,7 +27,7 @@ def _refuse_folder_fsync(monkeypatch, code):
             raise OSError(code, os.strerror(code))
         real(descriptor)
 
-    monkeypatch.setattr(simrec.durability.os, "fsync", fsync)
+    monkeypatch.setattr(simrec.core.durability.os, "fsync", fsync)
 
 
 def _refuse_locks(monkeypatch, code):
@@ -71,7 +71,7 @@ def test_any_other_fsync_error_stops_the_write_and_keeps_the_previous_index(
     def failing(descriptor):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(simrec.durability.os, "fsync", failing)
+    monkeypatch.setattr(simrec.core.durability.os, "fsync", failing)
     with pytest.raises(NotWritableError, match=r"cannot write the index .*Input/output error.*previous version"):
         build_index(colour_tree, out, extractor=extractor, verbose=False)
     monkeypatch.undo()

@@ -3,7 +3,7 @@ import pytest
 from conftest import SMALL, write_image
 
 from simrec import embed_images, load_image
-from simrec.embed import embed_arrays
+from simrec.pipeline.embedding import embed_arrays
 
 
 @pytest.fixture

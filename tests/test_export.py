@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from simrec import CosineNeighbors, load_index, make_synthetic_catalog, save_vectors
+from simrec.app.export import EXPORT_COLUMNS, export_neighbors
 from simrec.cli import main
-from simrec.export import EXPORT_COLUMNS, export_neighbors
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_export_memory_is_bounded_by_a_block(tmp_path):
 
 
 def test_interrupted_export_leaves_no_file(index_dir, tmp_path, monkeypatch):
-    import simrec.export as export
+    import simrec.app.export as export
 
     calls = []
 

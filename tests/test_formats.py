@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from simrec import build_index, load_catalog, load_image
-from simrec.catalog import count_formats
 from simrec.cli import main
+from simrec.pipeline.catalog import count_formats
 
 RED, GREEN = (210, 30, 30), (30, 170, 40)
 
@@ -205,7 +205,7 @@ def test_vector_files_are_never_opened_by_pillow(every_format, monkeypatch):
 
 
 def test_zip_entries_are_written_whatever_their_name(tmp_path):
-    from simrec.archive import extract_zip
+    from simrec.pipeline.archive import extract_zip
 
     jpeg = io.BytesIO()
     _picture().save(jpeg, "JPEG")
@@ -232,7 +232,7 @@ def _first_accepting(prefix, checks):
 
 def test_the_signature_index_gives_what_asking_every_opener_gives(every_format):
     """The table of signature bytes must never hide an opener that would accept a file."""
-    from simrec import images
+    from simrec.pipeline import images
 
     openers = images._registered_openers()
     assert set(images._SIGNATURE_BYTES) <= {name for name, _ in openers.checks}  # no stale names

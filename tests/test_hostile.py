@@ -129,11 +129,13 @@ def test_incremental_reindex_embeds_only_new_and_changed(colour_tree, tmp_path, 
     write_image(colour_tree / "red" / "item_2.jpg", (255, 255, 0))  # changed content
     (colour_tree / "blue" / "item_4.jpg").unlink()
 
-    import simrec.build
+    import simrec.app.indexing
 
     seen = []
-    real = simrec.build.embed_images
-    monkeypatch.setattr(simrec.build, "embed_images", lambda paths, *a, **k: seen.extend(paths) or real(paths, *a, **k))
+    real = simrec.app.indexing.embed_images
+    monkeypatch.setattr(
+        simrec.app.indexing, "embed_images", lambda paths, *a, **k: seen.extend(paths) or real(paths, *a, **k)
+    )
     _, report = build_index(colour_tree, out, extractor=extractor, verbose=False)
     assert sorted(os.path.basename(p) for p in seen) == sorted([f"new_{i}.jpg" for i in range(5)] + ["item_2.jpg"])
     assert (report.added, report.updated, report.removed, report.unchanged) == (5, 1, 1, 10)
@@ -170,12 +172,12 @@ def test_a_failed_commit_keeps_the_previous_version(colour_tree, tmp_path, extra
     build_index(colour_tree, out, extractor=extractor, verbose=False)
     before = sorted(p.name for p in out.iterdir())
     write_image(colour_tree / "red" / "item_9.jpg", (250, 0, 0))
-    import simrec.store
+    import simrec.storage.index_folder
 
     def dying_replace(src, dst):
         raise OSError("disk vanished")
 
-    monkeypatch.setattr(simrec.store.os, "replace", dying_replace)
+    monkeypatch.setattr(simrec.storage.index_folder.os, "replace", dying_replace)
     with pytest.raises(OSError, match="disk vanished"):
         build_index(colour_tree, out, extractor=extractor, verbose=False)
     monkeypatch.undo()
@@ -190,12 +192,12 @@ def test_ctrl_c_during_indexing_keeps_the_previous_index(colour_zip, tmp_path, m
     assert main(argv) == 0
     saved = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     photos = sorted(p.relative_to(out) for p in out.rglob("*"))
-    import simrec.build
+    import simrec.app.indexing
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(simrec.build, "embed_images", interrupted)
+    monkeypatch.setattr(simrec.app.indexing, "embed_images", interrupted)
     first = load_index(out).catalog.set_index("product_id").at["red/item_1", "path"]
     with zipfile.ZipFile(colour_zip, "a") as archive:
         archive.writestr("Colors_Products/red/new.jpg", open(first, "rb").read())

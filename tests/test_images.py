@@ -4,7 +4,7 @@ from conftest import write_image
 from PIL import Image
 
 from simrec import ImageDecodeError, load_image
-from simrec.images import prepare_image, to_rgb
+from simrec.pipeline.images import prepare_image, to_rgb
 
 
 def test_output_is_square_uint8_rgb(tmp_path):

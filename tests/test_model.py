@@ -5,7 +5,7 @@ import pytest
 from conftest import SMALL
 
 from simrec import build_extractor, extractor_info
-from simrec.embed import embed_arrays
+from simrec.pipeline.embedding import embed_arrays
 
 
 def _pixels(n=4, size=SMALL, seed=0):
@@ -81,7 +81,7 @@ def test_folded_network_matches_plain_resnet50_with_trained_statistics():
                     rng.uniform(0.5, 2.0, size),
                 ]
             )
-    from simrec.model import _fold_batch_norm
+    from simrec.pipeline.model import _fold_batch_norm
 
     folded = _fold_batch_norm(plain)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
@@ -121,7 +121,7 @@ def test_weights_cache_is_where_keras_puts_it(tmp_path, monkeypatch):
     import keras
     from keras.src.backend import config
 
-    from simrec.model import IMAGENET_NOTOP_FILE, imagenet_weights_cached, keras_cache_dir
+    from simrec.pipeline.model import IMAGENET_NOTOP_FILE, imagenet_weights_cached, keras_cache_dir
 
     home = tmp_path / "keras-home"
     (home / "models").mkdir(parents=True)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.notebook
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "image_similarity.ipynb"
 SECTIONS = [
     "Setup",

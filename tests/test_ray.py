@@ -10,6 +10,8 @@ from conftest import write_image
 from simrec import MissingDependencyError, build_index, load_index
 from simrec.cli import main
 
+pytestmark = pytest.mark.ray
+
 ray = pytest.importorskip("ray", reason="pip install 'simrec[ray]' runs these tests")
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import write_image
 
-from simrec import build_index, load_index, recommend, save_vectors
+from simrec import build_index, load_index, recommend, save_index, save_vectors
 from simrec.cli import main
 
 FAST = ["--image-size", "32", "-q"]
@@ -71,9 +71,9 @@ def test_reindex_of_an_imagenet_index_offline_names_the_missing_weights(colour_t
     meta = _meta(out)
     meta.update(weights="imagenet", pretrained=True)  # as if built on Colab with ImageNet weights
     (out / "meta.json").write_text(json.dumps(meta))
-    import simrec.build
+    import simrec.app.indexing
 
-    monkeypatch.setattr(simrec.build, "imagenet_available", lambda: False)
+    monkeypatch.setattr(simrec.app.indexing, "imagenet_available", lambda: False)
     capsys.readouterr()
     assert main(["index", str(colour_tree), "--out", str(out), *FAST]) == 2
     err = capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_vectors_from_elsewhere_load_query_and_refuse_a_plain_reindex(colour_tre
 
 def test_an_index_made_with_the_python_api_is_refreshed_incrementally(embedded, colour_tree, tmp_path, extractor):
     out = tmp_path / "idx"
-    embedded.save(out)
+    save_index(embedded, out)
     write_image(colour_tree / "blue" / "item_9.jpg", (0, 0, 250))
     _, report = build_index(colour_tree, out, extractor=extractor, verbose=False)
     assert (report.added, report.unchanged, report.embedded) == (1, 12, 1)
@@ -135,7 +135,7 @@ def test_a_second_writer_is_refused_and_readers_are_not_blocked(colour_tree, tmp
     holder = textwrap.dedent(
         f"""
         import sys, time
-        from simrec.locking import writer_lock
+        from simrec.storage.locking import writer_lock
         with writer_lock({str(out)!r}):
             print("locked", flush=True)
             sys.stdin.readline()
@@ -159,7 +159,7 @@ def test_a_second_writer_is_refused_and_readers_are_not_blocked(colour_tree, tmp
 def test_a_killed_writer_does_not_leave_the_folder_locked(colour_tree, tmp_path):
     out = tmp_path / "idx"
     out.mkdir()
-    holder = f"import os, signal\nfrom simrec.locking import writer_lock\nwith writer_lock({str(out)!r}):\n"
+    holder = f"import os, signal\nfrom simrec.storage.locking import writer_lock\nwith writer_lock({str(out)!r}):\n"
     holder += "    os.kill(os.getpid(), signal.SIGKILL)\n"
     assert subprocess.run([sys.executable, "-c", holder]).returncode == -9
     assert main(["index", str(colour_tree), "--out", str(out), "--weights", "random", *FAST]) == 0
@@ -235,8 +235,8 @@ def test_photo_queries_without_an_extractor_build_one_model_and_memory_stays_fla
 
 
 def test_an_internal_bug_is_not_reported_as_a_user_error(embedded, tmp_path, monkeypatch):
-    out = embedded.save(tmp_path / "idx")
-    module = sys.modules["simrec.recommend"]
+    out = save_index(embedded, tmp_path / "idx")
+    module = sys.modules["simrec.cli"]  # the command calls the recommend it imported
 
     def broken(*args, **kwargs):
         raise KeyError("a bug, not the user's fault")
@@ -250,7 +250,7 @@ def test_another_thread_of_the_same_process_is_refused_like_another_process(tmp_
     import threading
 
     from simrec import IndexLockedError
-    from simrec.locking import writer_lock
+    from simrec.storage.locking import writer_lock
 
     folder = tmp_path / "idx"
     folder.mkdir()

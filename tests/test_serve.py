@@ -355,7 +355,7 @@ def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_di
 
 def test_concurrent_photo_queries_are_embedded_together(index_dir, monkeypatch):
     from simrec import recommend
-    from simrec.images import load_image
+    from simrec.pipeline.images import load_image
     from simrec.serve.batching import PhotoBatcher
 
     embedded = load_index(index_dir, mmap=True)

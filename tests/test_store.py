@@ -86,12 +86,12 @@ def test_opening_reads_no_checksum_but_verify_checks_every_one(embedded, tmp_pat
     data[-5] ^= 0xFF  # same size, different bytes: an edit or a bad sector
     path.write_bytes(bytes(data))
 
-    import simrec.store
+    import simrec.storage.index_folder
 
     def no_hashing(path):
         raise AssertionError(f"opening hashed {path}")
 
-    monkeypatch.setattr(simrec.store, "file_fingerprint", no_hashing)
+    monkeypatch.setattr(simrec.storage.index_folder, "file_fingerprint", no_hashing)
     assert len(load_index(folder)) == 12  # cheap: sizes and shapes only
     monkeypatch.undo()
     with pytest.raises(IndexIntegrityError, match=rf"{path.name} does not match its checksum"):
@@ -160,7 +160,7 @@ def test_failures_account_for_skipped_files(tmp_path, extractor, colour_tree):
 
 
 def test_format_1_folders_still_load_and_upgrade_at_the_next_save(embedded, tmp_path):
-    from simrec.checksum import file_fingerprint
+    from simrec.core.checksum import file_fingerprint
 
     folder = tmp_path / "old"
     folder.mkdir()
@@ -182,7 +182,7 @@ def test_format_1_folders_still_load_and_upgrade_at_the_next_save(embedded, tmp_
 
 
 def _refresh_checksums(folder):
-    from simrec.checksum import file_fingerprint
+    from simrec.core.checksum import file_fingerprint
 
     meta = _meta(folder)
     for entry in meta["files"].values():
@@ -195,14 +195,14 @@ def test_opening_and_searching_make_no_pass_over_the_embeddings(embedded, tmp_pa
 
     folder = save_index(embedded, tmp_path / "idx")
     expected = recommend(embedded, product_id="red/item_1", n_neighbors=3)
-    import simrec.neighbors
-    import simrec.store
+    import simrec.search.exact
+    import simrec.storage.index_folder
 
     def no_pass(*args, **kwargs):
         raise AssertionError("the norms were recomputed from the embeddings")
 
-    monkeypatch.setattr(simrec.store, "compute_inverse_norms", no_pass)
-    monkeypatch.setattr(simrec.neighbors, "compute_inverse_norms", no_pass)
+    monkeypatch.setattr(simrec.storage.index_folder, "compute_inverse_norms", no_pass)
+    monkeypatch.setattr(simrec.search.exact, "compute_inverse_norms", no_pass)
     loaded = load_index(folder, mmap=True)
     assert isinstance(loaded.embeddings, np.memmap) and not loaded.embeddings.flags.writeable
     results = recommend(loaded, product_id="red/item_1", n_neighbors=3)

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
-from simrec.colour import neighbors_for
-from simrec.defaults import N_NEIGHBORS
-from simrec.errors import ImageDecodeError, InvalidArgumentError
-from simrec.export import results_payload
-from simrec.images import load_image
-from simrec.recommend import recommend, results_frame
+from simrec.app.export import results_payload
+from simrec.app.querying import recommend, results_frame
+from simrec.core.defaults import N_NEIGHBORS
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError
+from simrec.embedded_catalog import neighbors_for
+from simrec.pipeline.images import load_image
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
 from simrec.serve.state import Service, get_service
 

@@ -13,10 +13,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simrec.errors import ImageDecodeError, InvalidArgumentError, SimrecError, UnknownProductError
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError, SimrecError, UnknownProductError
 from simrec.serve import api, pages
 from simrec.serve.state import Service
-from simrec.store import load_index
+from simrec.storage.index_folder import load_index
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,6 @@ def _add_error_answers(app: FastAPI) -> None:
 
 
 def _version() -> str:
-    from simrec import __version__
+    from simrec.core.version import __version__
 
     return __version__

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simrec.colour import colour_signature, neighbors_for
-from simrec.embed import embed_arrays
-from simrec.embedded import EmbeddedCatalog
+from simrec.app.querying import query_extractor
+from simrec.core.colour_signature import colour_signature
+from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for
+from simrec.pipeline.embedding import embed_arrays
 
 if TYPE_CHECKING:
     import keras
@@ -126,7 +127,7 @@ class PhotoBatcher(_Batcher):
 
     def _answer(self, batch: list[tuple[tuple[np.ndarray, float], int, Future]]) -> None:
         if self._extractor is None:
-            self._extractor = self.embedded.query_extractor(self.weights_path)
+            self._extractor = query_extractor(self.embedded, self.weights_path)
         vectors = embed_arrays(np.stack([pixels for (pixels, _), _, _ in batch]), self._extractor)
         looks = [j for j, ((_, weight), _, _) in enumerate(batch) if weight == 0]
         if looks:

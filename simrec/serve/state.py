@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 
-from simrec.embedded import EmbeddedCatalog
+from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.serve.batching import NeighbourBatcher, PhotoBatcher
 
 if TYPE_CHECKING:

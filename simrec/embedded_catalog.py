@@ -9,34 +9,30 @@ them can later be refreshed incrementally by ``simrec index``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import difflib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from simrec.catalog import SKIPPED_COLUMNS
-from simrec.checksum import file_fingerprint
-from simrec.errors import IndexIntegrityError, InvalidArgumentError, UnknownProductError
-from simrec.model import MODEL_NAME, UNTRAINED_WARNING, ExtractorInfo, extractor_info
-from simrec.neighbors import CosineNeighbors
+from simrec.core.checksum import file_fingerprint
+from simrec.core.colour_signature import N_BINS, SIGNATURE_METHOD
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, UnknownProductError
+from simrec.core.records import FAILURE_COLUMNS, FORMAT_VERSION, UNTRAINED_WARNING, ExtractorInfo, extractor_info
+from simrec.core.validation import check_colour_weight
+from simrec.core.version import __version__
+from simrec.search.blend import ColourBlendNeighbors
+from simrec.search.exact import CosineNeighbors
 
-if TYPE_CHECKING:
-    import keras
-
-    from simrec.ann import ApproximateNeighbors
-    from simrec.embed import EmbeddingResult
-
-FORMAT_VERSION = 2
 MATCH_KEYS = ("model", "weights", "image_size", "preprocessing")
 """What a query extractor must share with the index (precision may differ for queries)."""
 
 
-@dataclass
+@dataclass(eq=False)
 class EmbeddedCatalog:
     """A catalog with one embedding per row: what an index folder holds.
 
@@ -50,16 +46,30 @@ class EmbeddedCatalog:
         inverse_norms: ``(n_items,)`` float32 ``1 / ||embedding||``, stored in the index
             so search needs no pass over the embeddings; computed on first use if None.
         colours: ``(n_items, N_BINS)`` float32 colour signatures aligned with ``catalog``
-            rows (see :mod:`simrec.colour`), or None for an index made without them.
+            rows (see :mod:`simrec.core.colour_signature`), or None for an index made without them.
         ann: The approximate-search structure (``simrec ann``), or None: the path of the
             index folder's ``ann`` file when loaded, or serialized faiss bytes (uint8
             array) when just built. Its description is ``meta["ann"]``.
-    """
+
+    Two objects are equal only when they are the same object: ``==`` never compares the
+    DataFrames and arrays inside.
+
+    Example:
+        >>> import numpy as np, pandas as pd
+        >>> catalog = pd.DataFrame({"product_id": ["red/a", "blue/b"], "path": ["a.jpg", "b.jpg"], "label": ["red", "blue"]})
+        >>> embedded = EmbeddedCatalog(catalog, np.eye(2, dtype=np.float32), {"model": "outside"})
+        >>> embedded.row_of("blue/b")
+        1
+        >>> embedded.row_of("blue/c")
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.UnknownProductError: unknown product_id 'blue/c'; did you mean 'blue/b'?
+    """  # noqa: E501
 
     catalog: pd.DataFrame
     embeddings: np.ndarray
     meta: dict[str, Any]
-    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SKIPPED_COLUMNS))
+    failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS))
     inverse_norms: np.ndarray | None = None
     colours: np.ndarray | None = None
     ann: Path | np.ndarray | None = None
@@ -67,7 +77,6 @@ class EmbeddedCatalog:
     def __post_init__(self) -> None:
         self._neighbors: CosineNeighbors | None = None
         self._ann_index: Any = None
-        self._extractors: dict[str, keras.Model] = {}
         self._rows: dict[str, int] | None = None
         self._colour_blends: dict[str, Any] = {}  # the one fitted ColourBlendNeighbors, shared by every weight
         if len(self.catalog) != len(self.embeddings):
@@ -84,8 +93,8 @@ class EmbeddedCatalog:
     def from_embeddings(
         cls,
         catalog: pd.DataFrame,
-        result: EmbeddingResult,
-        extractor: keras.Model,
+        result: Any,
+        extractor: Any,
         skipped: pd.DataFrame | None = None,
     ) -> EmbeddedCatalog:
         """Keep the embedded rows of a catalog and account for every file that was not.
@@ -145,7 +154,7 @@ class EmbeddedCatalog:
         nprobe: int | None = None,
         ef: int | None = None,
         rerank: int | None = None,
-    ) -> CosineNeighbors | ApproximateNeighbors:
+    ) -> Any:
         """The search to use: approximate when the index has an ann structure, else exact.
 
         Both have the same ``kneighbors(X=None, n_neighbors=None)`` and cosine distances.
@@ -161,7 +170,7 @@ class EmbeddedCatalog:
         """
         if exact or self.ann is None:
             return self.neighbors
-        from simrec.ann import ApproximateNeighbors, read_ann
+        from simrec.search.approximate import ApproximateNeighbors, read_ann  # faiss is imported only here
 
         if self._ann_index is None:
             self._ann_index = read_ann(self.ann)
@@ -188,27 +197,6 @@ class EmbeddedCatalog:
         """A warning to show beside results, or None when the weights are pretrained."""
         return None if self.meta.get("pretrained", True) else UNTRAINED_WARNING
 
-    def query_extractor(self, weights_path: str | os.PathLike | None = None) -> keras.Model:
-        """The extractor this index was embedded with, built once and kept with this object.
-
-        Args:
-            weights_path: Where the index's weights file is now, if it has moved.
-
-        Raises:
-            MissingFileError: The index used a weights file that is not there.
-            IndexIntegrityError: The index holds vectors made outside simrec.
-        """
-        key = str(weights_path or "")
-        if key not in self._extractors:
-            self._extractors[key] = extractor_for(self.meta, weights_path)
-        return self._extractors[key]
-
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Same as :func:`simrec.save_index`."""
-        from simrec.store import save_index
-
-        return save_index(self, directory)
-
 
 def fingerprint_columns(paths: pd.Series) -> dict[str, list]:
     """``size_bytes`` and ``sha256`` columns for the files of a catalog."""
@@ -233,7 +221,7 @@ def assemble(
         embeddings: ``(ok.sum(), dim)`` float32: the vectors of the rows where ``ok``.
         ok: ``(len(catalog),)`` bool: rows that were embedded.
         failure_frames: Failure tables (``path``, ``reason``, ``stage``) to list.
-        model: What made the vectors: :meth:`simrec.model.ExtractorInfo.to_dict` or a
+        model: What made the vectors: :meth:`simrec.core.records.ExtractorInfo.to_dict` or a
             description of an outside model.
         colours: ``(ok.sum(), N_BINS)`` float32 colour signatures of the same rows, or
             None (then only ``colour_weight=0`` works on the result).
@@ -244,22 +232,18 @@ def assemble(
     kept.attrs = {}
     frames = [f for f in failure_frames if f is not None and len(f)]
     failures = (
-        pd.concat([f[SKIPPED_COLUMNS] for f in frames], ignore_index=True)
+        pd.concat([f[FAILURE_COLUMNS] for f in frames], ignore_index=True)
         if frames
-        else pd.DataFrame(columns=SKIPPED_COLUMNS)
+        else pd.DataFrame(columns=FAILURE_COLUMNS)
     )
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
     if embeddings.ndim != 2 or len(embeddings) != len(kept):
         raise InvalidArgumentError(f"Expected ({len(kept)}, dim) embeddings, got shape {embeddings.shape}")
     if colours is not None:
-        from simrec.colour import N_BINS, SIGNATURE_METHOD
-
         colours = np.ascontiguousarray(colours, dtype=np.float32)
         if colours.shape != (len(kept), N_BINS) or not np.isfinite(colours).all():
             raise InvalidArgumentError(f"Expected ({len(kept)}, {N_BINS}) finite colours, got shape {colours.shape}")
         extra.setdefault("colour_signature", SIGNATURE_METHOD)
-    from simrec import __version__
-
     meta = dict(model)
     meta.pop("colour_signature", None)
     meta.update(
@@ -298,19 +282,41 @@ def _own(meta: dict[str, Any], key: str) -> Any:
     return meta.get(key, "tensorflow") if key == "backend" else meta.get(key)  # older indexes: TensorFlow
 
 
-def extractor_for(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> keras.Model:
-    """Build the extractor an index was made with, from its ``meta.json`` contents.
+def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeighbors | ColourBlendNeighbors:
+    """The search for ``colour_weight``: ``embedded.neighbors`` at 0, else a blend (kept on ``embedded``).
 
     Raises:
-        MissingFileError: The index used a weights file that is no longer there.
-        IndexIntegrityError: The index holds vectors made outside simrec.
+        InvalidArgumentError: ``colour_weight`` is outside ``[0, 1]``, or above 0 on an
+            index without colour signatures (the message says how to add them).
     """
-    from simrec.model import build_extractor, weights_argument
+    weight = check_colour_weight(colour_weight)
+    if weight == 0.0:
+        return embedded.neighbors
+    require_colours(embedded)
+    cache = embedded._colour_blends  # one fitted blend per index; other weights share its arrays
+    if "fitted" not in cache:
+        cache["fitted"] = ColourBlendNeighbors.from_cosine(embedded.neighbors, embedded.colours, colour_weight=weight)
+    blend = copy.copy(cache["fitted"])  # shallow: the signatures and scales are not copied
+    blend.colour_weight = weight
+    return blend
 
-    if meta.get("model") != MODEL_NAME:
-        raise IndexIntegrityError(
-            f"this index holds vectors from {meta.get('model')!r}, made outside simrec: "
-            "photo queries need that model; query it by --id instead"
+
+def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:
+    """Refuse a colour weight above 0 on an index whose signatures are missing or made differently."""
+    if embedded.colours is None:
+        raise InvalidArgumentError(missing_colours_message(index))
+    method = embedded.meta.get("colour_signature", SIGNATURE_METHOD)
+    if method != SIGNATURE_METHOD:
+        raise InvalidArgumentError(
+            f"the index {index} has colour signatures made by {method!r}, this simrec makes {SIGNATURE_METHOD!r}; "
+            f"make them again with 'simrec colours {index}'"
         )
-    weights, seed = weights_argument(meta, weights_path)
-    return build_extractor(weights, int(meta["image_size"]), seed=seed, precision=meta.get("precision", "auto"))
+
+
+def missing_colours_message(index: str = "INDEX_DIR") -> str:
+    """What to do when an index has no colour signatures and a colour weight above 0 is asked for."""
+    return (
+        f"the index {index} has no colour signatures (it was made before simrec stored them), so only "
+        f"colour_weight 0 works on it; add them with 'simrec colours {index}' (reads the photos, no model) "
+        f"or embed everything again with 'simrec index SOURCE --out {index} --rebuild'"
+    )

@@ -10,7 +10,7 @@ The catalog has one row per product photo, sorted by ``product_id``:
   ``PNG``, ``MPO``, ``PPM``, ``HEIF``, ...).
 
 A file is a photo when its content is a raster image Pillow reads, whatever its
-extension (see :func:`simrec.images.identify_format`). Files that are given but cannot
+extension (see :func:`simrec.pipeline.images.identify_format`). Files that are given but cannot
 be catalogued (hidden files, ``__MACOSX``, non-images, drawings and documents, links
 leaving the catalog, duplicate ids, ...) are never dropped silently: :func:`load_catalog`
 returns them beside the catalog, as a DataFrame with ``path``, ``reason`` and ``stage``
@@ -26,15 +26,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from simrec.archive import Skipped, extract_zip
-from simrec.errors import InvalidArgumentError, MissingFileError
-from simrec.images import identify_format
+from simrec.core.errors import InvalidArgumentError, MissingFileError
+from simrec.core.records import CATALOG_COLUMNS, FAILURE_COLUMNS, Failure, printable_path
+from simrec.pipeline.archive import extract_zip
+from simrec.pipeline.images import identify_format
 
 logger = logging.getLogger(__name__)
 
-CATALOG_COLUMNS = ["product_id", "path", "label"]
 """Columns every catalog has; ``load_catalog`` adds ``format`` after them."""
-SKIPPED_COLUMNS = ["path", "reason", "stage"]
 
 
 def load_catalog(
@@ -75,7 +74,7 @@ def load_catalog(
         >>> catalog, skipped = load_catalog("data/Colors_Products.zip")  # doctest: +SKIP
         >>> catalog.label.value_counts()  # doctest: +SKIP
     """
-    skipped: list[Skipped] = []
+    skipped: list[Failure] = []
     if isinstance(source, (str, os.PathLike)):
         source_path = Path(source)
         if not source_path.exists():
@@ -120,19 +119,13 @@ def count_formats(catalog: pd.DataFrame) -> str:
     return ", ".join(f"{name} {count:,}" for name, count in ordered)
 
 
-def skipped_frame(skipped: Iterable[Skipped]) -> pd.DataFrame:
+def skipped_frame(skipped: Iterable[Failure]) -> pd.DataFrame:
     """The ``path, reason, stage`` DataFrame for a list of skipped files."""
     rows = [(printable_path(s.path), s.reason, s.stage) for s in skipped]
-    return pd.DataFrame(rows, columns=SKIPPED_COLUMNS)
+    return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
 
 
-def printable_path(path: str | os.PathLike) -> str:
-    """A file name safe to write to CSV/JSON, even if it is not valid UTF-8."""
-    raw = os.fsencode(path)  # the bytes on disk, even for names that are not UTF-8
-    return raw.decode("utf-8", "backslashreplace")
-
-
-def _skip_summary(skipped: list[Skipped]) -> str:
+def _skip_summary(skipped: list[Failure]) -> str:
     """What was looked for, and the commonest reasons files were passed over."""
     looked_for = "looked for any raster image Pillow reads: JPEG, PNG, WebP, AVIF, HEIC, TIFF, ..."
     if not skipped:
@@ -146,10 +139,10 @@ def _is_hidden(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Skipped]]:
+def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Failure]]:
     """Every photo under ``directory`` with its format; everything else with a reason."""
     files: list[tuple[str, str]] = []
-    skipped: list[Skipped] = []
+    skipped: list[Failure] = []
     real_root = directory.resolve()
     pending = [os.fspath(directory)]
     while pending:
@@ -158,7 +151,7 @@ def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Skipped]]:
             with os.scandir(current) as scan:
                 entries = sorted(scan, key=lambda entry: entry.name)
         except OSError as error:
-            skipped.append(Skipped(current, f"skipped: folder cannot be read ({error.strerror or error})"))
+            skipped.append(Failure(current, f"skipped: folder cannot be read ({error.strerror or error})"))
             continue
         subfolders = []
         for entry in entries:
@@ -168,12 +161,12 @@ def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Skipped]]:
             if entry.is_dir():  # follows links, so a link to a folder is caught here
                 if _is_hidden(name):
                     skipped.extend(
-                        Skipped(str(p), "skipped: hidden or __MACOSX metadata file")
+                        Failure(str(p), "skipped: hidden or __MACOSX metadata file")
                         for p in sorted(Path(entry.path).rglob("*"))
                         if not p.is_dir()
                     )
                 elif entry.is_symlink():
-                    skipped.append(Skipped(entry.path, "skipped: symbolic link to a folder"))
+                    skipped.append(Failure(entry.path, "skipped: symbolic link to a folder"))
                 else:
                     subfolders.append(entry.path)
                 continue
@@ -181,7 +174,7 @@ def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Skipped]]:
             if reason is None:
                 files.append((entry.path, image_format))
             else:
-                skipped.append(Skipped(entry.path, reason))
+                skipped.append(Failure(entry.path, reason))
         pending.extend(reversed(subfolders))
     return files, skipped
 
@@ -212,7 +205,7 @@ def _identify(path: str) -> tuple[str | None, str | None]:
         return None, f"skipped: file cannot be read ({error.strerror or error})"
 
 
-def _drop_extracted(skipped: list[Skipped], root: Path) -> list[Skipped]:
+def _drop_extracted(skipped: list[Failure], root: Path) -> list[Failure]:
     """Name files extracted from a zip by their entry, and delete the ones that are not photos."""
     named = []
     for item in skipped:
@@ -220,7 +213,7 @@ def _drop_extracted(skipped: list[Skipped], root: Path) -> list[Skipped]:
         if path.is_relative_to(root):
             if path.is_file():
                 path.unlink()
-            item = Skipped(path.relative_to(root).as_posix(), item.reason, "zip")
+            item = Failure(path.relative_to(root).as_posix(), item.reason, "zip")
         named.append(item)
     return named
 
@@ -237,21 +230,21 @@ def _catalog_root(directory: Path, files: list[tuple[str, str]]) -> Path:
     return directory
 
 
-def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, str]], Path, list[Skipped]]:
+def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, str]], Path, list[Failure]]:
     if isinstance(paths, (bytes, pd.DataFrame)):
         raise TypeError(f"Expected a path or a list of paths, got {type(paths).__name__}")
     files: list[tuple[Path, str]] = []
-    skipped: list[Skipped] = []
+    skipped: list[Failure] = []
     for item in paths:
         path = Path(item)
         if not path.is_file():
-            skipped.append(Skipped(str(path), "skipped: file not found"))
+            skipped.append(Failure(str(path), "skipped: file not found"))
             continue
         image_format, reason = _identify(os.fspath(path))
         if reason is None:
             files.append((path, image_format))
         else:
-            skipped.append(Skipped(str(path), reason))
+            skipped.append(Failure(str(path), reason))
     if not files:
         return [], Path.cwd(), skipped
     parents = [str(p.resolve().parent) for p, _ in files]
@@ -259,15 +252,15 @@ def _from_list(paths: Iterable[str | os.PathLike]) -> tuple[list[tuple[str, str]
     return [(str(p.resolve()), image_format) for p, image_format in files], root, skipped
 
 
-def _rows(files: list[tuple[str, str]], root: Path) -> tuple[pd.DataFrame, list[Skipped]]:
+def _rows(files: list[tuple[str, str]], root: Path) -> tuple[pd.DataFrame, list[Failure]]:
     """The catalog rows of ``(path, format)`` pairs. String operations: pathlib's cost per photo adds up."""
     rows: dict[str, tuple[str, str, str, str]] = {}
-    skipped: list[Skipped] = []
+    skipped: list[Failure] = []
     root_prefix = os.path.join(os.path.abspath(root), "")
     for path, image_format in sorted(files, key=lambda item: item[0].replace(os.sep, "/")):
         path = os.path.abspath(path)
         if not path.startswith(root_prefix):
-            skipped.append(Skipped(path, "skipped: outside the catalog root folder"))
+            skipped.append(Failure(path, "skipped: outside the catalog root folder"))
             continue
         relative = path[len(root_prefix) :].replace(os.sep, "/")
         folder, _, name = relative.rpartition("/")
@@ -278,7 +271,7 @@ def _rows(files: list[tuple[str, str]], root: Path) -> tuple[pd.DataFrame, list[
         if product_id in rows:
             first = rows[product_id][1]
             skipped.append(
-                Skipped(
+                Failure(
                     path,
                     f"skipped: duplicate product_id {product_id!r} (already used by {os.path.basename(first)})",
                 )

@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from simrec.colour import N_BINS
-from simrec.defaults import BATCH_SIZE
-from simrec.embed import FAILURE_COLUMNS, EmbeddingResult, output_array
-from simrec.errors import InvalidArgumentError, MissingDependencyError
+from simrec.core.colour_signature import N_BINS
+from simrec.core.defaults import BATCH_SIZE
+from simrec.core.errors import InvalidArgumentError, MissingDependencyError
+from simrec.core.records import FAILURE_COLUMNS
+from simrec.pipeline.embedding import EmbeddingResult, output_array
 
 if TYPE_CHECKING:
     import keras
@@ -80,7 +81,7 @@ def embed_images_ray(
             Ray start, actors building their extractors) and ``steady_img_per_s`` (after).
 
     Returns:
-        An :class:`~simrec.embed.EmbeddingResult`; one bad file never stops the run.
+        An :class:`~simrec.pipeline.embedding.EmbeddingResult`; one bad file never stops the run.
 
     Raises:
         MissingDependencyError: Ray is not installed.
@@ -88,8 +89,7 @@ def embed_images_ray(
     """
     from tqdm.auto import tqdm
 
-    from simrec.catalog import printable_path
-    from simrec.model import extractor_info
+    from simrec.core.records import extractor_info, printable_path
 
     ray = import_ray()
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -167,8 +167,8 @@ class _EmbedActor:
     def __init__(self, spec: dict[str, Any]) -> None:
         import ray
 
-        from simrec.embed import compiled_forward
-        from simrec.model import build_extractor
+        from simrec.pipeline.embedding import compiled_forward
+        from simrec.pipeline.model import build_extractor
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         weights = spec["weights"]
@@ -185,9 +185,9 @@ class _EmbedActor:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from concurrent.futures import ThreadPoolExecutor
 
-        from simrec.colour import N_BINS
-        from simrec.decode import _decode
-        from simrec.errors import ImageDecodeError
+        from simrec.core.colour_signature import N_BINS
+        from simrec.core.errors import ImageDecodeError
+        from simrec.pipeline.decode import _decode
 
         if self.pool is None:
             self.pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))

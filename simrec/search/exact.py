@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from simrec.defaults import N_NEIGHBORS, SEARCH_CHUNK_SIZE
-from simrec.errors import InvalidArgumentError
+from simrec.core.defaults import N_NEIGHBORS, SCRATCH_BYTES, SEARCH_CHUNK_SIZE
+from simrec.core.errors import InvalidArgumentError
+from simrec.core.validation import as_matrix, check_enough_items, check_n_neighbors
 
 BACKENDS = ("numpy", "sklearn")
-_SCRATCH_BYTES = 64 * 1024**2  # bound on the scratch memory of one (chunk x n_items) block
 
 
 class CosineNeighbors:
@@ -35,8 +35,12 @@ class CosineNeighbors:
         n_features_in_: Their dimension.
 
     Example:
-        >>> neighbors = CosineNeighbors(n_neighbors=5).fit(embeddings)  # doctest: +SKIP
-        >>> distances, indices = neighbors.kneighbors()  # each item's 5 nearest others
+        >>> import numpy as np
+        >>> embeddings = np.array([[1, 0], [0.9, 0.1], [0, 1]], dtype=np.float32)
+        >>> neighbors = CosineNeighbors(n_neighbors=1).fit(embeddings)
+        >>> distances, indices = neighbors.kneighbors()  # each item's nearest other item
+        >>> indices.ravel().tolist()
+        [1, 0, 1]
     """
 
     def __init__(
@@ -74,8 +78,8 @@ class CosineNeighbors:
             raise InvalidArgumentError(f"Expected metric='cosine', got {self.metric!r}")
         if self.backend not in BACKENDS:
             raise InvalidArgumentError(f"Expected backend in {BACKENDS}, got {self.backend!r}")
-        _check_n_neighbors(self.n_neighbors)
-        X = _as_matrix(X, "X")
+        check_n_neighbors(self.n_neighbors)
+        X = as_matrix(X, "X")
         if X.shape[0] == 0:
             raise InvalidArgumentError("Cannot fit an empty catalog: X has 0 rows")
         if inverse_norms is None:
@@ -164,12 +168,12 @@ class CosineNeighbors:
         if not hasattr(self, "_fit_X"):
             raise InvalidArgumentError("This CosineNeighbors is not fitted yet: call fit(embeddings) first")
         k = self.n_neighbors if n_neighbors is None else n_neighbors
-        _check_n_neighbors(k)
+        check_n_neighbors(k)
         n_fit = self.n_samples_fit_
         self_query = X is None
         check_enough_items(k, n_fit, self_query)
         if not self_query:
-            X = _as_matrix(X, "X", ndim_one_ok=True)
+            X = as_matrix(X, "X", ndim_one_ok=True)
             if X.shape[1] != self.n_features_in_:
                 raise InvalidArgumentError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
             if not np.all(np.isfinite(X)):
@@ -191,7 +195,7 @@ class CosineNeighbors:
                 queries, query_inv = X, np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
         n_queries = queries.shape[0]
         # Per query row: n_fit float32 similarities plus n_fit int64 argpartition indices.
-        rows = max(1, min(self.chunk_size, _SCRATCH_BYTES // (12 * n_fit)))
+        rows = max(1, min(self.chunk_size, SCRATCH_BYTES // (12 * n_fit)))
         for start in range(0, n_queries, rows):
             stop = min(start + rows, n_queries)
             # Scale the few query rows first, so the big block is touched only once more.
@@ -237,26 +241,3 @@ def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     scores = np.take_along_axis(scores, order, axis=1)
     distances = np.clip(1.0 - scores, 0.0, 2.0).astype(np.float32)
     return distances, candidates.astype(np.int64)
-
-
-def check_enough_items(k: int, n_fit: int, self_query: bool) -> None:
-    """Refuse ``k`` neighbours from ``n_fit`` items (one fewer when each item leaves itself out)."""
-    if k > (n_fit - 1 if self_query else n_fit):
-        what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
-        raise InvalidArgumentError(f"Expected n_neighbors <= {what}, but n_neighbors = {k}, n_samples_fit = {n_fit}")
-
-
-def _check_n_neighbors(k: object) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {k!r}")
-
-
-def _as_matrix(X: object, name: str, ndim_one_ok: bool = False) -> np.ndarray:
-    array = np.asarray(X)
-    if ndim_one_ok and array.ndim == 1:
-        array = array[None, :]
-    if array.ndim != 2:
-        raise InvalidArgumentError(f"Expected {name} to be a 2-D array (n_items, dim), got shape {array.shape}")
-    if array.dtype != np.float32:
-        array = array.astype(np.float32)
-    return array

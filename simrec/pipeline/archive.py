@@ -23,10 +23,11 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from simrec.crashpoints import crash_point
-from simrec.defaults import MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
-from simrec.durability import fsync_file, fsync_folder
-from simrec.errors import MissingFileError, UnsafeArchiveError
+from simrec.core.crashpoints import crash_point
+from simrec.core.defaults import MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
+from simrec.core.durability import fsync_file, fsync_folder
+from simrec.core.errors import MissingFileError, UnsafeArchiveError
+from simrec.core.records import Failure
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +37,12 @@ _READABLE_COMPRESSION = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_B
 
 
 @dataclass
-class Skipped:
-    """A file that was given but not indexed, and why."""
-
-    path: str
-    reason: str
-    stage: str = "scan"
-
-
-@dataclass
 class Extraction:
     """Result of :func:`extract_zip`."""
 
     root: Path
     extracted: list[Path] = field(default_factory=list)
-    skipped: list[Skipped] = field(default_factory=list)
+    skipped: list[Failure] = field(default_factory=list)
 
 
 def extract_zip(
@@ -123,14 +115,14 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
             if reason is None and written_total + info.file_size > max_total_bytes:
                 reason = f"refused: the archive's total size passes the limit of {max_total_bytes} bytes"
             if reason is not None:
-                result.skipped.append(Skipped(name, reason, "zip"))
+                result.skipped.append(Failure(name, reason, "zip"))
                 continue
             destination = staging.joinpath(*entry_parts(name))
             try:
                 size = _stream_entry(archive, info, destination)
             except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
                 destination.unlink(missing_ok=True)
-                result.skipped.append(Skipped(name, f"corrupt zip entry ({error})", "zip"))
+                result.skipped.append(Failure(name, f"corrupt zip entry ({error})", "zip"))
                 continue
             written_total += size
             result.extracted.append(destination)

@@ -20,17 +20,17 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simrec.defaults import N_NEIGHBORS
-from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingDependencyError
-from simrec.neighbors import _as_matrix, _check_n_neighbors, check_enough_items, compute_inverse_norms
+from simrec.core.defaults import N_NEIGHBORS
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingDependencyError
+from simrec.core.validation import as_matrix, check_enough_items, check_n_neighbors
+from simrec.search.exact import CosineNeighbors, compute_inverse_norms
 
 if TYPE_CHECKING:
-    from simrec.embedded import EmbeddedCatalog
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,6 @@ def measure(
 
     Each query is a catalog item, left out of its own results in both searches.
     """
-    from simrec.neighbors import CosineNeighbors
 
     n_items = len(embeddings)
     k = min(RECALL_K, n_items - 1)
@@ -337,7 +336,7 @@ class ApproximateNeighbors:
     ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
         """Find the (approximately) nearest fitted items; see :meth:`simrec.CosineNeighbors.kneighbors`."""
         k = self.n_neighbors if n_neighbors is None else n_neighbors
-        _check_n_neighbors(k)
+        check_n_neighbors(k)
         self._configure()  # the faiss structure is shared: set this search's nprobe / ef each time
         n_fit = self.n_samples_fit_
         self_query = X is None
@@ -352,7 +351,7 @@ class ApproximateNeighbors:
                     row_i, row_d = i[j][keep[j]][:k], d[j][keep[j]][:k]
                     distances[rows[j]], indices[rows[j]] = row_d, row_i
         else:
-            X = _as_matrix(X, "X", ndim_one_ok=True)
+            X = as_matrix(X, "X", ndim_one_ok=True)
             if X.shape[1] != self.n_features_in_:
                 raise InvalidArgumentError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
             if not np.all(np.isfinite(X)):
@@ -393,7 +392,6 @@ class ApproximateNeighbors:
     def _complete(
         self, unit: np.ndarray, similarity: np.ndarray, indices: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        from simrec.neighbors import CosineNeighbors
 
         exact = CosineNeighbors().fit(self._fit_X, inverse_norms=self._inv_norms)
         short = np.flatnonzero((indices >= 0).sum(axis=1) < k)
@@ -409,60 +407,6 @@ class ApproximateNeighbors:
             indices[short, i.shape[1] :] = -1
             similarity[short, i.shape[1] :] = -np.inf
         return similarity, indices
-
-
-def attach_ann(
-    directory: str | os.PathLike,
-    kind: str,
-    *,
-    seed: int = 0,
-    **params: Any,
-) -> dict[str, Any] | None:
-    """Build (or with ``kind="none"`` remove) the ann structure of an index folder and commit it.
-
-    The structure is committed with the index's own manifest: whatever stops the
-    writer, the folder loads as before or with the complete new structure.
-
-    Args:
-        directory: The index folder.
-        kind: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
-        seed: Seed of the training sample and held-back queries.
-        **params: See :func:`default_params`.
-
-    Returns:
-        The ``meta.json`` ``ann`` entry, or None when removed.
-
-    Raises:
-        MissingDependencyError: faiss is not installed.
-        InvalidArgumentError: Unknown type or unfit parameters.
-        IndexLockedError: Another process is writing the folder.
-    """
-    from simrec.locking import writer_lock
-    from simrec.store import load_index, read_manifest, save_index
-
-    directory = Path(directory)
-    if kind != "none":
-        if kind not in ANN_TYPES:
-            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {kind!r}")
-        import_faiss()
-    read_manifest(directory)  # a missing or foreign folder is reported before the lock file is made
-    with writer_lock(directory):
-        embedded = load_index(directory, mmap=True)
-        if kind == "none":
-            embedded.set_ann(None, None)
-        else:
-            index, info = build_ann(embedded.embeddings, embedded.inverse_norms, kind=kind, seed=seed, **params)
-            embedded.set_ann(serialize(index), info)
-            del index
-        save_index(embedded, directory)
-    return None if kind == "none" else info
-
-
-def loaded_ann(embedded: EmbeddedCatalog) -> Any | None:
-    """The faiss structure of ``embedded`` (read on first use), or None when it has none."""
-    if embedded.ann is None:
-        return None
-    return read_ann(embedded.ann)
 
 
 def _empty_index(faiss, kind: str, dim: int, params: dict[str, Any]) -> Any:

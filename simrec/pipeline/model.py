@@ -17,14 +17,14 @@ import random
 import tempfile
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simrec.defaults import IMAGE_SIZE, MODEL_NAME, PREPROCESSING, SEED
-from simrec.errors import InvalidArgumentError, MissingFileError
+from simrec.core.defaults import IMAGE_SIZE, MODEL_NAME, PREPROCESSING, SEED
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
+from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo
 
 if TYPE_CHECKING:
     import keras
@@ -34,42 +34,6 @@ logger = logging.getLogger(__name__)
 IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_NOTOP_FILE
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
-UNTRAINED_WARNING = (
-    "UNTRAINED WEIGHTS: this index was embedded with untrained (random) weights, so "
-    "recommendations are not meaningful (see README: 'Weights and offline use')"
-)
-
-
-@dataclass(frozen=True)
-class ExtractorInfo:
-    """What an extractor is, stored in every index so queries use a matching one.
-
-    Attributes:
-        model: Backbone name (``"resnet50"``).
-        weights: ``"imagenet"``, ``"random(seed=N)"`` or ``"file:NAME"``.
-        pretrained: False for untrained (random) weights: results are not meaningful.
-        image_size: Side of the square input, in pixels.
-        preprocessing: Description of the pixel pipeline.
-        precision: Compute precision (``"float32"``, ``"bfloat16"`` or ``"float16"``).
-        device: ``"GPU"`` or ``"CPU"``.
-        weights_path: Absolute path of the weights file, when one was used.
-        backend: The Keras backend that ran it (``"tensorflow"``, ``"jax"`` or ``"torch"``).
-            The same weights give the same embeddings on every backend, so an index made
-            on one can be queried from another; untrained weights differ between backends.
-    """
-
-    model: str
-    weights: str
-    pretrained: bool
-    image_size: int
-    preprocessing: str
-    precision: str
-    device: str
-    weights_path: str = ""
-    backend: str = "tensorflow"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def build_extractor(
@@ -116,7 +80,7 @@ def build_extractor(
     import keras
     from keras.applications import resnet50
 
-    from simrec.backend import accelerators
+    from simrec.pipeline.backend import accelerators
 
     backend = keras.config.backend()
     gpus = accelerators()
@@ -189,14 +153,6 @@ def python_random_seeded(seed: int) -> Iterator[None]:
         yield
     finally:
         random.setstate(state)
-
-
-def extractor_info(model: keras.Model) -> ExtractorInfo:
-    """The :class:`ExtractorInfo` of a model made by :func:`build_extractor`."""
-    info = getattr(model, "simrec_info", None)
-    if not isinstance(info, ExtractorInfo):
-        raise TypeError("Expected an extractor made by simrec.build_extractor, got a model without simrec_info")
-    return info
 
 
 def imagenet_weights_cached() -> bool:
@@ -338,3 +294,19 @@ def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
     if used != set(norms):
         raise RuntimeError(f"could not fold BatchNormalization layers {sorted(set(norms) - used)}")
     return folded
+
+
+def extractor_for(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> keras.Model:
+    """Build the extractor an index was made with, from its ``meta.json`` contents.
+
+    Raises:
+        MissingFileError: The index used a weights file that is no longer there.
+        IndexIntegrityError: The index holds vectors made outside simrec.
+    """
+    if meta.get("model") != MODEL_NAME:
+        raise IndexIntegrityError(
+            f"this index holds vectors from {meta.get('model')!r}, made outside simrec: "
+            "photo queries need that model; query it by --id instead"
+        )
+    weights, seed = weights_argument(meta, weights_path)
+    return build_extractor(weights, int(meta["image_size"]), seed=seed, precision=meta.get("precision", "auto"))

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simrec.embedded import EmbeddedCatalog
-from simrec.errors import InvalidArgumentError, NotWritableError, SimrecError
+from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
+from simrec.embedded_catalog import EmbeddedCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _renamed_when_complete(writer: Any, partial: Path, out: Path):
 
 def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float, exact: bool):
     """``(start, distances, indices)`` blocks of every product's neighbours, itself left out."""
-    from simrec.colour import neighbors_for
+    from simrec.embedded_catalog import neighbors_for
 
     neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
     if neighbors is embedded.neighbors:
@@ -304,7 +304,7 @@ def _require_pyarrow() -> None:
     try:
         import pyarrow.parquet  # noqa: F401
     except ImportError:
-        raise InvalidArgumentError(
+        raise MissingDependencyError(
             "writing .parquet needs pyarrow, which is not installed: pip install pyarrow (or write .csv)"
         ) from None
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from simrec.errors import InvalidArgumentError
+from simrec.core.errors import InvalidArgumentError
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 35),

@@ -15,7 +15,7 @@ that dies (a crash inside an image decoder, the out-of-memory killer) is reporte
 files of its batch are listed as failures with that reason, a new pool takes over, and
 the run goes on.
 
-With ``signature=True`` each photo's colour signature (:mod:`simrec.colour`) is computed by
+With ``signature=True`` each photo's colour signature (:mod:`simrec.core.colour_signature`) is computed by
 the same worker from the same decoded pixels, so the colour costs no second decode.
 """
 
@@ -33,11 +33,11 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from simrec.catalog import printable_path
-from simrec.colour import N_BINS, colour_signature
-from simrec.crashpoints import crash_point
-from simrec.errors import ImageDecodeError, InvalidArgumentError
-from simrec.images import load_image
+from simrec.core.colour_signature import N_BINS, colour_signature
+from simrec.core.crashpoints import crash_point
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError
+from simrec.core.records import printable_path
+from simrec.pipeline.images import load_image
 
 logger = logging.getLogger(__name__)
 

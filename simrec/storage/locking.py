@@ -15,8 +15,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from simrec.durability import REFUSED, warn_unsupported
-from simrec.errors import IndexLockedError, MissingFileError, NotWritableError
+from simrec.core.durability import REFUSED, warn_unsupported
+from simrec.core.errors import IndexLockedError, MissingFileError, NotWritableError
 
 LOCK_FILE = ".simrec-lock"
 _held: dict[str, tuple[int, int]] = {}  # folder -> (thread holding it, depth), for re-entry by that thread

@@ -13,7 +13,7 @@ run leaves the previous index and its photos as they were.
 An approximate-search structure (``simrec ann``) is kept up to date in the same commit:
 IVF types add and remove vectors without retraining, HNSW is rebuilt; the report's
 ``ann`` line says which. ``engine="ray"`` embeds the new or changed photos on a Ray
-cluster (:mod:`simrec.ray_engine`) instead of in this process.
+cluster (:mod:`simrec.pipeline.ray_engine`) instead of in this process.
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from simrec.catalog import load_catalog
-from simrec.crashpoints import crash_point
-from simrec.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
-from simrec.embed import embed_images
-from simrec.embedded import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
-from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
-from simrec.locking import writer_lock
-from simrec.model import build_extractor, extractor_info, imagenet_available, weights_argument
-from simrec.store import load_index, new_generation, read_manifest, save_index
+from simrec.core.crashpoints import crash_point
+from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
+from simrec.core.records import extractor_info
+from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
+from simrec.pipeline.catalog import load_catalog
+from simrec.pipeline.embedding import embed_images
+from simrec.pipeline.model import build_extractor, imagenet_available, weights_argument
+from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
+from simrec.storage.locking import writer_lock
 
 if TYPE_CHECKING:
     import keras
@@ -106,7 +107,7 @@ def build_index(
         verbose: Show progress bars.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install simrec[ray]``).
         engine_options: For ``"ray"``: ``address``, ``workers``, ``gpus_per_worker``
-            (see :func:`simrec.ray_engine.embed_images_ray`).
+            (see :func:`simrec.pipeline.ray_engine.embed_images_ray`).
 
     Returns:
         ``(embedded, report)``.
@@ -134,7 +135,7 @@ def build_index(
         if previous_meta is not None:
             _check_same_model(previous_meta, info.to_dict(), out)
             if previous_meta.get("ann"):
-                from simrec.ann import import_faiss
+                from simrec.search.approximate import import_faiss
 
                 import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
         elif rebuild and _had_ann(out):
@@ -230,8 +231,8 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
             it); rebuild the index with ``simrec index ... --rebuild`` then.
         IndexLockedError: Another process is writing the index.
     """
-    from simrec.colour import SIGNATURE_METHOD
-    from simrec.embed import compute_colours
+    from simrec.core.colour_signature import SIGNATURE_METHOD
+    from simrec.pipeline.embedding import compute_colours
 
     directory = Path(directory)
     read_manifest(directory)  # a clear error for a folder that is not an index, before anything is written
@@ -282,8 +283,8 @@ def _aligned_colours(
     verbose: bool,
 ) -> _Colours:
     """``(len(catalog), N_BINS)`` signatures: new rows from this run, reused rows copied or computed."""
-    from simrec.colour import N_BINS, SIGNATURE_METHOD
-    from simrec.embed import compute_colours
+    from simrec.core.colour_signature import N_BINS, SIGNATURE_METHOD
+    from simrec.pipeline.embedding import compute_colours
 
     colours = np.full((len(catalog), N_BINS), np.nan, dtype=np.float32)
     colours[todo] = result.colours
@@ -316,7 +317,7 @@ def _embed_function(engine: str, options: dict[str, Any]):
     if engine == "ray":
         import functools
 
-        from simrec.ray_engine import embed_images_ray, import_ray
+        from simrec.pipeline.ray_engine import embed_images_ray, import_ray
 
         import_ray()  # a missing Ray is reported before anything is written
         return functools.partial(embed_images_ray, **options)
@@ -329,7 +330,7 @@ def _keep_ann(
     """Carry the previous index's ann structure over to ``embedded``; one line saying how, or ""."""
     if previous is None or previous.ann is None:
         return ""
-    from simrec.ann import read_ann, serialize, update_ann
+    from simrec.search.approximate import read_ann, serialize, update_ann
 
     if len(embedded) < 2:
         embedded.set_ann(None, None)

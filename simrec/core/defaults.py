@@ -31,4 +31,7 @@ MAX_ZIP_TOTAL_BYTES = 64 * 1024**3
 SEARCH_CHUNK_SIZE = 1024
 """Query rows scored at once by all-items search; bounds memory to chunk x n_items floats."""
 
+SCRATCH_BYTES = 64 * 1024**2
+"""Bound on the scratch memory of one block of an all-items search (queries x n_items)."""
+
 DEMO_DIR = "simrec-demo"

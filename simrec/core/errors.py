@@ -61,4 +61,4 @@ class IndexLockedError(SimrecError):
 
 
 class MissingDependencyError(SimrecError, ImportError):
-    """An optional dependency (faiss, Ray) is not installed; the message says what to install."""
+    """An optional dependency (faiss, Ray, pyarrow) is not installed; the message says what to install."""

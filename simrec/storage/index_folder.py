@@ -1,4 +1,4 @@
-"""Saving an :class:`~simrec.embedded.EmbeddedCatalog` to an index folder, and loading it.
+"""Saving an :class:`~simrec.embedded_catalog.EmbeddedCatalog` to an index folder, and loading it.
 
 An index folder (format 2) holds:
 
@@ -12,7 +12,7 @@ An index folder (format 2) holds:
   pass over the embeddings;
 * ``failures-GEN.csv``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
 * ``colours-GEN.npy`` (optional): ``(n_items, N_BINS)`` float32 colour signatures, row ``i``
-  for catalog row ``i`` (see :mod:`simrec.colour`); indexes made before simrec stored
+  for catalog row ``i`` (see :mod:`simrec.core.colour_signature`); indexes made before simrec stored
   them have none, and ``simrec colours`` adds them;
 * ``ann-GEN.faiss`` (optional): the approximate-search structure of ``simrec ann``,
   described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
@@ -44,15 +44,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simrec.catalog import CATALOG_COLUMNS, SKIPPED_COLUMNS
-from simrec.checksum import file_fingerprint
-from simrec.crashpoints import crash_point
-from simrec.durability import fsync_file, fsync_folder
-from simrec.embedded import FORMAT_VERSION, EmbeddedCatalog, assemble
-from simrec.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
-from simrec.locking import writer_lock
-from simrec.neighbors import compute_inverse_norms
-from simrec.signals import deferred_interrupt
+from simrec.core.checksum import file_fingerprint
+from simrec.core.crashpoints import crash_point
+from simrec.core.durability import fsync_file, fsync_folder
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
+from simrec.core.records import CATALOG_COLUMNS, FAILURE_COLUMNS, FORMAT_VERSION
+from simrec.core.signals import deferred_interrupt
+from simrec.embedded_catalog import EmbeddedCatalog, assemble
+from simrec.search.exact import compute_inverse_norms
+from simrec.storage.locking import writer_lock
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def load_index(directory: str | os.PathLike, *, mmap: bool = False, verify: bool
         verify: Also check every checksum and that every vector is finite.
 
     Returns:
-        The :class:`~simrec.embedded.EmbeddedCatalog`.
+        The :class:`~simrec.embedded_catalog.EmbeddedCatalog`.
 
     Raises:
         MissingFileError: The folder does not exist.
@@ -471,8 +471,8 @@ def _check_consistent(
         problems.append(f"the catalog lacks columns {absent}")
     elif catalog["product_id"].duplicated().any():
         problems.append("the catalog has duplicate product_id values")
-    if [c for c in SKIPPED_COLUMNS if c not in failures.columns]:
-        problems.append(f"the failures table must have columns {SKIPPED_COLUMNS}")
+    if [c for c in FAILURE_COLUMNS if c not in failures.columns]:
+        problems.append(f"the failures table must have columns {FAILURE_COLUMNS}")
     if not problems and (verify or inverse_norms is None):
         computed = compute_inverse_norms(embeddings)
         if not np.isfinite(computed).all():
@@ -484,7 +484,7 @@ def _check_consistent(
 
 
 def _check_colours(directory: Path, colours: np.ndarray | None, count: int, verify: bool) -> None:
-    from simrec.colour import N_BINS
+    from simrec.core.colour_signature import N_BINS
 
     if colours is None:
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,18 +11,40 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.colour import ColourBlendNeighbors, colour_signature, neighbors_for
-from simrec.defaults import N_NEIGHBORS
-from simrec.embed import embed_arrays
-from simrec.embedded import EmbeddedCatalog, check_extractor_matches
-from simrec.errors import InvalidArgumentError
-from simrec.images import load_image, prepare_image
-from simrec.model import extractor_info
+from simrec.core.colour_signature import colour_signature
+from simrec.core.defaults import N_NEIGHBORS
+from simrec.core.errors import InvalidArgumentError
+from simrec.core.records import extractor_info
+from simrec.embedded_catalog import EmbeddedCatalog, check_extractor_matches, neighbors_for
+from simrec.pipeline.embedding import embed_arrays
+from simrec.pipeline.images import load_image, prepare_image
+from simrec.pipeline.model import extractor_for
+from simrec.search.blend import ColourBlendNeighbors
 
 if TYPE_CHECKING:
     import keras
 
 RESULT_COLUMNS = ["rank", "product_id", "path", "label", "distance"]
+
+_EXTRACTORS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def query_extractor(embedded: EmbeddedCatalog, weights_path: str | os.PathLike | None = None) -> keras.Model:
+    """The extractor ``embedded`` was made with, built once per loaded index and kept while it lives.
+
+    Args:
+        embedded: From :func:`simrec.load_index`.
+        weights_path: Where the index's weights file is now, if it has moved.
+
+    Raises:
+        MissingFileError: The index used a weights file that is not there.
+        IndexIntegrityError: The index holds vectors made outside simrec.
+    """
+    built = _EXTRACTORS.setdefault(embedded, {})
+    key = str(weights_path or "")
+    if key not in built:
+        built[key] = extractor_for(embedded.meta, weights_path)
+    return built[key]
 
 
 def recommend(
@@ -52,7 +75,7 @@ def recommend(
             the first photo query and kept with ``embedded`` for the next ones.
         colour_weight: From 0 (default: rank by look, the embedding alone) to 1 (rank by
             the product's colour alone); in between, the blend of
-            :class:`simrec.colour.ColourBlendNeighbors`. Above 0 needs an index with
+            :class:`simrec.core.colour_signature.ColourBlendNeighbors`. Above 0 needs an index with
             colour signatures.
         search: The search to use (default: exact, ``embedded.neighbors``); e.g.
             ``embedded.search()``, approximate when the index has an ann structure.
@@ -160,7 +183,7 @@ def _embed_query(
         raise TypeError(f"Expected image to be a path, PIL image or array, got {type(image).__name__}")
     # Decode first, so a bad file is reported before seconds are spent on the model.
     if extractor is None:
-        extractor = embedded.query_extractor()
+        extractor = query_extractor(embedded)
     else:
         check_extractor_matches(meta, extractor_info(extractor))
     return embed_arrays(pixels[None], extractor), pixels, query

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.errors import ImageDecodeError, InvalidArgumentError
-from simrec.images import load_image, prepare_image
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError
+from simrec.pipeline.images import load_image, prepare_image
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -90,7 +90,7 @@ def plot_colour_sweep(sweep: pd.DataFrame, *, title: str | None = None, ax: Axes
     """Draw precision@k and mAP@k against the colour weight, one colour per labelling.
 
     Args:
-        sweep: From :func:`simrec.evaluate.sweep_colour_weight` (its ``"(all)"`` rows are drawn).
+        sweep: From :func:`simrec.app.evaluate.sweep_colour_weight` (its ``"(all)"`` rows are drawn).
         title: Axes title.
         ax: Draw into these axes instead of a new figure.
 

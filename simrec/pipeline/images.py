@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from simrec.defaults import IMAGE_SIZE, MAX_IMAGE_PIXELS
-from simrec.errors import ImageDecodeError
+from simrec.core.defaults import IMAGE_SIZE, MAX_IMAGE_PIXELS
+from simrec.core.errors import ImageDecodeError
 
 logger = logging.getLogger(__name__)
 

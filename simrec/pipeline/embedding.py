@@ -1,6 +1,6 @@
 """Embed many photos in batches, decoding the next batch while the model runs.
 
-Decoding and resizing happen in threads or processes (:mod:`simrec.decode`), a bounded
+Decoding and resizing happen in threads or processes (:mod:`simrec.pipeline.decode`), a bounded
 number of batches ahead of the model, so memory stays flat however large the catalog.
 The model runs as one compiled function on whole batches (on any Keras backend), never
 one ``model.predict`` call per image. A file that cannot be read, or whose vector comes
@@ -19,19 +19,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from simrec.catalog import printable_path
-from simrec.colour import N_BINS
-from simrec.crashpoints import crash_point
-from simrec.decode import decoded_batches
-from simrec.defaults import BATCH_SIZE
-from simrec.errors import InvalidArgumentError
+from simrec.core.colour_signature import N_BINS
+from simrec.core.crashpoints import crash_point
+from simrec.core.defaults import BATCH_SIZE
+from simrec.core.errors import InvalidArgumentError
+from simrec.core.records import FAILURE_COLUMNS, printable_path
+from simrec.pipeline.decode import decoded_batches
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
-
-FAILURE_COLUMNS = ["path", "reason", "stage"]
 
 
 @dataclass
@@ -45,7 +43,7 @@ class EmbeddingResult:
         failures: DataFrame with ``path``, ``reason``, ``stage`` for each failed file.
         seconds: Wall time of the run.
         colours: ``(n_paths, N_BINS)`` float32 colour signatures (see
-            :mod:`simrec.colour`), NaN where ``ok`` is False; None when not asked for.
+            :mod:`simrec.core.colour_signature`), NaN where ``ok`` is False; None when not asked for.
     """
 
     embeddings: np.ndarray
@@ -79,7 +77,7 @@ def embed_images(
         batch_size: Images per model call.
         verbose: Show a tqdm progress bar.
         n_workers: Decoding workers (default: every core for processes, at most 8 threads).
-        decoder: ``"auto"``, ``"threads"`` or ``"processes"`` (see :mod:`simrec.decode`);
+        decoder: ``"auto"``, ``"threads"`` or ``"processes"`` (see :mod:`simrec.pipeline.decode`);
             all give the same embeddings and failures.
         out: Optional preallocated ``(n_paths, dim)`` float32 array (e.g. a
             ``np.memmap``) to write into instead of allocating one.

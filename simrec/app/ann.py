@@ -1,0 +1,56 @@
+"""Build or remove the approximate-search structure of an index folder (``simrec ann``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from simrec.core.errors import InvalidArgumentError
+from simrec.search.approximate import ANN_TYPES, build_ann, import_faiss, serialize
+from simrec.storage.index_folder import load_index, read_manifest, save_index
+from simrec.storage.locking import writer_lock
+
+
+def attach_ann(
+    directory: str | os.PathLike,
+    kind: str,
+    *,
+    seed: int = 0,
+    **params: Any,
+) -> dict[str, Any] | None:
+    """Build (or with ``kind="none"`` remove) the ann structure of an index folder and commit it.
+
+    The structure is committed with the index's own manifest: whatever stops the
+    writer, the folder loads as before or with the complete new structure.
+
+    Args:
+        directory: The index folder.
+        kind: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
+        seed: Seed of the training sample and held-back queries.
+        **params: See :func:`default_params`.
+
+    Returns:
+        The ``meta.json`` ``ann`` entry, or None when removed.
+
+    Raises:
+        MissingDependencyError: faiss is not installed.
+        InvalidArgumentError: Unknown type or unfit parameters.
+        IndexLockedError: Another process is writing the folder.
+    """
+    directory = Path(directory)
+    if kind != "none":
+        if kind not in ANN_TYPES:
+            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {kind!r}")
+        import_faiss()
+    read_manifest(directory)  # a missing or foreign folder is reported before the lock file is made
+    with writer_lock(directory):
+        embedded = load_index(directory, mmap=True)
+        if kind == "none":
+            embedded.set_ann(None, None)
+        else:
+            index, info = build_ann(embedded.embeddings, embedded.inverse_norms, kind=kind, seed=seed, **params)
+            embedded.set_ann(serialize(index), info)
+            del index
+        save_index(embedded, directory)
+    return None if kind == "none" else info

@@ -1,0 +1,92 @@
+"""Argument checks shared by every public entry point, each with its one message.
+
+Each function validates one kind of argument and raises
+:class:`simrec.InvalidArgumentError` saying what was expected and what was received, so
+the same mistake reads the same from Python, the command line and the service.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from simrec.core.errors import InvalidArgumentError
+
+
+def check_colour_weight(colour_weight: object) -> float:
+    """``colour_weight`` as a float in ``[0, 1]``, or a clear error.
+
+    Raises:
+        InvalidArgumentError: Not a number, or outside ``[0, 1]`` (NaN included).
+
+    Example:
+        >>> check_colour_weight(0.25)
+        0.25
+        >>> check_colour_weight(2)
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected colour_weight from 0 to 1, got 2
+    """
+    if isinstance(colour_weight, bool) or not isinstance(colour_weight, numbers.Real):
+        raise InvalidArgumentError(f"Expected colour_weight to be a number from 0 to 1, got {colour_weight!r}")
+    value = float(colour_weight)
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise InvalidArgumentError(f"Expected colour_weight from 0 to 1, got {colour_weight!r}")
+    return value
+
+
+def check_n_neighbors(n_neighbors: object) -> int:
+    """``n_neighbors`` as a positive int, or a clear error.
+
+    Raises:
+        InvalidArgumentError: Not an int (``True`` included), or not above 0.
+
+    Example:
+        >>> check_n_neighbors(5)
+        5
+        >>> check_n_neighbors(0)
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected n_neighbors > 0 (an int), got 0
+    """
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors <= 0:
+        raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {n_neighbors!r}")
+    return int(n_neighbors)
+
+
+def check_enough_items(n_neighbors: int, n_samples_fit: int, self_query: bool) -> None:
+    """Refuse ``n_neighbors`` from ``n_samples_fit`` items (one fewer when each item leaves itself out).
+
+    Raises:
+        InvalidArgumentError: In scikit-learn's words, e.g. "Expected n_neighbors <=
+            n_samples_fit, but n_neighbors = 50, n_samples_fit = 37".
+
+    Example:
+        >>> check_enough_items(3, 3, self_query=False)
+        >>> check_enough_items(3, 3, self_query=True)
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected n_neighbors <= n_samples_fit - 1 (each item is left out of its own results), but n_neighbors = 3, n_samples_fit = 3
+    """  # noqa: E501
+    if n_neighbors > (n_samples_fit - 1 if self_query else n_samples_fit):
+        what = "n_samples_fit - 1 (each item is left out of its own results)" if self_query else "n_samples_fit"
+        raise InvalidArgumentError(
+            f"Expected n_neighbors <= {what}, but n_neighbors = {n_neighbors}, n_samples_fit = {n_samples_fit}"
+        )
+
+
+def as_matrix(X: object, name: str, ndim_one_ok: bool = False) -> np.ndarray:
+    """``X`` as a 2-D float32 array ``(n_items, dim)``; one vector becomes one row when ``ndim_one_ok``.
+
+    Raises:
+        InvalidArgumentError: ``X`` is not 2-D (or 1-D where allowed); the message names ``name``.
+    """
+    array = np.asarray(X)
+    if ndim_one_ok and array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InvalidArgumentError(f"Expected {name} to be a 2-D array (n_items, dim), got shape {array.shape}")
+    if array.dtype != np.float32:
+        array = array.astype(np.float32)
+    return array

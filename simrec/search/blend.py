@@ -1,0 +1,205 @@
+"""Search that blends look and colour: :class:`ColourBlendNeighbors` ranks by
+
+    ``(1 - W) * cosine_distance / cosine_scale + W * colour_distance / colour_scale``
+
+where each scale is the standard deviation of that distance over pairs of catalog
+products (from a fixed sample of at most 512 products): each term is in units of its own
+spread over the catalog, the usual way to weigh distances measured on different scales
+(shifting a term by its mean would change no ranking, so only the scale matters). The
+spread, not a typical value, is what makes the terms comparable: colour distances crowd
+near 1 for most pairs, so dividing by their median would weigh colour far less than
+its power to separate products. ``W = 0`` is the embedding alone (simrec then uses
+:class:`simrec.CosineNeighbors` itself, so results are exactly those without colour) and
+``W = 1`` the colour alone. The blend is computed exactly over every item, in blocks of
+bounded memory, as :class:`simrec.CosineNeighbors` does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simrec.core.colour_signature import N_BINS, hellinger
+from simrec.core.defaults import N_NEIGHBORS, SCRATCH_BYTES, SEARCH_CHUNK_SIZE
+from simrec.core.errors import InvalidArgumentError
+from simrec.core.validation import check_colour_weight, check_enough_items, check_n_neighbors
+from simrec.search.exact import CosineNeighbors
+
+_SCALE_SAMPLE = 512  # products sampled to measure the spread of the distances
+
+
+class ColourBlendNeighbors:
+    """Exact k-nearest-neighbour search by a blend of cosine and colour distance.
+
+    The distance is ``(1 - colour_weight) * cosine / cosine_scale_ + colour_weight *
+    colour / colour_scale_`` (see the module docstring), computed over every fitted item
+    in blocks of bounded scratch memory.
+
+    Args:
+        colour_weight: ``W`` from 0 (look only) to 1 (colour only).
+        n_neighbors: Default number of neighbours returned by :meth:`kneighbors`.
+        chunk_size: Most query rows scored at once when querying many items.
+
+    Attributes:
+        n_samples_fit_: Number of fitted items.
+        cosine_scale_: Standard deviation of the cosine distance over pairs of sampled
+            catalog items.
+        colour_scale_: Standard deviation of the colour distance over the same pairs.
+
+    Example:
+        >>> blend = ColourBlendNeighbors(colour_weight=0.5).fit(embeddings, signatures)  # doctest: +SKIP
+        >>> distances, indices = blend.kneighbors()  # each item's 5 nearest others
+    """
+
+    def __init__(
+        self, *, colour_weight: float = 0.5, n_neighbors: int = N_NEIGHBORS, chunk_size: int = SEARCH_CHUNK_SIZE
+    ) -> None:
+        self.colour_weight = colour_weight
+        self.n_neighbors = n_neighbors
+        self.chunk_size = chunk_size
+
+    def fit(
+        self, X: np.ndarray, colours: np.ndarray, *, inverse_norms: np.ndarray | None = None
+    ) -> ColourBlendNeighbors:
+        """Remember the catalog's vectors and colour signatures, and measure the two scales.
+
+        Args:
+            X: ``(n_items, dim)`` embeddings (a memory map is not copied).
+            colours: ``(n_items, N_BINS)`` colour signatures, aligned with ``X``.
+            inverse_norms: As in :meth:`simrec.CosineNeighbors.fit`.
+
+        Returns:
+            self
+
+        Raises:
+            ValueError: Shapes disagree, values are not finite, or bad parameters.
+        """
+        cosine = CosineNeighbors(n_neighbors=self.n_neighbors, chunk_size=self.chunk_size)
+        return self._fit(cosine.fit(X, inverse_norms=inverse_norms), colours)
+
+    @classmethod
+    def from_cosine(cls, cosine: CosineNeighbors, colours: np.ndarray, *, colour_weight: float) -> ColourBlendNeighbors:
+        """A blend over an already fitted :class:`simrec.CosineNeighbors` (its vectors are shared)."""
+        blend = cls(colour_weight=colour_weight, n_neighbors=cosine.n_neighbors, chunk_size=cosine.chunk_size)
+        return blend._fit(cosine, colours)
+
+    def _fit(self, cosine: CosineNeighbors, colours: np.ndarray) -> ColourBlendNeighbors:
+        self.colour_weight = check_colour_weight(self.colour_weight)
+        colours = np.asarray(colours, dtype=np.float32)
+        if colours.shape != (cosine.n_samples_fit_, N_BINS):
+            raise InvalidArgumentError(
+                f"Expected colours of shape ({cosine.n_samples_fit_}, {N_BINS}), got {colours.shape}"
+            )
+        if not np.isfinite(colours).all():
+            raise InvalidArgumentError("colours contain NaN or infinite values")
+        self._cosine = cosine
+        self._roots = np.sqrt(np.clip(colours, 0, None))
+        self.n_samples_fit_, self.n_features_in_ = cosine.n_samples_fit_, cosine.n_features_in_
+        self.cosine_scale_, self.colour_scale_ = self._typical_distances()
+        return self
+
+    def kneighbors(
+        self,
+        X: np.ndarray | None = None,
+        colours: np.ndarray | None = None,
+        n_neighbors: int | None = None,
+        return_distance: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
+        """Find the nearest fitted items by the blended distance.
+
+        Args:
+            X: ``(n_queries, dim)`` or ``(dim,)`` query vectors, with ``colours``. None
+                queries every fitted item, leaving each out of its own neighbours.
+            colours: ``(n_queries, N_BINS)`` or ``(N_BINS,)`` query signatures.
+            n_neighbors: Neighbours per query (default: the constructor's).
+            return_distance: Also return the distances.
+
+        Returns:
+            ``(distances, indices)``, each ``(n_queries, n_neighbors)``, nearest first:
+            float32 blended distances and int64 row numbers. Equal distances are ordered
+            by row number.
+        """
+        if not hasattr(self, "_cosine"):
+            raise InvalidArgumentError("This ColourBlendNeighbors is not fitted yet: call fit(embeddings, colours)")
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        n_fit = self.n_samples_fit_
+        self_query = X is None
+        if self_query != (colours is None):
+            raise InvalidArgumentError("Give both X and colours for outside queries, or neither")
+        check_n_neighbors(k)
+        check_enough_items(k, n_fit, self_query)
+        fit_X, inv_norms = self._cosine._fit_X, self._cosine._inv_norms
+        if self_query:
+            queries, query_inv, query_roots = fit_X, inv_norms, self._roots
+        else:
+            queries = np.atleast_2d(np.asarray(X, dtype=np.float32))
+            query_colours = np.atleast_2d(np.asarray(colours, dtype=np.float32))
+            if queries.shape[1:] != (self.n_features_in_,) or query_colours.shape != (len(queries), N_BINS):
+                raise InvalidArgumentError(
+                    f"Expected ({len(queries)}, {self.n_features_in_}) queries and ({len(queries)}, {N_BINS}) "
+                    f"colours, got {queries.shape} and {query_colours.shape}"
+                )
+            if not (np.isfinite(queries).all() and np.isfinite(query_colours).all()):
+                raise InvalidArgumentError("Query vectors or colours contain NaN or infinite values")
+            norms = np.linalg.norm(queries, axis=1)
+            query_inv = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
+            query_roots = np.sqrt(np.clip(query_colours, 0, None))
+        n_queries = len(queries)
+        # Per query row and fitted item: the colour and cosine blocks (float32, computed in
+        # place), argpartition's int64 and a comparison byte: at most 20 bytes.
+        rows = max(1, min(self.chunk_size, SCRATCH_BYTES // (20 * n_fit)))
+        distances = np.empty((n_queries, k), dtype=np.float32)
+        indices = np.empty((n_queries, k), dtype=np.int64)
+        for start in range(0, n_queries, rows):
+            stop = min(start + rows, n_queries)
+            blend = self._blend(queries[start:stop], query_inv[start:stop], query_roots[start:stop])
+            if self_query:
+                blend[np.arange(stop - start), np.arange(start, stop)] = np.inf
+            distances[start:stop], indices[start:stop] = _smallest_k(blend, k)
+        return (distances, indices) if return_distance else indices
+
+    def _blend(self, queries: np.ndarray, query_inv: np.ndarray, query_roots: np.ndarray) -> np.ndarray:
+        """``(rows, n_fit)`` float32 blended distances of a few queries to every fitted item."""
+        weight = self.colour_weight
+        blend = hellinger(query_roots @ self._roots.T)
+        blend *= np.float32(weight / self.colour_scale_)
+        if weight < 1.0:  # W = 1 ranks by colour alone
+            fit_X, inv_norms = self._cosine._fit_X, self._cosine._inv_norms
+            cosine = (queries * query_inv[:, None]) @ fit_X.T
+            cosine *= inv_norms
+            np.subtract(np.float32(1.0), cosine, out=cosine)
+            np.clip(cosine, 0.0, 2.0, out=cosine)
+            cosine *= np.float32((1.0 - weight) / self.cosine_scale_)
+            blend += cosine
+        return blend
+
+    def _typical_distances(self) -> tuple[float, float]:
+        """Standard deviations of the cosine and colour distances over pairs of a fixed sample of items."""
+        n = self.n_samples_fit_
+        if n < 2:
+            return 1.0, 1.0
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, size=min(n, _SCALE_SAMPLE), replace=False))
+        X = np.asarray(self._cosine._fit_X[sample], dtype=np.float32) * self._cosine._inv_norms[sample, None]
+        upper = np.triu_indices(len(sample), k=1)
+        cosine = np.clip(1.0 - (X @ X.T)[upper], 0.0, 2.0)
+        roots = self._roots[sample]
+        colour = hellinger(roots @ roots.T)[upper]
+        scales = [float(np.std(values, dtype=np.float64)) for values in (cosine, colour)]
+        return tuple(s if s > 1e-9 else 1.0 for s in scales)  # all alike: any scale ranks the same
+
+
+def _smallest_k(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest-first k smallest of each row, ties by row number."""
+    n = distances.shape[1]
+    if k < n:
+        candidates = np.argpartition(distances, k - 1, axis=1)[:, :k]
+        # argpartition may split a tie at the k-th distance arbitrarily: such rows are sorted fully.
+        kth = np.take_along_axis(distances, candidates, axis=1).max(axis=1, keepdims=True)
+        for row in np.flatnonzero((distances <= kth).sum(axis=1) > k):
+            candidates[row] = np.lexsort((np.arange(n), distances[row]))[:k]
+    else:
+        candidates = np.broadcast_to(np.arange(n), distances.shape).copy()
+    scores = np.take_along_axis(distances, candidates, axis=1)
+    order = np.lexsort((candidates, scores), axis=1)
+    candidates = np.take_along_axis(candidates, order, axis=1)
+    return np.take_along_axis(distances, candidates, axis=1).astype(np.float32), candidates.astype(np.int64)
