@@ -18,7 +18,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import build_extractor, build_index, load_index
 from simrec.storage.locking import LOCK_FILE
