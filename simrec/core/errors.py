@@ -27,6 +27,15 @@ class NotWritableError(SimrecError, PermissionError):
     """An output file or folder cannot be written."""
 
 
+class DiskFullError(NotWritableError):
+    """The disk (or quota) has no room left for a write, or is read-only.
+
+    Raised for ``ENOSPC``, ``EDQUOT`` and ``EROFS`` wherever simrec writes, so a full
+    disk reads as a full disk, never as a damaged photo or a bug. The message names the
+    folder or file and says what was kept.
+    """
+
+
 class UnknownProductError(SimrecError, KeyError):
     """A ``product_id`` that the catalog does not hold; the message suggests close matches."""
 
