@@ -106,7 +106,7 @@ def no_room_error(where: str | os.PathLike, error: OSError, kept: str = "") -> D
     words = _NO_ROOM_WORDS.get(error.errno, "the disk takes no more writes")
     advice = "free some space and run it again" if error.errno != errno.EROFS else "write somewhere else"
     message = f"cannot write {os.fspath(where)}: {words} ({error.strerror or error})"
-    return DiskFullError(f"{message}; {kept + '; ' if kept else ''}{advice}")
+    return DiskFullError(f"{message}; {kept + '; ' if kept else ''}{advice}", error)
 
 
 class NewFile(io.RawIOBase):
