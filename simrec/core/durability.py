@@ -32,7 +32,7 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 _NO_ROOM_WORDS = {
     errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk is full (quota exceeded)",
+    errno.EDQUOT: "the disk is full for this user (its quota)",
     errno.EROFS: "the disk is read-only",
 }
 
