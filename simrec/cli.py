@@ -410,7 +410,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-
+    check_path_argument(args.out, "--out")
     embedded = load_index(args.index_dir, mmap=True)
     if args.embeddings:
         report = export_embeddings(embedded, args.out, verbose=not args.quiet)
