@@ -303,3 +303,16 @@ def test_a_small_real_filesystem_filling_up_at_every_level(shop, tmp_path, small
         assert outcomes[0] == "full" and outcomes[-1] == "indexed"
     finally:
         subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_short_write_says_the_disk_is_full(embedded, tmp_path, monkeypatch):
+    from simrec import save_index
+
+    out = tmp_path / "idx"
+    FullDisk(monkeypatch).after(5000)  # the embeddings (12 x 2048 float32) are taken in part, then ENOSPC
+    with pytest.raises(DiskFullError) as caught:
+        save_index(embedded, out)
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {out}: the disk is full (No space left on device)")
+    assert "requested" not in message and "written" not in message
+    assert sorted(os.listdir(out)) == [LOCK_FILE]
