@@ -25,12 +25,12 @@ names that are not UTF-8 are listed as failures in their escaped form (``caf\\xe
 ``GEN`` names one generation of the index. A save writes the new generation's files
 under new names, reads them back as a reader would (row counts, shapes, every name as
 written), then writes the manifest to a temporary file, fsyncs it and renames it over
-``meta.json``: that rename is the commit. A version that would not load is never
-committed. Only then are the previous generation's
-files removed. Readers read the manifest first and then only the files it names, so at
-every instant, whatever kills the writer, the folder loads as the previous version or
-the new one, never neither and never a mix. Opening checks sizes and shapes, not
-checksums, so it costs time in proportion to the rows, not to the bytes;
+``meta.json``: that rename is the commit, so a version that would not load is never
+committed. Only after it are the previous generation's files removed. Readers read the
+manifest first and then only the files it names, so at every instant, whatever kills
+the writer, the folder loads as the previous version or the new one, never neither and
+never a mix. Opening checks sizes and shapes, not checksums, so it costs time in
+proportion to the rows, not to the bytes;
 :func:`verify_index` (``simrec verify``) reads everything and checks every checksum.
 Format 1 folders (``catalog.csv``, ``embeddings.npy``, ``failures.csv``) and format 2
 folders (``catalog-GEN.csv``, ``failures-GEN.csv``) still load, and become format 3 at
@@ -456,17 +456,22 @@ def _check_written(directory: Path, meta: dict[str, Any], embedded: EmbeddedCata
         raise IndexIntegrityError(f"{error}; it was not committed, and the previous version is unchanged") from None
     problems = []
     for column in ("product_id", "label"):
-        if written.catalog[column].astype(str).tolist() != embedded.catalog[column].astype(str).tolist():
+        if _texts(written.catalog[column]) != _texts(embedded.catalog[column]):
             problems.append(f"the catalog's {column} column")
     expected_failures = _arrow_ready(embedded.failures)
     for column in FAILURE_COLUMNS:
-        if written.failures[column].astype(str).tolist() != expected_failures[column].astype(str).tolist():
+        if _texts(written.failures[column]) != _texts(expected_failures[column]):
             problems.append(f"the failures' {column} column")
     if problems:
         raise IndexIntegrityError(
             f"the new version of {directory} does not read back as written ({', '.join(problems)}); it was not "
             "committed, and the previous version is unchanged"
         )
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    """A column's values as text to compare, a missing value (None, NaN) as None."""
+    return [None if _is_missing(value) else str(value) for value in column]
 
 
 def _write_ann(ann: Path | np.ndarray, handle) -> None:
