@@ -84,6 +84,31 @@ def test_every_hostile_name_round_trips_as_a_photo_and_as_a_failure(source_kind,
     assert all(os.path.isfile(path) for path in loaded.catalog["path"])
 
 
+def test_a_csv_export_reads_back_every_hostile_name(tmp_path, extractor):
+    from simrec.app.export import export_neighbors
+
+    source = tmp_path / "shop"
+    for i, name in enumerate(HOSTILE.values()):
+        write_image(source / ("red", "blue")[i % 2] / f"{name}.jpg", (200 - 10 * i, 30, 30 + 10 * i))
+    embedded, _ = build_index(source, tmp_path / "idx", extractor=extractor, verbose=False)
+    report = export_neighbors(embedded, tmp_path / "recs.csv", n_neighbors=2, verbose=False)
+    exported = pd.read_csv(report.path, keep_default_na=False, dtype={"product_id": str, "neighbour_id": str})
+    assert len(exported) == 2 * len(HOSTILE)
+    assert set(exported["product_id"]) == set(exported["neighbour_id"]) == set(embedded.catalog["product_id"])
+
+
+def test_a_zip_whose_names_claim_utf8_falsely_is_one_clear_error(tmp_path):
+    from simrec import UnsafeArchiveError, load_catalog
+
+    source = tmp_path / "shop.zip"
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("red/abc\u00e9.jpg", jpeg_bytes())  # flagged UTF-8: the name is not ASCII
+    data = source.read_bytes().replace("abc\u00e9".encode(), b"abc\xff\xfe")
+    source.write_bytes(data)
+    with pytest.raises(UnsafeArchiveError, match="marked as UTF-8 but is not"):
+        load_catalog(source, extract_to=tmp_path / "photos")
+
+
 def test_names_that_are_not_utf8_are_listed_in_their_escaped_form(tmp_path, extractor):
     source = tmp_path / "shop"
     write_image(source / "red" / "good.jpg")
