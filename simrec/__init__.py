@@ -12,6 +12,7 @@ from simrec.app.querying import recommend
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.core.colour_signature import colour_signature
 from simrec.core.errors import (
+    DiskFullError,
     ImageDecodeError,
     IndexIntegrityError,
     IndexLockedError,
@@ -36,6 +37,7 @@ from simrec.storage.index_folder import load_index, save_index, save_vectors, ve
 
 __all__ = [
     "BuildReport",
+    "DiskFullError",
     "EmbeddedCatalog",
     "EmbeddingResult",
     "ImageDecodeError",

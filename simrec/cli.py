@@ -26,6 +26,7 @@ from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_ray_benchmark
 from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
+from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
 from simrec.embedded_catalog import require_colours
 from simrec.pipeline.backend import backend_name
@@ -355,11 +356,16 @@ def _print_build(embedded, report, out) -> None:
         table = embedded.meta.get("files", {}).get("failures", {}).get("name", "")
         print(f"skipped files and reasons: {Path(out) / table}")
         for row in embedded.failures.head(5).itertuples(index=False):
-            print(f"  {row.path}: {row.reason}")
+            print(f"  {_one_line(row.path)}: {row.reason}")
         if report.skipped > 5:
             print(f"  ... and {report.skipped - 5} more")
     if getattr(report, "ann", ""):
         print(report.ann)
+
+
+def _one_line(name: str) -> str:
+    """A file name as one terminal line: line breaks, tabs and other control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in name)
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
@@ -404,7 +410,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-
+    check_path_argument(args.out, "--out")
     embedded = load_index(args.index_dir, mmap=True)
     if args.embeddings:
         report = export_embeddings(embedded, args.out, verbose=not args.quiet)
@@ -570,7 +576,7 @@ def _print_evaluation(report: dict) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-
+    check_path_argument(args.out, "--out")
     _import_backend_quietly(args.verbose)
     out = Path(args.out)
     zip_path = make_synthetic_catalog(out / "Colors_Products.zip")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 
+import pandas as pd
 import pytest
 
 from simrec import make_synthetic_catalog
@@ -40,7 +41,7 @@ def test_index_counts_and_files(built, capsys):
     for role in ("catalog", "embeddings", "inverse_norms", "failures"):
         assert (out / meta["files"][role]["name"]).is_file()
     assert meta["count"] == N and meta["failures"] == 2 and meta["weights"] == "random(seed=0)"
-    failures = (out / meta["files"]["failures"]["name"]).read_text()
+    failures = " ".join(pd.read_parquet(out / meta["files"]["failures"]["name"])["path"])
     assert "broken.jpg" in failures and "__MACOSX" in failures
 
 

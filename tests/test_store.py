@@ -30,7 +30,7 @@ def test_round_trip(embedded, tmp_path):
     for key in ("model", "weights", "image_size", "preprocessing", "simrec_version", "count", "precision"):
         assert key in meta
     assert meta["count"] == 12 and meta["model"] == "resnet50" and meta["weights"] == "random(seed=0)"
-    assert meta["format_version"] == 2
+    assert meta["format_version"] == 3
     assert load_index(folder, mmap=True).embeddings.shape == (12, 2048)
 
 
@@ -53,7 +53,7 @@ def test_paths_inside_the_folder_are_relative_so_it_can_move(embedded, tmp_path)
     moved.write_bytes(open(first, "rb").read())
     embedded.catalog.loc[0, "path"] = str(moved)
     save_index(embedded, folder)
-    assert pd.read_csv(_data_file(folder, "catalog"))["path"].iloc[0] == "images/first.jpg"
+    assert pd.read_parquet(_data_file(folder, "catalog"))["path"].iloc[0] == "images/first.jpg"
     folder.rename(tmp_path / "elsewhere")
     moved_back = load_index(tmp_path / "elsewhere").catalog["path"].iloc[0]
     assert moved_back == str(tmp_path / "elsewhere" / "images" / "first.jpg")
@@ -104,7 +104,7 @@ def test_opening_reads_no_checksum_but_verify_checks_every_one(embedded, tmp_pat
 def test_row_count_mismatch_is_refused_even_with_fresh_checksums(embedded, tmp_path):
     folder = save_index(embedded, tmp_path / "idx")
     catalog = _data_file(folder, "catalog")
-    pd.read_csv(catalog).iloc[:-1].to_csv(catalog, index=False)
+    pd.read_parquet(catalog).iloc[:-1].to_parquet(catalog, index=False)
     _refresh_checksums(folder)
     with pytest.raises(IndexIntegrityError, match="the catalog has 11 rows but the embeddings have 12"):
         load_index(folder)
@@ -176,7 +176,7 @@ def test_format_1_folders_still_load_and_upgrade_at_the_next_save(embedded, tmp_
     np.testing.assert_array_equal(loaded.embeddings, embedded.embeddings)
     assert loaded.neighbors.kneighbors(n_neighbors=3)[1].shape == (12, 3)
     save_index(loaded, folder)
-    assert _meta(folder)["format_version"] == 2
+    assert _meta(folder)["format_version"] == 3
     assert not (folder / "embeddings.npy").exists() and not (folder / "catalog.csv").exists()
     assert len(load_index(folder, verify=True)) == 12
 

@@ -10,6 +10,8 @@ service answers.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import logging
 import os
 import time
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
 from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for
 
@@ -105,16 +108,11 @@ def export_neighbors(
     blocks = _neighbour_blocks(embedded, n_neighbors, colour_weight, exact)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from None
-    partial = out.with_name(f".{out.name}.partial")
-    writer = _ParquetWriter(partial) if fmt == "parquet" else _CsvWriter(partial)
     rows = 0
     from tqdm.auto import tqdm
 
-    with _renamed_when_complete(writer, partial, out):
+    opener = (lambda path: _ParquetFile(path, _neighbour_schema())) if fmt == "parquet" else _CsvFile
+    with _renamed_when_complete(out, opener) as writer:
         with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
             for start, distances, indices in blocks:
                 frame = _block_frame(product_ids, labels, start, distances, indices)
@@ -154,7 +152,6 @@ def export_embeddings(
         raise InvalidArgumentError(f"Expected --out to end in .parquet for --embeddings, got {str(out)!r}")
     _require_pyarrow()
     import pyarrow as pa
-    import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -168,13 +165,7 @@ def export_embeddings(
             ("embedding", pa.list_(pa.float32(), dim)),
         ]
     )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_name(f".{out.name}.partial")
-        writer = pq.ParquetWriter(partial, schema)
-    except OSError as error:
-        raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from None
-    with _renamed_when_complete(writer, partial, out):
+    with _renamed_when_complete(out, lambda path: _ParquetFile(path, schema)) as writer:
         with tqdm(total=n, unit="product", desc="export", disable=not verbose) as progress:
             for start in range(0, n, block_rows):
                 stop = min(n, start + block_rows)
@@ -184,21 +175,34 @@ def export_embeddings(
                     for name in ("product_id", "label", "path")
                 ]
                 columns.append(pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim))
-                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+                writer.write(pa.Table.from_arrays(columns, schema=schema))
                 progress.update(stop - start)
     return ExportReport(out, n, n, time.perf_counter() - started)
 
 
 @contextlib.contextmanager
-def _renamed_when_complete(writer: Any, partial: Path, out: Path):
-    """Close ``writer`` and rename ``partial`` to ``out`` after the block; on any failure, remove it."""
+def _renamed_when_complete(out: Path, open_writer: Any):
+    """A writer on ``.OUT.partial``, renamed to ``out`` when the block completes; on any failure nothing stays.
+
+    A full disk is a :class:`~simrec.core.errors.DiskFullError` naming ``out``; the
+    half-written file is removed whatever happened.
+    """
+    partial = out.with_name(f".{out.name}.partial")
+    writer = None
     try:
-        yield
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)  # what an export killed earlier left
+        writer = open_writer(partial)
+        yield writer
         writer.close()
         os.replace(partial, out)
     except BaseException as error:
-        writer.close()
-        partial.unlink(missing_ok=True)
+        if writer is not None:
+            writer.abort()
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        if is_no_room(error) and not isinstance(error, SimrecError):
+            raise no_room_error(out, error, "no export was written") from error
         if isinstance(error, OSError) and not isinstance(error, SimrecError):
             raise NotWritableError(f"cannot write the export {out}: {error.strerror or error}") from error
         raise
@@ -246,48 +250,76 @@ def _block_frame(
     )
 
 
-class _CsvWriter:
+_BUFFER = 1024**2
+
+
+class _CsvFile:
+    """The CSV export: every text field quoted, so names with line breaks, commas or quotes read back whole."""
+
     def __init__(self, path: Path) -> None:
-        self._handle = open(path, "w", newline="", encoding="utf-8")
+        self._handle = io.TextIOWrapper(io.BufferedWriter(NewFile(path), _BUFFER), encoding="utf-8", newline="")
         self._header = True
 
     def write(self, frame: pd.DataFrame) -> None:
-        frame.to_csv(self._handle, header=self._header, index=False)
+        frame.to_csv(self._handle, header=self._header, index=False, quoting=csv.QUOTE_NONNUMERIC)
         self._header = False
 
     def close(self) -> None:
-        if not self._handle.closed:
-            if self._header:  # no block at all: still write the header
-                pd.DataFrame(columns=EXPORT_COLUMNS).to_csv(self._handle, index=False)
+        if self._header:  # no block at all: still write the header
+            self.write(pd.DataFrame(columns=EXPORT_COLUMNS))
+        fsync_file(self._handle)
+        self._handle.close()
+
+    def abort(self) -> None:
+        """Close without caring what was lost (the file is removed next)."""
+        with contextlib.suppress(OSError):
             self._handle.close()
 
 
-class _ParquetWriter:
-    def __init__(self, path: Path) -> None:
-        import pyarrow as pa
+class _ParquetFile:
+    """A Parquet export written in row groups, every byte through :class:`~simrec.core.durability.NewFile`."""
+
+    def __init__(self, path: Path, schema: Any) -> None:
         import pyarrow.parquet as pq
 
-        self._pa = pa
-        self._schema = pa.schema(
-            [
-                ("product_id", pa.string()),
-                ("rank", pa.int64()),
-                ("neighbour_id", pa.string()),
-                ("distance", pa.float64()),
-                ("label", pa.string()),
-                ("neighbour_label", pa.string()),
-            ]
-        )
-        self._writer = pq.ParquetWriter(path, self._schema)
-        self._open = True
+        self._handle = io.BufferedWriter(NewFile(path), _BUFFER)
+        self._schema = schema
+        self._writer = pq.ParquetWriter(self._handle, schema)
 
-    def write(self, frame: pd.DataFrame) -> None:
-        self._writer.write_table(self._pa.Table.from_pandas(frame, schema=self._schema, preserve_index=False))
+    def write(self, block: Any) -> None:
+        """Write a ``pyarrow.Table`` or a DataFrame of the schema's columns."""
+        if isinstance(block, pd.DataFrame):
+            import pyarrow as pa
+
+            block = pa.Table.from_pandas(block, schema=self._schema, preserve_index=False)
+        self._writer.write_table(block)
 
     def close(self) -> None:
-        if self._open:
-            self._open = False
+        self._writer.close()  # writes the footer; the handle stays open
+        fsync_file(self._handle)
+        self._handle.close()
+
+    def abort(self) -> None:
+        """Close without caring what was lost (the file is removed next)."""
+        with contextlib.suppress(Exception):
             self._writer.close()
+        with contextlib.suppress(OSError):
+            self._handle.close()
+
+
+def _neighbour_schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("product_id", pa.string()),
+            ("rank", pa.int64()),
+            ("neighbour_id", pa.string()),
+            ("distance", pa.float64()),
+            ("label", pa.string()),
+            ("neighbour_label", pa.string()),
+        ]
+    )
 
 
 def _require_pyarrow() -> None:

@@ -33,8 +33,16 @@ import pandas as pd
 
 from simrec.core.crashpoints import crash_point
 from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
-from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
+from simrec.core.durability import is_no_room, no_room_error
+from simrec.core.errors import (
+    DiskFullError,
+    IndexIntegrityError,
+    InvalidArgumentError,
+    MissingFileError,
+    NotWritableError,
+)
 from simrec.core.records import extractor_info
+from simrec.core.validation import check_path_argument
 from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
@@ -116,98 +124,105 @@ def build_index(
         MissingFileError: ``source`` does not exist, or the existing index's weights are
             not available here.
         NotWritableError: ``out`` cannot be written.
+        DiskFullError: The disk of ``out`` has no room left (or is read-only); the
+            previous version stays, and nothing of this run is left behind.
         IndexLockedError: Another process is writing ``out``.
-        InvalidArgumentError: ``source`` holds no usable image, or the weights,
-            precision or image size differ from the existing index's without ``rebuild``.
+        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``out`` is
+            empty, ``out`` is inside the source folder, or the weights, precision or image
+            size differ from the existing index's without ``rebuild``.
     """
     started = time.perf_counter()
+    check_path_argument(source, "the source")
+    check_path_argument(out, "--out")
     embed = _embed_function(engine, engine_options or {})
     source, out = Path(source), Path(out)
     if not source.exists():
         raise MissingFileError(f"catalog source not found: {source}")
-    _check_writable(out)
-    with writer_lock(out):
-        crash_point("locked")
-        previous_meta = None if rebuild else _existing_manifest(out)
-        if extractor is None:
-            extractor = build_extractor(**_extractor_spec(previous_meta, out, weights, seed, image_size, precision))
-        info = extractor_info(extractor)
-        if previous_meta is not None:
-            _check_same_model(previous_meta, info.to_dict(), out)
-            if previous_meta.get("ann"):
-                from simrec.search.approximate import import_faiss
+    _check_outside_source(source, out)
+    with _full_disk_named(out):
+        _check_writable(out)
+        with writer_lock(out):
+            crash_point("locked")
+            previous_meta = None if rebuild else _existing_manifest(out)
+            if extractor is None:
+                extractor = build_extractor(**_extractor_spec(previous_meta, out, weights, seed, image_size, precision))
+            info = extractor_info(extractor)
+            if previous_meta is not None:
+                _check_same_model(previous_meta, info.to_dict(), out)
+                if previous_meta.get("ann"):
+                    from simrec.search.approximate import import_faiss
 
-                import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
-        elif rebuild and _had_ann(out):
-            logger.warning(
-                "--rebuild drops the index's approximate-search structure: build it again with 'simrec ann %s'", out
-            )
-        generation = new_generation(out)
-        is_zip = source.is_file() and source.suffix.lower() == ".zip"
-        photos = out / f"images-{generation}"
-        with _removed_on_failure(photos):
-            catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
-            crash_point("catalogued")
-            catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
-            previous = load_index(out, mmap=True) if previous_meta is not None else None
+                    import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
+            elif rebuild and _had_ann(out):
+                logger.warning(
+                    "--rebuild drops the index's approximate-search structure: build it again with 'simrec ann %s'", out
+                )
+            generation = new_generation(out)
+            is_zip = source.is_file() and source.suffix.lower() == ".zip"
+            photos = out / f"images-{generation}"
+            with _removed_on_failure(photos):
+                catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
+                crash_point("catalogued")
+                catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
+                previous = _previous_index(out) if previous_meta is not None else None
 
-            reuse_rows, status = _match(catalog, previous)
-            todo = np.flatnonzero(reuse_rows < 0)
-            reused = np.flatnonzero(reuse_rows >= 0)
-            dim = int(extractor.output_shape[-1])
-            # One (n_items, dim) array holds everything; a full build embeds straight into it.
-            embeddings = np.empty((len(catalog), dim), dtype=np.float32)
-            full = len(todo) == len(catalog)
-            result = embed(
-                catalog["path"].iloc[todo].tolist(),
-                extractor,
-                batch_size=batch_size,
-                verbose=verbose,
-                out=embeddings if full else None,
-            )
-            if not full:
-                embeddings[todo] = result.embeddings
-            if len(reused):
-                embeddings[reused] = previous.embeddings[reuse_rows[reused]]
-            ok = np.ones(len(catalog), dtype=bool)
-            ok[todo] = result.ok
-            colours = _aligned_colours(
-                catalog, previous, reuse_rows, todo, result, info.image_size, batch_size, verbose
-            )
-            ok &= np.isfinite(colours.values).all(axis=1)  # a reused photo that can no longer be read
-            embedded = assemble(
-                catalog,
-                embeddings[ok] if not ok.all() else embeddings,
-                ok,
-                [skipped, result.failures, colours.failures],
-                info.to_dict(),
-                colours=colours.values[ok],
-                source=str(source.absolute()),
-            )
-            removed = (
-                0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
-            )
-            ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
-            del previous  # release the memory map before the old files are removed
-            save_index(embedded, out, generation=generation)
+                reuse_rows, status = _match(catalog, previous)
+                todo = np.flatnonzero(reuse_rows < 0)
+                reused = np.flatnonzero(reuse_rows >= 0)
+                dim = int(extractor.output_shape[-1])
+                # One (n_items, dim) array holds everything; a full build embeds straight into it.
+                embeddings = np.empty((len(catalog), dim), dtype=np.float32)
+                full = len(todo) == len(catalog)
+                result = embed(
+                    catalog["path"].iloc[todo].tolist(),
+                    extractor,
+                    batch_size=batch_size,
+                    verbose=verbose,
+                    out=embeddings if full else None,
+                )
+                if not full:
+                    embeddings[todo] = result.embeddings
+                if len(reused):
+                    embeddings[reused] = previous.embeddings[reuse_rows[reused]]
+                ok = np.ones(len(catalog), dtype=bool)
+                ok[todo] = result.ok
+                colours = _aligned_colours(
+                    catalog, previous, reuse_rows, todo, result, info.image_size, batch_size, verbose
+                )
+                ok &= np.isfinite(colours.values).all(axis=1)  # a reused photo that can no longer be read
+                embedded = assemble(
+                    catalog,
+                    embeddings[ok] if not ok.all() else embeddings,
+                    ok,
+                    [skipped, result.failures, colours.failures],
+                    info.to_dict(),
+                    colours=colours.values[ok],
+                    source=str(source.absolute()),
+                )
+                removed = (
+                    0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
+                )
+                ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
+                del previous  # release the memory map before the old files are removed
+                save_index(embedded, out, generation=generation)
 
-    counts = pd.Series(status[ok]).value_counts()
-    report = BuildReport(
-        candidates=len(embedded) + len(embedded.failures),
-        indexed=len(embedded),
-        skipped=len(embedded.failures),
-        added=int(counts.get("added", 0)),
-        updated=int(counts.get("updated", 0)),
-        removed=removed,
-        unchanged=int(counts.get("unchanged", 0)),
-        embedded=int(result.ok.sum()),
-        seconds=time.perf_counter() - started,
-        embed_seconds=result.seconds,
-        ann=ann_how,
-    )
-    if ann_how:
-        logger.info("%s", ann_how)
-    return load_index(out, mmap=True), report
+        counts = pd.Series(status[ok]).value_counts()
+        report = BuildReport(
+            candidates=len(embedded) + len(embedded.failures),
+            indexed=len(embedded),
+            skipped=len(embedded.failures),
+            added=int(counts.get("added", 0)),
+            updated=int(counts.get("updated", 0)),
+            removed=removed,
+            unchanged=int(counts.get("unchanged", 0)),
+            embedded=int(result.ok.sum()),
+            seconds=time.perf_counter() - started,
+            embed_seconds=result.seconds,
+            ann=ann_how,
+        )
+        if ann_how:
+            logger.info("%s", ann_how)
+        return load_index(out, mmap=True), report
 
 
 def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, verbose: bool = True) -> EmbeddedCatalog:
@@ -443,6 +458,17 @@ def _check_same_model(previous: dict[str, Any], info: dict[str, Any], out: Path)
 
 
 @contextlib.contextmanager
+def _full_disk_named(out: Path):
+    """Wherever the disk fills up (extracting, locking, saving), one message that names the index folder."""
+    try:
+        yield
+    except DiskFullError as error:
+        if error.os_error is None:
+            raise
+        raise no_room_error(out, error.os_error, "the previous version is unchanged") from error
+
+
+@contextlib.contextmanager
 def _removed_on_failure(path: Path):
     try:
         yield
@@ -451,12 +477,36 @@ def _removed_on_failure(path: Path):
         raise
 
 
+def _previous_index(out: Path) -> EmbeddedCatalog | None:
+    """The index already in ``out``; None, with a warning, when it cannot be opened (everything is embedded)."""
+    try:
+        return load_index(out, mmap=True)
+    except IndexIntegrityError as error:
+        logger.warning("the index in %s cannot be opened (%s); embedding everything", out, error)
+        return None
+
+
+def _check_outside_source(source: Path, out: Path) -> None:
+    """Refuse an index folder inside the folder it indexes: its files would be scanned as photos."""
+    if not source.is_dir():
+        return
+    real_source, real_out = source.resolve(), out.resolve()
+    if real_out == real_source or real_out.is_relative_to(real_source):
+        raise InvalidArgumentError(
+            f"--out {out} is inside the source folder {source}: the index's own files would be scanned as "
+            f"photos and a new folder beside the labels changes them; choose a folder outside it, e.g. "
+            f"--out {source.absolute().parent / (source.absolute().name + '-index')}"
+        )
+
+
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as error:
+        if is_no_room(error):
+            raise no_room_error(out, error) from None
         raise NotWritableError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
 
 

@@ -27,6 +27,22 @@ class NotWritableError(SimrecError, PermissionError):
     """An output file or folder cannot be written."""
 
 
+class DiskFullError(NotWritableError):
+    """The disk (or quota) has no room left for a write, or is read-only.
+
+    Raised for ``ENOSPC``, ``EDQUOT`` and ``EROFS`` wherever simrec writes, so a full
+    disk reads as a full disk, never as a damaged photo or a bug. The message names the
+    folder or file and says what was kept.
+
+    Attributes:
+        os_error: The ``OSError`` that found no room, when there was one.
+    """
+
+    def __init__(self, message: str, os_error: OSError | None = None) -> None:
+        super().__init__(message)
+        self.os_error = os_error
+
+
 class UnknownProductError(SimrecError, KeyError):
     """A ``product_id`` that the catalog does not hold; the message suggests close matches."""
 

@@ -11,8 +11,11 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-FORMAT_VERSION = 2
-"""Version of the index folder format that simrec writes."""
+FORMAT_VERSION = 3
+"""Version of the index folder format that simrec writes (3: the catalog and failures tables in Parquet)."""
+
+READABLE_FORMATS = (1, 2, 3)
+"""Index folder formats that simrec reads."""
 
 CATALOG_COLUMNS = ["product_id", "path", "label"]
 """The columns every catalog has (metadata columns may follow)."""

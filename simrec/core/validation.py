@@ -14,6 +14,22 @@ import numpy as np
 from simrec.core.errors import InvalidArgumentError
 
 
+def check_path_argument(value: object, name: str) -> None:
+    """Refuse an empty path, which would silently mean the current folder.
+
+    Raises:
+        InvalidArgumentError: ``value`` is an empty or blank string.
+
+    Example:
+        >>> check_path_argument("", "--out")
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected --out to name a file or folder, got ''
+    """
+    if isinstance(value, str) and not value.strip():
+        raise InvalidArgumentError(f"Expected {name} to name a file or folder, got {value!r}")
+
+
 def check_colour_weight(colour_weight: object) -> float:
     """``colour_weight`` as a float in ``[0, 1]``, or a clear error.
 

@@ -8,11 +8,16 @@ than the declared size: an entry whose data is longer than its header says fails
 CRC check and is reported as corrupt. ``__MACOSX/`` and hidden files are skipped and
 reported, not written. Every other entry is written whatever its name: which ones are
 photos is decided by their content when the catalog is scanned (:func:`simrec.load_catalog`),
-which lists and deletes the rest.
+which lists and deletes the rest. An entry whose name this filesystem cannot hold (too
+long, or the same file as an earlier entry's) is listed with that reason.
+
+Only an entry's own data can make it "corrupt": a disk with no room left stops the
+extraction with :class:`~simrec.core.errors.DiskFullError`, and nothing is kept.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -25,8 +30,8 @@ from pathlib import Path, PurePosixPath
 
 from simrec.core.crashpoints import crash_point
 from simrec.core.defaults import MAX_ZIP_ENTRY_BYTES, MAX_ZIP_TOTAL_BYTES
-from simrec.core.durability import fsync_file, fsync_folder
-from simrec.core.errors import MissingFileError, UnsafeArchiveError
+from simrec.core.durability import NewFile, fsync_file, fsync_folder, is_no_room, no_room_error
+from simrec.core.errors import MissingFileError, NotWritableError, UnsafeArchiveError
 from simrec.core.records import Failure
 
 logger = logging.getLogger(__name__)
@@ -71,6 +76,8 @@ def extract_zip(
         FileNotFoundError: ``zip_path`` does not exist.
         UnsafeArchiveError: The file is not a readable zip, or ``target`` holds files
             simrec did not put there.
+        DiskFullError: No room left next to ``target`` (nothing is kept).
+        NotWritableError: Another error writing there (nothing is kept).
     """
     zip_path = Path(zip_path)
     target = Path(target)
@@ -81,18 +88,26 @@ def extract_zip(
             f"refusing to extract into {target}: the folder is not empty and was not "
             "created by simrec (choose an empty folder)"
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         result = _extract_into(zip_path, staging, max_entry_bytes, max_total_bytes)
-        (staging / _MARKER).write_text(f"extracted from {zip_path.name}\n")
+        with NewFile(staging / _MARKER) as marker:
+            marker.write(f"extracted from {zip_path.name}\n".encode())
+            fsync_file(marker)
         for folder, _, _ in os.walk(staging):
             fsync_folder(folder)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as error:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if is_no_room(error) and not isinstance(error, NotWritableError):
+            raise no_room_error(target.parent, error, f"nothing was extracted from {zip_path.name}") from error
+        if isinstance(error, OSError) and not isinstance(error, (NotWritableError, MissingFileError)):
+            raise NotWritableError(f"cannot extract {zip_path} into {target}: {error.strerror or error}") from error
         raise
     result.root = target
     result.extracted = [target / p.relative_to(staging) for p in result.extracted]
@@ -105,6 +120,11 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
         archive = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as error:
         raise UnsafeArchiveError(f"{zip_path} is not a readable zip file ({error})") from None
+    except UnicodeDecodeError as error:  # zipfile decodes names flagged UTF-8 strictly
+        raise UnsafeArchiveError(
+            f"{zip_path} cannot be read: an entry's name is marked as UTF-8 but is not ({error}); "
+            "zip it again with another tool"
+        ) from None
     written_total = 0
     with archive:
         for info in archive.infolist():
@@ -120,9 +140,8 @@ def _extract_into(zip_path: Path, staging: Path, max_entry_bytes: int, max_total
             destination = staging.joinpath(*entry_parts(name))
             try:
                 size = _stream_entry(archive, info, destination)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
-                destination.unlink(missing_ok=True)
-                result.skipped.append(Failure(name, f"corrupt zip entry ({error})", "zip"))
+            except _Unusable as problem:
+                result.skipped.append(Failure(name, problem.reason, "zip"))
                 continue
             written_total += size
             result.extracted.append(destination)
@@ -161,9 +180,58 @@ def _refusal(info: zipfile.ZipInfo, max_entry_bytes: int) -> str | None:
     return None
 
 
+class _Unusable(Exception):
+    """An entry that cannot be extracted for a reason of its own (its data or its name)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_ENTRY_DATA_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, OSError)
+
+
 def _stream_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> int:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    with archive.open(info) as source, open(destination, "wb") as sink:
-        shutil.copyfileobj(source, sink, _CHUNK)
-        fsync_file(sink)  # an index committed later may name this photo: it must survive a power cut
-        return sink.tell()
+    """Write one entry to ``destination``; its size.
+
+    Raises:
+        _Unusable: The entry's data is corrupt, or its name cannot be a file here.
+        OSError: Writing failed for a reason of the disk's (no room, I/O error).
+    """
+    sink = _create(destination)
+    try:
+        with sink, archive.open(info) as source:
+            while True:
+                try:
+                    chunk = source.read(_CHUNK)
+                except _ENTRY_DATA_ERRORS as error:
+                    raise _Unusable(f"corrupt zip entry ({error})") from None
+                if not chunk:
+                    break
+                sink.write(chunk)
+            fsync_file(sink)  # an index committed later may name this photo: it must survive a power cut
+            return sink.tell()
+    except BaseException as error:
+        destination.unlink(missing_ok=True)
+        if isinstance(error, (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError)):  # from archive.open
+            raise _Unusable(f"corrupt zip entry ({error})") from None
+        raise
+
+
+def _create(destination: Path) -> NewFile:
+    """The new file for an entry, or :class:`_Unusable` when its name cannot be one here."""
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        return NewFile(destination)
+    except OSError as error:
+        if is_no_room(error):
+            raise
+        if os.path.lexists(destination) and not destination.is_dir():
+            raise _Unusable("skipped: another entry of the archive has the same name") from None
+        if isinstance(error, (FileExistsError, NotADirectoryError, IsADirectoryError)):
+            raise _Unusable("skipped: a file and a folder of the archive have the same name") from None
+        if error.errno == errno.ENAMETOOLONG:
+            raise _Unusable("skipped: the name is too long for this filesystem") from None
+        if error.errno in (errno.EINVAL, errno.EILSEQ):
+            raise _Unusable(f"skipped: the name is not allowed on this filesystem ({error.strerror})") from None
+        raise

@@ -19,6 +19,7 @@ columns.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterable
@@ -158,7 +159,12 @@ def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Failure]]:
             name = entry.name
             if name.startswith(".simrec"):
                 continue  # simrec's own bookkeeping, not a catalog file
-            if entry.is_dir():  # follows links, so a link to a folder is caught here
+            try:
+                is_folder = entry.is_dir()  # follows links, so a link to a folder is caught here
+            except OSError as error:  # a link loop (ELOOP), or a folder that can be read but not searched
+                skipped.append(Failure(entry.path, _unreadable_entry(entry, error)))
+                continue
+            if is_folder:
                 if _is_hidden(name):
                     skipped.extend(
                         Failure(str(p), "skipped: hidden or __MACOSX metadata file")
@@ -170,7 +176,10 @@ def _walk(directory: Path) -> tuple[list[tuple[str, str]], list[Failure]]:
                 else:
                     subfolders.append(entry.path)
                 continue
-            image_format, reason = _identify_entry(entry, real_root)
+            try:
+                image_format, reason = _identify_entry(entry, real_root)
+            except OSError as error:
+                image_format, reason = None, _unreadable_entry(entry, error)
             if reason is None:
                 files.append((entry.path, image_format))
             else:
@@ -184,7 +193,10 @@ def _identify_entry(entry: os.DirEntry, real_root: Path) -> tuple[str | None, st
     if _is_hidden(entry.name):
         return None, "skipped: hidden or __MACOSX metadata file"
     if entry.is_symlink():
-        target = Path(entry.path).resolve()
+        try:
+            target = Path(entry.path).resolve()
+        except RuntimeError:  # Python before 3.13 reports a link loop this way
+            return None, "skipped: symbolic link loop (the link leads back to itself)"
         if not target.is_relative_to(real_root):
             return None, f"skipped: symbolic link pointing outside the catalog ({target})"
         if not target.is_file():
@@ -196,6 +208,21 @@ def _identify_entry(entry: os.DirEntry, real_root: Path) -> tuple[str | None, st
     except UnicodeEncodeError:
         return None, "skipped: file name is not valid UTF-8 (rename the file)"
     return _identify(entry.path)
+
+
+def _unreadable_entry(entry: os.DirEntry, error: OSError) -> str:
+    """Why a folder entry whose type cannot even be looked up is skipped."""
+    if error.errno == errno.ELOOP:
+        return "skipped: symbolic link loop (the link leads back to itself)"
+    kind = "symbolic link" if _is_link(entry) else "entry"
+    return f"skipped: {kind} cannot be read ({error.strerror or error})"
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return False
 
 
 def _identify(path: str) -> tuple[str | None, str | None]:

@@ -1,16 +1,16 @@
 """Saving an :class:`~simrec.embedded_catalog.EmbeddedCatalog` to an index folder, and loading it.
 
-An index folder (format 2) holds:
+An index folder (format 3) holds:
 
 * ``meta.json``, the manifest: model, weights, image size, preprocessing, precision,
   simrec version, counts, and the name, size and SHA-256 of each data file below;
-* ``catalog-GEN.csv``: one row per embedded photo (``product_id``, ``path``, ``label``,
+* ``catalog-GEN.parquet``: one row per embedded photo (``product_id``, ``path``, ``label``,
   ``size_bytes``, ``sha256`` and any metadata columns); paths inside the folder are
   stored relative to it, so the folder can be moved or copied to Google Drive;
 * ``embeddings-GEN.npy``: ``(n_items, dim)`` float32, row ``i`` belongs to catalog row ``i``;
 * ``inverse_norms-GEN.npy``: ``(n_items,)`` float32 ``1 / ||row||``, so search needs no
   pass over the embeddings;
-* ``failures-GEN.csv``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
+* ``failures-GEN.parquet``: every file given but not embedded, with ``path``, ``reason``, ``stage``;
 * ``colours-GEN.npy`` (optional): ``(n_items, N_BINS)`` float32 colour signatures, row ``i``
   for catalog row ``i`` (see :mod:`simrec.core.colour_signature`); indexes made before simrec stored
   them have none, and ``simrec colours`` adds them;
@@ -18,20 +18,29 @@ An index folder (format 2) holds:
   described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
 * ``images-GEN/``: the photos of a zip source, when there is one.
 
+The two tables are Parquet, so any name a filesystem or a zip can hold (line breaks,
+tabs, quotes, commas, a leading ``=``, very long names) reads back exactly as written;
+names that are not UTF-8 are listed as failures in their escaped form (``caf\\xe9.jpg``).
+
 ``GEN`` names one generation of the index. A save writes the new generation's files
-under new names, then writes the manifest to a temporary file, fsyncs it and renames it
-over ``meta.json``: that rename is the commit. Only then are the previous generation's
-files removed. Readers read the manifest first and then only the files it names, so at
-every instant, whatever kills the writer, the folder loads as the previous version or
-the new one, never neither and never a mix. Opening checks sizes and shapes, not
-checksums, so it costs time in proportion to the rows, not to the bytes;
+under new names, reads them back as a reader would (row counts, shapes, every name as
+written), then writes the manifest to a temporary file, fsyncs it and renames it over
+``meta.json``: that rename is the commit, so a version that would not load is never
+committed. Only after it are the previous generation's files removed. Readers read the
+manifest first and then only the files it names, so at every instant, whatever kills
+the writer, the folder loads as the previous version or the new one, never neither and
+never a mix. Opening checks sizes and shapes, not checksums, so it costs time in
+proportion to the rows, not to the bytes;
 :func:`verify_index` (``simrec verify``) reads everything and checks every checksum.
-Format 1 folders (``catalog.csv``, ``embeddings.npy``, ``failures.csv``) still load, and
-become format 2 at their next save.
+Format 1 folders (``catalog.csv``, ``embeddings.npy``, ``failures.csv``) and format 2
+folders (``catalog-GEN.csv``, ``failures-GEN.csv``) still load, and become format 3 at
+their next save. A full disk stops a save with :class:`~simrec.core.errors.DiskFullError`,
+its files removed and the previous version unchanged.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -46,9 +55,9 @@ import pandas as pd
 
 from simrec.core.checksum import file_fingerprint
 from simrec.core.crashpoints import crash_point
-from simrec.core.durability import fsync_file, fsync_folder
+from simrec.core.durability import NewFile, fsync_file, fsync_folder, is_no_room, no_room_error
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
-from simrec.core.records import CATALOG_COLUMNS, FAILURE_COLUMNS, FORMAT_VERSION
+from simrec.core.records import CATALOG_COLUMNS, FAILURE_COLUMNS, FORMAT_VERSION, READABLE_FORMATS, printable_path
 from simrec.core.signals import deferred_interrupt
 from simrec.embedded_catalog import EmbeddedCatalog, assemble
 from simrec.search.exact import compute_inverse_norms
@@ -62,18 +71,19 @@ OPTIONAL_ROLES = ("colours", "ann")
 """Data files an index has only when it has them: ``colours`` (the colour signatures) and
 ``ann`` (the approximate-search structure of ``simrec ann``)."""
 _SUFFIX = {
-    "catalog": ".csv",
+    "catalog": ".parquet",
     "embeddings": ".npy",
     "inverse_norms": ".npy",
-    "failures": ".csv",
+    "failures": ".parquet",
     "colours": ".npy",
     "ann": ".faiss",
 }
 _GENERATION_FILE = re.compile(
-    r"^(catalog|embeddings|inverse_norms|failures|colours|ann)-\d{6}-[0-9a-f]{8}\.(csv|npy|faiss)$"
+    r"^(catalog|embeddings|inverse_norms|failures|colours|ann)-\d{6}-[0-9a-f]{8}\.(parquet|csv|npy|faiss)$"
 )
 _GENERATION_FOLDER = re.compile(r"^images-\d{6}-[0-9a-f]{8}$")
 _LEFTOVER = re.compile(r"^\.(meta\.json\..*\.tmp|images-.*|staging-.*|write-test-.*)$")
+_BUFFER = 1024**2
 _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "failures": "failures.csv"}
 
 
@@ -105,13 +115,18 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
 
     Raises:
         NotWritableError: The folder cannot be written.
+        DiskFullError: The disk has no room left (or is read-only); nothing was committed.
         IndexLockedError: Another process is writing the folder.
         InvalidArgumentError: The embeddings hold NaN or infinite values.
+        IndexIntegrityError: What was written does not read back as written (nothing was
+            committed).
     """
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
+        if is_no_room(error):
+            raise no_room_error(directory, error) from None
         raise NotWritableError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
     embeddings = np.asarray(embedded.embeddings, dtype=np.float32)
     inverse_norms = compute_inverse_norms(embeddings)
@@ -143,6 +158,7 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
             )
             if not meta["format_1_files"]:
                 del meta["format_1_files"]
+            _check_written(directory, meta, embedded)
             _write_manifest(temporary, meta)
             fsync_folder(directory)  # the new files' names are durable before the manifest names them
             with deferred_interrupt():
@@ -154,6 +170,8 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
                 raise
             for path in [temporary, *(directory / name for name in names.values())]:
                 path.unlink(missing_ok=True)
+            if is_no_room(error) and not isinstance(error, NotWritableError):
+                raise no_room_error(directory, error, "the previous version is unchanged") from error
             if isinstance(error, OSError) and not isinstance(error, NotWritableError):
                 raise NotWritableError(
                     f"cannot write the index {directory}: {error}; the previous version is unchanged"
@@ -284,10 +302,10 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     absent = [key for key in required if key not in meta] if isinstance(meta, dict) else list(required)
     if absent:
         raise IndexIntegrityError(f"{path} lacks {', '.join(absent)}")
-    if meta["format_version"] not in (1, FORMAT_VERSION):
+    if meta["format_version"] not in READABLE_FORMATS:
         raise IndexIntegrityError(
-            f"{directory} uses index format {meta['format_version']}; this simrec reads formats 1 and "
-            f"{FORMAT_VERSION} (upgrade simrec)"
+            f"{directory} uses index format {meta['format_version']}; this simrec reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))} (upgrade simrec)"
         )
     return meta
 
@@ -354,24 +372,106 @@ def _write_data(
     catalog = embedded.catalog.copy()
     catalog["path"] = [_relative_to(p, directory) for p in catalog["path"]]
     writers = {
-        "catalog": lambda handle: catalog.to_csv(handle, index=False),
+        "catalog": lambda handle: _write_table(catalog, handle),
         "embeddings": lambda handle: np.save(handle, embeddings),
         "inverse_norms": lambda handle: np.save(handle, inverse_norms),
-        "failures": lambda handle: embedded.failures.to_csv(handle, index=False),
+        "failures": lambda handle: _write_table(embedded.failures, handle),
         "colours": lambda handle: np.save(handle, np.asarray(embedded.colours, dtype=np.float32)),
         "ann": lambda handle: _write_ann(embedded.ann, handle),
     }
     files = {}
     for role in names:
         path = directory / names[role]
-        binary = _SUFFIX[role] != ".csv"
-        with open(path, "xb" if binary else "x", **({} if binary else {"newline": ""})) as handle:
+        with NewFile(path) as handle:  # unbuffered: numpy writes its arrays in 16 MB pieces
             writers[role](handle)
             fsync_file(handle)
         crash_point("data-file")
         files[role] = {"name": names[role], **file_fingerprint(path)}
     photo_folders = {Path(p).parts[0] for p in catalog["path"] if p and not os.path.isabs(p) and len(Path(p).parts) > 1}
     return files, sorted(photo_folders)
+
+
+def _write_table(frame: pd.DataFrame, handle) -> None:
+    """One table as Parquet: every string, whatever characters it holds, reads back as written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffered = io.BufferedWriter(handle, _BUFFER)  # Parquet writes many small pieces
+    pq.write_table(pa.Table.from_pandas(_arrow_ready(frame), preserve_index=False), buffered)
+    buffered.flush()
+    buffered.detach()
+
+
+def _arrow_ready(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the text columns Parquet cannot hold as they are made storable.
+
+    Names that are not UTF-8 become their escaped form (:func:`printable_path`), and a
+    metadata column mixing text and numbers is stored as text.
+    """
+    import pyarrow as pa
+
+    frame = frame.copy()
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object and not pd.api.types.is_string_dtype(column.dtype):
+            continue
+        try:
+            pa.array(column, from_pandas=True)
+        except (pa.ArrowException, UnicodeEncodeError):
+            frame[name] = [value if _is_missing(value) else printable_path(str(value)) for value in column]
+    return frame
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _read_table(path: Path, **csv_options: Any) -> pd.DataFrame:
+    """A catalog or failures table: Parquet (format 3) or CSV (formats 1 and 2)."""
+    if path.suffix == ".csv":
+        return pd.read_csv(path, keep_default_na=False, **csv_options)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pandas()
+    except (pa.ArrowException, OSError) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise IndexIntegrityError(f"{path} is damaged or truncated: {error}") from None
+
+
+def _check_written(directory: Path, meta: dict[str, Any], embedded: EmbeddedCatalog) -> None:
+    """Read the new version back as a reader will, before anything names it.
+
+    The same checks as opening (sizes, shapes, row counts, columns), and every
+    ``product_id``, label and failure reads back exactly as it was meant.
+
+    Raises:
+        IndexIntegrityError: The version would not load, or loads differently.
+    """
+    try:
+        written = _load_files(directory, meta, mmap=True, verify=False)
+    except IndexIntegrityError as error:
+        raise IndexIntegrityError(f"{error}; it was not committed, and the previous version is unchanged") from None
+    problems = []
+    for column in ("product_id", "label"):
+        if _texts(written.catalog[column]) != _texts(embedded.catalog[column]):
+            problems.append(f"the catalog's {column} column")
+    expected_failures = _arrow_ready(embedded.failures)
+    for column in FAILURE_COLUMNS:
+        if _texts(written.failures[column]) != _texts(expected_failures[column]):
+            problems.append(f"the failures' {column} column")
+    if problems:
+        raise IndexIntegrityError(
+            f"the new version of {directory} does not read back as written ({', '.join(problems)}); it was not "
+            "committed, and the previous version is unchanged"
+        )
+
+
+def _texts(column: pd.Series) -> list[str | None]:
+    """A column's values as text to compare, a missing value (None, NaN) as None."""
+    return [None if _is_missing(value) else str(value) for value in column]
 
 
 def _write_ann(ann: Path | np.ndarray, handle) -> None:
@@ -384,8 +484,8 @@ def _write_ann(ann: Path | np.ndarray, handle) -> None:
 
 
 def _write_manifest(temporary: Path, meta: dict[str, Any]) -> None:
-    with open(temporary, "x") as handle:
-        handle.write(json.dumps(meta, indent=2) + "\n")
+    with NewFile(temporary) as handle:
+        handle.write((json.dumps(meta, indent=2) + "\n").encode())
         fsync_file(handle)
     crash_point("manifest-written")
 
@@ -417,12 +517,8 @@ def _load_files(directory: Path, meta: dict[str, Any], mmap: bool, verify: bool)
         inverse_norms = _read_array(directory / files["inverse_norms"]["name"], mmap)
     if "colours" in files:
         colours = _read_array(directory / files["colours"]["name"], mmap)
-    catalog = pd.read_csv(
-        directory / files["catalog"]["name"],
-        dtype={"product_id": str, "label": str, "path": str},
-        keep_default_na=False,
-    )
-    failures = pd.read_csv(directory / files["failures"]["name"], dtype=str, keep_default_na=False)
+    catalog = _read_table(directory / files["catalog"]["name"], dtype={"product_id": str, "label": str, "path": str})
+    failures = _read_table(directory / files["failures"]["name"], dtype=str)
     _check_consistent(directory, meta, catalog, embeddings, inverse_norms, failures, verify)
     _check_colours(directory, colours, len(embeddings), verify)
     base = directory.absolute()

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from simrec.core.durability import REFUSED, warn_unsupported
+from simrec.core.durability import REFUSED, is_no_room, no_room_error, warn_unsupported
 from simrec.core.errors import IndexLockedError, MissingFileError, NotWritableError
 
 LOCK_FILE = ".simrec-lock"
@@ -65,6 +65,8 @@ def _os_lock(directory: Path) -> Iterator[None]:
     except FileNotFoundError:
         raise MissingFileError(f"index folder not found: {directory}") from None
     except OSError as error:
+        if is_no_room(error):
+            raise no_room_error(directory, error) from None
         raise NotWritableError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
     try:
         try:
@@ -79,8 +81,13 @@ def _os_lock(directory: Path) -> Iterator[None]:
             if error.errno not in REFUSED:
                 raise
             warn_unsupported("file locks", directory, error)
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        except OSError as error:
+            if not is_no_room(error):
+                raise
+            raise no_room_error(directory, error) from None
         yield
     finally:
         os.close(descriptor)  # closing releases the lock
