@@ -28,7 +28,9 @@ def _photos_present(embedded):
     return all(os.path.isfile(p) for p in embedded.catalog["path"])
 
 
-def test_a_reader_of_the_previous_version_keeps_every_photo_until_the_commit_after_next(colour_tree, tmp_path, extractor):
+def test_a_reader_of_the_previous_version_keeps_every_photo_until_the_commit_after_next(
+    colour_tree, tmp_path, extractor
+):
     source, out = tmp_path / "shop.zip", tmp_path / "idx"
     build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     first = load_index(out, mmap=True)

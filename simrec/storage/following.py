@@ -50,6 +50,9 @@ class Version(Generic[T]):
     embedded: EmbeddedCatalog
     prepared: T
 
+    def __len__(self) -> int:
+        return len(self.embedded)
+
 
 class IndexFollower(Generic[T]):
     """Follow the commits of one index folder.
@@ -124,7 +127,9 @@ class IndexFollower(Generic[T]):
             if version.generation == self._current.generation and version.generation is not None:
                 return False
             self._current = version  # one assignment: every caller sees the old version or the new one
-            logger.info("%s: now at generation %s (%d items)", self.directory, version.generation, len(version.embedded))
+            logger.info(
+                "%s: now at generation %s (%d items)", self.directory, version.generation, len(version.embedded)
+            )
             return True
         finally:
             self._lock.release()

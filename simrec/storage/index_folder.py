@@ -330,7 +330,9 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
     if removed:
         fsync_folder(directory)
     if meta["format_version"] > 1 and "catalog" in meta["files"]:
-        named = pd.read_csv(directory / meta["files"]["catalog"]["name"], usecols=["path"], dtype=str, keep_default_na=False)
+        named = pd.read_csv(
+            directory / meta["files"]["catalog"]["name"], usecols=["path"], dtype=str, keep_default_na=False
+        )
         removed += collect_photos(directory, photos_named(named["path"]) | retired)
     if removed:
         logger.info("removed %d files and folders from %s, e.g. %s", len(removed), directory, removed[0])
