@@ -128,17 +128,20 @@ def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, ver
 
     if workers < 1:
         raise InvalidArgumentError(f"Expected --workers >= 1, got {workers}")
-    check_port(port)
-    if workers == 1:
-        config = uvicorn_config(create_app(**settings, warm_up=True), workers=1, verbose=verbose)
-    else:
-        from simrec.storage.index_folder import load_index
+    sock = bind(host, port)  # before the index is opened: a port in use is said at once
+    try:
+        if workers == 1:
+            config = uvicorn_config(create_app(**settings, warm_up=True), workers=1, verbose=verbose)
+        else:
+            from simrec.storage.index_folder import load_index
 
-        load_index(settings["index_dir"], mmap=True)  # a bad folder is one line here, not one per worker
-        os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "warm_up": True, "quiet_backend": verbose < 2})
-        target = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
-        config = uvicorn_config(target, factory=True, workers=workers, verbose=verbose)
-    sock = bind(host, port)
+            load_index(settings["index_dir"], mmap=True)  # a bad folder is one line here, not one per worker
+            os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "warm_up": True, "quiet_backend": verbose < 2})
+            target = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
+            config = uvicorn_config(target, factory=True, workers=workers, verbose=verbose)
+    except BaseException:
+        sock.close()
+        raise
     where = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
     print(
         f"serving {settings['index_dir']} on {where} with {workers} worker{'s' * (workers > 1)} (Ctrl-C stops)",
