@@ -12,7 +12,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 
 from simrec.app.export import results_payload
-from simrec.app.querying import recommend, results_frame
+from simrec.app.querying import recommend
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError
 from simrec.embedded_catalog import neighbors_for
@@ -82,9 +82,8 @@ def similar_to_product(
         # recommend() raises the command line's own error: the close matches, or the largest k.
         return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k))
     distances, indices = service.batcher.query(version, row, k, deadline_of(request, service))
-    catalog = embedded.catalog
-    query = {"product_id": product_id, "path": catalog.at[row, "path"], "label": catalog.at[row, "label"]}
-    return _answer(version, results_frame(catalog, distances, indices, query, embedded.warning))
+    query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url(product_id)}
+    return _payload(version, distances, indices, query)
 
 
 @router.post(
@@ -124,8 +123,8 @@ def similar_to_photo(
     deadline = deadline_of(request, service)
     pixels = _decode_upload(image, int(image_size), service, deadline)
     distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
-    query = {"product_id": None, "label": ""}  # as recommend() describes an in-memory photo
-    return _answer(version, results_frame(embedded.catalog, distances, indices, query, embedded.warning))
+    query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
+    return _payload(version, distances, indices, query)
 
 
 def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadline: float) -> np.ndarray:
@@ -144,6 +143,22 @@ def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadli
         ) from None
     finally:
         os.unlink(temporary)
+
+
+def _payload(version: IndexVersion, distances: np.ndarray, indices: np.ndarray, query: dict) -> dict[str, Any]:
+    """What :func:`_answer` gives for these neighbours, built from plain lists (no DataFrame on the hot path)."""
+    ids, labels = version.ids, version.label_of
+    results = [
+        {
+            "rank": rank,
+            "product_id": ids[i],
+            "label": labels[i],
+            "distance": float(distance),
+            "image_url": version.image_url(ids[i]),
+        }
+        for rank, (i, distance) in enumerate(zip(indices.tolist(), np.asarray(distances, np.float64).tolist()), 1)
+    ]
+    return {"query": query, "results": results, "warning": version.warning()}
 
 
 def _answer(version: IndexVersion, results: pd.DataFrame) -> dict[str, Any]:

@@ -105,6 +105,11 @@ def app_from_environment():
     import json
 
     settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    threads = settings.pop("threads_per_worker", None)
+    if threads:  # the workers share the cores: each one's matrix products use its share, not all of them
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
     if settings.pop("quiet_backend", False):
         from simrec.pipeline.backend import import_backend_quietly
 

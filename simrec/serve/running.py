@@ -136,7 +136,9 @@ def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, ver
             from simrec.storage.index_folder import load_index
 
             load_index(settings["index_dir"], mmap=True)  # a bad folder is one line here, not one per worker
-            os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, "warm_up": True, "quiet_backend": verbose < 2})
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            extra = {"warm_up": True, "quiet_backend": verbose < 2, "threads_per_worker": threads}
+            os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, **extra})
             target = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
             config = uvicorn_config(target, factory=True, workers=workers, verbose=verbose)
     except BaseException:

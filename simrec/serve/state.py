@@ -41,6 +41,8 @@ class IndexVersion:
     Attributes:
         embedded: The index, loaded read-only with memory-mapped vectors.
         search: Its search (approximate when it has an ann structure, unless ``exact``).
+        ids: Each catalog row's ``product_id``.
+        label_of: Each catalog row's label.
         rows: ``product_id`` -> catalog row, for lookups in constant time.
         labels: Every label, sorted.
     """
@@ -48,12 +50,16 @@ class IndexVersion:
     embedded: EmbeddedCatalog
     exact: bool = False
     search: Any = field(init=False)
+    ids: list[str] = field(init=False)
+    label_of: list[str] = field(init=False)
     rows: dict[str, int] = field(init=False)
     labels: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         catalog = self.embedded.catalog
-        self.rows = {product_id: row for row, product_id in enumerate(catalog["product_id"].astype(str))}
+        self.ids = catalog["product_id"].astype(str).tolist()
+        self.label_of = catalog["label"].astype(str).tolist() if "label" in catalog.columns else [""] * len(catalog)
+        self.rows = {product_id: row for row, product_id in enumerate(self.ids)}
         self.labels = sorted(set(catalog["label"].astype(str))) if "label" in catalog.columns else []
         self._has_photo = [bool(p) for p in catalog["path"].astype(str)] if "path" in catalog.columns else []
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
