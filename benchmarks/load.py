@@ -81,7 +81,8 @@ def main() -> None:
                         _, script, script_args = plan[endpoint]
                         before = _load_average()
                         result = _wrk(url, script, script_args, args.seconds, args.connections)
-                        result.update(workers=workers, endpoint=endpoint, load_before=before, load_after=_load_average())
+                        result.update(workers=workers, endpoint=endpoint, load_before=before)
+                        result["load_after"] = _load_average()
                         result["server_rss_mb"] = _tree_rss_mb(pid)
                         rows.append(result)
                         _print_row(result)
