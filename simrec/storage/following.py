@@ -116,7 +116,7 @@ class IndexFollower(Generic[T]):
         try:
             self._checked = now
             stamp = _stamp(self.directory)
-            if stamp == self._stamp:
+            if stamp is None or stamp == self._stamp:  # no manifest now: nothing newer to open
                 return False
             try:
                 version = self._open()
