@@ -12,9 +12,11 @@ Every query carries the version of the index it is asked of (see
 :mod:`simrec.serve.state`), and is answered from that version's vectors, so a request
 that started before a commit is answered wholly from the version it started on.
 
-Waiting is bounded twice: a queue holds at most ``max_pending`` queries (one more is
-refused at once with :class:`ServiceBusy`), and a query still unanswered at its deadline
-is withdrawn (:class:`ServiceBusy` again) and never computed. The service answers both
+Waiting is bounded three ways: a queue holds at most ``max_pending`` queries (one more is
+refused at once with :class:`ServiceBusy`); a query that the queue ahead of it would keep
+past its deadline (queries waiting x the recent time per query) is refused at once too; and
+a query still unanswered at its deadline is withdrawn (:class:`ServiceBusy` again) and never
+computed. The service answers both
 with 503 and ``Retry-After``.
 
 The photo worker is also the only thread that ever calls an extractor, so photo queries
@@ -78,11 +80,18 @@ class _Batcher(abc.ABC):
         self.what = what
         self.batch_sizes: list[int] = []  # for tests and diagnostics; a few bytes per batch
         self._pending: queue.Queue[_Query] = queue.Queue(maxsize=max_pending)
+        self.seconds_per_query = 0.0  # a moving average of the time a batch took per query answered
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
     def _submit(self, version: IndexVersion, item: Any, k: int, deadline: float) -> Any:
         query = _Query(version, item, k, Future())
+        expected = (self._pending.qsize() + 1) * self.seconds_per_query
+        if expected > deadline - time.monotonic():  # it would be withdrawn at its deadline: say so now
+            raise ServiceBusy(
+                f"{self._pending.qsize()} {self.what} are waiting, about {expected:.1f} s of work, more than "
+                "this server's --timeout allows"
+            )
         try:
             self._pending.put_nowait(query)
         except queue.Full:
@@ -106,12 +115,17 @@ class _Batcher(abc.ABC):
             if not batch:
                 continue
             self.batch_sizes.append(len(batch))
+            started = time.monotonic()
             try:
                 self._answer(batch)
             except BaseException as error:  # hand any failure to the waiting requests
                 for query in batch:
                     if not query.answer.done():
                         query.answer.set_exception(error)
+            per_query = (time.monotonic() - started) / len(batch)
+            self.seconds_per_query = (
+                per_query if not self.seconds_per_query else (0.8 * self.seconds_per_query + 0.2 * per_query)
+            )
 
     @abc.abstractmethod
     def _answer(self, batch: list[_Query]) -> None:
