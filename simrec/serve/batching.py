@@ -14,7 +14,8 @@ that started before a commit is answered wholly from the version it started on.
 
 Waiting is bounded three ways: a queue holds at most ``max_pending`` queries (one more is
 refused at once with :class:`ServiceBusy`); a query that the queue ahead of it would keep
-past its deadline (queries waiting x the recent time per query) is refused at once too; and
+past its deadline (queries waiting x the recent time per query) is refused at once too (a
+query that finds the queue empty is always taken, so the estimate keeps being measured); and
 a query still unanswered at its deadline is withdrawn (:class:`ServiceBusy` again) and never
 computed. The service answers both
 with 503 and ``Retry-After``.
@@ -86,8 +87,9 @@ class _Batcher(abc.ABC):
 
     def _submit(self, version: IndexVersion, item: Any, k: int, deadline: float) -> Any:
         query = _Query(version, item, k, Future())
-        expected = (self._pending.qsize() + 1) * self.seconds_per_query
-        if expected > deadline - time.monotonic():  # it would be withdrawn at its deadline: say so now
+        waiting = self._pending.qsize()
+        expected = (waiting + 1) * self.seconds_per_query
+        if waiting and expected > deadline - time.monotonic():  # it would be withdrawn at its deadline: say so now
             raise ServiceBusy(
                 f"{self._pending.qsize()} {self.what} are waiting, about {expected:.1f} s of work, more than "
                 "this server's --timeout allows"
@@ -206,6 +208,7 @@ class PhotoBatcher(_Batcher):
         """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it."""
         size = int(version.embedded.meta["image_size"])
         self.query(version, np.zeros((size, size, 3), dtype=np.uint8), 1, 0.0, time.monotonic() + 600)
+        self.seconds_per_query = 0.0  # building the model is not the time a query takes
 
     def _extractor(self, version: IndexVersion) -> keras.Model:
         key = tuple(str(version.embedded.meta.get(name)) for name in _MODEL_KEYS)
