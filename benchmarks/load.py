@@ -54,6 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("benchmarks/load.py needs wrk: apt-get install wrk")
+    args.source = args.source.resolve()
     print(f"CPU: {_cpu()}, {os.cpu_count()} cores; simrec from {args.source}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="simrec-load-") as folder:
@@ -150,7 +151,7 @@ def _photo_index(directory: Path, photos: list[Path], image_size: int, source: P
     root = photos[0].parents[1]
     argv = [sys.executable, "-m", "simrec", "index", str(root), "--out", str(directory)]
     argv += ["--weights", "random", "--image-size", str(image_size), "-q"]
-    subprocess.run(argv, check=True, env=_env(source), stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, env=_env(source), cwd=source, stderr=subprocess.DEVNULL)
     return directory
 
 
@@ -179,7 +180,8 @@ class _server:
         argv = [sys.executable, "-m", "simrec", "serve", str(self.index), "--port", str(port)]
         if self.workers > 1:
             argv += ["--workers", str(self.workers)]
-        self.process = subprocess.Popen(argv, env=_env(self.source), stderr=subprocess.DEVNULL)
+        # From the checkout's folder: python -m puts the working folder first on the path.
+        self.process = subprocess.Popen(argv, env=_env(self.source), cwd=self.source, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
         while True:
