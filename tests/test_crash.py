@@ -19,7 +19,7 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import build_extractor, build_index, load_index
 from simrec.storage.locking import LOCK_FILE
