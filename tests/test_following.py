@@ -9,7 +9,7 @@ import zipfile
 
 import numpy as np
 import pandas as pd
-from conftest import write_image
+from photos import write_image
 
 import simrec
 from simrec import build_index, load_index

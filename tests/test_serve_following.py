@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_image
+from photos import write_image
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import build_index
 
