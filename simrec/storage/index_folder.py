@@ -392,10 +392,12 @@ def _write_data(
 def _stored_paths(catalog: pd.DataFrame, directory: Path) -> list[str]:
     """The catalog's paths as the folder records them: relative inside it, its own photos in the photo store."""
     relative = [_relative_to(p, directory) for p in catalog["path"]]
+    # Only photos simrec extracted (images-GEN/) enter the store; a caller's own files stay where they are.
+    extracted = [bool(p) and _GENERATION_FOLDER.match(Path(p).parts[0]) is not None for p in relative]
     if "sha256" in catalog.columns:
-        digests = catalog["sha256"].astype(str).tolist()
-    else:  # vectors saved by a caller whose catalog names photos inside the folder
-        digests = [file_fingerprint(directory / p)["sha256"] if p and not os.path.isabs(p) else "" for p in relative]
+        digests = [d if ours else "" for d, ours in zip(catalog["sha256"].astype(str), extracted)]
+    else:  # vectors saved by a caller whose catalog names photos simrec extracted
+        digests = [file_fingerprint(directory / p)["sha256"] if ours else "" for p, ours in zip(relative, extracted)]
     return store_photos(directory, relative, digests)
 
 

@@ -57,8 +57,8 @@ def in_store(relative: str) -> bool:
 def store_photos(directory: Path, relative_paths: list[str], digests: list[str]) -> list[str]:
     """Put the photos inside ``directory`` into its store; return the catalog paths to record.
 
-    Paths outside the folder (a folder source's own photos), empty ones and those already
-    in the store are returned as they are.
+    Paths outside the folder (a folder source's own photos), empty ones, those already in
+    the store and those given no digest are returned as they are.
 
     Args:
         directory: The index folder.
