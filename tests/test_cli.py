@@ -9,6 +9,7 @@ import zipfile
 
 import pandas as pd
 import pytest
+from tables import read_table
 
 from simrec import load_index, make_synthetic_catalog
 from simrec.cli import main
@@ -37,7 +38,7 @@ def test_index_counts_and_files(built, capsys):
     _, out = built
     meta = json.loads((out / "meta.json").read_text())
     assert meta["photo_folders"] == ["photos"]  # the zip's photos, stored by content
-    catalog = pd.read_csv(out / meta["files"]["catalog"]["name"], dtype=str, keep_default_na=False)
+    catalog = read_table(out / meta["files"]["catalog"]["name"])
     photo = catalog.set_index("product_id").at["red/shirt_1", "path"]
     assert photo.startswith("photos/") and photo.endswith(".jpg") and (out / photo).is_file()
     for role in ("catalog", "embeddings", "inverse_norms", "failures"):

@@ -20,7 +20,7 @@ import zipfile
 from collections import Counter
 
 import pytest
-from conftest import write_image
+from photos import write_image
 
 import simrec.core.crashpoints as crashpoints
 from simrec import DiskFullError, build_extractor, build_index, load_index
