@@ -24,7 +24,8 @@ from simrec.app.plot import plot_recommendation_grid, plot_recommendations
 from simrec.app.querying import query_extractor, recommend
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_ray_benchmark
-from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
+from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
+from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, N_NEIGHBORS, SEED
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
 from simrec.core.version import __version__
 from simrec.embedded_catalog import require_colours
@@ -75,16 +76,24 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def add_weights(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
+            "--model",
+            default=None,
+            metavar="NAME",
+            help=f"the backbone: {', '.join(BACKBONES)} (default: an existing index's own, else "
+            f"{DEFAULT_BACKBONE}); a different one than the index's needs --rebuild",
+        )
+        sub.add_argument(
             "--weights",
             default="auto",
             help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
-            "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file",
+            "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file "
+            "holding the model's weights",
         )
         sub.add_argument(
             "--image-size",
             type=_positive,
             default=None,
-            help=f"input side in pixels (default: an existing index's own, else {IMAGE_SIZE})",
+            help="input side in pixels (default: an existing index's own, else the model's own, 224 for most)",
         )
         sub.add_argument(
             "--seed", type=int, default=None, help=f"seed for random weights (default: the index's own, else {SEED})"
@@ -97,7 +106,8 @@ def _build_parser() -> argparse.ArgumentParser:
             choices=("auto", "float32", "bfloat16", "float16"),
             default=None,
             help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
-            "float32 on CPU); a different one than the index's needs --rebuild",
+            "bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs); a different one than the "
+            "index's needs --rebuild",
         )
 
     def add_colour_weight(sub: argparse.ArgumentParser) -> None:
@@ -117,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--rebuild",
         action="store_true",
-        help="embed everything again, even photos already indexed (needed to change weights, precision or size)",
+        help="embed everything again, even photos already indexed (needed to change model, weights, precision or size)",
     )
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     index.add_argument(
@@ -312,6 +322,7 @@ def _import_backend_quietly(verbosity: int) -> None:
 def _build_options(args: argparse.Namespace) -> dict:
     """The extractor and progress options that `index` and `demo` share."""
     return {
+        "model": args.model,
         "weights": args.weights,
         "batch_size": args.batch_size,
         "seed": args.seed,

@@ -304,7 +304,7 @@ def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeig
 def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:
     """Refuse a colour weight above 0 on an index whose signatures are missing or made differently."""
     if embedded.colours is None:
-        raise InvalidArgumentError(missing_colours_message(index))
+        raise InvalidArgumentError(missing_colours_message(index, embedded.meta))
     method = embedded.meta.get("colour_signature", SIGNATURE_METHOD)
     if method != SIGNATURE_METHOD:
         raise InvalidArgumentError(
@@ -313,10 +313,21 @@ def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None
         )
 
 
-def missing_colours_message(index: str = "INDEX_DIR") -> str:
-    """What to do when an index has no colour signatures and a colour weight above 0 is asked for."""
-    return (
-        f"the index {index} has no colour signatures (it was made before simrec stored them), so only "
-        f"colour_weight 0 works on it; add them with 'simrec colours {index}' (reads the photos, no model) "
-        f"or embed everything again with 'simrec index SOURCE --out {index} --rebuild'"
-    )
+def missing_colours_message(index: str = "INDEX_DIR", meta: dict[str, Any] | None = None) -> str:
+    """What to do when an index has no colour signatures and a colour weight above 0 is asked for.
+
+    Args:
+        index: The index folder, as the user named it.
+        meta: Its manifest: an index of vectors made outside simrec (``save_vectors``) never had
+            signatures, while one of simrec's own was made before simrec stored them.
+    """
+    if meta is not None and meta.get("weights") == "external":
+        why = f"it holds vectors from {meta.get('model')!r} made outside simrec, written without them"
+        how = f"add them with 'simrec colours {index}' if its path column names the photos (reads them, no model)"
+    else:
+        why = "it was made before simrec stored them"
+        how = (
+            f"add them with 'simrec colours {index}' (reads the photos, no model) or embed everything again with "
+            f"'simrec index SOURCE --out {index} --rebuild'"
+        )
+    return f"the index {index} has no colour signatures ({why}), so only colour_weight 0 works on it; {how}"

@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simrec.core.backbones import DEFAULT_BACKBONE, backbone
 from simrec.core.crashpoints import crash_point
-from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
+from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
 from simrec.core.records import extractor_info
 from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
-from simrec.pipeline.model import build_extractor, imagenet_available, weights_argument
+from simrec.pipeline.model import build_extractor, imagenet_available, made_by_simrec, weights_argument
 from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
 from simrec.storage.locking import writer_lock
 
@@ -76,6 +77,7 @@ def build_index(
     out: str | os.PathLike,
     *,
     weights: str | os.PathLike | None = "auto",
+    model: str | None = None,
     batch_size: int = BATCH_SIZE,
     seed: int | None = None,
     image_size: int | None = None,
@@ -95,15 +97,17 @@ def build_index(
         weights: ``"auto"`` (default): the existing index's own weights, or for a new
             index ImageNet when available, else untrained with a warning. Otherwise as
             in :func:`simrec.build_extractor` (``"imagenet"``, ``"random"``/None, a file).
+        model: The backbone (a name of :data:`simrec.core.backbones.BACKBONES`; default:
+            the existing index's own, else ``"resnet50"``).
         batch_size: Images per model call.
         seed: Seed for untrained weights (default: the index's, else 0).
-        image_size: Side of the square model input (default: the index's, else 224).
+        image_size: Side of the square model input (default: the index's, else the backbone's own).
         precision: As in :func:`simrec.build_extractor` (default: the index's, else "auto").
-        rebuild: Embed everything again, with the weights, precision and image size asked
-            for, even if an index is already there.
+        rebuild: Embed everything again, with the model, weights, precision and image size
+            asked for, even if an index is already there.
         metadata: Optional CSV joined on ``product_id``.
-        extractor: A ready extractor (then ``weights``, ``seed``, ``precision`` and
-            ``image_size`` are unused).
+        extractor: A ready extractor (then ``model``, ``weights``, ``seed``, ``precision``
+            and ``image_size`` are unused).
         verbose: Show progress bars.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install simrec[ray]``).
         engine_options: For ``"ray"``: ``address``, ``workers``, ``gpus_per_worker``
@@ -117,8 +121,9 @@ def build_index(
             not available here.
         NotWritableError: ``out`` cannot be written.
         IndexLockedError: Another process is writing ``out``.
-        InvalidArgumentError: ``source`` holds no usable image, or the weights,
-            precision or image size differ from the existing index's without ``rebuild``.
+        InvalidArgumentError: ``source`` holds no usable image, an unknown ``model``, or
+            the model, weights, precision or image size differ from the existing index's
+            without ``rebuild``.
     """
     started = time.perf_counter()
     embed = _embed_function(engine, engine_options or {})
@@ -130,7 +135,8 @@ def build_index(
         crash_point("locked")
         previous_meta = None if rebuild else _existing_manifest(out)
         if extractor is None:
-            extractor = build_extractor(**_extractor_spec(previous_meta, out, weights, seed, image_size, precision))
+            spec = _extractor_spec(previous_meta, out, model, weights, seed, image_size, precision)
+            extractor = build_extractor(**spec)
         info = extractor_info(extractor)
         if previous_meta is not None:
             _check_same_model(previous_meta, info.to_dict(), out)
@@ -238,18 +244,28 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     read_manifest(directory)  # a clear error for a folder that is not an index, before anything is written
     with writer_lock(directory):
         embedded = load_index(directory, mmap=True)
-        if not embedded.meta.get("image_size"):
+        outside = not made_by_simrec(embedded.meta)
+        paths = embedded.catalog["path"].fillna("").astype(str)
+        if outside and (paths == "").any():
             raise InvalidArgumentError(
-                f"{directory} holds vectors from {embedded.meta.get('model')!r} made outside simrec, without "
-                "photos simrec can read: colour signatures cannot be added to it"
+                f"{directory} holds vectors from {embedded.meta.get('model')!r} made outside simrec, and "
+                f"{int((paths == '').sum())} of its rows name no photo in the path column: colour signatures "
+                "need every row's photo"
             )
+        # Vectors made outside simrec have no input size: their photos are decoded at simrec's default,
+        # which the signature (made from at most 64 x 64 pixels) barely depends on.
         size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
-        colours, failures = compute_colours(embedded.catalog["path"], size, batch_size=batch_size, verbose=verbose)
+        colours, failures = compute_colours(paths.tolist(), size, batch_size=batch_size, verbose=verbose)
         if len(failures):
             first = failures.iloc[0]
+            remedy = (
+                "write the index again with save_vectors, with a path column that names readable photos"
+                if outside
+                else f"re-index with 'simrec index SOURCE --out {directory} --rebuild'"
+            )
             raise MissingFileError(
                 f"cannot add colour signatures to {directory}: {len(failures)} photos cannot be read, e.g. "
-                f"{first['path']} ({first['reason']}); re-index with 'simrec index SOURCE --out {directory} --rebuild'"
+                f"{first['path']} ({first['reason']}); {remedy}"
             )
         meta = dict(embedded.meta, colour_signature=SIGNATURE_METHOD)
         updated = EmbeddedCatalog(
@@ -361,7 +377,7 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
     except IndexIntegrityError as error:
         logger.warning("the index in %s cannot be read (%s); embedding everything", out, error)
         return None
-    if meta.get("model") != MODEL_NAME:
+    if not made_by_simrec(meta):
         raise InvalidArgumentError(
             f"the index {out} holds vectors from {meta.get('model')!r} made outside simrec; "
             "pass --rebuild (rebuild=True) to replace them with simrec's own"
@@ -372,26 +388,36 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
 def _extractor_spec(
     previous: dict[str, Any] | None,
     out: Path,
+    model: str | None,
     weights: Any,
     seed: int | None,
     image_size: int | None,
     precision: str | None,
 ) -> dict[str, Any]:
     """Arguments of :func:`build_extractor`: the existing index's own unless asked otherwise."""
+    if model is not None:
+        backbone(model)  # an unknown name is reported before anything else
     if previous is None:
         return {
+            "model": model or DEFAULT_BACKBONE,
             "weights": weights,
-            "image_size": image_size or IMAGE_SIZE,
+            "image_size": image_size,
             "seed": SEED if seed is None else seed,
             "precision": precision or "auto",
         }
     own_weights, own_seed = _own_weights(previous, out, weights)
     asked = {
+        "model": model,
         "weights": None if weights == "auto" else _weights_name(weights, seed),
         "precision": None if precision in (None, "auto") else precision,
         "image_size": image_size,
     }
-    own = {"weights": previous["weights"], "precision": previous.get("precision"), "image_size": previous["image_size"]}
+    own = {
+        "model": previous["model"],
+        "weights": previous["weights"],
+        "precision": previous.get("precision"),
+        "image_size": previous["image_size"],
+    }
     different = [key for key, value in asked.items() if value is not None and value != own[key]]
     if different:
         details = ", ".join(f"{key} {asked[key]!r} (the index has {own[key]!r})" for key in different)
@@ -400,6 +426,7 @@ def _extractor_spec(
             "(rebuild=True) to embed everything again that way, or leave the option out to keep the index's own"
         )
     return {
+        "model": own["model"],
         "weights": own_weights,
         "image_size": int(own["image_size"]),
         "seed": own_seed,
@@ -412,10 +439,10 @@ def _own_weights(previous: dict[str, Any], out: Path, weights: Any) -> tuple[Any
     explicit_file = weights not in ("auto", "imagenet", "random", None)
     moved = Path(weights) if explicit_file else None
     own, seed = weights_argument(previous, moved)
-    if own == "imagenet" and not imagenet_available():
+    if own == "imagenet" and not imagenet_available(previous["model"]):
         raise MissingFileError(
-            f"the index {out} was embedded with ImageNet weights, which are not cached here and cannot be "
-            "downloaded: copy resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/ "
+            f"the index {out} was embedded with {previous['model']}'s ImageNet weights, which are not cached here "
+            f"and cannot be downloaded: copy {backbone(previous['model']).weights_file} into ~/.keras/models/ "
             "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
         )
     return own, seed

@@ -61,3 +61,36 @@ def framework_version() -> str:
         return f"{name} {version(module)}"
     except PackageNotFoundError:
         return name
+
+
+NATIVE_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU flags (as Linux names them in ``/proc/cpuinfo``) of instructions that compute bfloat16 natively."""
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags, from the first ``flags`` line of ``/proc/cpuinfo`` (empty elsewhere)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def auto_precision(gpu: bool, flags: set[str] | None = None) -> str:
+    """What ``--precision auto`` computes in on this machine.
+
+    ``"float16"`` on a GPU; on a CPU ``"bfloat16"`` where it runs natively (AMX or
+    AVX-512 BF16: Intel Sapphire Rapids and later, AMD Zen 4 and later), ``"float32"``
+    elsewhere (on AVX2-only CPUs bfloat16 is emulated and slower than float32).
+
+    Args:
+        gpu: Whether the backend sees a GPU.
+        flags: The CPU's flags (default: :func:`cpu_flags`).
+    """
+    if gpu:
+        return "float16"
+    flags = cpu_flags() if flags is None else flags
+    return "bfloat16" if any(flag in flags for flag in NATIVE_BFLOAT16_FLAGS) else "float32"
