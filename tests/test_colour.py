@@ -24,6 +24,7 @@ from simrec import (
     plot_colour_sweep,
     recommend,
     save_index,
+    save_vectors,
     sweep_colour_weight,
 )
 from simrec.app.synthetic import COLOURS, draw_realistic_product, make_synthetic_catalog
@@ -387,3 +388,29 @@ def test_half_weight_keeps_both_look_and_colour_when_each_separates():
     assert scores[0.5] == (1.0, 1.0)
     assert scores[0.0][0] == 1.0 and scores[0.0][1] < 0.5  # look only: colour near chance (1/3)
     assert scores[1.0][1] == 1.0 and scores[1.0][0] < 0.5  # colour only: type near chance
+
+
+def test_colours_command_adds_signatures_to_vectors_made_elsewhere_that_name_their_photos(embedded, tmp_path, capsys):
+    """An index written by save_vectors with a path column of readable photos gets signatures like any other."""
+    from simrec.core.defaults import IMAGE_SIZE
+
+    products = embedded.catalog[["product_id", "path", "label"]]
+    vectors = np.random.default_rng(0).normal(size=(len(products), 8))
+    folder = save_vectors(products, vectors, tmp_path / "clip", model="clip-vit-b32")
+    assert main(["query", str(folder), "--id", "red/item_1", "--colour-weight", "0.5"]) == 2
+    error = capsys.readouterr().err
+    assert "made outside simrec" in error and f"simrec colours {folder}" in error
+    assert "made before simrec stored them" not in error and "--rebuild" not in error
+    assert main(["colours", str(folder), "-q"]) == 0
+    updated = load_index(folder, verify=True)
+    expected = [colour_signature(load_image(path, IMAGE_SIZE)) for path in products["path"]]
+    np.testing.assert_allclose(updated.colours, expected, atol=1e-6)
+    assert main(["query", str(folder), "--id", "red/item_1", "--colour-weight", "0.5", "-k", "3"]) == 0
+
+
+def test_colours_command_on_vectors_made_elsewhere_without_photos_says_why(tmp_path, capsys):
+    products = pd.DataFrame({"product_id": [f"sku/{i}" for i in range(6)], "label": ["a", "b"] * 3})
+    folder = save_vectors(products, np.eye(6), tmp_path / "clip", model="clip-vit-b32")
+    assert main(["colours", str(folder), "-q"]) == 2
+    error = capsys.readouterr().err
+    assert "made outside simrec" in error and "6 of its rows name no photo" in error

@@ -219,8 +219,9 @@ def build_index(
 def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, verbose: bool = True) -> EmbeddedCatalog:
     """Give an index colour signatures, computed from its photos, without the model.
 
-    This is ``simrec colours``: for an index made before simrec stored signatures (or
-    whose signatures were made by another recipe). The photos are decoded exactly as
+    This is ``simrec colours``: for an index made before simrec stored signatures, whose
+    signatures were made by another recipe, or written by :func:`simrec.save_vectors` with a
+    ``path`` column that names readable photos. The photos are decoded exactly as
     ``simrec index`` decodes them, so the signatures equal those of a rebuild; the
     embeddings are kept as they are and the result is committed as a new generation.
 
@@ -235,6 +236,7 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     Raises:
         MissingFileError: A photo of the index is gone or unreadable (the message names
             it); rebuild the index with ``simrec index ... --rebuild`` then.
+        InvalidArgumentError: Vectors made outside simrec with rows that name no photo.
         IndexLockedError: Another process is writing the index.
     """
     from simrec.core.colour_signature import SIGNATURE_METHOD
