@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simrec.app.ann import attach_ann
-from simrec.app.evaluate import evaluate, label_from, sweep_colour_weight
+from simrec.app.evaluate import (
+    SWEEP_COLOUR_WEIGHTS,
+    distinguishes,
+    evaluate,
+    joint_labels,
+    label_from,
+    labels_from_table,
+    sweep_colour_weight,
+)
 from simrec.app.export import export_embeddings, export_neighbors, results_payload
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_recommendation_grid, plot_recommendations
@@ -206,13 +214,29 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
     add_colour_weight(evaluate)
     evaluate.add_argument(
-        "--sweep", action="store_true", help="evaluate at colour weights 0, 0.25, 0.5, 0.75 and 1, side by side"
+        "--sweep",
+        action="store_true",
+        help=f"evaluate at colour weights {', '.join(f'{w:g}' for w in SWEEP_COLOUR_WEIGHTS)}, side by side",
     )
     evaluate.add_argument(
         "--label-from",
         metavar="REGEX",
         help="also evaluate a second labelling: the one group of REGEX searched in each product_id, "
         r"e.g. '/([a-z]+)_\d+$' for the product type in red/shirt_1",
+    )
+    evaluate.add_argument(
+        "--labels-csv",
+        metavar="FILE",
+        help="a metadata table (e.g. a shop's styles.csv) with a product_id or id column, joined by product id "
+        "or, failing that, by file name; its --label-column columns are evaluated as labellings",
+    )
+    evaluate.add_argument(
+        "--label-column",
+        metavar="COL",
+        action="append",
+        default=[],
+        help="a column of --labels-csv to evaluate (repeat for several, e.g. articleType and baseColour); with two "
+        "labellings or more the joint precision (every label equal) is printed too",
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -507,7 +531,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     embedded = load_index(args.index_dir, mmap=True)
-    if args.sweep or args.label_from or args.colour_weight > 0:
+    if args.sweep or args.label_from or args.labels_csv or args.colour_weight > 0:
         _colour_evaluation(args, embedded)
     else:
         report = evaluate(embedded.neighbors, embedded.catalog["label"], k=args.k)
@@ -523,10 +547,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
     """``evaluate`` with a colour weight, a second labelling, or the colour-weight sweep."""
 
-    labellings = {"label": embedded.catalog["label"]}
-    if args.label_from:
-        labellings[args.label_from] = label_from(embedded.catalog["product_id"], args.label_from)
-    weights = (0.0, 0.25, 0.5, 0.75, 1.0) if args.sweep else (args.colour_weight,)
+    labellings = _labellings(args, embedded)
+    weights = SWEEP_COLOUR_WEIGHTS if args.sweep else (args.colour_weight,)
     if max(weights) > 0:
         require_colours(embedded, args.index_dir)
     sweep = sweep_colour_weight(embedded, labellings, k=args.k, colour_weights=weights)
@@ -535,6 +557,32 @@ def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
         print(json.dumps({"k": args.k, "results": records}, indent=2))
     else:
         _print_sweep(sweep, args.k)
+
+
+def _labellings(args: argparse.Namespace, embedded) -> dict:
+    """The folder labels, the --labels-csv columns and --label-from, and their joint labelling (two or more).
+
+    The folder labels are left out when they distinguish nothing (photos at the top of the
+    source, or all in one folder) and another labelling is asked for.
+    """
+    product_ids = embedded.catalog["product_id"]
+    asked = {}
+    if args.label_column and not args.labels_csv:
+        raise InvalidArgumentError("--label-column names a column of --labels-csv FILE: pass --labels-csv too")
+    if args.labels_csv:
+        if not args.label_column:
+            raise InvalidArgumentError("--labels-csv needs --label-column COL (the column that holds the labels)")
+        for column in args.label_column:
+            asked[column] = labels_from_table(product_ids, args.labels_csv, column)
+    if args.label_from:
+        asked[args.label_from] = label_from(product_ids, args.label_from)
+    labellings = {"label": embedded.catalog["label"]}
+    if asked and not distinguishes(embedded.catalog["label"]):
+        labellings = {}
+    labellings.update(asked)
+    if len(labellings) >= 2:
+        labellings[" & ".join(labellings)] = joint_labels(labellings)
+    return labellings
 
 
 def _print_sweep(sweep, k: int) -> None:
@@ -554,7 +602,7 @@ def _print_sweep(sweep, k: int) -> None:
     for name in names:
         chance = overall[overall["labelling"] == name]["chance_precision"].iloc[0]
         print(f"(a random ranking would score precision@{k} = {chance:.3f} for {name})")
-    for name in names:
+    for name in names[:-1] if len(names) > 2 else names:  # the joint labelling's labels are too many to list
         per_label = sweep[(sweep["labelling"] == name) & (sweep["label"] != "(all)")]
         table = per_label.pivot(index="label", columns="colour_weight", values="precision_at_k")
         table.columns = [f"W={w:g}" for w in table.columns]
