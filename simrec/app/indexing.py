@@ -126,6 +126,8 @@ def build_index(
             without ``rebuild``.
     """
     started = time.perf_counter()
+    if model is not None:
+        backbone(model)  # an unknown name is reported before anything else
     embed = _embed_function(engine, engine_options or {})
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -397,8 +399,6 @@ def _extractor_spec(
     precision: str | None,
 ) -> dict[str, Any]:
     """Arguments of :func:`build_extractor`: the existing index's own unless asked otherwise."""
-    if model is not None:
-        backbone(model)  # an unknown name is reported before anything else
     if previous is None:
         return {
             "model": model or DEFAULT_BACKBONE,

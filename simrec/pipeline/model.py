@@ -115,13 +115,7 @@ def build_extractor(
     try:
         keras.config.set_dtype_policy(policy)
         with python_random_seeded(seed):
-            network = getattr(keras.applications, spec.application)(
-                include_top=False,
-                weights="imagenet" if weights_spec == "imagenet" else None,
-                input_shape=(image_size, image_size, 3),
-                pooling="avg",
-                **spec.arguments,
-            )
+            network = _application(spec, weights_spec == "imagenet", image_size)
             if isinstance(weights_spec, Path):
                 _load_weights_file(network, weights_spec, spec)
             if spec.fold_batch_norm:
@@ -158,6 +152,24 @@ def build_extractor(
     )
     logger.info("extractor: %s, weights=%s, %s, input %dpx", spec.name, weights_name, precision, image_size)
     return extractor
+
+
+def _application(spec: Backbone, imagenet: bool, image_size: int) -> keras.Model:
+    """The Keras application without its top, global average pooled; a size it refuses is a user error."""
+    import keras
+
+    try:
+        return getattr(keras.applications, spec.application)(
+            include_top=False,
+            weights="imagenet" if imagenet else None,
+            input_shape=(image_size, image_size, 3),
+            pooling="avg",
+            **spec.arguments,
+        )
+    except ValueError as error:  # Keras checks the input shape (Xception: "at least 71x71") before building
+        if "input" not in str(error).lower():
+            raise
+        raise InvalidArgumentError(f"image_size {image_size} does not suit {spec.name}: {error}") from None
 
 
 def preprocess_function(mode: str) -> Callable[[Any], Any]:
@@ -275,6 +287,10 @@ def _imagenet_reachable(timeout: float = 10.0) -> bool:
 
 def _load_weights_file(network: keras.Model, path: Path, spec: Backbone) -> None:
     try:
+        # Keras 3 loads a .weights.h5 file of another network in part, warning, where every variable it
+        # holds counts: a count that differs is refused before anything is loaded.
+        if path.name.endswith(".weights.h5") and weights_file_parameters(path) != network.count_params():
+            raise ValueError("the number of parameters differs")
         network.load_weights(str(path))
     except Exception as error:
         expected = f"{spec.name} ({spec.application} without its top, {spec.parameters:,} parameters)"
