@@ -31,7 +31,7 @@ from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_recommendation_grid, plot_recommendations
 from simrec.app.querying import query_extractor, recommend
 from simrec.app.synthetic import make_synthetic_catalog
-from simrec.bench import run_ann_benchmark, run_benchmark, run_ray_benchmark
+from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
 from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, N_NEIGHBORS, SEED
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
@@ -258,7 +258,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     bench = commands.add_parser("bench", help="measure embedding and search speed on this machine")
-    bench.add_argument("--images", type=_positive, default=96, help="generated JPEGs to embed (default: %(default)s)")
+    bench.add_argument(
+        "--images", type=_positive, help="generated JPEGs to embed (default: 96; 32 per model with --model)"
+    )
     bench.add_argument("--batch-size", type=_positive, default=BATCH_SIZE)
     bench.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"), default="float32")
     bench.add_argument(
@@ -269,6 +271,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--repeats", type=_positive, default=2, help="rounds of the embedding figures (best kept)")
     bench.add_argument("--out", help="also write the figures to this JSON file")
+    bench.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="measure the embedding speed of these backbones instead (repeat it; 'all' for every one), at their "
+        "own input sizes with untrained weights",
+    )
     bench.add_argument(
         "--ann",
         type=_positive,
@@ -658,12 +667,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.ray:
         _import_backend_quietly(args.verbose)
-        run_ray_benchmark(args.images, args.batch_size)
+        run_ray_benchmark(args.images or 96, args.batch_size)
+        return 0
+    if args.model:
+        _import_backend_quietly(args.verbose)
+        run_model_benchmark(args.model, args.images or 32, args.batch_size, args.precision, args.repeats, args.out)
         return 0
 
     _import_backend_quietly(args.verbose)
     run_benchmark(
-        n_images=args.images,
+        n_images=args.images or 96,
         batch_size=args.batch_size,
         precision=args.precision,
         n_items=args.items,
