@@ -33,10 +33,10 @@ from simrec.app.querying import query_extractor, recommend
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
-from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, N_NEIGHBORS, SEED
+from simrec.core.defaults import BATCH_SIZE, COLOUR_WEIGHT, DEMO_DIR, N_NEIGHBORS, SEED
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
 from simrec.core.version import __version__
-from simrec.embedded_catalog import require_colours
+from simrec.embedded_catalog import require_colours, resolve_colour_weight
 from simrec.pipeline.backend import backend_name
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
@@ -122,10 +122,10 @@ def _build_parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--colour-weight",
             type=_unit_interval,
-            default=0.0,
+            default=None,
             metavar="W",
-            help="0 (default) ranks by look (the embedding), 1 by the product's colour alone, "
-            "in between a blend of the two",
+            help=f"0 ranks by look (the embedding), 1 by the product's colour alone, in between a blend of the two "
+            f"(default: {COLOUR_WEIGHT} on an index with colour signatures and exact search, else 0)",
         )
 
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
@@ -409,6 +409,8 @@ def _print_build(embedded, report, out) -> None:
 def _cmd_query(args: argparse.Namespace) -> int:
 
     embedded = load_index(args.index_dir, mmap=True)
+    asked = args.colour_weight
+    args.colour_weight = resolve_colour_weight(embedded, asked)
     if args.colour_weight > 0:
         require_colours(embedded, args.index_dir)
     extractor = None
@@ -418,7 +420,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         _import_backend_quietly(args.verbose)
         extractor = query_extractor(embedded, args.weights)
     search = None
-    if args.colour_weight == 0:
+    if args.colour_weight == 0 or (asked is None and (args.nprobe or args.ef)):  # tuning asks for the ann search
+        args.colour_weight = 0.0
         search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
     elif args.nprobe or args.ef:
         raise InvalidArgumentError(
@@ -540,6 +543,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     embedded = load_index(args.index_dir, mmap=True)
+    if args.colour_weight is None:
+        args.colour_weight = 0.0  # evaluate measures the look alone unless a weight or the sweep is asked for
     if args.sweep or args.label_from or args.labels_csv or args.colour_weight > 0:
         _colour_evaluation(args, embedded)
     else:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from simrec.core.checksum import file_fingerprint
 from simrec.core.colour_signature import N_BINS, SIGNATURE_METHOD
+from simrec.core.defaults import COLOUR_WEIGHT
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, UnknownProductError
 from simrec.core.records import FAILURE_COLUMNS, FORMAT_VERSION, UNTRAINED_WARNING, ExtractorInfo, extractor_info
 from simrec.core.validation import check_colour_weight
@@ -299,6 +300,23 @@ def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeig
     blend = copy.copy(cache["fitted"])  # shallow: the signatures and scales are not copied
     blend.colour_weight = weight
     return blend
+
+
+def default_colour_weight(embedded: EmbeddedCatalog) -> float:
+    """The colour weight of a query that asks for none: :data:`~simrec.core.defaults.COLOUR_WEIGHT` where
+    the index can blend (colour signatures of this recipe, exact search), else 0 (look alone).
+
+    An index with an approximate-search structure answers by look alone unless a weight is asked
+    for, as the blend compares every product exactly.
+    """
+    usable = embedded.colours is not None
+    usable &= embedded.meta.get("colour_signature", SIGNATURE_METHOD) == SIGNATURE_METHOD
+    return COLOUR_WEIGHT if usable and embedded.ann is None else 0.0
+
+
+def resolve_colour_weight(embedded: EmbeddedCatalog, colour_weight: float | None) -> float:
+    """``colour_weight`` checked, or the index's default for None."""
+    return default_colour_weight(embedded) if colour_weight is None else check_colour_weight(colour_weight)
 
 
 def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:

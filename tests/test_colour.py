@@ -202,7 +202,7 @@ def test_all_items_blend_memory_stays_bounded():
 
 def test_colour_weight_zero_is_exactly_todays_search(embedded):
     for pid in ("red/item_1", "blue/item_3"):
-        before = recommend(embedded, product_id=pid, n_neighbors=5)
+        before = recommend(embedded, product_id=pid, n_neighbors=5, search=embedded.neighbors)  # look alone
         after = recommend(embedded, product_id=pid, n_neighbors=5, colour_weight=0)
         pd.testing.assert_frame_equal(before, after)
     labels = embedded.catalog["label"]
@@ -261,7 +261,9 @@ def test_old_index_without_signatures_works_at_zero_and_says_how_to_add_them(emb
     old = load_index(folder)
     assert old.colours is None
     pd.testing.assert_frame_equal(
-        recommend(old, product_id="red/item_1"), recommend(embedded, product_id="red/item_1"), check_like=True
+        recommend(old, product_id="red/item_1"),
+        recommend(embedded, product_id="red/item_1", colour_weight=0),
+        check_like=True,
     )
     with pytest.raises(ValueError, match=r"no colour signatures.*simrec colours INDEX_DIR.*--rebuild"):
         recommend(old, product_id="red/item_1", colour_weight=0.5)
@@ -337,7 +339,7 @@ def test_sweep_table_and_plot(embedded):
     types = label_from(embedded.catalog["product_id"], r"/([a-z]+)_\d+$")
     sweep = sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "item": types}, k=3)
     overall = sweep[sweep["label"] == "(all)"]
-    assert len(overall) == 10 and sorted(overall["colour_weight"].unique()) == [0, 0.25, 0.5, 0.75, 1]
+    assert len(overall) == 12 and sorted(overall["colour_weight"].unique()) == [0, 0.15, 0.25, 0.5, 0.75, 1]
     at_zero = overall[(overall["colour_weight"] == 0) & (overall["labelling"] == "colour")].iloc[0]
     assert at_zero["precision_at_k"] == evaluate(embedded.neighbors, embedded.catalog["label"], k=3)["precision_at_k"]
     at_one = overall[(overall["colour_weight"] == 1) & (overall["labelling"] == "colour")].iloc[0]
@@ -351,10 +353,10 @@ def test_evaluate_sweep_command_prints_both_labellings(embedded, tmp_path, capsy
     assert main(["evaluate", str(folder), "-k", "3", "--sweep", "--label-from", r"/([a-z]+)_\d+$"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert "label" in lines[0] and r"/([a-z]+)_\d+$" in lines[0]
+    assert "label" in lines[0] and r"/([a-z]+)_\d+$" in lines[0] and r"label & /([a-z]+)_\d+$" in lines[0]
     assert "precision@3 mAP@3" in lines[1]
-    assert [line.split()[0] for line in lines[2:7]] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
-    assert all(len(line.split()) == 5 for line in lines[2:7])
+    assert [line.split()[0] for line in lines[2:8]] == ["0.00", "0.15", "0.25", "0.50", "0.75", "1.00"]
+    assert all(len(line.split()) == 7 for line in lines[2:8])
     assert "precision@3 by label:" in out and "W=0.5" in out
     assert main(["evaluate", str(folder), "-k", "3", "--colour-weight", "0.5", "--format", "json"]) == 0
     payload = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
@@ -414,3 +416,21 @@ def test_colours_command_on_vectors_made_elsewhere_without_photos_says_why(tmp_p
     assert main(["colours", str(folder), "-q"]) == 2
     error = capsys.readouterr().err
     assert "made outside simrec" in error and "6 of its rows name no photo" in error
+
+
+def test_the_default_colour_weight_blends_where_the_index_can_and_zero_stays_reachable(embedded, tmp_path, capsys):
+    from simrec.core.defaults import COLOUR_WEIGHT
+    from simrec.embedded_catalog import default_colour_weight
+
+    folder = save_index(embedded, tmp_path / "idx")
+    assert COLOUR_WEIGHT == 0.15 and default_colour_weight(load_index(folder)) == COLOUR_WEIGHT
+    pd.testing.assert_frame_equal(
+        recommend(embedded, product_id="red/item_1"), recommend(embedded, product_id="red/item_1", colour_weight=0.15)
+    )
+    runs = {}
+    for weight in (None, "0.15", "0"):
+        asked = [] if weight is None else ["--colour-weight", weight]
+        assert main(["query", str(folder), "--id", "red/item_1", "-k", "3", "--format", "json", *asked]) == 0
+        runs[weight] = json.loads(capsys.readouterr().out)["results"]
+    assert runs[None] == runs["0.15"] and runs["0"] != runs["0.15"]
+    assert default_colour_weight(load_index(save_index(_without_colours(embedded), tmp_path / "old"))) == 0.0

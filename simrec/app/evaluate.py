@@ -21,7 +21,7 @@ from simrec.search.exact import CosineNeighbors
 if TYPE_CHECKING:
     from simrec.embedded_catalog import EmbeddedCatalog
 
-SWEEP_COLOUR_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+SWEEP_COLOUR_WEIGHTS = (0.0, 0.15, 0.25, 0.5, 0.75, 1.0)
 """The colour weights ``simrec evaluate --sweep`` tries."""
 
 
