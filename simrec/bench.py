@@ -345,9 +345,9 @@ def _cpu_name() -> str:
 
 
 def _cpu_has_bf16() -> bool:
-    from simrec.pipeline.backend import auto_precision
+    from simrec.pipeline.backend import native_bfloat16
 
-    return auto_precision(gpu=False) == "bfloat16"
+    return native_bfloat16()
 
 
 def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[str, float]:

@@ -114,7 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
             choices=("auto", "float32", "bfloat16", "float16"),
             default=None,
             help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
-            "bfloat16 on a CPU with AMX or AVX-512 BF16, float32 on other CPUs); a different one than the "
+            "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16); a different one than the "
             "index's needs --rebuild",
         )
 

@@ -135,3 +135,15 @@ def test_photo_queries_export_and_colours_use_the_index_model(colour_tree, tmp_p
     assert main(["colours", str(out), "-q"]) == 0
     assert main(["export", str(out), "--out", str(tmp_path / "recs.csv"), "-k", "2", "-q"]) == 0
     assert json.loads((out / "meta.json").read_text())["model"] == "mobilenet-0.25"
+
+
+def test_native_bfloat16_is_read_from_the_cpu_flags(tmp_path):
+    from simrec.pipeline.backend import cpu_flags, native_bfloat16
+
+    intel = tmp_path / "intel"
+    intel.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    amd = tmp_path / "amd"
+    amd.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert native_bfloat16(cpu_flags(intel)) and not native_bfloat16(cpu_flags(amd))
+    assert native_bfloat16({"avx512_bf16"}) and native_bfloat16({"amx_bf16"}) and not native_bfloat16(set())
+    assert cpu_flags(tmp_path / "missing") == set()

@@ -16,6 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -113,3 +114,15 @@ def test_the_shared_weights_refused_by_another_model_name_the_model_they_fit(sho
         build_extractor(WEIGHTS, image_size=64)
     with pytest.raises(ValueError, match=r"does not fit mobilenet-0\.5 .*pass --model mobilenet-0\.25"):
         build_extractor(WEIGHTS, model="mobilenet-0.5")
+
+
+def test_bfloat16_neighbours_agree_with_float32_on_real_features(shop):
+    """How far bfloat16's top 5 strays from float32's on real features: the figure README gives."""
+    embedded = load_index(shop[1])
+    low = build_extractor(WEIGHTS, model="mobilenet-0.25", precision="bfloat16")
+    result = embed_images(embedded.catalog["path"], low, verbose=False, colours=False)
+    _, exact = embedded.neighbors.kneighbors(n_neighbors=5)
+    _, approximate = CosineNeighbors().fit(result.embeddings).kneighbors(n_neighbors=5)
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, approximate)])
+    print(f"bfloat16/float32 top-5 overlap {overlap:.3f}")
+    assert 0.8 <= overlap < 0.98  # good, not good enough to be the default: --precision bfloat16 asks for it

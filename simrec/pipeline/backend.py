@@ -79,18 +79,12 @@ def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
     return set()
 
 
-def auto_precision(gpu: bool, flags: set[str] | None = None) -> str:
-    """What ``--precision auto`` computes in on this machine.
-
-    ``"float16"`` on a GPU; on a CPU ``"bfloat16"`` where it runs natively (AMX or
-    AVX-512 BF16: Intel Sapphire Rapids and later, AMD Zen 4 and later), ``"float32"``
-    elsewhere (on AVX2-only CPUs bfloat16 is emulated and slower than float32).
+def native_bfloat16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AMX or AVX-512 BF16: Intel Sapphire Rapids and
+    later, AMD Zen 4 and later); elsewhere (AVX2 only) bfloat16 is emulated and slower than float32.
 
     Args:
-        gpu: Whether the backend sees a GPU.
         flags: The CPU's flags (default: :func:`cpu_flags`).
     """
-    if gpu:
-        return "float16"
     flags = cpu_flags() if flags is None else flags
-    return "bfloat16" if any(flag in flags for flag in NATIVE_BFLOAT16_FLAGS) else "float32"
+    return any(flag in flags for flag in NATIVE_BFLOAT16_FLAGS)

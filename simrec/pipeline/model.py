@@ -64,10 +64,12 @@ def build_extractor(
             ``"mobilenet-0.25"``, ...) or a :class:`~simrec.core.backbones.Backbone`.
         seed: Seed for untrained weights. Only Python's ``random`` is seeded, while the
             network is built, and then put back: no global random state changes.
-        precision: ``"auto"`` (float16 mixed precision on a GPU; on a CPU bfloat16 where
-            it runs natively, AMX or AVX-512 BF16, float32 elsewhere: see
-            :func:`simrec.pipeline.backend.auto_precision`), ``"float32"``, ``"bfloat16"``
-            or ``"float16"``. Outputs are float32 always.
+        precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on a CPU),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
+            bfloat16 is faster on CPUs that run it natively
+            (:func:`simrec.pipeline.backend.native_bfloat16`), but on real photos its top-5
+            neighbours agree with float32's less than a default should (README: "Backends
+            and GPU"), so it is only used when asked for.
 
     Returns:
         A ``keras.Model`` mapping ``(batch, image_size, image_size, 3)`` RGB pixels to
