@@ -259,7 +259,7 @@ def joint_labels(labellings: Mapping[str, Sequence[str] | np.ndarray]) -> np.nda
     labelling, its precision@k is the share of neighbours of the same type *and* colour.
     """
     columns = [["" if _is_missing(label) else str(label) for label in labels] for labels in labellings.values()]
-    return np.asarray(["\x1f".join(parts) if all(parts) else "" for parts in zip(*columns)], dtype=object)
+    return np.asarray([" & ".join(parts) if all(parts) else "" for parts in zip(*columns)], dtype=object)
 
 
 def distinguishes(labels: Sequence[str] | np.ndarray) -> bool:
