@@ -104,7 +104,9 @@ def test_evaluate_joins_the_shops_table_and_prints_the_joint_precision(shop, cap
 def test_query_by_photo_uses_the_index_model(shop, capsys):
     photo = sorted(shop[0].iterdir())[0]
     capsys.readouterr()
-    assert main(["query", str(shop[1]), "--image", str(photo), "-k", "1", "--format", "json"]) == 0
+    assert (
+        main(["query", str(shop[1]), "--image", str(photo), "-k", "1", "--colour-weight", "0", "--format", "json"]) == 0
+    )
     answer = json.loads(capsys.readouterr().out)
     assert answer["results"][0]["product_id"] == photo.stem and answer["results"][0]["distance"] < 1e-4
 
