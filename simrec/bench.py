@@ -218,6 +218,92 @@ def run_benchmark(
     return figures
 
 
+def run_model_benchmark(
+    models: list[str],
+    n_images: int = 32,
+    batch_size: int = BATCH_SIZE,
+    precision: str = "float32",
+    repeats: int = 2,
+    json_path: str | os.PathLike | None = None,
+    print_fn=print,
+) -> dict[str, dict[str, float]]:
+    """Embedding speed of each backbone at its own input size, in one run: ``simrec bench --model NAME``.
+
+    Untrained weights (the speed does not depend on the values); each backbone embeds the
+    same generated 600 x 800 JPEGs, first as decoded batches (the compiled forward pass
+    alone), then end to end (``embed_images``, colour signatures included).
+
+    Args:
+        models: Backbone names (``["resnet50", "mobilenet-0.25"]``), or ``["all"]``.
+        n_images: Generated JPEGs embedded per figure.
+        batch_size: Images per model call.
+        precision: Compute precision of every backbone.
+        repeats: Rounds of each figure (the best is kept).
+        json_path: Also write the figures to this JSON file.
+        print_fn: Where lines go.
+
+    Returns:
+        ``{model: {"model_only_img_per_s", "pipeline_img_per_s", "dim", "image_size", "parameters"}}``.
+    """
+    import gc
+
+    import keras
+
+    from simrec.core.backbones import BACKBONES, backbone
+    from simrec.pipeline.backend import framework_version
+
+    names = list(BACKBONES) if models == ["all"] else [backbone(name).name for name in models]
+    print_fn(
+        f"machine {_cpu_name()}, {os.cpu_count()} CPUs, Keras {keras.__version__} on {framework_version()}; "
+        f"untrained weights, {precision}, batch_size {batch_size}, {n_images} images, best of {repeats}"
+    )
+    print_fn("| model | dim | input | parameters | model only img/s | pipeline img/s |")
+    print_fn("| --- | --- | --- | --- | --- | --- |")
+    results: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
+        paths = _make_photos(Path(folder), n_images)
+        for name in names:
+            results[name] = figures = _model_figures(name, paths, batch_size, precision, repeats)
+            print_fn(
+                f"| `{name}` | {figures['dim']} | {figures['image_size']} | {figures['parameters']:,} | "
+                f"{figures['model_only_img_per_s']:.1f} | {figures['pipeline_img_per_s']:.1f} |"
+            )
+            keras.backend.clear_session()
+            gc.collect()
+    if len(results) > 1:
+        first = names[0]
+        ratios = " ".join(
+            f"{name}/{first}={results[name]['pipeline_img_per_s'] / results[first]['pipeline_img_per_s']:.2f}"
+            for name in names[1:]
+        )
+        print_fn(f"ratio (pipeline img/s) {ratios}")
+    if json_path:
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _model_figures(name: str, paths: list[str], batch_size: int, precision: str, repeats: int) -> dict[str, float]:
+    """One backbone's forward-only and end-to-end images per second (best of ``repeats``)."""
+    from simrec.core.backbones import backbone
+    from simrec.pipeline.embedding import compiled_forward, embed_images
+    from simrec.pipeline.images import load_image
+    from simrec.pipeline.model import build_extractor
+
+    spec = backbone(name)
+    extractor = build_extractor(weights=None, model=name, precision=precision)
+    pixels = np.stack([load_image(p, spec.image_size) for p in paths])
+    forward = compiled_forward(extractor)
+    forward(pixels[:batch_size])  # compile and warm up
+    n = len(paths)
+    figures = {"dim": spec.dim, "image_size": spec.image_size, "parameters": spec.parameters}
+    for _ in range(repeats):
+        model_only = _rate(n, lambda: [forward(pixels[i : i + batch_size]) for i in range(0, n, batch_size)])
+        pipeline = _rate(n, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False))
+        figures["model_only_img_per_s"] = max(figures.get("model_only_img_per_s", 0.0), model_only)
+        figures["pipeline_img_per_s"] = max(figures.get("pipeline_img_per_s", 0.0), pipeline)
+    return figures
+
+
 def _drain(batches) -> None:
     for _ in batches:
         pass
@@ -259,11 +345,9 @@ def _cpu_name() -> str:
 
 
 def _cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    from simrec.pipeline.backend import native_bfloat16
+
+    return native_bfloat16()
 
 
 def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[str, float]:

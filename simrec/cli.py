@@ -17,18 +17,27 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simrec.app.ann import attach_ann
-from simrec.app.evaluate import evaluate, label_from, sweep_colour_weight
+from simrec.app.evaluate import (
+    SWEEP_COLOUR_WEIGHTS,
+    distinguishes,
+    evaluate,
+    joint_labels,
+    label_from,
+    labels_from_table,
+    sweep_colour_weight,
+)
 from simrec.app.export import export_embeddings, export_neighbors, results_payload
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_recommendation_grid, plot_recommendations
 from simrec.app.querying import query_extractor, recommend
 from simrec.app.synthetic import make_synthetic_catalog
-from simrec.bench import run_ann_benchmark, run_benchmark, run_ray_benchmark
-from simrec.core.defaults import BATCH_SIZE, DEMO_DIR, IMAGE_SIZE, N_NEIGHBORS, SEED
+from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
+from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
+from simrec.core.defaults import BATCH_SIZE, COLOUR_WEIGHT, DEMO_DIR, N_NEIGHBORS, SEED
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
-from simrec.embedded_catalog import require_colours
+from simrec.embedded_catalog import require_colours, resolve_colour_weight
 from simrec.pipeline.backend import backend_name, import_backend_quietly
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
@@ -76,16 +85,24 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def add_weights(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
+            "--model",
+            default=None,
+            metavar="NAME",
+            help=f"the backbone: {', '.join(BACKBONES)} (default: an existing index's own, else "
+            f"{DEFAULT_BACKBONE}); a different one than the index's needs --rebuild",
+        )
+        sub.add_argument(
             "--weights",
             default="auto",
             help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
-            "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file",
+            "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file "
+            "holding the model's weights",
         )
         sub.add_argument(
             "--image-size",
             type=_positive,
             default=None,
-            help=f"input side in pixels (default: an existing index's own, else {IMAGE_SIZE})",
+            help="input side in pixels (default: an existing index's own, else the model's own, 224 for most)",
         )
         sub.add_argument(
             "--seed", type=int, default=None, help=f"seed for random weights (default: the index's own, else {SEED})"
@@ -98,17 +115,18 @@ def _build_parser() -> argparse.ArgumentParser:
             choices=("auto", "float32", "bfloat16", "float16"),
             default=None,
             help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
-            "float32 on CPU); a different one than the index's needs --rebuild",
+            "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16); a different one than the "
+            "index's needs --rebuild",
         )
 
     def add_colour_weight(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--colour-weight",
             type=_unit_interval,
-            default=0.0,
+            default=None,
             metavar="W",
-            help="0 (default) ranks by look (the embedding), 1 by the product's colour alone, "
-            "in between a blend of the two",
+            help=f"0 ranks by look (the embedding), 1 by the product's colour alone, in between a blend of the two "
+            f"(default: {COLOUR_WEIGHT} on an index with colour signatures and exact search, else 0)",
         )
 
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
@@ -118,7 +136,7 @@ def _build_parser() -> argparse.ArgumentParser:
     index.add_argument(
         "--rebuild",
         action="store_true",
-        help="embed everything again, even photos already indexed (needed to change weights, precision or size)",
+        help="embed everything again, even photos already indexed (needed to change model, weights, precision or size)",
     )
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     index.add_argument(
@@ -209,13 +227,29 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
     add_colour_weight(evaluate)
     evaluate.add_argument(
-        "--sweep", action="store_true", help="evaluate at colour weights 0, 0.25, 0.5, 0.75 and 1, side by side"
+        "--sweep",
+        action="store_true",
+        help=f"evaluate at colour weights {', '.join(f'{w:g}' for w in SWEEP_COLOUR_WEIGHTS)}, side by side",
     )
     evaluate.add_argument(
         "--label-from",
         metavar="REGEX",
         help="also evaluate a second labelling: the one group of REGEX searched in each product_id, "
         r"e.g. '/([a-z]+)_\d+$' for the product type in red/shirt_1",
+    )
+    evaluate.add_argument(
+        "--labels-csv",
+        metavar="FILE",
+        help="a metadata table (e.g. a shop's styles.csv) with a product_id or id column, joined by product id "
+        "or, failing that, by file name; its --label-column columns are evaluated as labellings",
+    )
+    evaluate.add_argument(
+        "--label-column",
+        metavar="COL",
+        action="append",
+        default=[],
+        help="a column of --labels-csv to evaluate (repeat for several, e.g. articleType and baseColour); with two "
+        "labellings or more the joint precision (every label equal) is printed too",
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
@@ -237,7 +271,9 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_cmd_demo)
 
     bench = commands.add_parser("bench", help="measure embedding and search speed on this machine")
-    bench.add_argument("--images", type=_positive, default=96, help="generated JPEGs to embed (default: %(default)s)")
+    bench.add_argument(
+        "--images", type=_positive, help="generated JPEGs to embed (default: 96; 32 per model with --model)"
+    )
     bench.add_argument("--batch-size", type=_positive, default=BATCH_SIZE)
     bench.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"), default="float32")
     bench.add_argument(
@@ -248,6 +284,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--repeats", type=_positive, default=2, help="rounds of the embedding figures (best kept)")
     bench.add_argument("--out", help="also write the figures to this JSON file")
+    bench.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help="measure the embedding speed of these backbones instead (repeat it; 'all' for every one), at their "
+        "own input sizes with untrained weights",
+    )
     bench.add_argument(
         "--ann",
         type=_positive,
@@ -303,6 +346,7 @@ def _configure_logging(verbosity: int) -> None:
 def _build_options(args: argparse.Namespace) -> dict:
     """The extractor and progress options that `index` and `demo` share."""
     return {
+        "model": args.model,
         "weights": args.weights,
         "batch_size": args.batch_size,
         "seed": args.seed,
@@ -361,6 +405,8 @@ def _one_line(name: str) -> str:
 def _cmd_query(args: argparse.Namespace) -> int:
 
     embedded = load_index(args.index_dir, mmap=True)
+    asked = args.colour_weight
+    args.colour_weight = resolve_colour_weight(embedded, asked)
     if args.colour_weight > 0:
         require_colours(embedded, args.index_dir)
     extractor = None
@@ -370,7 +416,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
         import_backend_quietly(args.verbose)
         extractor = query_extractor(embedded, args.weights)
     search = None
-    if args.colour_weight == 0:
+    if args.colour_weight == 0 or (asked is None and (args.nprobe or args.ef)):  # tuning asks for the ann search
+        args.colour_weight = 0.0
         search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
     elif args.nprobe or args.ef:
         raise InvalidArgumentError(
@@ -498,7 +545,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     embedded = load_index(args.index_dir, mmap=True)
-    if args.sweep or args.label_from or args.colour_weight > 0:
+    if args.colour_weight is None:
+        args.colour_weight = 0.0  # evaluate measures the look alone unless a weight or the sweep is asked for
+    if args.sweep or args.label_from or args.labels_csv or args.colour_weight > 0:
         _colour_evaluation(args, embedded)
     else:
         report = evaluate(embedded.neighbors, embedded.catalog["label"], k=args.k)
@@ -514,10 +563,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
     """``evaluate`` with a colour weight, a second labelling, or the colour-weight sweep."""
 
-    labellings = {"label": embedded.catalog["label"]}
-    if args.label_from:
-        labellings[args.label_from] = label_from(embedded.catalog["product_id"], args.label_from)
-    weights = (0.0, 0.25, 0.5, 0.75, 1.0) if args.sweep else (args.colour_weight,)
+    labellings = _labellings(args, embedded)
+    weights = SWEEP_COLOUR_WEIGHTS if args.sweep else (args.colour_weight,)
     if max(weights) > 0:
         require_colours(embedded, args.index_dir)
     sweep = sweep_colour_weight(embedded, labellings, k=args.k, colour_weights=weights)
@@ -526,6 +573,32 @@ def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
         print(json.dumps({"k": args.k, "results": records}, indent=2))
     else:
         _print_sweep(sweep, args.k)
+
+
+def _labellings(args: argparse.Namespace, embedded) -> dict:
+    """The folder labels, the --labels-csv columns and --label-from, and their joint labelling (two or more).
+
+    The folder labels are left out when they distinguish nothing (photos at the top of the
+    source, or all in one folder) and another labelling is asked for.
+    """
+    product_ids = embedded.catalog["product_id"]
+    asked = {}
+    if args.label_column and not args.labels_csv:
+        raise InvalidArgumentError("--label-column names a column of --labels-csv FILE: pass --labels-csv too")
+    if args.labels_csv:
+        if not args.label_column:
+            raise InvalidArgumentError("--labels-csv needs --label-column COL (the column that holds the labels)")
+        for column in args.label_column:
+            asked[column] = labels_from_table(product_ids, args.labels_csv, column)
+    if args.label_from:
+        asked[args.label_from] = label_from(product_ids, args.label_from)
+    labellings = {"label": embedded.catalog["label"]}
+    if asked and not distinguishes(embedded.catalog["label"]):
+        labellings = {}
+    labellings.update(asked)
+    if len(labellings) >= 2:
+        labellings[" & ".join(labellings)] = joint_labels(labellings)
+    return labellings
 
 
 def _print_sweep(sweep, k: int) -> None:
@@ -545,7 +618,7 @@ def _print_sweep(sweep, k: int) -> None:
     for name in names:
         chance = overall[overall["labelling"] == name]["chance_precision"].iloc[0]
         print(f"(a random ranking would score precision@{k} = {chance:.3f} for {name})")
-    for name in names:
+    for name in names[:-1] if len(names) > 2 else names:  # the joint labelling's labels are too many to list
         per_label = sweep[(sweep["labelling"] == name) & (sweep["label"] != "(all)")]
         table = per_label.pivot(index="label", columns="colour_weight", values="precision_at_k")
         table.columns = [f"W={w:g}" for w in table.columns]
@@ -601,12 +674,16 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.ray:
         import_backend_quietly(args.verbose)
-        run_ray_benchmark(args.images, args.batch_size)
+        run_ray_benchmark(args.images or 96, args.batch_size)
+        return 0
+    if args.model:
+        import_backend_quietly(args.verbose)
+        run_model_benchmark(args.model, args.images or 32, args.batch_size, args.precision, args.repeats, args.out)
         return 0
 
     import_backend_quietly(args.verbose)
     run_benchmark(
-        n_images=args.images,
+        n_images=args.images or 96,
         batch_size=args.batch_size,
         precision=args.precision,
         n_items=args.items,

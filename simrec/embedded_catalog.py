@@ -21,6 +21,7 @@ import pandas as pd
 
 from simrec.core.checksum import file_fingerprint
 from simrec.core.colour_signature import N_BINS, SIGNATURE_METHOD
+from simrec.core.defaults import COLOUR_WEIGHT
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, UnknownProductError
 from simrec.core.records import FAILURE_COLUMNS, FORMAT_VERSION, UNTRAINED_WARNING, ExtractorInfo, extractor_info
 from simrec.core.validation import check_colour_weight
@@ -301,10 +302,27 @@ def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeig
     return blend
 
 
+def default_colour_weight(embedded: EmbeddedCatalog) -> float:
+    """The colour weight of a query that asks for none: :data:`~simrec.core.defaults.COLOUR_WEIGHT` where
+    the index can blend (colour signatures of this recipe, exact search), else 0 (look alone).
+
+    An index with an approximate-search structure answers by look alone unless a weight is asked
+    for, as the blend compares every product exactly.
+    """
+    usable = embedded.colours is not None
+    usable &= embedded.meta.get("colour_signature", SIGNATURE_METHOD) == SIGNATURE_METHOD
+    return COLOUR_WEIGHT if usable and embedded.ann is None else 0.0
+
+
+def resolve_colour_weight(embedded: EmbeddedCatalog, colour_weight: float | None) -> float:
+    """``colour_weight`` checked, or the index's default for None."""
+    return default_colour_weight(embedded) if colour_weight is None else check_colour_weight(colour_weight)
+
+
 def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:
     """Refuse a colour weight above 0 on an index whose signatures are missing or made differently."""
     if embedded.colours is None:
-        raise InvalidArgumentError(missing_colours_message(index))
+        raise InvalidArgumentError(missing_colours_message(index, embedded.meta))
     method = embedded.meta.get("colour_signature", SIGNATURE_METHOD)
     if method != SIGNATURE_METHOD:
         raise InvalidArgumentError(
@@ -313,10 +331,21 @@ def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None
         )
 
 
-def missing_colours_message(index: str = "INDEX_DIR") -> str:
-    """What to do when an index has no colour signatures and a colour weight above 0 is asked for."""
-    return (
-        f"the index {index} has no colour signatures (it was made before simrec stored them), so only "
-        f"colour_weight 0 works on it; add them with 'simrec colours {index}' (reads the photos, no model) "
-        f"or embed everything again with 'simrec index SOURCE --out {index} --rebuild'"
-    )
+def missing_colours_message(index: str = "INDEX_DIR", meta: dict[str, Any] | None = None) -> str:
+    """What to do when an index has no colour signatures and a colour weight above 0 is asked for.
+
+    Args:
+        index: The index folder, as the user named it.
+        meta: Its manifest: an index of vectors made outside simrec (``save_vectors``) never had
+            signatures, while one of simrec's own was made before simrec stored them.
+    """
+    if meta is not None and meta.get("weights") == "external":
+        why = f"it holds vectors from {meta.get('model')!r} made outside simrec, written without them"
+        how = f"add them with 'simrec colours {index}' if its path column names the photos (reads them, no model)"
+    else:
+        why = "it was made before simrec stored them"
+        how = (
+            f"add them with 'simrec colours {index}' (reads the photos, no model) or embed everything again with "
+            f"'simrec index SOURCE --out {index} --rebuild'"
+        )
+    return f"the index {index} has no colour signatures ({why}), so only colour_weight 0 works on it; {how}"

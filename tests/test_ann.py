@@ -100,7 +100,7 @@ def test_bad_parameters_are_refused_naming_them():
 
 def test_ann_command_stores_the_structure_and_query_uses_it_with_the_same_json(built, capsys):
     _, out = built
-    main(["query", str(out), "--id", "red/item_1", "-k", "4", "--format", "json"])
+    main(["query", str(out), "--id", "red/item_1", "-k", "4", "--format", "json", "--colour-weight", "0"])  # look alone
     exact = json.loads(capsys.readouterr().out)
     assert main(["ann", str(out), "--type", "ivf-flat"]) == 0
     printed = capsys.readouterr().out

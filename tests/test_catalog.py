@@ -128,3 +128,29 @@ def test_reextraction_drops_files_removed_from_the_zip(colour_zip, tmp_path):
         for info in src.infolist()[:5]:
             dst.writestr(info, src.read(info))
     assert len(load_catalog(smaller, extract_to=target)[0]) == 5
+
+
+def test_a_single_folder_of_photos_is_a_label_not_a_wrapper(tmp_path):
+    """``shop/red/*.jpg``: the one folder holds photos, so it is the label of each."""
+    write_image(tmp_path / "shop" / "red" / "a.jpg")
+    write_image(tmp_path / "shop" / "red" / "noext", fmt="JPEG")
+    catalog, _ = load_catalog(tmp_path / "shop")
+    assert catalog["product_id"].tolist() == ["red/a", "red/noext"]
+    assert catalog["label"].tolist() == ["red", "red"]
+
+
+def test_a_single_folder_of_folders_is_unwrapped(tmp_path):
+    """``shop/Colors_Products/red/*.jpg``: the one folder holds folders and no photos: a wrapper."""
+    write_image(tmp_path / "shop" / "Colors_Products" / "red" / "a.jpg")
+    write_image(tmp_path / "shop" / "Colors_Products" / "blue" / "b.jpg", colour=(20, 30, 200))
+    catalog, _ = load_catalog(tmp_path / "shop")
+    assert catalog["product_id"].tolist() == ["blue/b", "red/a"]
+    assert catalog["label"].tolist() == ["blue", "red"]
+
+
+def test_a_single_folder_with_photos_and_folders_is_not_unwrapped(tmp_path):
+    write_image(tmp_path / "shop" / "all" / "top.jpg")
+    write_image(tmp_path / "shop" / "all" / "red" / "a.jpg")
+    catalog, _ = load_catalog(tmp_path / "shop")
+    assert catalog["product_id"].tolist() == ["all/red/a", "all/top"]
+    assert set(catalog["label"]) == {"all"}

@@ -24,6 +24,7 @@ from simrec import (
     plot_colour_sweep,
     recommend,
     save_index,
+    save_vectors,
     sweep_colour_weight,
 )
 from simrec.app.synthetic import COLOURS, draw_realistic_product, make_synthetic_catalog
@@ -201,7 +202,7 @@ def test_all_items_blend_memory_stays_bounded():
 
 def test_colour_weight_zero_is_exactly_todays_search(embedded):
     for pid in ("red/item_1", "blue/item_3"):
-        before = recommend(embedded, product_id=pid, n_neighbors=5)
+        before = recommend(embedded, product_id=pid, n_neighbors=5, search=embedded.neighbors)  # look alone
         after = recommend(embedded, product_id=pid, n_neighbors=5, colour_weight=0)
         pd.testing.assert_frame_equal(before, after)
     labels = embedded.catalog["label"]
@@ -260,7 +261,9 @@ def test_old_index_without_signatures_works_at_zero_and_says_how_to_add_them(emb
     old = load_index(folder)
     assert old.colours is None
     pd.testing.assert_frame_equal(
-        recommend(old, product_id="red/item_1"), recommend(embedded, product_id="red/item_1"), check_like=True
+        recommend(old, product_id="red/item_1"),
+        recommend(embedded, product_id="red/item_1", colour_weight=0),
+        check_like=True,
     )
     with pytest.raises(ValueError, match=r"no colour signatures.*simrec colours INDEX_DIR.*--rebuild"):
         recommend(old, product_id="red/item_1", colour_weight=0.5)
@@ -336,7 +339,7 @@ def test_sweep_table_and_plot(embedded):
     types = label_from(embedded.catalog["product_id"], r"/([a-z]+)_\d+$")
     sweep = sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "item": types}, k=3)
     overall = sweep[sweep["label"] == "(all)"]
-    assert len(overall) == 10 and sorted(overall["colour_weight"].unique()) == [0, 0.25, 0.5, 0.75, 1]
+    assert len(overall) == 12 and sorted(overall["colour_weight"].unique()) == [0, 0.15, 0.25, 0.5, 0.75, 1]
     at_zero = overall[(overall["colour_weight"] == 0) & (overall["labelling"] == "colour")].iloc[0]
     assert at_zero["precision_at_k"] == evaluate(embedded.neighbors, embedded.catalog["label"], k=3)["precision_at_k"]
     at_one = overall[(overall["colour_weight"] == 1) & (overall["labelling"] == "colour")].iloc[0]
@@ -350,10 +353,10 @@ def test_evaluate_sweep_command_prints_both_labellings(embedded, tmp_path, capsy
     assert main(["evaluate", str(folder), "-k", "3", "--sweep", "--label-from", r"/([a-z]+)_\d+$"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert "label" in lines[0] and r"/([a-z]+)_\d+$" in lines[0]
+    assert "label" in lines[0] and r"/([a-z]+)_\d+$" in lines[0] and r"label & /([a-z]+)_\d+$" in lines[0]
     assert "precision@3 mAP@3" in lines[1]
-    assert [line.split()[0] for line in lines[2:7]] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
-    assert all(len(line.split()) == 5 for line in lines[2:7])
+    assert [line.split()[0] for line in lines[2:8]] == ["0.00", "0.15", "0.25", "0.50", "0.75", "1.00"]
+    assert all(len(line.split()) == 7 for line in lines[2:8])
     assert "precision@3 by label:" in out and "W=0.5" in out
     assert main(["evaluate", str(folder), "-k", "3", "--colour-weight", "0.5", "--format", "json"]) == 0
     payload = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
@@ -387,3 +390,47 @@ def test_half_weight_keeps_both_look_and_colour_when_each_separates():
     assert scores[0.5] == (1.0, 1.0)
     assert scores[0.0][0] == 1.0 and scores[0.0][1] < 0.5  # look only: colour near chance (1/3)
     assert scores[1.0][1] == 1.0 and scores[1.0][0] < 0.5  # colour only: type near chance
+
+
+def test_colours_command_adds_signatures_to_vectors_made_elsewhere_that_name_their_photos(embedded, tmp_path, capsys):
+    """An index written by save_vectors with a path column of readable photos gets signatures like any other."""
+    from simrec.core.defaults import IMAGE_SIZE
+
+    products = embedded.catalog[["product_id", "path", "label"]]
+    vectors = np.random.default_rng(0).normal(size=(len(products), 8))
+    folder = save_vectors(products, vectors, tmp_path / "clip", model="clip-vit-b32")
+    assert main(["query", str(folder), "--id", "red/item_1", "--colour-weight", "0.5"]) == 2
+    error = capsys.readouterr().err
+    assert "made outside simrec" in error and f"simrec colours {folder}" in error
+    assert "made before simrec stored them" not in error and "--rebuild" not in error
+    assert main(["colours", str(folder), "-q"]) == 0
+    updated = load_index(folder, verify=True)
+    expected = [colour_signature(load_image(path, IMAGE_SIZE)) for path in products["path"]]
+    np.testing.assert_allclose(updated.colours, expected, atol=1e-6)
+    assert main(["query", str(folder), "--id", "red/item_1", "--colour-weight", "0.5", "-k", "3"]) == 0
+
+
+def test_colours_command_on_vectors_made_elsewhere_without_photos_says_why(tmp_path, capsys):
+    products = pd.DataFrame({"product_id": [f"sku/{i}" for i in range(6)], "label": ["a", "b"] * 3})
+    folder = save_vectors(products, np.eye(6), tmp_path / "clip", model="clip-vit-b32")
+    assert main(["colours", str(folder), "-q"]) == 2
+    error = capsys.readouterr().err
+    assert "made outside simrec" in error and "6 of its rows name no photo" in error
+
+
+def test_the_default_colour_weight_blends_where_the_index_can_and_zero_stays_reachable(embedded, tmp_path, capsys):
+    from simrec.core.defaults import COLOUR_WEIGHT
+    from simrec.embedded_catalog import default_colour_weight
+
+    folder = save_index(embedded, tmp_path / "idx")
+    assert COLOUR_WEIGHT == 0.15 and default_colour_weight(load_index(folder)) == COLOUR_WEIGHT
+    pd.testing.assert_frame_equal(
+        recommend(embedded, product_id="red/item_1"), recommend(embedded, product_id="red/item_1", colour_weight=0.15)
+    )
+    runs = {}
+    for weight in (None, "0.15", "0"):
+        asked = [] if weight is None else ["--colour-weight", weight]
+        assert main(["query", str(folder), "--id", "red/item_1", "-k", "3", "--format", "json", *asked]) == 0
+        runs[weight] = json.loads(capsys.readouterr().out)["results"]
+    assert runs[None] == runs["0.15"] and runs["0"] != runs["0.15"]
+    assert default_colour_weight(load_index(save_index(_without_colours(embedded), tmp_path / "old"))) == 0.0

@@ -67,3 +67,30 @@ def test_cli_evaluate_prints_the_unlabelled_count(tmp_path, capsys, embedded):
     save_index(embedded, tmp_path / "index")
     assert main(["evaluate", str(tmp_path / "index"), "-k", "2"]) == 0
     assert "1 items without a label" in capsys.readouterr().out
+
+
+def test_labels_from_a_table_join_by_product_id_then_by_file_name(tmp_path):
+    from simrec.app.evaluate import labels_from_table
+
+    table = tmp_path / "styles.csv"
+    table.write_text("id,articleType,baseColour\n15970,Shirts,Navy Blue\n39386,Jeans,\nred/a,Bags,Red\n")
+    ids = ["images/15970", "images/39386", "red/a", "images/1"]
+    assert labels_from_table(ids, table, "articleType").tolist() == ["Shirts", "Jeans", "Bags", ""]
+    assert labels_from_table(ids, table, "baseColour").tolist() == ["Navy Blue", "", "Red", ""]
+    with pytest.raises(ValueError, match=r"has no the column 'colour'; its columns: id, articleType, baseColour"):
+        labels_from_table(ids, table, "colour")
+    with pytest.raises(ValueError, match=r"no product_id of the index \(e.g. 'x/9'\) nor its file name"):
+        labels_from_table(["x/9"], table, "articleType")
+    with pytest.raises(FileNotFoundError, match="--labels-csv file not found"):
+        labels_from_table(ids, tmp_path / "missing.csv", "articleType")
+    (tmp_path / "twice.csv").write_text("product_id,type\na,x\na,y\n")
+    with pytest.raises(ValueError, match=r"repeats 1 ids in 'product_id', e.g. 'a'"):
+        labels_from_table(["a"], tmp_path / "twice.csv", "type")
+
+
+def test_joint_labels_share_every_label_and_unlabelled_stays_unlabelled():
+    from simrec.app.evaluate import distinguishes, joint_labels
+
+    joint = joint_labels({"type": ["shirt", "shirt", "bag", ""], "colour": ["red", "blue", "red", "red"]})
+    assert joint.tolist() == ["shirt & red", "shirt & blue", "bag & red", ""]
+    assert distinguishes(["a", "a", "b"]) and not distinguishes(["a", "a", "a"]) and not distinguishes(["", "", ""])

@@ -30,12 +30,15 @@ def _read(path):
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_export_rows_equal_query_by_id(index_dir, tmp_path, capsys, suffix):
     out = tmp_path / f"recs{suffix}"
-    assert main(["export", str(index_dir), "-k", "3", "--out", str(out), "-q"]) == 0
+    assert main(["export", str(index_dir), "-k", "3", "--out", str(out), "--colour-weight", "0", "-q"]) == 0
     assert "wrote 36 rows (12 products x 3 neighbours)" in capsys.readouterr().out
     table = _read(out)
     assert list(table.columns) == EXPORT_COLUMNS and len(table) == 36
     for product_id, rows in table.groupby("product_id", sort=False):
-        assert main(["query", str(index_dir), "--id", product_id, "-k", "3", "--format", "json"]) == 0
+        assert (
+            main(["query", str(index_dir), "--id", product_id, "-k", "3", "--colour-weight", "0", "--format", "json"])
+            == 0
+        )
         payload = json.loads(capsys.readouterr().out)
         expected = payload["results"]
         assert rows["rank"].tolist() == [r["rank"] for r in expected]
@@ -52,7 +55,7 @@ def test_export_writes_block_by_block(index_dir, tmp_path):
 
     embedded = load_index(index_dir, mmap=True)
     embedded.neighbors.chunk_size = 5  # 12 products: blocks of 5, 5 and 2
-    report = export_neighbors(embedded, tmp_path / "r.parquet", n_neighbors=2, verbose=False)
+    report = export_neighbors(embedded, tmp_path / "r.parquet", n_neighbors=2, colour_weight=0, verbose=False)
     assert (report.products, report.rows) == (12, 24)
     assert pq.ParquetFile(tmp_path / "r.parquet").metadata.num_row_groups == 3
 
@@ -88,7 +91,7 @@ def test_interrupted_export_leaves_no_file(index_dir, tmp_path, monkeypatch):
     embedded = load_index(index_dir, mmap=True)
     embedded.neighbors.chunk_size = 4
     with pytest.raises(KeyboardInterrupt):
-        export_neighbors(embedded, tmp_path / "r.csv", n_neighbors=2, verbose=False)
+        export_neighbors(embedded, tmp_path / "r.csv", n_neighbors=2, colour_weight=0, verbose=False)
     assert list(tmp_path.iterdir()) == []
 
 

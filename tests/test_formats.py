@@ -144,7 +144,9 @@ def test_same_rules_in_a_zip_with_entries_listed_by_name(every_format, tmp_path,
             archive.write(path, f"shop/{path.name}")
     embedded, _ = build_index(zip_path, tmp_path / "idx", extractor=extractor, verbose=False)
     formats = dict(zip(embedded.catalog["product_id"], embedded.catalog["format"]))
-    assert formats == {_product_id(name): fmt for name, (_, fmt) in PHOTOS.items()}
+    # The one top folder holds photos, not folders: it is their label, not a wrapper to unwrap.
+    assert formats == {f"shop/{_product_id(name)}": fmt for name, (_, fmt) in PHOTOS.items()}
+    assert set(embedded.catalog["label"]) == {"shop"}
     assert all(p.startswith("shop/") for p in embedded.failures["path"] if "fake.jpg" not in p)
     _check_reasons(embedded.failures, os.path.basename)
     assert not [p for p in (tmp_path / "idx").iterdir() if p.name.startswith("images-")]  # extraction removed

@@ -111,7 +111,7 @@ def test_bad_arguments(tmp_path):
         build_extractor(weights="imagenet21k")
     broken = tmp_path / "broken.weights.h5"
     broken.write_bytes(b"not hdf5")
-    with pytest.raises(ValueError, match="does not fit ResNet50"):
+    with pytest.raises(ValueError, match="does not fit resnet50"):
         build_extractor(weights=broken, image_size=SMALL)
 
 

@@ -65,6 +65,17 @@ def test_cli_engine_ray(colour_tree, tmp_path, capsys, local_ray):
     assert "indexed 12 images" in capsys.readouterr().out
 
 
+def test_ray_workers_build_the_index_model(colour_tree, tmp_path, local_ray):
+    """The actors rebuild the extractor's own backbone, not the default one, and give the local vectors."""
+    from simrec import build_extractor
+
+    extractor = build_extractor(weights=None, image_size=32, model="mobilenet-0.25")
+    local, _ = build_index(colour_tree, tmp_path / "local", extractor=extractor, verbose=False)
+    remote, _ = build_index(colour_tree, tmp_path / "ray", extractor=extractor, verbose=False, engine="ray")
+    assert remote.meta["model"] == "mobilenet-0.25" and remote.embeddings.shape == (12, 256)
+    np.testing.assert_allclose(np.asarray(remote.embeddings), np.asarray(local.embeddings), rtol=1e-4, atol=1e-4)
+
+
 def test_ray_options_need_the_ray_engine_and_a_missing_ray_is_one_line(colour_tree, tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "index")
     argv = ["index", str(colour_tree), "--out", out, "--weights", "random", "--image-size", "32", "-q"]

@@ -73,7 +73,7 @@ def test_reindex_of_an_imagenet_index_offline_names_the_missing_weights(colour_t
     (out / "meta.json").write_text(json.dumps(meta))
     import simrec.app.indexing
 
-    monkeypatch.setattr(simrec.app.indexing, "imagenet_available", lambda: False)
+    monkeypatch.setattr(simrec.app.indexing, "imagenet_available", lambda model: False)
     capsys.readouterr()
     assert main(["index", str(colour_tree), "--out", str(out), *FAST]) == 2
     err = capsys.readouterr().err

@@ -353,7 +353,7 @@ def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_di
     from simrec import recommend
 
     for (row, k), (distances, indices) in answers.items():
-        expected = recommend(embedded, product_id=catalog.at[row, "product_id"], n_neighbors=k)
+        expected = recommend(embedded, product_id=catalog.at[row, "product_id"], n_neighbors=k, colour_weight=0)
         assert catalog["product_id"].iloc[indices].tolist() == expected["product_id"].tolist()
         np.testing.assert_allclose(distances, expected["distance"], rtol=0, atol=1e-6)
 
@@ -397,6 +397,6 @@ def test_concurrent_photo_queries_are_embedded_together(index_dir, monkeypatch):
     assert batcher.batch_sizes == [1, 3]
     monkeypatch.setattr(neighbors, "kneighbors", original)
     for name, (distances, indices) in answers.items():
-        expected = recommend(embedded, image=_photo(index_dir, name), n_neighbors=len(indices))
+        expected = recommend(embedded, image=_photo(index_dir, name), n_neighbors=len(indices), colour_weight=0)
         assert embedded.catalog["product_id"].iloc[indices].tolist()[0] == name
         np.testing.assert_allclose(distances, expected["distance"], rtol=0, atol=1e-5)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from simrec.core.defaults import N_NEIGHBORS
-from simrec.core.errors import InvalidArgumentError
+from simrec.core.errors import InvalidArgumentError, MissingFileError
 from simrec.core.validation import check_colour_weight
 from simrec.embedded_catalog import neighbors_for
 from simrec.search.blend import ColourBlendNeighbors
@@ -19,7 +21,7 @@ from simrec.search.exact import CosineNeighbors
 if TYPE_CHECKING:
     from simrec.embedded_catalog import EmbeddedCatalog
 
-SWEEP_COLOUR_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+SWEEP_COLOUR_WEIGHTS = (0.0, 0.15, 0.25, 0.5, 0.75, 1.0)
 """The colour weights ``simrec evaluate --sweep`` tries."""
 
 
@@ -190,6 +192,85 @@ def label_from(product_ids: Sequence[str] | pd.Series, pattern: str) -> np.ndarr
         match = compiled.search(str(product_id))
         labels.append(match.group(1) or "" if match else "")
     return np.asarray(labels, dtype=object)
+
+
+def labels_from_table(product_ids: Sequence[str] | pd.Series, table: str | os.PathLike, column: str) -> np.ndarray:
+    """A labelling read from a metadata table (a shop's ``styles.csv``), joined by product id.
+
+    The table's id column is ``product_id``, else ``id``. A row labels the product whose
+    ``product_id`` equals its id or, when no product has that id, the products whose
+    file name does (``images/15970`` for id ``15970``): a shop's own table works on its
+    photos as they are named.
+
+    Args:
+        product_ids: The catalog's ``product_id`` values.
+        table: A CSV file with an id column and ``column``.
+        column: The column that holds the labels (``articleType``, ``baseColour``).
+
+    Returns:
+        ``(n_items,)`` array of str labels, ``""`` (unlabelled) where no row matched or the
+        cell is empty.
+
+    Raises:
+        MissingFileError: ``table`` does not exist.
+        InvalidArgumentError: It cannot be read, has no id column or no ``column``, repeats
+            an id, or matches no product.
+
+    Example:
+        >>> labels_from_table(["images/15970"], "styles.csv", "articleType")  # doctest: +SKIP
+        array(['Shirts'], dtype=object)
+    """
+    path = Path(table)
+    if not path.is_file():
+        raise MissingFileError(f"--labels-csv file not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="error")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InvalidArgumentError(f"--labels-csv {path} is not a readable CSV table: {error}") from None
+    id_column = next((name for name in ("product_id", "id") if name in frame.columns), None)
+    if id_column is None or column not in frame.columns:
+        missing = "an id column ('product_id' or 'id')" if id_column is None else f"the column {column!r}"
+        raise InvalidArgumentError(f"--labels-csv {path} has no {missing}; its columns: {', '.join(frame.columns)}")
+    ids = frame[id_column].str.strip()
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise InvalidArgumentError(
+            f"--labels-csv {path} repeats {len(repeated)} ids in {id_column!r}, e.g. {repeated.iloc[0]!r}"
+        )
+    by_id = dict(zip(ids, frame[column].str.strip()))
+    product_ids = [str(product_id) for product_id in product_ids]
+    labels = [by_id.get(product_id) for product_id in product_ids]
+    labels = [
+        by_id.get(pid.rsplit("/", 1)[-1], "") if label is None else label for pid, label in zip(product_ids, labels)
+    ]
+    if not any(labels):
+        example = product_ids[0] if product_ids else "none"
+        raise InvalidArgumentError(
+            f"--labels-csv {path}: no product_id of the index (e.g. {example!r}) nor its file name matches the "
+            f"{id_column!r} column (e.g. {ids.iloc[0] if len(ids) else 'empty'!r}), or every {column!r} is empty"
+        )
+    return np.asarray(labels, dtype=object)
+
+
+def joint_labels(labellings: Mapping[str, Sequence[str] | np.ndarray]) -> np.ndarray:
+    """One labelling that two items share exactly when they share every label of ``labellings``.
+
+    An item unlabelled in any of them is unlabelled in the joint one. For a type and a colour
+    labelling, its precision@k is the share of neighbours of the same type *and* colour.
+    """
+    columns = [["" if _is_missing(label) else str(label) for label in labels] for labels in labellings.values()]
+    return np.asarray([" & ".join(parts) if all(parts) else "" for parts in zip(*columns)], dtype=object)
+
+
+def distinguishes(labels: Sequence[str] | np.ndarray) -> bool:
+    """Whether a labelling can be evaluated and means something: two labels or more, one of them on two items.
+
+    Photos at the top of a source have no label, and photos all in one folder share one:
+    neither says anything about the neighbours.
+    """
+    present = pd.Series(["" if _is_missing(label) else str(label) for label in labels])
+    present = present[present != ""]
+    return present.nunique() >= 2 and bool(present.duplicated().any())
 
 
 class _Precomputed:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
-from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for
+from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for, resolve_colour_weight
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def export_neighbors(
     out: str | os.PathLike,
     *,
     n_neighbors: int = 10,
-    colour_weight: float = 0.0,
+    colour_weight: float | None = None,
     exact: bool = False,
     verbose: bool = True,
 ) -> ExportReport:
@@ -79,7 +79,8 @@ def export_neighbors(
         out: ``.parquet`` (needs ``pyarrow``) or ``.csv`` file; the suffix picks the format.
         n_neighbors: Neighbours per product (at most ``len(embedded) - 1``).
         colour_weight: As in :func:`simrec.recommend`: 0 ranks by look alone; above 0 the
-            blended distance is exported (the index needs colour signatures).
+            blended distance is exported (the index needs colour signatures); None (default)
+            is the index's default, as for ``simrec query``.
         exact: Exact search even when the index has an approximate-search structure
             (``simrec ann``), which is used otherwise.
         verbose: Show a progress bar.
@@ -105,7 +106,7 @@ def export_neighbors(
     started = time.perf_counter()
     catalog = embedded.catalog
     # Validates n_neighbors and colour_weight before anything is written.
-    blocks = _neighbour_blocks(embedded, n_neighbors, colour_weight, exact)
+    blocks = _neighbour_blocks(embedded, n_neighbors, resolve_colour_weight(embedded, colour_weight), exact)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
     rows = 0

@@ -31,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simrec.core.backbones import DEFAULT_BACKBONE, backbone
 from simrec.core.crashpoints import crash_point
-from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, MODEL_NAME, SEED
+from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
 from simrec.core.durability import is_no_room, no_room_error
 from simrec.core.errors import (
     DiskFullError,
@@ -46,7 +47,7 @@ from simrec.core.validation import check_path_argument
 from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
-from simrec.pipeline.model import build_extractor, imagenet_available, weights_argument
+from simrec.pipeline.model import build_extractor, imagenet_available, made_by_simrec, weights_argument
 from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
 from simrec.storage.locking import writer_lock
 
@@ -84,6 +85,7 @@ def build_index(
     out: str | os.PathLike,
     *,
     weights: str | os.PathLike | None = "auto",
+    model: str | None = None,
     batch_size: int = BATCH_SIZE,
     seed: int | None = None,
     image_size: int | None = None,
@@ -103,15 +105,17 @@ def build_index(
         weights: ``"auto"`` (default): the existing index's own weights, or for a new
             index ImageNet when available, else untrained with a warning. Otherwise as
             in :func:`simrec.build_extractor` (``"imagenet"``, ``"random"``/None, a file).
+        model: The backbone (a name of :data:`simrec.core.backbones.BACKBONES`; default:
+            the existing index's own, else ``"resnet50"``).
         batch_size: Images per model call.
         seed: Seed for untrained weights (default: the index's, else 0).
-        image_size: Side of the square model input (default: the index's, else 224).
+        image_size: Side of the square model input (default: the index's, else the backbone's own).
         precision: As in :func:`simrec.build_extractor` (default: the index's, else "auto").
-        rebuild: Embed everything again, with the weights, precision and image size asked
-            for, even if an index is already there.
+        rebuild: Embed everything again, with the model, weights, precision and image size
+            asked for, even if an index is already there.
         metadata: Optional CSV joined on ``product_id``.
-        extractor: A ready extractor (then ``weights``, ``seed``, ``precision`` and
-            ``image_size`` are unused).
+        extractor: A ready extractor (then ``model``, ``weights``, ``seed``, ``precision``
+            and ``image_size`` are unused).
         verbose: Show progress bars.
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install simrec[ray]``).
         engine_options: For ``"ray"``: ``address``, ``workers``, ``gpus_per_worker``
@@ -128,12 +132,14 @@ def build_index(
             previous version stays, and nothing of this run is left behind.
         IndexLockedError: Another process is writing ``out``.
         InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``out`` is
-            empty, ``out`` is inside the source folder, or the weights, precision or image
-            size differ from the existing index's without ``rebuild``.
+            empty, ``out`` is inside the source folder, an unknown ``model``, or the model,
+            weights, precision or image size differ from the existing index's without ``rebuild``.
     """
     started = time.perf_counter()
     check_path_argument(source, "the source")
     check_path_argument(out, "--out")
+    if model is not None:
+        backbone(model)  # an unknown name is reported before anything else
     embed = _embed_function(engine, engine_options or {})
     source, out = Path(source), Path(out)
     if not source.exists():
@@ -145,7 +151,8 @@ def build_index(
             crash_point("locked")
             previous_meta = None if rebuild else _existing_manifest(out)
             if extractor is None:
-                extractor = build_extractor(**_extractor_spec(previous_meta, out, weights, seed, image_size, precision))
+                spec = _extractor_spec(previous_meta, out, model, weights, seed, image_size, precision)
+                extractor = build_extractor(**spec)
             info = extractor_info(extractor)
             if previous_meta is not None:
                 _check_same_model(previous_meta, info.to_dict(), out)
@@ -228,8 +235,9 @@ def build_index(
 def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, verbose: bool = True) -> EmbeddedCatalog:
     """Give an index colour signatures, computed from its photos, without the model.
 
-    This is ``simrec colours``: for an index made before simrec stored signatures (or
-    whose signatures were made by another recipe). The photos are decoded exactly as
+    This is ``simrec colours``: for an index made before simrec stored signatures, whose
+    signatures were made by another recipe, or written by :func:`simrec.save_vectors` with a
+    ``path`` column that names readable photos. The photos are decoded exactly as
     ``simrec index`` decodes them, so the signatures equal those of a rebuild; the
     embeddings are kept as they are and the result is committed as a new generation.
 
@@ -244,6 +252,7 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     Raises:
         MissingFileError: A photo of the index is gone or unreadable (the message names
             it); rebuild the index with ``simrec index ... --rebuild`` then.
+        InvalidArgumentError: Vectors made outside simrec with rows that name no photo.
         IndexLockedError: Another process is writing the index.
     """
     from simrec.core.colour_signature import SIGNATURE_METHOD
@@ -253,18 +262,28 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     read_manifest(directory)  # a clear error for a folder that is not an index, before anything is written
     with writer_lock(directory):
         embedded = load_index(directory, mmap=True)
-        if not embedded.meta.get("image_size"):
+        outside = not made_by_simrec(embedded.meta)
+        paths = embedded.catalog["path"].fillna("").astype(str)
+        if outside and (paths == "").any():
             raise InvalidArgumentError(
-                f"{directory} holds vectors from {embedded.meta.get('model')!r} made outside simrec, without "
-                "photos simrec can read: colour signatures cannot be added to it"
+                f"{directory} holds vectors from {embedded.meta.get('model')!r} made outside simrec, and "
+                f"{int((paths == '').sum())} of its rows name no photo in the path column: colour signatures "
+                "need every row's photo"
             )
+        # Vectors made outside simrec have no input size: their photos are decoded at simrec's default,
+        # which the signature (made from at most 64 x 64 pixels) barely depends on.
         size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
-        colours, failures = compute_colours(embedded.catalog["path"], size, batch_size=batch_size, verbose=verbose)
+        colours, failures = compute_colours(paths.tolist(), size, batch_size=batch_size, verbose=verbose)
         if len(failures):
             first = failures.iloc[0]
+            remedy = (
+                "write the index again with save_vectors, with a path column that names readable photos"
+                if outside
+                else f"re-index with 'simrec index SOURCE --out {directory} --rebuild'"
+            )
             raise MissingFileError(
                 f"cannot add colour signatures to {directory}: {len(failures)} photos cannot be read, e.g. "
-                f"{first['path']} ({first['reason']}); re-index with 'simrec index SOURCE --out {directory} --rebuild'"
+                f"{first['path']} ({first['reason']}); {remedy}"
             )
         meta = dict(embedded.meta, colour_signature=SIGNATURE_METHOD)
         updated = EmbeddedCatalog(
@@ -376,7 +395,7 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
     except IndexIntegrityError as error:
         logger.warning("the index in %s cannot be read (%s); embedding everything", out, error)
         return None
-    if meta.get("model") != MODEL_NAME:
+    if not made_by_simrec(meta):
         raise InvalidArgumentError(
             f"the index {out} holds vectors from {meta.get('model')!r} made outside simrec; "
             "pass --rebuild (rebuild=True) to replace them with simrec's own"
@@ -387,6 +406,7 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
 def _extractor_spec(
     previous: dict[str, Any] | None,
     out: Path,
+    model: str | None,
     weights: Any,
     seed: int | None,
     image_size: int | None,
@@ -395,18 +415,25 @@ def _extractor_spec(
     """Arguments of :func:`build_extractor`: the existing index's own unless asked otherwise."""
     if previous is None:
         return {
+            "model": model or DEFAULT_BACKBONE,
             "weights": weights,
-            "image_size": image_size or IMAGE_SIZE,
+            "image_size": image_size,
             "seed": SEED if seed is None else seed,
             "precision": precision or "auto",
         }
     own_weights, own_seed = _own_weights(previous, out, weights)
     asked = {
+        "model": model,
         "weights": None if weights == "auto" else _weights_name(weights, seed),
         "precision": None if precision in (None, "auto") else precision,
         "image_size": image_size,
     }
-    own = {"weights": previous["weights"], "precision": previous.get("precision"), "image_size": previous["image_size"]}
+    own = {
+        "model": previous["model"],
+        "weights": previous["weights"],
+        "precision": previous.get("precision"),
+        "image_size": previous["image_size"],
+    }
     different = [key for key, value in asked.items() if value is not None and value != own[key]]
     if different:
         details = ", ".join(f"{key} {asked[key]!r} (the index has {own[key]!r})" for key in different)
@@ -415,6 +442,7 @@ def _extractor_spec(
             "(rebuild=True) to embed everything again that way, or leave the option out to keep the index's own"
         )
     return {
+        "model": own["model"],
         "weights": own_weights,
         "image_size": int(own["image_size"]),
         "seed": own_seed,
@@ -427,10 +455,10 @@ def _own_weights(previous: dict[str, Any], out: Path, weights: Any) -> tuple[Any
     explicit_file = weights not in ("auto", "imagenet", "random", None)
     moved = Path(weights) if explicit_file else None
     own, seed = weights_argument(previous, moved)
-    if own == "imagenet" and not imagenet_available():
+    if own == "imagenet" and not imagenet_available(previous["model"]):
         raise MissingFileError(
-            f"the index {out} was embedded with ImageNet weights, which are not cached here and cannot be "
-            "downloaded: copy resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 into ~/.keras/models/ "
+            f"the index {out} was embedded with {previous['model']}'s ImageNet weights, which are not cached here "
+            f"and cannot be downloaded: copy {backbone(previous['model']).weights_file} into ~/.keras/models/ "
             "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
         )
     return own, seed

@@ -15,7 +15,12 @@ from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import InvalidArgumentError
 from simrec.core.records import extractor_info
-from simrec.embedded_catalog import EmbeddedCatalog, check_extractor_matches, neighbors_for
+from simrec.embedded_catalog import (
+    EmbeddedCatalog,
+    check_extractor_matches,
+    default_colour_weight,
+    neighbors_for,
+)
 from simrec.pipeline.embedding import embed_arrays
 from simrec.pipeline.images import load_image, prepare_image
 from simrec.pipeline.model import extractor_for
@@ -54,7 +59,7 @@ def recommend(
     image: str | os.PathLike | Image.Image | np.ndarray | None = None,
     n_neighbors: int = N_NEIGHBORS,
     extractor: keras.Model | None = None,
-    colour_weight: float = 0.0,
+    colour_weight: float | None = None,
     search: Any = None,
 ) -> pd.DataFrame:
     """The catalog products that look most like a product or a photo.
@@ -73,10 +78,12 @@ def recommend(
         n_neighbors: Number of recommendations.
         extractor: Extractor for ``image`` queries; by default the index's own, built on
             the first photo query and kept with ``embedded`` for the next ones.
-        colour_weight: From 0 (default: rank by look, the embedding alone) to 1 (rank by
-            the product's colour alone); in between, the blend of
-            :class:`simrec.core.colour_signature.ColourBlendNeighbors`. Above 0 needs an index with
-            colour signatures.
+        colour_weight: From 0 (rank by look, the embedding alone) to 1 (rank by the
+            product's colour alone); in between, the blend of
+            :class:`simrec.search.blend.ColourBlendNeighbors`. Above 0 needs an index with
+            colour signatures. Default (None): 0.15 on an index with colour signatures and
+            exact search, else 0 (see :func:`simrec.embedded_catalog.default_colour_weight`);
+            0 with a ``search`` given.
         search: The search to use (default: exact, ``embedded.neighbors``); e.g.
             ``embedded.search()``, approximate when the index has an ann structure.
 
@@ -104,6 +111,8 @@ def recommend(
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
+    if colour_weight is None:
+        colour_weight = 0.0 if search is not None else default_colour_weight(embedded)
     if colour_weight:  # the blend searches every item exactly
         neighbors = neighbors_for(embedded, colour_weight)
     else:

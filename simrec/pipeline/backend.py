@@ -94,3 +94,30 @@ def import_backend_quietly(verbosity: int) -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+NATIVE_BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")
+"""CPU flags (as Linux names them in ``/proc/cpuinfo``) of instructions that compute bfloat16 natively."""
+
+
+def cpu_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags, from the first ``flags`` line of ``/proc/cpuinfo`` (empty elsewhere)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bfloat16(flags: set[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AMX or AVX-512 BF16: Intel Sapphire Rapids and
+    later, AMD Zen 4 and later); elsewhere (AVX2 only) bfloat16 is emulated and slower than float32.
+
+    Args:
+        flags: The CPU's flags (default: :func:`cpu_flags`).
+    """
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in NATIVE_BFLOAT16_FLAGS)

@@ -246,14 +246,24 @@ def _drop_extracted(skipped: list[Failure], root: Path) -> list[Failure]:
 
 
 def _catalog_root(directory: Path, files: list[tuple[str, str]]) -> Path:
-    """The folder whose subfolders are the labels."""
-    entries = [
-        entry for entry in directory.iterdir() if not _is_hidden(entry.name) and not entry.name.startswith(".simrec")
-    ]
-    subdirs = [e for e in entries if e.is_dir() and not e.is_symlink()]
-    top = os.fspath(directory)
-    if len(subdirs) == 1 and not any(os.path.dirname(path) == top for path, _ in files):
-        return subdirs[0]
+    """The folder whose subfolders are the labels.
+
+    A single top folder is a wrapper (``Colors_Products/red/...``) and is unwrapped only when
+    nothing but it is at the top and it holds folders and no photos of its own; a single
+    folder of photos (``shop/red/*.jpg``) is a label, and stays one.
+    """
+
+    def visible(folder: Path) -> list[Path]:
+        return [e for e in folder.iterdir() if not _is_hidden(e.name) and not e.name.startswith(".simrec")]
+
+    subdirs = [e for e in visible(directory) if e.is_dir() and not e.is_symlink()]
+    folders = {os.path.dirname(path) for path, _ in files}
+    if len(subdirs) != 1 or os.fspath(directory) in folders:
+        return directory
+    wrapper = subdirs[0]
+    holds_folders = any(e.is_dir() and not e.is_symlink() for e in visible(wrapper))
+    if holds_folders and os.fspath(wrapper) not in folders:
+        return wrapper
     return directory
 
 

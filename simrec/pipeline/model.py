@@ -1,9 +1,12 @@
-"""The feature extractor: ResNet50 without its classifier, global average pooled.
+"""The feature extractor: a Keras application without its classifier, global average pooled.
 
-The returned Keras model takes ``(batch, H, W, 3)`` RGB pixels (uint8 or float, 0-255)
-and gives ``(batch, 2048)`` float32 vectors. ResNet50's own ``preprocess_input``
-(caffe mode: RGB->BGR, ImageNet mean subtracted, no rescaling) is the model's first
-layer, so it is applied in exactly one place and cannot be forgotten or doubled.
+The backbone is chosen by name from :data:`simrec.core.backbones.BACKBONES` (``resnet50``
+by default, ``mobilenet-0.25``, ``efficientnet-b0``, ...). The returned Keras model takes
+``(batch, H, W, 3)`` RGB pixels (uint8 or float, 0-255) and gives ``(batch, dim)`` float32
+vectors. The backbone's own preprocessing (for ResNet50 caffe mode: RGB->BGR, ImageNet mean
+subtracted, no rescaling; for MobileNet scaling to [-1, 1]; ...) is the model's first
+layer, or the network's own first layers, so it is applied in exactly one place and cannot
+be forgotten or doubled.
 
 TensorFlow is imported inside the functions, so ``import simrec`` stays fast.
 """
@@ -16,71 +19,83 @@ import os
 import random
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simrec.core.defaults import IMAGE_SIZE, MODEL_NAME, PREPROCESSING, SEED
+from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, backbone, backbones_with_parameters
+from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
 from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo
+from simrec.pipeline.backend import accelerators
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_NOTOP_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_NOTOP_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_NOTOP_FILE
+IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+IMAGENET_NOTOP_FILE = BACKBONES[DEFAULT_BACKBONE].weights_file
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 def build_extractor(
     weights: str | os.PathLike | None = "imagenet",
-    image_size: int = IMAGE_SIZE,
+    image_size: int | None = None,
     *,
+    model: str | Backbone = DEFAULT_BACKBONE,
     seed: int = SEED,
     precision: str = "auto",
 ) -> keras.Model:
-    """Build the ResNet50 feature extractor.
+    """Build the feature extractor of one backbone.
 
     Args:
         weights: ``"imagenet"`` (downloaded by Keras on first use, then cached in
             ``~/.keras/models/``); ``"auto"`` (ImageNet if cached or downloadable,
             otherwise untrained weights with a warning); ``None`` or ``"random"``
             (untrained, seeded by ``seed``: reproducible but not meaningful); or the
-            path of a local ``.h5`` / ``.weights.h5`` file holding ResNet50 (no top)
-            weights, for machines without internet.
-        image_size: Side of the square input images, in pixels (>= 32).
+            path of a local ``.h5`` (Keras Applications' own) / ``.weights.h5`` (Keras 3)
+            file holding that backbone's weights without its top, for machines without internet.
+        image_size: Side of the square input images, in pixels (>= 32); default: the
+            backbone's own (224 for ResNet50 and MobileNet, 600 for EfficientNet-B7).
+        model: A name of :data:`simrec.core.backbones.BACKBONES` (``"resnet50"``,
+            ``"mobilenet-0.25"``, ...) or a :class:`~simrec.core.backbones.Backbone`.
         seed: Seed for untrained weights. Only Python's ``random`` is seeded, while the
             network is built, and then put back: no global random state changes.
-        precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on CPU),
+        precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on a CPU),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
+            bfloat16 is faster on CPUs that run it natively
+            (:func:`simrec.pipeline.backend.native_bfloat16`), but on real photos its top-5
+            neighbours agree with float32's less than a default should (README: "Backends
+            and GPU"), so it is only used when asked for.
 
     Returns:
         A ``keras.Model`` mapping ``(batch, image_size, image_size, 3)`` RGB pixels to
-        ``(batch, 2048)`` float32 embeddings. :func:`extractor_info` describes it.
+        ``(batch, dim)`` float32 embeddings (``dim`` 2048 for ResNet50, 256 for
+        MobileNet 0.25). :func:`extractor_info` describes it.
 
     Raises:
-        ValueError: Bad ``image_size``/``precision``, or a weights file that does not fit.
+        ValueError: Bad ``model``/``image_size``/``precision``, or a weights file that
+            does not fit (the message says what the model expected and, where it can
+            tell, which model the file fits).
         FileNotFoundError: A weights path that does not exist.
 
     Example:
-        >>> extractor = build_extractor(weights=None)  # doctest: +SKIP
+        >>> extractor = build_extractor("mobilenet_2_5_224_tf_no_top.h5", model="mobilenet-0.25")  # doctest: +SKIP
         >>> extractor.output_shape
-        (None, 2048)
+        (None, 256)
     """
+    spec = backbone(model)
+    image_size = spec.image_size if image_size is None else image_size
     if not isinstance(image_size, int) or image_size < 32:
         raise InvalidArgumentError(f"Expected image_size to be an int >= 32, got {image_size!r}")
     if precision not in PRECISIONS:
         raise InvalidArgumentError(f"Expected precision in {PRECISIONS}, got {precision!r}")
-    weights_spec = _resolve_weights(weights)
+    weights_spec = _resolve_weights(weights, spec)
 
     import keras
-    from keras.applications import resnet50
-
-    from simrec.pipeline.backend import accelerators
 
     backend = keras.config.backend()
     gpus = accelerators()
@@ -102,19 +117,20 @@ def build_extractor(
     try:
         keras.config.set_dtype_policy(policy)
         with python_random_seeded(seed):
-            backbone = resnet50.ResNet50(
-                include_top=False,
-                weights="imagenet" if weights_spec == "imagenet" else None,
-                input_shape=(image_size, image_size, 3),
-                pooling="avg",
-            )
+            network = _application(spec, weights_spec == "imagenet", image_size)
             if isinstance(weights_spec, Path):
-                _load_weights_file(backbone, weights_spec)
-            backbone = _fold_batch_norm(backbone)
+                _load_weights_file(network, weights_spec, spec)
+            if spec.fold_batch_norm:
+                network = _fold_batch_norm(network)
             pixels = keras.Input((image_size, image_size, 3), name="pixels")
-            preprocess = keras.layers.Lambda(resnet50.preprocess_input, dtype="float32", name="resnet50_preprocess")
+            features = pixels
+            if spec.preprocessing != "model":
+                preprocess = keras.layers.Lambda(
+                    preprocess_function(spec.preprocessing), dtype="float32", name=f"{spec.module}_preprocess"
+                )
+                features = preprocess(pixels)
             embedding = keras.layers.Activation("linear", dtype="float32", name="embedding")
-            model = keras.Model(pixels, embedding(backbone(preprocess(pixels))), name=f"simrec_{MODEL_NAME}")
+            extractor = keras.Model(pixels, embedding(network(features)), name=f"simrec_{spec.name}")
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -125,19 +141,53 @@ def build_extractor(
     else:
         weights_name = f"random(seed={seed})"
         logger.warning(UNTRAINED_WARNING)
-    model.simrec_info = ExtractorInfo(
-        model=MODEL_NAME,
+    extractor.simrec_info = ExtractorInfo(
+        model=spec.name,
         weights=weights_name,
         pretrained=weights_spec != "random",
         image_size=image_size,
-        preprocessing=PREPROCESSING,
+        preprocessing=spec.preprocessing_description,
         precision=precision,
         device=device,
         weights_path=str(weights_spec.absolute()) if isinstance(weights_spec, Path) else "",
         backend=backend,
     )
-    logger.info("extractor: ResNet50, weights=%s, %s, input %dx%d", weights_name, precision, image_size, image_size)
-    return model
+    logger.info("extractor: %s, weights=%s, %s, input %dpx", spec.name, weights_name, precision, image_size)
+    return extractor
+
+
+def _application(spec: Backbone, imagenet: bool, image_size: int) -> keras.Model:
+    """The Keras application without its top, global average pooled; a size it refuses is a user error."""
+    import keras
+
+    try:
+        return getattr(keras.applications, spec.application)(
+            include_top=False,
+            weights="imagenet" if imagenet else None,
+            input_shape=(image_size, image_size, 3),
+            pooling="avg",
+            **spec.arguments,
+        )
+    except ValueError as error:  # Keras checks the input shape (Xception: "at least 71x71") before building
+        if "input" not in str(error).lower():
+            raise
+        raise InvalidArgumentError(f"image_size {image_size} does not suit {spec.name}: {error}") from None
+
+
+def preprocess_function(mode: str) -> Callable[[Any], Any]:
+    """The pixel preprocessing of one mode of :data:`~simrec.core.backbones.PREPROCESSING_MODES`.
+
+    ``"caffe"``, ``"tf"`` and ``"torch"`` are ``keras.applications.imagenet_utils.preprocess_input``
+    in that mode (what each application's own ``preprocess_input`` calls); ``"model"``
+    passes the pixels through, for networks that rescale them themselves.
+    """
+    from keras.applications import imagenet_utils
+
+    if mode == "model":
+        return lambda pixels: pixels
+    if mode not in ("caffe", "tf", "torch"):
+        raise InvalidArgumentError(f"Expected a preprocessing mode 'caffe', 'tf', 'torch' or 'model', got {mode!r}")
+    return lambda pixels: imagenet_utils.preprocess_input(pixels, mode=mode)
 
 
 @contextlib.contextmanager
@@ -155,9 +205,9 @@ def python_random_seeded(seed: int) -> Iterator[None]:
         random.setstate(state)
 
 
-def imagenet_weights_cached() -> bool:
-    """Whether Keras already has the ResNet50 (no top) ImageNet weights on disk."""
-    return (keras_cache_dir() / "models" / IMAGENET_NOTOP_FILE).is_file()
+def imagenet_weights_cached(model: str | Backbone = DEFAULT_BACKBONE) -> bool:
+    """Whether Keras already has the backbone's (no top) ImageNet weights on disk."""
+    return (keras_cache_dir() / "models" / backbone(model).weights_file).is_file()
 
 
 def keras_cache_dir() -> Path:
@@ -176,9 +226,9 @@ def keras_cache_dir() -> Path:
     return Path(base)
 
 
-def imagenet_available() -> bool:
-    """Whether ImageNet weights are cached or can be downloaded now."""
-    return imagenet_weights_cached() or _imagenet_reachable()
+def imagenet_available(model: str | Backbone = DEFAULT_BACKBONE) -> bool:
+    """Whether the backbone's ImageNet weights are cached or can be downloaded now."""
+    return imagenet_weights_cached(model) or _imagenet_reachable()
 
 
 def weights_argument(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> tuple[Any, int]:
@@ -206,14 +256,14 @@ def weights_argument(meta: dict[str, Any], weights_path: str | os.PathLike | Non
     return weights, SEED
 
 
-def _resolve_weights(weights: str | os.PathLike | None) -> str | Path:
+def _resolve_weights(weights: str | os.PathLike | None, spec: Backbone) -> str | Path:
     """Normalise the weights argument to "imagenet", "random" or a file Path."""
     if weights is None or weights == "random":
         return "random"
     if weights == "imagenet":
         return "imagenet"
     if weights == "auto":
-        if imagenet_weights_cached() or _imagenet_reachable():
+        if imagenet_available(spec):
             return "imagenet"
         logger.warning("ImageNet weights are not cached and cannot be downloaded: using untrained weights")
         return "random"
@@ -228,7 +278,7 @@ def _resolve_weights(weights: str | os.PathLike | None) -> str | Path:
 
 
 def _imagenet_reachable(timeout: float = 10.0) -> bool:
-    request = urllib.request.Request(IMAGENET_NOTOP_URL, method="HEAD")
+    request = urllib.request.Request(IMAGENET_URL, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=timeout):
             return True
@@ -237,13 +287,47 @@ def _imagenet_reachable(timeout: float = 10.0) -> bool:
         return False
 
 
-def _load_weights_file(backbone: keras.Model, path: Path) -> None:
+def _load_weights_file(network: keras.Model, path: Path, spec: Backbone) -> None:
     try:
-        backbone.load_weights(str(path))
+        # Keras 3 loads a .weights.h5 file of another network in part, warning, where every variable it
+        # holds counts: a count that differs is refused before anything is loaded.
+        if path.name.endswith(".weights.h5") and weights_file_parameters(path) != network.count_params():
+            raise ValueError("the number of parameters differs")
+        network.load_weights(str(path))
     except Exception as error:
+        expected = f"{spec.name} ({spec.application} without its top, {spec.parameters:,} parameters)"
+        found = weights_file_parameters(path)
+        fits = [name for name in backbones_with_parameters(found) if name != spec.name] if found else []
+        fits += [s.name for s in BACKBONES.values() if s.weights_file == path.name and s.name not in fits + [spec.name]]
+        holds = f"it holds {found:,} parameters" if found else "it is not an HDF5 weights file"
+        hint = f", like {' or '.join(fits)}: pass --model {fits[0]}" if fits else ""
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InvalidArgumentError(
-            f"weights file {path} does not fit ResNet50 (no top, {backbone.input_shape[1]}px): {error}"
+            f"weights file {path} does not fit {expected} at {network.input_shape[1]}px: {holds}{hint} ({reason})"
         ) from None
+
+
+def weights_file_parameters(path: str | os.PathLike) -> int:
+    """How many numbers a weights file holds (Keras Applications' ``.h5`` or Keras 3 ``.weights.h5``); 0 if unreadable.
+
+    Both formats keep every variable as one HDF5 dataset, so the count equals the
+    ``count_params()`` of the network it was saved from.
+    """
+    import h5py
+
+    total = 0
+
+    def add(name: str, item: Any) -> None:
+        nonlocal total
+        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer"):
+            total += int(item.size)
+
+    try:
+        with h5py.File(path, "r") as file:
+            file.visititems(add)
+    except OSError:
+        return 0
+    return total
 
 
 def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
@@ -303,10 +387,17 @@ def extractor_for(meta: dict[str, Any], weights_path: str | os.PathLike | None =
         MissingFileError: The index used a weights file that is no longer there.
         IndexIntegrityError: The index holds vectors made outside simrec.
     """
-    if meta.get("model") != MODEL_NAME:
+    if not made_by_simrec(meta):
         raise IndexIntegrityError(
             f"this index holds vectors from {meta.get('model')!r}, made outside simrec: "
             "photo queries need that model; query it by --id instead"
         )
     weights, seed = weights_argument(meta, weights_path)
-    return build_extractor(weights, int(meta["image_size"]), seed=seed, precision=meta.get("precision", "auto"))
+    return build_extractor(
+        weights, int(meta["image_size"]), model=meta["model"], seed=seed, precision=meta.get("precision", "auto")
+    )
+
+
+def made_by_simrec(meta: dict[str, Any]) -> bool:
+    """Whether an index's vectors come from one of simrec's backbones (not from :func:`save_vectors`)."""
+    return meta.get("model") in BACKBONES and meta.get("weights") != "external" and bool(meta.get("image_size"))

@@ -118,7 +118,7 @@ def embed_images_ray(
         logger.info("Ray is already initialised in this process; --ray-address %s is not used", address)
     try:
         weights = ray.put(extractor.get_weights())
-        spec = {"image_size": info.image_size, "precision": info.precision, "weights": weights}
+        spec = {"model": info.model, "image_size": info.image_size, "precision": info.precision, "weights": weights}
         ray.data.DataContext.get_current().enable_progress_bars = False  # the tqdm bar below is the progress
         dataset = ray.data.from_items([{"row": i, "path": p} for i, p in enumerate(paths)])
         embedded = dataset.map_batches(
@@ -174,7 +174,7 @@ class _EmbedActor:
         weights = spec["weights"]
         if isinstance(weights, ray.ObjectRef):
             weights = ray.get(weights)
-        extractor = build_extractor(None, spec["image_size"], precision=spec["precision"])
+        extractor = build_extractor(None, spec["image_size"], model=spec["model"], precision=spec["precision"])
         extractor.set_weights(weights)
         self.image_size = int(spec["image_size"])
         self.dim = int(extractor.output_shape[-1])

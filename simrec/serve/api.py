@@ -15,7 +15,7 @@ from simrec.app.export import results_payload
 from simrec.app.querying import recommend
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError
-from simrec.embedded_catalog import neighbors_for
+from simrec.embedded_catalog import neighbors_for, resolve_colour_weight
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
@@ -26,7 +26,13 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 VersionDep = Annotated[IndexVersion, Depends(get_version)]
 K = Annotated[int, Query(ge=1, description="number of similar products")]
 ColourWeight = Annotated[
-    float, Query(ge=0, le=1, description="0 ranks by look, 1 by the product's colour alone, between: a blend")
+    float | None,
+    Query(
+        ge=0,
+        le=1,
+        description="0 ranks by look, 1 by the product's colour alone, between: a blend "
+        "(default: 0.15 on an index with colour signatures and exact search, else 0)",
+    ),
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
@@ -71,11 +77,12 @@ def similar_to_product(
     service: ServiceDep,
     version: VersionDep,
     k: K = N_NEIGHBORS,
-    colour_weight: ColourWeight = 0.0,
+    colour_weight: ColourWeight = None,
 ) -> dict[str, Any]:
     """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
     embedded = version.embedded
     row = version.rows.get(product_id)
+    colour_weight = resolve_colour_weight(embedded, colour_weight)
     if colour_weight > 0:
         return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
     if row is None or k > len(embedded) - 1:
@@ -103,10 +110,11 @@ def similar_to_photo(
     version: VersionDep,
     image: Annotated[UploadFile, File(description="a photo")],
     k: K = N_NEIGHBORS,
-    colour_weight: ColourWeight = 0.0,
+    colour_weight: ColourWeight = None,
 ) -> dict[str, Any]:
     """The k catalog products most like an uploaded photo: ``simrec query --image``."""
     embedded = version.embedded
+    colour_weight = resolve_colour_weight(embedded, colour_weight)
     image_size = embedded.meta.get("image_size")
     if not image_size:
         raise HTTPException(
