@@ -149,7 +149,10 @@ def scale(args: argparse.Namespace, folder: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         exact = simrec.find_duplicates(embedded, exact=True)
-        agree = len(set(zip(report.pairs.product_id, report.pairs.duplicate_id)) & set(zip(exact.pairs.product_id, exact.pairs.duplicate_id)))
+        agree = len(
+            set(zip(report.pairs.product_id, report.pairs.duplicate_id))
+            & set(zip(exact.pairs.product_id, exact.pairs.duplicate_id))
+        )
         ann_mb = sum(p.stat().st_size for p in Path(index).glob("ann-*")) / 1024**2
         measured.append((n, build, find))
         print(

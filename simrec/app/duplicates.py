@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from simrec.core.defaults import (
     PHOTO_DUPLICATE_THRESHOLD,
     VECTOR_DUPLICATE_THRESHOLD,
 )
-from simrec.core.errors import ImageDecodeError, InvalidArgumentError
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError, MissingDependencyError, NotWritableError
 from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
 from simrec.search.pairs import close_pairs
@@ -54,6 +55,7 @@ GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
 """Columns of :attr:`DuplicateReport.groups`, one row per product of a group."""
 
 _THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
+_TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, CopyTest] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,41 @@ def find_duplicates(
     return report
 
 
+def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
+    """Write :attr:`DuplicateReport.pairs` to a ``.csv`` or ``.parquet`` file (the suffix picks).
+
+    Written under a temporary name and renamed into place, so ``out`` is complete or absent.
+
+    Raises:
+        InvalidArgumentError: Another suffix.
+        MissingDependencyError: ``.parquet`` without pyarrow.
+        NotWritableError: ``out`` cannot be written.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InvalidArgumentError(f"Expected --out to end in .csv or .parquet, got {str(out)!r}")
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError(
+                "writing .parquet needs pyarrow, which is not installed: pip install pyarrow (or write .csv)"
+            ) from None
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            report.pairs.to_csv(partial, index=False)
+        else:
+            report.pairs.to_parquet(partial, index=False)
+        os.replace(partial, out)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise NotWritableError(f"cannot write {out}: {error.strerror or error}") from None
+    return out
+
+
 def distinct_positions(
     test: CopyTest,
     rows: np.ndarray,
@@ -346,6 +383,65 @@ def distinct_positions(
         if not copy:
             kept.append(position)
     return kept
+
+
+def copy_test_for(embedded: EmbeddedCatalog) -> CopyTest:
+    """The default :class:`CopyTest` of a loaded index, made once and kept while it lives (with its thumbnails)."""
+    test = _TESTS.get(embedded)
+    if test is None:
+        test = _TESTS[embedded] = CopyTest(embedded)
+    return test
+
+
+def distinct_neighbours(
+    test: CopyTest,
+    neighbors: Any,
+    n_neighbors: int,
+    *,
+    query_row: int | None = None,
+    query_vector: np.ndarray | None = None,
+    query_photo: tuple[np.ndarray, int] | None = None,
+    search_options: dict[str, Any] | None = None,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_neighbors`` nearest products of which none is a duplicate of the query or of a higher-ranked one.
+
+    Looks at the ``2 * n_neighbors + 10`` nearest first and twice as many each time
+    duplicates leave too few, up to the whole catalog, so the answer is the same whoever
+    asks (``recommend`` or an export).
+
+    Args:
+        test: The index's :class:`CopyTest`.
+        neighbors: The search (its ``kneighbors``).
+        n_neighbors: Results wanted.
+        query_row: The query's catalog row (left out of its results), or None for a photo.
+        query_vector: The photo query's vector.
+        query_photo: The photo query's :func:`photo_thumbnails`.
+        search_options: Extra ``kneighbors`` arguments (the blend's ``colours``).
+        first: The first ``2 * n_neighbors + 10`` neighbours (the query left out), when known.
+
+    Returns:
+        ``(distances, indices)``, 1-D, at most ``n_neighbors`` each (fewer only when the
+        catalog runs out of distinct products).
+    """
+    n_items = len(test.embedded)
+    own = query_row is not None
+    available = n_items - own
+    fetch = min(available, 2 * n_neighbors + 10)
+    vector = test.embedded.embeddings[query_row] if own else query_vector
+    while True:
+        if first is not None and len(first[1]) >= fetch:
+            distances, indices = first[0][:fetch], first[1][:fetch]
+        else:
+            found, rows = neighbors.kneighbors(vector, n_neighbors=fetch + own, **(search_options or {}))
+            keep = (rows[0] != query_row) & (rows[0] >= 0) if own else rows[0] >= 0
+            distances, indices = found[0][keep][:fetch], rows[0][keep][:fetch]
+        positions = distinct_positions(
+            test, indices, n_neighbors, query_row=query_row, query_vector=query_vector, query_photo=query_photo
+        )
+        if len(positions) >= n_neighbors or fetch >= available:
+            return distances[positions], indices[positions]
+        fetch, first = min(available, 2 * fetch), None
 
 
 def query_photo_thumbnails(image: str | os.PathLike | Image.Image | None) -> tuple[np.ndarray, int] | None:
