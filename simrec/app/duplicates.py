@@ -344,6 +344,7 @@ def distinct_positions(
     query_row: int | None = None,
     query_vector: np.ndarray | None = None,
     query_photo: tuple[np.ndarray, int] | None = None,
+    query_distances: np.ndarray | None = None,
 ) -> list[int]:
     """Positions in ranked ``rows`` kept when each duplicate of the query or of a higher-ranked result is dropped.
 
@@ -354,6 +355,8 @@ def distinct_positions(
         query_row: The query's catalog row, for a catalog product.
         query_vector: The query's vector, for a photo query.
         query_photo: The query photo's :func:`photo_thumbnails`, for a photo query.
+        query_distances: The candidates' cosine distances to a photo query, when known
+            without its vector. A photo query with neither is compared by its photo alone.
 
     Returns:
         Up to ``n_neighbors`` positions into ``rows``, in order.
@@ -362,21 +365,28 @@ def distinct_positions(
     inverse = embedded.neighbors._inv_norms
     rows = np.asarray(rows, dtype=np.int64)
     units = np.asarray(embedded.embeddings[rows], dtype=np.float32) * inverse[rows, None]
-    if query_row is not None:
-        query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
+    if query_row is not None or query_vector is not None:
+        if query_row is not None:
+            query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
+        else:
+            vector = np.asarray(query_vector, dtype=np.float32).ravel()
+            norm = float(np.linalg.norm(vector))
+            query_unit = vector / norm if norm > 0 else vector
+        to_query = 1.0 - units @ query_unit
+    elif query_distances is not None:
+        to_query = np.asarray(query_distances, dtype=np.float32)
     else:
-        vector = np.asarray(query_vector, dtype=np.float32).ravel()
-        norm = float(np.linalg.norm(vector))
-        query_unit = vector / norm if norm > 0 else vector
-    to_query = 1.0 - units @ query_unit
+        to_query = np.zeros(len(rows), dtype=np.float32)
     kept: list[int] = []
     for position, row in enumerate(rows.tolist()):
         if len(kept) >= n_neighbors:
             break
         if query_row is not None:
             copy = query_row == row or test.kind(query_row, row, float(to_query[position]))[0] is not None
-        else:
+        elif query_photo is not None or query_vector is not None or query_distances is not None:
             copy = test.kind_of_photo(query_photo, row, float(to_query[position]))[0] is not None
+        else:
+            copy = False
         if not copy and kept:
             between = 1.0 - units[kept] @ units[position]
             copy = any(test.kind(rows[k], row, float(d))[0] is not None for k, d in zip(kept, between.tolist()))

@@ -9,14 +9,17 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
 
+from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
 from simrec.app.querying import recommend, results_frame
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError
 from simrec.embedded_catalog import neighbors_for
 from simrec.pipeline.images import load_image
+from simrec.pipeline.thumbnails import photo_thumbnails
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
 from simrec.serve.state import Service, get_service
 
@@ -25,6 +28,9 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 K = Annotated[int, Query(ge=1, description="number of similar products")]
 ColourWeight = Annotated[
     float, Query(ge=0, le=1, description="0 ranks by look, 1 by the product's colour alone, between: a blend")
+]
+Distinct = Annotated[
+    bool, Query(description="leave out duplicates (copies of the same photo) of the query and of better results")
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
@@ -63,11 +69,21 @@ def list_products(
 
 @router.get("/api/products/{product_id:path}/similar", response_model=Similar, responses=ERRORS)
 def similar_to_product(
-    product_id: str, service: ServiceDep, k: K = N_NEIGHBORS, colour_weight: ColourWeight = 0.0
+    product_id: str,
+    service: ServiceDep,
+    k: K = N_NEIGHBORS,
+    colour_weight: ColourWeight = 0.0,
+    distinct: Distinct = False,
 ) -> dict[str, Any]:
     """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
     embedded = service.embedded
     row = service.rows.get(product_id)
+    if distinct:
+        search = None if colour_weight > 0 else service.batcher.search
+        results = recommend(
+            embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight, search=search, distinct=True
+        )
+        return _answer(service, results)
     if colour_weight > 0:
         return _answer(service, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
     if row is None or k > len(embedded) - 1:
@@ -94,6 +110,7 @@ def similar_to_photo(
     image: Annotated[UploadFile, File(description="a photo")],
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = 0.0,
+    distinct: Distinct = False,
 ) -> dict[str, Any]:
     """The k catalog products most like an uploaded photo: ``simrec query --image``."""
     embedded = service.embedded
@@ -111,7 +128,19 @@ def similar_to_photo(
     if colour_weight > 0:
         neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before the upload
     pixels = _decode_upload(image, int(image_size))
-    distances, indices = service.photo_batcher.query(pixels, k, colour_weight)
+    if distinct:  # from the photo's 2k + 10 nearest, compared with the photo as decoded
+        fetch = min(len(embedded), 2 * k + 10)
+        distances, indices = service.photo_batcher.query(pixels, fetch, colour_weight)
+        kept = distinct_positions(
+            copy_test_for(embedded),
+            indices,
+            k,
+            query_photo=photo_thumbnails(Image.fromarray(pixels)),
+            query_distances=None if colour_weight > 0 else distances,
+        )
+        distances, indices = distances[kept], indices[kept]
+    else:
+        distances, indices = service.photo_batcher.query(pixels, k, colour_weight)
     query = {"product_id": None, "label": ""}  # as recommend() describes an in-memory photo
     return _answer(service, results_frame(embedded.catalog, distances, indices, query, embedded.warning))
 
