@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from PIL import Image
 
 from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
