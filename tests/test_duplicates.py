@@ -13,10 +13,11 @@ import pytest
 from PIL import Image, ImageOps
 
 import simrec
-from simrec.app.duplicates import CopyTest
+from simrec.app.duplicates import CopyTest, write_duplicates
 from simrec.app.export import export_neighbors
 from simrec.cli import main
 from simrec.core.defaults import PHOTO_DUPLICATE_THRESHOLD
+from simrec.core.errors import NotWritableError
 from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
 from simrec.search.pairs import close_pairs
 
@@ -227,3 +228,15 @@ def test_service_distinct(planted):
     assert (
         Path(simrec.serve.__file__).with_name("static").joinpath("index.html").read_text().count('id="distinct"') == 1
     )
+
+
+def test_pairs_file_is_complete_or_absent(tmp_path):
+    catalog = pd.DataFrame({"product_id": ["a", "b"], "sha256": ["x", "x"]})
+    simrec.save_vectors(catalog, np.eye(2, dtype=np.float32), tmp_path / "idx", model="outside")
+    report = simrec.find_duplicates(simrec.load_index(tmp_path / "idx"))
+    out = write_duplicates(report, tmp_path / "pairs.csv")
+    assert pd.read_csv(out)["kind"].tolist() == ["exact"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotWritableError, match="pairs.csv"):
+        write_duplicates(report, tmp_path / "file" / "pairs.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "idx", "pairs.csv"]

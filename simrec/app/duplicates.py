@@ -21,6 +21,7 @@ recommendations use it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -331,7 +332,8 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
             report.pairs.to_parquet(partial, index=False)
         os.replace(partial, out)
     except OSError as error:
-        partial.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
         raise NotWritableError(f"cannot write {out}: {error.strerror or error}") from None
     return out
 
