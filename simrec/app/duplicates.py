@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from simrec.core.defaults import (
     DUPLICATE_CANDIDATES,
@@ -189,12 +188,6 @@ class CopyTest:
             return "exact", 0.0
         return self._near(self.thumbnails(first), self.thumbnails(second), distance)
 
-    def kind_of_photo(
-        self, photo: tuple[np.ndarray, int] | None, row: int, distance: float
-    ) -> tuple[str | None, float]:
-        """As :meth:`kind`, for a photo outside the catalog (its :func:`photo_thumbnails`) and a catalog row."""
-        return self._near(photo, self.thumbnails(row), distance)
-
     def thumbnails(self, row: int) -> tuple[np.ndarray, int] | None:
         """The row's :func:`photo_thumbnails`, or None when photos are not compared or it cannot be read."""
         if not self.photos_compared or self._paths is None:
@@ -339,26 +332,18 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
 
 
 def distinct_positions(
-    test: CopyTest,
-    rows: np.ndarray,
-    n_neighbors: int,
-    *,
-    query_row: int | None = None,
-    query_vector: np.ndarray | None = None,
-    query_photo: tuple[np.ndarray, int] | None = None,
-    query_distances: np.ndarray | None = None,
+    test: CopyTest, rows: np.ndarray, n_neighbors: int, *, query_row: int | None = None
 ) -> list[int]:
     """Positions in ranked ``rows`` kept when each duplicate of the query or of a higher-ranked result is dropped.
+
+    A photo query (``query_row`` None) is not a catalog product: the catalog's copy of that
+    photo is the best answer and stays; only its further copies go, as duplicates of it.
 
     Args:
         test: The :class:`CopyTest` of the index.
         rows: Catalog rows of the candidates, best first.
         n_neighbors: How many to keep at most.
         query_row: The query's catalog row, for a catalog product.
-        query_vector: The query's vector, for a photo query.
-        query_photo: The query photo's :func:`photo_thumbnails`, for a photo query.
-        query_distances: The candidates' cosine distances to a photo query, when known
-            without its vector. A photo query with neither is compared by its photo alone.
 
     Returns:
         Up to ``n_neighbors`` positions into ``rows``, in order.
@@ -367,28 +352,16 @@ def distinct_positions(
     inverse = embedded.neighbors._inv_norms
     rows = np.asarray(rows, dtype=np.int64)
     units = np.asarray(embedded.embeddings[rows], dtype=np.float32) * inverse[rows, None]
-    if query_row is not None or query_vector is not None:
-        if query_row is not None:
-            query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
-        else:
-            vector = np.asarray(query_vector, dtype=np.float32).ravel()
-            norm = float(np.linalg.norm(vector))
-            query_unit = vector / norm if norm > 0 else vector
+    if query_row is not None:
+        query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
         to_query = 1.0 - units @ query_unit
-    elif query_distances is not None:
-        to_query = np.asarray(query_distances, dtype=np.float32)
-    else:
-        to_query = np.zeros(len(rows), dtype=np.float32)
     kept: list[int] = []
     for position, row in enumerate(rows.tolist()):
         if len(kept) >= n_neighbors:
             break
-        if query_row is not None:
-            copy = query_row == row or test.kind(query_row, row, float(to_query[position]))[0] is not None
-        elif query_photo is not None or query_vector is not None or query_distances is not None:
-            copy = test.kind_of_photo(query_photo, row, float(to_query[position]))[0] is not None
-        else:
-            copy = False
+        copy = query_row is not None and (
+            query_row == row or test.kind(query_row, row, float(to_query[position]))[0] is not None
+        )
         if not copy and kept:
             between = 1.0 - units[kept] @ units[position]
             copy = any(test.kind(rows[k], row, float(d))[0] is not None for k, d in zip(kept, between.tolist()))
@@ -412,7 +385,6 @@ def distinct_neighbours(
     *,
     query_row: int | None = None,
     query_vector: np.ndarray | None = None,
-    query_photo: tuple[np.ndarray, int] | None = None,
     search_options: dict[str, Any] | None = None,
     first: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -428,7 +400,6 @@ def distinct_neighbours(
         n_neighbors: Results wanted.
         query_row: The query's catalog row (left out of its results), or None for a photo.
         query_vector: The photo query's vector.
-        query_photo: The photo query's :func:`photo_thumbnails`.
         search_options: Extra ``kneighbors`` arguments (the blend's ``colours``).
         first: The first ``2 * n_neighbors + 10`` neighbours (the query left out), when known.
 
@@ -448,22 +419,10 @@ def distinct_neighbours(
             found, rows = neighbors.kneighbors(vector, n_neighbors=fetch + own, **(search_options or {}))
             keep = (rows[0] != query_row) & (rows[0] >= 0) if own else rows[0] >= 0
             distances, indices = found[0][keep][:fetch], rows[0][keep][:fetch]
-        positions = distinct_positions(
-            test, indices, n_neighbors, query_row=query_row, query_vector=query_vector, query_photo=query_photo
-        )
+        positions = distinct_positions(test, indices, n_neighbors, query_row=query_row)
         if len(positions) >= n_neighbors or fetch >= available:
             return distances[positions], indices[positions]
         fetch, first = min(available, 2 * fetch), None
-
-
-def query_photo_thumbnails(image: str | os.PathLike | Image.Image | None) -> tuple[np.ndarray, int] | None:
-    """The :func:`photo_thumbnails` of a photo query, or None when it cannot be had."""
-    if image is None:
-        return None
-    try:
-        return photo_thumbnails(image if isinstance(image, Image.Image) else Path(image))
-    except ImageDecodeError:
-        return None
 
 
 def _tables(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbours, query_photo_thumbnails
+from simrec.app.duplicates import copy_test_for, distinct_neighbours
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import InvalidArgumentError
@@ -81,10 +81,11 @@ def recommend(
             colour signatures.
         search: The search to use (default: exact, ``embedded.neighbors``); e.g.
             ``embedded.search()``, approximate when the index has an ann structure.
-        distinct: Drop each result that is a duplicate of the query or of a
+        distinct: Drop each result that is a duplicate of the query product or of a
             higher-ranked result (the same file, or a resized, re-encoded, mirrored,
             slightly cropped or brightened copy; see :func:`simrec.find_duplicates`), so
-            the results are different products. Fewer than ``n_neighbors`` are returned
+            the results are different products (for a photo query, the catalog's copy
+            of that photo stays, its further copies go). Fewer than ``n_neighbors`` are returned
             only when the catalog runs out of distinct products.
 
     Returns:
@@ -138,14 +139,8 @@ def recommend(
         vector, pixels, query = _embed_query(embedded, image, extractor)
         colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
         if distinct:
-            photo = query_photo_thumbnails(query["image"] if "image" in query else query.get("path"))
             distances, indices = distinct_neighbours(
-                copy_test_for(embedded),
-                neighbors,
-                n_neighbors,
-                query_vector=vector[0],
-                query_photo=photo,
-                search_options=colours,
+                copy_test_for(embedded), neighbors, n_neighbors, query_vector=vector[0], search_options=colours
             )
         else:
             distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors, **colours)

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
-from PIL import Image
 
 from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
@@ -19,7 +18,6 @@ from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError
 from simrec.embedded_catalog import neighbors_for
 from simrec.pipeline.images import load_image
-from simrec.pipeline.thumbnails import photo_thumbnails
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
 from simrec.serve.state import Service, get_service
 
@@ -128,16 +126,10 @@ def similar_to_photo(
     if colour_weight > 0:
         neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before the upload
     pixels = _decode_upload(image, int(image_size))
-    if distinct:  # from the photo's 2k + 10 nearest, compared with the photo as decoded
+    if distinct:  # from the photo's 2k + 10 nearest
         fetch = min(len(embedded), 2 * k + 10)
         distances, indices = service.photo_batcher.query(pixels, fetch, colour_weight)
-        kept = distinct_positions(
-            copy_test_for(embedded),
-            indices,
-            k,
-            query_photo=photo_thumbnails(Image.fromarray(pixels)),
-            query_distances=None if colour_weight > 0 else distances,
-        )
+        kept = distinct_positions(copy_test_for(embedded), indices, k)
         distances, indices = distances[kept], indices[kept]
     else:
         distances, indices = service.photo_batcher.query(pixels, k, colour_weight)
