@@ -484,7 +484,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         verbose=not args.quiet,
     )
     print(
-        f"wrote {report.rows} rows ({report.products} products x {args.k} neighbours) to {report.path} "
+        f"wrote {report.rows} rows ({report.products} products x {'up to ' if args.distinct else ''}{args.k} "
+        f"neighbours) to {report.path} "
         f"in {report.seconds:.1f}s"
     )
     if embedded.warning:
