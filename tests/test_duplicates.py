@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 import simrec
-from simrec.app.duplicates import CopyTest, distinct_positions, write_duplicates
+from simrec.app.duplicates import DuplicateTest, distinct_positions, write_duplicates
 from simrec.app.export import export_neighbors
 from simrec.cli import main
 from simrec.core.defaults import PHOTO_DUPLICATE_THRESHOLD
@@ -116,7 +116,7 @@ def test_memory_does_not_grow_with_n_squared():
 def test_distinct_results_hold_no_duplicate_pair(planted):
     index, truth = planted
     embedded = simrec.load_index(index)
-    test = CopyTest(embedded)
+    test = DuplicateTest(embedded)
     units = embedded.embeddings / np.linalg.norm(embedded.embeddings, axis=1, keepdims=True)
     rows = {pid: i for i, pid in enumerate(embedded.catalog["product_id"])}
     copied = list(truth["original"])
@@ -141,8 +141,8 @@ def test_a_photo_query_keeps_the_catalog_copy_of_its_photo_and_drops_the_others(
     original, copy = truth.loc[truth["kind"] == "mirror", ["original", "copy"]].iloc[0]
     others = [i for i in range(len(rows)) if i not in (rows[original], rows[copy])][:5]
     ranked = [rows[original], rows[copy], *others]
-    assert distinct_positions(CopyTest(embedded), ranked, 6) == [0, 2, 3, 4, 5, 6]  # a photo: no query row
-    assert distinct_positions(CopyTest(embedded), ranked, 6, query_row=rows[original]) == [2, 3, 4, 5, 6]
+    assert distinct_positions(DuplicateTest(embedded), ranked, 6) == [0, 2, 3, 4, 5, 6]  # a photo: no query row
+    assert distinct_positions(DuplicateTest(embedded), ranked, 6, query_row=rows[original]) == [2, 3, 4, 5, 6]
 
 
 def test_export_distinct_equals_query_distinct(planted, tmp_path):

@@ -15,7 +15,7 @@ cropped a little, made brighter). :func:`find_duplicates` finds them in two stag
 
 An index of vectors made outside simrec (no readable photos) uses the vector stage alone,
 with the tighter :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD`, and the report
-says so. :class:`CopyTest` is the same test for one pair at a time, as ``distinct``
+says so. :class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
 recommendations use it.
 """
 
@@ -55,7 +55,7 @@ GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
 """Columns of :attr:`DuplicateReport.groups`, one row per product of a group."""
 
 _THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
-_TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, CopyTest] = weakref.WeakKeyDictionary()
+_TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, DuplicateTest] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class DuplicateReport:
         }
 
 
-class CopyTest:
+class DuplicateTest:
     """Whether two catalog products are duplicates: the same bytes, or close vectors and matching photos.
 
     Thumbnails are decoded on first use and the most recent few thousand kept, so a long
@@ -256,7 +256,7 @@ def find_duplicates(
     started = time.perf_counter()
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
         raise InvalidArgumentError(f"Expected n_candidates >= 1 (an int), got {n_candidates!r}")
-    test = CopyTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
+    test = DuplicateTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
     catalog = embedded.catalog
     n_items = len(catalog)
     found: dict[tuple[int, int], tuple[float, str, float]] = {}
@@ -332,7 +332,7 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
 
 
 def distinct_positions(
-    test: CopyTest, rows: np.ndarray, n_neighbors: int, *, query_row: int | None = None
+    test: DuplicateTest, rows: np.ndarray, n_neighbors: int, *, query_row: int | None = None
 ) -> list[int]:
     """Positions in ranked ``rows`` kept when each duplicate of the query or of a higher-ranked result is dropped.
 
@@ -340,7 +340,7 @@ def distinct_positions(
     photo is the best answer and stays; only its further copies go, as duplicates of it.
 
     Args:
-        test: The :class:`CopyTest` of the index.
+        test: The :class:`DuplicateTest` of the index.
         rows: Catalog rows of the candidates, best first.
         n_neighbors: How many to keep at most.
         query_row: The query's catalog row, for a catalog product.
@@ -370,16 +370,16 @@ def distinct_positions(
     return kept
 
 
-def copy_test_for(embedded: EmbeddedCatalog) -> CopyTest:
-    """The default :class:`CopyTest` of a loaded index, made once and kept while it lives (with its thumbnails)."""
+def copy_test_for(embedded: EmbeddedCatalog) -> DuplicateTest:
+    """The default :class:`DuplicateTest` of a loaded index, made once and kept while it lives (with its thumbnails)."""
     test = _TESTS.get(embedded)
     if test is None:
-        test = _TESTS[embedded] = CopyTest(embedded)
+        test = _TESTS[embedded] = DuplicateTest(embedded)
     return test
 
 
 def distinct_neighbours(
-    test: CopyTest,
+    test: DuplicateTest,
     neighbors: Any,
     n_neighbors: int,
     *,
@@ -395,7 +395,7 @@ def distinct_neighbours(
     asks (``recommend`` or an export).
 
     Args:
-        test: The index's :class:`CopyTest`.
+        test: The index's :class:`DuplicateTest`.
         neighbors: The search (its ``kneighbors``).
         n_neighbors: Results wanted.
         query_row: The query's catalog row (left out of its results), or None for a photo.
@@ -426,7 +426,7 @@ def distinct_neighbours(
 
 
 def _tables(
-    catalog: pd.DataFrame, found: dict[tuple[int, int], tuple[float, str, float]], test: CopyTest
+    catalog: pd.DataFrame, found: dict[tuple[int, int], tuple[float, str, float]], test: DuplicateTest
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     parent: dict[int, int] = {}
 
