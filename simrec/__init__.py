@@ -5,6 +5,7 @@ neighbours by cosine distance are its recommendations. TensorFlow and Matplotlib
 imported only by the functions that need them, so ``import simrec`` is fast.
 """
 
+from simrec.app.duplicates import DuplicateReport, find_duplicates
 from simrec.app.evaluate import evaluate, label_from, sweep_colour_weight
 from simrec.app.indexing import BuildReport, build_index
 from simrec.app.plot import plot_colour_sweep, plot_recommendation_grid, plot_recommendations
@@ -39,6 +40,7 @@ from simrec.storage.index_folder import load_index, save_index, save_vectors, ve
 __all__ = [
     "BuildReport",
     "DiskFullError",
+    "DuplicateReport",
     "EmbeddedCatalog",
     "EmbeddingResult",
     "ImageDecodeError",
@@ -60,6 +62,7 @@ __all__ = [
     "colour_signature",
     "embed_images",
     "evaluate",
+    "find_duplicates",
     "extractor_info",
     "follow_index",
     "label_from",

@@ -1,4 +1,4 @@
-"""The ``simrec`` command: index, query, ann, export, serve, verify, evaluate, colours, demo, bench.
+"""The ``simrec`` command: index, query, ann, export, duplicates, serve, verify, evaluate, colours, demo, bench.
 
 User errors (simrec's own exceptions: missing file, unknown id, bad option, damaged or
 locked index) print one line on stderr and exit with status 2; anything else is a bug and
@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from simrec.app.ann import attach_ann
+from simrec.app.duplicates import find_duplicates, write_duplicates
 from simrec.app.evaluate import (
     SWEEP_COLOUR_WEIGHTS,
     distinguishes,
@@ -28,12 +29,20 @@ from simrec.app.evaluate import (
 )
 from simrec.app.export import export_embeddings, export_neighbors, results_payload
 from simrec.app.indexing import add_colours, build_index
-from simrec.app.plot import plot_recommendation_grid, plot_recommendations
+from simrec.app.plot import plot_duplicate_groups, plot_recommendation_grid, plot_recommendations
 from simrec.app.querying import query_extractor, recommend
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
-from simrec.core.defaults import BATCH_SIZE, COLOUR_WEIGHT, DEMO_DIR, N_NEIGHBORS, SEED
+from simrec.core.defaults import (
+    BATCH_SIZE,
+    COLOUR_WEIGHT,
+    DEMO_DIR,
+    DUPLICATE_CANDIDATES,
+    N_NEIGHBORS,
+    PHOTO_DUPLICATE_THRESHOLD,
+    SEED,
+)
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
@@ -163,6 +172,11 @@ def _build_parser() -> argparse.ArgumentParser:
     query.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     query.add_argument("--nprobe", type=_positive, help="IVF lists to search (default: the one stored by simrec ann)")
     query.add_argument("--ef", type=_positive, help="HNSW search breadth (default: the one stored by simrec ann)")
+    query.add_argument(
+        "--distinct",
+        action="store_true",
+        help="drop a result that is a duplicate of the query or of a higher-ranked result (see simrec duplicates)",
+    )
     query.set_defaults(handler=_cmd_query)
 
     export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
@@ -177,7 +191,46 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_colour_weight(export)
     export.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
+    export.add_argument(
+        "--distinct",
+        action="store_true",
+        help="drop a result that is a duplicate of the query or of a higher-ranked result (see simrec duplicates)",
+    )
     export.set_defaults(handler=_cmd_export)
+
+    duplicates = commands.add_parser(
+        "duplicates", help="find products photographed twice: the same file, or a resized, mirrored or cropped copy"
+    )
+    duplicates.add_argument("index_dir", metavar="INDEX_DIR")
+    duplicates.add_argument(
+        "--threshold",
+        type=_distance,
+        metavar="D",
+        help="largest cosine distance of a candidate pair (default: 0.10 when photos verify it, 0.02 for the "
+        "vectors alone)",
+    )
+    duplicates.add_argument(
+        "--photo-threshold",
+        type=_unit_interval,
+        default=PHOTO_DUPLICATE_THRESHOLD,
+        metavar="P",
+        help="largest difference of the aligned photo thumbnails of a copy (default: %(default)s)",
+    )
+    duplicates.add_argument(
+        "--candidates",
+        type=_positive,
+        default=DUPLICATE_CANDIDATES,
+        metavar="N",
+        help="nearest neighbours of each product looked at (default: %(default)s)",
+    )
+    duplicates.add_argument(
+        "--vectors-only", action="store_true", help="judge by the vectors alone, without decoding any photo"
+    )
+    duplicates.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    duplicates.add_argument("--out", help="also write the pairs to this .csv or .parquet file")
+    duplicates.add_argument("--plot", help="write a grid of the groups to this PNG file")
+    duplicates.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
+    duplicates.set_defaults(handler=_cmd_duplicates)
 
     serve = commands.add_parser("serve", help="serve an index over HTTP: a JSON API and a web page")
     serve.add_argument("index_dir", metavar="INDEX_DIR")
@@ -326,6 +379,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _distance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a cosine distance from 0 to 2, got {text!r}") from None
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError(f"expected a cosine distance from 0 to 2, got {text}")
+    return value
+
+
 def _unit_interval(text: str) -> float:
     try:
         value = float(text)
@@ -432,6 +495,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         extractor=extractor,
         colour_weight=args.colour_weight,
         search=search,
+        distinct=args.distinct,
     )
     if args.format == "json":
         print(json.dumps(results_payload(results), indent=2, default=_json_default))
@@ -459,14 +523,60 @@ def _cmd_export(args: argparse.Namespace) -> int:
         n_neighbors=args.k,
         colour_weight=args.colour_weight,
         exact=args.exact,
+        distinct=args.distinct,
         verbose=not args.quiet,
     )
     print(
-        f"wrote {report.rows} rows ({report.products} products x {args.k} neighbours) to {report.path} "
+        f"wrote {report.rows} rows ({report.products} products x {'up to ' if args.distinct else ''}{args.k} "
+        f"neighbours) to {report.path} "
         f"in {report.seconds:.1f}s"
     )
     if embedded.warning:
         print(f"WARNING: {embedded.warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_duplicates(args: argparse.Namespace) -> int:
+    embedded = load_index(args.index_dir, mmap=True)
+    report = find_duplicates(
+        embedded,
+        threshold=args.threshold,
+        photo_threshold=args.photo_threshold,
+        n_candidates=args.candidates,
+        photos=False if args.vectors_only else "auto",
+        exact=args.exact,
+    )
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "csv":
+        print(report.pairs.to_csv(index=False), end="")
+    else:
+        if len(report.pairs):
+            print(
+                report.pairs.to_string(
+                    index=False, formatters={"distance": "{:.4f}".format, "difference": "{:.4f}".format}
+                )
+            )
+        n_groups = report.groups["group"].nunique()
+        how = (
+            f"photos compared (difference <= {report.photo_threshold:g})" if report.photos_compared else "vectors alone"
+        )
+        print(
+            f"{len(report.pairs)} duplicate pairs in {n_groups} groups among {len(embedded)} products "
+            f"({report.candidates} candidates within cosine distance {report.threshold:g}, {how}; "
+            f"{report.seconds:.1f}s)"
+        )
+        for group, members in report.groups.groupby("group", sort=True):
+            keep = members.loc[members["keep"], "product_id"].iloc[0]
+            others = ", ".join(members.loc[~members["keep"], "product_id"].astype(str))
+            print(f"  group {group}: keep {keep}; duplicates: {others}")
+    if report.note:
+        print(f"note: {report.note}", file=sys.stderr)
+    if args.out:
+        print(f"pairs written to {write_duplicates(report, args.out)}", file=sys.stderr)
+    if args.plot:
+        paths = dict(zip(embedded.catalog["product_id"].astype(str), embedded.catalog["path"].astype(str)))
+        _save_figure(plot_duplicate_groups(report.groups, paths), args.plot)
     return 0
 
 

@@ -22,8 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simrec.app.duplicates import copy_test_for, distinct_neighbours
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
+from simrec.core.validation import check_enough_items, check_n_neighbors
 from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for, resolve_colour_weight
 
 logger = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ def export_neighbors(
     n_neighbors: int = 10,
     colour_weight: float | None = None,
     exact: bool = False,
+    distinct: bool = False,
     verbose: bool = True,
 ) -> ExportReport:
     """Write every product's ``n_neighbors`` nearest other products to a Parquet or CSV file.
@@ -83,6 +86,9 @@ def export_neighbors(
             is the index's default, as for ``simrec query``.
         exact: Exact search even when the index has an approximate-search structure
             (``simrec ann``), which is used otherwise.
+        distinct: As in :func:`simrec.recommend`: leave out each neighbour that is a
+            duplicate of the product or of a higher-ranked neighbour (a product may then
+            have fewer rows when the catalog runs out of distinct products).
         verbose: Show a progress bar.
 
     Returns:
@@ -106,7 +112,16 @@ def export_neighbors(
     started = time.perf_counter()
     catalog = embedded.catalog
     # Validates n_neighbors and colour_weight before anything is written.
-    blocks = _neighbour_blocks(embedded, n_neighbors, resolve_colour_weight(embedded, colour_weight), exact)
+    colour_weight = resolve_colour_weight(embedded, colour_weight)
+    neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
+    if distinct:  # each product's first candidates, as recommend(distinct=True) looks at them
+        test = copy_test_for(embedded)
+        fetch = min(len(catalog) - 1, 2 * n_neighbors + 10)
+        check_n_neighbors(n_neighbors)
+        check_enough_items(n_neighbors, len(catalog), True)
+        blocks = neighbors.kneighbors_blocks(n_neighbors=max(fetch, 1))
+    else:
+        blocks = neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
     rows = 0
@@ -116,7 +131,12 @@ def export_neighbors(
     with _renamed_when_complete(out, opener) as writer:
         with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
             for start, distances, indices in blocks:
-                frame = _block_frame(product_ids, labels, start, distances, indices)
+                if distinct:
+                    frame = _distinct_frame(
+                        test, neighbors, embedded, product_ids, labels, start, distances, indices, n_neighbors
+                    )
+                else:
+                    frame = _block_frame(product_ids, labels, start, distances, indices)
                 writer.write(frame)
                 rows += len(frame)
                 progress.update(len(distances))
@@ -209,10 +229,46 @@ def _renamed_when_complete(out: Path, open_writer: Any):
         raise
 
 
-def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float, exact: bool):
-    """``(start, distances, indices)`` blocks of every product's neighbours, itself left out."""
-    neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
-    return neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
+def _distinct_frame(
+    test: Any,
+    neighbors: Any,
+    embedded: EmbeddedCatalog,
+    product_ids: np.ndarray,
+    labels: np.ndarray,
+    start: int,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    n_neighbors: int,
+) -> pd.DataFrame:
+    """Rows of one block of products with each neighbour that duplicates a better-ranked one left out."""
+    queries, ranks, found, kept = [], [], [], []
+    for offset in range(len(distances)):
+        row = start + offset
+        colours = {"colours": embedded.colours[row]} if hasattr(neighbors, "colour_weight") else {}
+        best, rows = distinct_neighbours(
+            test,
+            neighbors,
+            n_neighbors,
+            query_row=row,
+            search_options=colours,
+            first=(distances[offset], indices[offset]),
+        )
+        queries.append(np.full(len(rows), row))
+        ranks.append(np.arange(1, len(rows) + 1, dtype=np.int64))
+        found.append(rows)
+        kept.append(best)
+    queries, neighbours = np.concatenate(queries), np.concatenate(found).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "product_id": product_ids[queries],
+            "rank": np.concatenate(ranks),
+            "neighbour_id": product_ids[neighbours],
+            "distance": np.concatenate(kept).astype(np.float64),
+            "label": labels[queries],
+            "neighbour_label": labels[neighbours],
+        },
+        columns=EXPORT_COLUMNS,
+    )
 
 
 def results_payload(results: pd.DataFrame) -> dict[str, Any]:

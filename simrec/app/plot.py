@@ -160,3 +160,40 @@ def _show(ax, picture: np.ndarray | None, caption: str, highlight: bool = False)
         spine.set_visible(highlight)
         spine.set_color("navy")
         spine.set_linewidth(2)
+
+
+def plot_duplicate_groups(
+    groups: pd.DataFrame, paths: dict[str, str], *, max_groups: int = 12, max_members: int = 6, panel_size: float = 1.8
+) -> Figure:
+    """Draw groups of duplicates, one row each, the suggested photo to keep first and framed.
+
+    Args:
+        groups: :attr:`simrec.DuplicateReport.groups` (``group``, ``product_id``, ``keep``).
+        paths: The photo of each ``product_id``.
+        max_groups: Groups drawn at most (the first ones).
+        max_members: Photos drawn per group at most.
+        panel_size: Size of each picture, in inches.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (a note when there is no group).
+    """
+    from matplotlib.figure import Figure
+
+    shown = [members for _, members in groups.groupby("group", sort=True)][:max_groups]
+    if not shown:
+        figure = Figure(figsize=(4, 1), layout="constrained")
+        figure.text(0.5, 0.5, "no duplicates found", ha="center", va="center")
+        return figure
+    columns = min(max_members, max(len(m) for m in shown))
+    figure = Figure(figsize=(panel_size * columns, panel_size * 1.25 * len(shown) + 0.4), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(len(shown), columns, squeeze=False))
+    for row, members in zip(axes, shown):
+        members = members.sort_values("keep", ascending=False, kind="stable")
+        for ax, item in zip(row, members.itertuples(index=False)):
+            name = str(item.product_id)
+            caption = f"group {item.group}: keep\n{name}" if item.keep else f"\n{name}"
+            _show(ax, _picture(paths.get(name, "")), caption, highlight=bool(item.keep))
+        for ax in row[len(members) :]:
+            ax.set_axis_off()
+    figure.suptitle(f"{groups['group'].nunique()} groups of duplicates (first {len(shown)} shown)", fontsize=11)
+    return figure

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from simrec.app.duplicates import copy_test_for, distinct_neighbours
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import InvalidArgumentError
@@ -61,6 +62,7 @@ def recommend(
     extractor: keras.Model | None = None,
     colour_weight: float | None = None,
     search: Any = None,
+    distinct: bool = False,
 ) -> pd.DataFrame:
     """The catalog products that look most like a product or a photo.
 
@@ -86,6 +88,12 @@ def recommend(
             0 with a ``search`` given.
         search: The search to use (default: exact, ``embedded.neighbors``); e.g.
             ``embedded.search()``, approximate when the index has an ann structure.
+        distinct: Drop each result that is a duplicate of the query product or of a
+            higher-ranked result (the same file, or a resized, re-encoded, mirrored,
+            slightly cropped or brightened copy; see :func:`simrec.find_duplicates`), so
+            the results are different products (for a photo query, the catalog's copy
+            of that photo stays, its further copies go). Fewer than ``n_neighbors`` are returned
+            only when the catalog runs out of distinct products.
 
     Returns:
         DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
@@ -122,9 +130,14 @@ def recommend(
         row = embedded.row_of(product_id)
         _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")
         colours = {"colours": embedded.colours[row]} if blend else {}
-        distances, indices = neighbors.kneighbors(embedded.embeddings[row], n_neighbors=n_neighbors + 1, **colours)
-        keep = indices[0] != row
-        distances, indices = distances[0][keep][:n_neighbors], indices[0][keep][:n_neighbors]
+        if distinct:
+            distances, indices = distinct_neighbours(
+                copy_test_for(embedded), neighbors, n_neighbors, query_row=row, search_options=colours
+            )
+        else:
+            distances, indices = neighbors.kneighbors(embedded.embeddings[row], n_neighbors=n_neighbors + 1, **colours)
+            keep = indices[0] != row
+            distances, indices = distances[0][keep][:n_neighbors], indices[0][keep][:n_neighbors]
         query: dict[str, Any] = {
             "product_id": product_id,
             "path": catalog.at[row, "path"],
@@ -134,8 +147,13 @@ def recommend(
         _check_k(n_neighbors, len(catalog), "products in the catalog")
         vector, pixels, query = _embed_query(embedded, image, extractor)
         colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
-        distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors, **colours)
-        distances, indices = distances[0], indices[0]
+        if distinct:
+            distances, indices = distinct_neighbours(
+                copy_test_for(embedded), neighbors, n_neighbors, query_vector=vector[0], search_options=colours
+            )
+        else:
+            distances, indices = neighbors.kneighbors(vector, n_neighbors=n_neighbors, **colours)
+            distances, indices = distances[0], indices[0]
     frame = results_frame(catalog, distances, indices, query, embedded.warning)
     if blend:  # shown in plot captions
         frame.attrs["colour_weight"] = neighbors.colour_weight

@@ -33,3 +33,15 @@ SCRATCH_BYTES = 64 * 1024**2
 """Bound on the scratch memory of one block of an all-items search (queries x n_items)."""
 
 DEMO_DIR = "simrec-demo"
+
+DUPLICATE_THRESHOLD = 0.10
+"""Largest cosine distance of a candidate duplicate pair when photos verify it."""
+
+PHOTO_DUPLICATE_THRESHOLD = 0.05
+"""Largest difference of aligned thumbnails (0 to 1) of a photo and its copy."""
+
+VECTOR_DUPLICATE_THRESHOLD = 0.02
+"""Largest cosine distance of a duplicate pair judged by the vectors alone (no photos to compare)."""
+
+DUPLICATE_CANDIDATES = 10
+"""Nearest neighbours of each product looked at for its duplicates."""

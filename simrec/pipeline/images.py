@@ -112,7 +112,7 @@ def prepare_image(image: Image.Image, image_size: int = IMAGE_SIZE) -> np.ndarra
         raise TypeError(f"Expected a PIL.Image.Image, got {type(image).__name__}")
     if not isinstance(image_size, int) or image_size < 32:
         raise ValueError(f"Expected image_size >= 32, got {image_size!r}")
-    image = _apply_exif_orientation(image)
+    image = apply_exif_orientation(image)
     rgb = to_rgb(image)
     return _pad_and_resize(rgb, image_size)
 
@@ -151,7 +151,8 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(values * scale, 0, 255).round().astype(np.uint8)
 
 
-def _apply_exif_orientation(image: Image.Image) -> Image.Image:
+def apply_exif_orientation(image: Image.Image) -> Image.Image:
+    """The photo turned upright by its EXIF orientation (unchanged when that is missing or unreadable)."""
     try:
         return ImageOps.exif_transpose(image)
     except Exception as error:  # a damaged EXIF block should not cost the photo

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 
+from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
 from simrec.app.querying import recommend
 from simrec.core.defaults import N_NEIGHBORS
@@ -33,6 +34,9 @@ ColourWeight = Annotated[
         description="0 ranks by look, 1 by the product's colour alone, between: a blend "
         "(default: 0.15 on an index with colour signatures and exact search, else 0)",
     ),
+]
+Distinct = Annotated[
+    bool, Query(description="leave out duplicates (copies of the same photo) of the query and of better results")
 ]
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
@@ -78,11 +82,18 @@ def similar_to_product(
     version: VersionDep,
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = None,
+    distinct: Distinct = False,
 ) -> dict[str, Any]:
     """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
     embedded = version.embedded
     row = version.rows.get(product_id)
     colour_weight = resolve_colour_weight(embedded, colour_weight)
+    if distinct:
+        search = None if colour_weight > 0 else version.search
+        results = recommend(
+            embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight, search=search, distinct=True
+        )
+        return _answer(version, results)
     if colour_weight > 0:
         return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
     if row is None or k > len(embedded) - 1:
@@ -111,6 +122,7 @@ def similar_to_photo(
     image: Annotated[UploadFile, File(description="a photo")],
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = None,
+    distinct: Distinct = False,
 ) -> dict[str, Any]:
     """The k catalog products most like an uploaded photo: ``simrec query --image``."""
     embedded = version.embedded
@@ -130,7 +142,13 @@ def similar_to_photo(
         neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before the upload
     deadline = deadline_of(request, service)
     pixels = _decode_upload(image, int(image_size), service, deadline)
-    distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
+    if distinct:  # from the photo's 2k + 10 nearest
+        fetch = min(len(embedded), 2 * k + 10)
+        distances, indices = service.photo_batcher.query(version, pixels, fetch, colour_weight, deadline)
+        kept = distinct_positions(copy_test_for(embedded), indices, k)
+        distances, indices = distances[kept], indices[kept]
+    else:
+        distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
     query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
     return _payload(version, distances, indices, query)
 

@@ -71,6 +71,11 @@ function k() {
   return Math.max(1, parseInt($("k").value, 10) || 5);
 }
 
+// On by default: a shopper wants k different products, not the same photo twice.
+function distinct() {
+  return $("distinct").checked;
+}
+
 function showAnswer(answer, title, queryImage) {
   const figure = $("query");
   const img = document.createElement("img");
@@ -98,7 +103,7 @@ function showAnswer(answer, title, queryImage) {
 async function showSimilar(productId) {
   const path = productId.split("/").map(encodeURIComponent).join("/");
   try {
-    const answer = await getJSON(`/api/products/${path}/similar?k=${k()}`);
+    const answer = await getJSON(`/api/products/${path}/similar?k=${k()}&distinct=${distinct()}`);
     showAnswer(answer, `Most similar to ${productId}`, answer.query.image_url);
   } catch (error) {
     showError(error.message);
@@ -110,7 +115,7 @@ async function searchPhoto(file) {
   const form = new FormData();
   form.append("image", file);
   try {
-    const answer = await getJSON(`/api/similar?k=${k()}`, { method: "POST", body: form });
+    const answer = await getJSON(`/api/similar?k=${k()}&distinct=${distinct()}`, { method: "POST", body: form });
     showAnswer(answer, `Most similar to your photo ${file.name}`, URL.createObjectURL(file));
   } catch (error) {
     showError(error.message);

@@ -1,0 +1,493 @@
+"""Find the same product photographed twice, and keep copies out of recommendations.
+
+A **duplicate** is a second photo of the same product: the same file (``exact``, from
+the catalog's ``sha256``) or a transformed copy (``near``: re-encoded, resized, mirrored,
+cropped a little, made brighter). :func:`find_duplicates` finds them in two stages:
+
+1. **Candidates** from the index's own vectors: each product's ``n_candidates`` nearest
+   within the cosine ``threshold``, from the exact search in blocks of bounded memory, or
+   the approximate structure when the index has one (:func:`simrec.search.pairs.close_pairs`);
+   never an ``n x n`` matrix.
+2. **Verification** of each candidate pair by its photos
+   (:mod:`simrec.pipeline.thumbnails`): aligned thumbnails, allowing a mirror and a few
+   percent of crop, differ by at most ``photo_threshold`` for a copy and by more for a
+   look-alike product. Only the photos of candidate pairs are decoded.
+
+An index of vectors made outside simrec (no readable photos) uses the vector stage alone,
+with the tighter :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD`, and the report
+says so. :class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
+recommendations use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simrec.core.defaults import (
+    DUPLICATE_CANDIDATES,
+    DUPLICATE_THRESHOLD,
+    PHOTO_DUPLICATE_THRESHOLD,
+    VECTOR_DUPLICATE_THRESHOLD,
+)
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError, MissingDependencyError, NotWritableError
+from simrec.embedded_catalog import EmbeddedCatalog
+from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
+from simrec.search.pairs import close_pairs
+
+logger = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ["product_id", "duplicate_id", "distance", "kind", "difference", "group"]
+"""Columns of :attr:`DuplicateReport.pairs`."""
+
+GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
+"""Columns of :attr:`DuplicateReport.groups`, one row per product of a group."""
+
+_THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
+_TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, DuplicateTest] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class DuplicateReport:
+    """What :func:`find_duplicates` found.
+
+    Attributes:
+        pairs: One row per duplicate pair: ``product_id`` and ``duplicate_id`` (str),
+            ``distance`` (float64 cosine distance, 0 for ``exact``), ``kind`` (``"exact"``:
+            the same bytes; ``"near"``: a transformed copy), ``difference`` (float64 photo
+            difference of :func:`simrec.pipeline.thumbnails.thumbnail_difference`, NaN
+            when the photos were not compared) and ``group`` (int).
+        groups: One row per product in a group of duplicates: ``group`` (int, connected
+            pairs), ``product_id``, ``keep`` (bool, the suggested photo to keep: the
+            largest in pixels, or the first in catalog order) and ``n_pixels`` (int, 0
+            when not decoded).
+        threshold: Cosine distance bound of the candidates.
+        photo_threshold: Photo difference bound, or None when photos were not compared.
+        model: What made the vectors (``meta["model"]``).
+        photos_compared: Whether candidates were verified by their photos.
+        candidates: Candidate pairs looked at.
+        seconds: Wall time.
+        note: Why photos were not compared (or how many could not be read), else None.
+    """
+
+    pairs: pd.DataFrame
+    groups: pd.DataFrame
+    threshold: float
+    photo_threshold: float | None
+    model: str
+    photos_compared: bool
+    candidates: int
+    seconds: float
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"pairs": [...], "groups": [{"group", "keep", "product_ids"}], "threshold", "model", ...}``."""
+        pairs = [
+            {
+                "product_id": str(row.product_id),
+                "duplicate_id": str(row.duplicate_id),
+                "distance": float(row.distance),
+                "kind": str(row.kind),
+                "difference": None if math.isnan(row.difference) else float(row.difference),
+                "group": int(row.group),
+            }
+            for row in self.pairs.itertuples(index=False)
+        ]
+        groups = [
+            {
+                "group": int(group),
+                "keep": str(members.loc[members["keep"], "product_id"].iloc[0]),
+                "product_ids": members["product_id"].astype(str).tolist(),
+            }
+            for group, members in self.groups.groupby("group", sort=True)
+        ]
+        return {
+            "pairs": pairs,
+            "groups": groups,
+            "threshold": self.threshold,
+            "photo_threshold": self.photo_threshold,
+            "model": self.model,
+            "photos_compared": self.photos_compared,
+            "candidates": self.candidates,
+            "note": self.note,
+        }
+
+
+class DuplicateTest:
+    """Whether two catalog products are duplicates: the same bytes, or close vectors and matching photos.
+
+    Thumbnails are decoded on first use and the most recent few thousand kept, so a long
+    run (an export) decodes each photo about once.
+
+    Args:
+        embedded: The index.
+        threshold: Cosine distance bound (default: :data:`DUPLICATE_THRESHOLD` when photos
+            are compared, :data:`VECTOR_DUPLICATE_THRESHOLD` when not).
+        photo_threshold: Photo difference bound of a copy.
+        photos: Compare photos: ``"auto"`` (when the catalog names readable photos),
+            True (required) or False (vectors alone).
+
+    Raises:
+        InvalidArgumentError: A threshold out of range, or ``photos=True`` on an index
+            without readable photos.
+    """
+
+    def __init__(
+        self,
+        embedded: EmbeddedCatalog,
+        *,
+        threshold: float | None = None,
+        photo_threshold: float = PHOTO_DUPLICATE_THRESHOLD,
+        photos: bool | str = "auto",
+    ) -> None:
+        self.embedded = embedded
+        catalog = embedded.catalog
+        self.note: str | None = None
+        readable = _readable_photos(catalog)
+        if photos == "auto":
+            photos = readable
+            if not readable:
+                self.note = (
+                    "the catalog names no readable photos (vectors made outside simrec?): "
+                    "duplicates are judged by the vectors alone"
+                )
+        elif photos is True and not readable:
+            raise InvalidArgumentError("photos=True, but the index's catalog names no readable photos")
+        elif photos not in (True, False):
+            raise InvalidArgumentError(f"Expected photos to be 'auto', True or False, got {photos!r}")
+        self.photos_compared = bool(photos)
+        default = DUPLICATE_THRESHOLD if self.photos_compared else VECTOR_DUPLICATE_THRESHOLD
+        self.threshold = _check_bound("threshold", default if threshold is None else threshold, 2.0)
+        self.photo_threshold = _check_bound("photo_threshold", photo_threshold, 1.0) if self.photos_compared else None
+        hashes = catalog["sha256"].astype(str).to_numpy() if "sha256" in catalog.columns else None
+        self._hashes = None if hashes is None else np.where(pd.isna(catalog["sha256"]), "", hashes)
+        self._paths = catalog["path"].astype(str).to_numpy() if "path" in catalog.columns else None
+        self._thumbnails: OrderedDict[int, tuple[np.ndarray, int] | None] = OrderedDict()
+        self.unreadable: set[int] = set()
+
+    def same_bytes(self, first: int, second: int) -> bool:
+        """Whether two catalog rows are the same file (equal, non-empty ``sha256``)."""
+        if self._hashes is None:
+            return False
+        return bool(self._hashes[first]) and self._hashes[first] == self._hashes[second]
+
+    def kind(self, first: int, second: int, distance: float) -> tuple[str | None, float]:
+        """``("exact" | "near" | None, photo difference or NaN)`` for two catalog rows at a cosine distance."""
+        if self.same_bytes(first, second):
+            return "exact", 0.0
+        return self._near(self.thumbnails(first), self.thumbnails(second), distance)
+
+    def thumbnails(self, row: int) -> tuple[np.ndarray, int] | None:
+        """The row's :func:`photo_thumbnails`, or None when photos are not compared or it cannot be read."""
+        if not self.photos_compared or self._paths is None:
+            return None
+        if row in self._thumbnails:
+            self._thumbnails.move_to_end(row)
+            return self._thumbnails[row]
+        path = self._paths[row]
+        try:
+            found = photo_thumbnails(path) if path else None
+        except ImageDecodeError as error:
+            logger.warning("%s; judged by its vector alone", error)
+            found = None
+        if found is None:
+            self.unreadable.add(row)
+        self._thumbnails[row] = found
+        if len(self._thumbnails) > _THUMBNAIL_CACHE:
+            self._thumbnails.popitem(last=False)
+        return found
+
+    def _near(
+        self, first: tuple[np.ndarray, int] | None, second: tuple[np.ndarray, int] | None, distance: float
+    ) -> tuple[str | None, float]:
+        if distance > self.threshold:
+            return None, math.nan
+        if first is None or second is None:  # a photo that cannot be compared: the vector stage alone
+            return ("near" if distance <= min(self.threshold, VECTOR_DUPLICATE_THRESHOLD) else None), math.nan
+        difference = thumbnail_difference(first[0], second[0])
+        return ("near" if difference <= self.photo_threshold else None), difference
+
+
+def find_duplicates(
+    embedded: EmbeddedCatalog,
+    *,
+    threshold: float | None = None,
+    photo_threshold: float = PHOTO_DUPLICATE_THRESHOLD,
+    n_candidates: int = DUPLICATE_CANDIDATES,
+    photos: bool | str = "auto",
+    exact: bool = False,
+) -> DuplicateReport:
+    """Every pair of products that are the same photo, and their connected groups.
+
+    Args:
+        embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
+        threshold: Largest cosine distance of a candidate pair (default
+            :data:`DUPLICATE_THRESHOLD`, 0.10, when photos are compared;
+            :data:`VECTOR_DUPLICATE_THRESHOLD`, 0.02, for the vectors alone).
+        photo_threshold: Largest photo difference of a copy (default 0.05).
+        n_candidates: Nearest neighbours of each product looked at.
+        photos: ``"auto"`` compares photos when the catalog names readable ones; False
+            uses the vectors alone; True requires photos.
+        exact: Exact search even when the index has an approximate-search structure.
+
+    Returns:
+        A :class:`DuplicateReport`. Exact copies (equal ``sha256``) are always listed,
+        with distance 0, whatever their vectors; each group's other exact copies are
+        paired with its first product.
+
+    Raises:
+        InvalidArgumentError: A threshold or ``n_candidates`` out of range.
+
+    Example:
+        >>> report = find_duplicates(load_index("index", mmap=True))  # doctest: +SKIP
+        >>> report.pairs.head()  # doctest: +SKIP
+    """
+    started = time.perf_counter()
+    if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
+        raise InvalidArgumentError(f"Expected n_candidates >= 1 (an int), got {n_candidates!r}")
+    test = DuplicateTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
+    catalog = embedded.catalog
+    n_items = len(catalog)
+    found: dict[tuple[int, int], tuple[float, str, float]] = {}
+    if test._hashes is not None:
+        for rows in pd.Series(np.arange(n_items)).groupby(test._hashes, sort=False):
+            members = rows[1].to_numpy()
+            if len(members) > 1 and test._hashes[members[0]]:
+                for other in members[1:]:
+                    found[(int(members[0]), int(other))] = (0.0, "exact", 0.0)
+    if n_items > 1:
+        first, second, distances = close_pairs(embedded.search(exact=exact), test.threshold, int(n_candidates))
+    else:
+        first, second, distances = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+    for a, b, distance in zip(first.tolist(), second.tolist(), distances.tolist()):
+        if test.same_bytes(a, b):
+            continue  # listed with its group's first product
+        kind, difference = test.kind(a, b, distance)
+        if kind is not None:
+            found[(a, b)] = (distance, kind, difference)
+    pairs, groups = _tables(catalog, found, test)
+    note = test.note
+    if test.photos_compared and test.unreadable:
+        note = f"{len(test.unreadable)} candidate photos could not be read and were judged by their vectors alone"
+    report = DuplicateReport(
+        pairs=pairs,
+        groups=groups,
+        threshold=test.threshold,
+        photo_threshold=test.photo_threshold,
+        model=str(embedded.meta.get("model", "")),
+        photos_compared=test.photos_compared,
+        candidates=len(first),
+        seconds=time.perf_counter() - started,
+        note=note,
+    )
+    logger.info("%d duplicate pairs in %d groups from %d candidates", len(pairs), groups["group"].nunique(), len(first))
+    return report
+
+
+def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
+    """Write :attr:`DuplicateReport.pairs` to a ``.csv`` or ``.parquet`` file (the suffix picks).
+
+    Written under a temporary name and renamed into place, so ``out`` is complete or absent.
+
+    Raises:
+        InvalidArgumentError: Another suffix.
+        MissingDependencyError: ``.parquet`` without pyarrow.
+        NotWritableError: ``out`` cannot be written.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise InvalidArgumentError(f"Expected --out to end in .csv or .parquet, got {str(out)!r}")
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError(
+                "writing .parquet needs pyarrow, which is not installed: pip install pyarrow (or write .csv)"
+            ) from None
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            report.pairs.to_csv(partial, index=False)
+        else:
+            report.pairs.to_parquet(partial, index=False)
+        os.replace(partial, out)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise NotWritableError(f"cannot write {out}: {error.strerror or error}") from None
+    return out
+
+
+def distinct_positions(
+    test: DuplicateTest, rows: np.ndarray, n_neighbors: int, *, query_row: int | None = None
+) -> list[int]:
+    """Positions in ranked ``rows`` kept when each duplicate of the query or of a higher-ranked result is dropped.
+
+    A photo query (``query_row`` None) is not a catalog product: the catalog's copy of that
+    photo is the best answer and stays; only its further copies go, as duplicates of it.
+
+    Args:
+        test: The :class:`DuplicateTest` of the index.
+        rows: Catalog rows of the candidates, best first.
+        n_neighbors: How many to keep at most.
+        query_row: The query's catalog row, for a catalog product.
+
+    Returns:
+        Up to ``n_neighbors`` positions into ``rows``, in order.
+    """
+    embedded = test.embedded
+    inverse = embedded.neighbors._inv_norms
+    rows = np.asarray(rows, dtype=np.int64)
+    units = np.asarray(embedded.embeddings[rows], dtype=np.float32) * inverse[rows, None]
+    if query_row is not None:
+        query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
+        to_query = 1.0 - units @ query_unit
+    kept: list[int] = []
+    for position, row in enumerate(rows.tolist()):
+        if len(kept) >= n_neighbors:
+            break
+        copy = query_row is not None and (
+            query_row == row or test.kind(query_row, row, float(to_query[position]))[0] is not None
+        )
+        if not copy and kept:
+            between = 1.0 - units[kept] @ units[position]
+            copy = any(test.kind(rows[k], row, float(d))[0] is not None for k, d in zip(kept, between.tolist()))
+        if not copy:
+            kept.append(position)
+    return kept
+
+
+def copy_test_for(embedded: EmbeddedCatalog) -> DuplicateTest:
+    """The default :class:`DuplicateTest` of a loaded index, made once and kept while it lives (with its thumbnails)."""
+    test = _TESTS.get(embedded)
+    if test is None:
+        test = _TESTS[embedded] = DuplicateTest(embedded)
+    return test
+
+
+def distinct_neighbours(
+    test: DuplicateTest,
+    neighbors: Any,
+    n_neighbors: int,
+    *,
+    query_row: int | None = None,
+    query_vector: np.ndarray | None = None,
+    search_options: dict[str, Any] | None = None,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n_neighbors`` nearest products of which none is a duplicate of the query or of a higher-ranked one.
+
+    Looks at the ``2 * n_neighbors + 10`` nearest first and twice as many each time
+    duplicates leave too few, up to the whole catalog, so the answer is the same whoever
+    asks (``recommend`` or an export).
+
+    Args:
+        test: The index's :class:`DuplicateTest`.
+        neighbors: The search (its ``kneighbors``).
+        n_neighbors: Results wanted.
+        query_row: The query's catalog row (left out of its results), or None for a photo.
+        query_vector: The photo query's vector.
+        search_options: Extra ``kneighbors`` arguments (the blend's ``colours``).
+        first: The first ``2 * n_neighbors + 10`` neighbours (the query left out), when known.
+
+    Returns:
+        ``(distances, indices)``, 1-D, at most ``n_neighbors`` each (fewer only when the
+        catalog runs out of distinct products).
+    """
+    n_items = len(test.embedded)
+    own = query_row is not None
+    available = n_items - own
+    fetch = min(available, 2 * n_neighbors + 10)
+    vector = test.embedded.embeddings[query_row] if own else query_vector
+    while True:
+        if first is not None and len(first[1]) >= fetch:
+            distances, indices = first[0][:fetch], first[1][:fetch]
+        else:
+            found, rows = neighbors.kneighbors(vector, n_neighbors=fetch + own, **(search_options or {}))
+            keep = (rows[0] != query_row) & (rows[0] >= 0) if own else rows[0] >= 0
+            distances, indices = found[0][keep][:fetch], rows[0][keep][:fetch]
+        positions = distinct_positions(test, indices, n_neighbors, query_row=query_row)
+        if len(positions) >= n_neighbors or fetch >= available:
+            return distances[positions], indices[positions]
+        fetch, first = min(available, 2 * fetch), None
+
+
+def _tables(
+    catalog: pd.DataFrame, found: dict[tuple[int, int], tuple[float, str, float]], test: DuplicateTest
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    parent: dict[int, int] = {}
+
+    def root(row: int) -> int:
+        parent.setdefault(row, row)
+        while parent[row] != row:
+            parent[row] = parent[parent[row]]
+            row = parent[row]
+        return row
+
+    for a, b in found:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    members = sorted(parent)
+    roots = {row: root(row) for row in members}
+    numbers = {r: i for i, r in enumerate(sorted(set(roots.values())))}
+    ids = catalog["product_id"].astype(str).to_numpy()
+    sizes = catalog["size_bytes"].to_numpy() if "size_bytes" in catalog.columns else np.zeros(len(catalog))
+    n_pixels = {row: (test._thumbnails.get(row) or (None, 0))[1] for row in members}
+    keep: dict[int, int] = {}
+    for row in members:  # catalog order: the first of equals stays
+        group = roots[row]
+        best = keep.get(group)
+        if best is None or (n_pixels[row], sizes[row]) > (n_pixels[best], sizes[best]):
+            keep[group] = row
+    groups = pd.DataFrame(
+        {
+            "group": [numbers[roots[row]] for row in members],
+            "product_id": [ids[row] for row in members],
+            "keep": [keep[roots[row]] == row for row in members],
+            "n_pixels": [int(n_pixels[row]) for row in members],
+        },
+        columns=GROUP_COLUMNS,
+    )
+    ordered = sorted(found)
+    pairs = pd.DataFrame(
+        {
+            "product_id": [ids[a] for a, _ in ordered],
+            "duplicate_id": [ids[b] for _, b in ordered],
+            "distance": np.array([found[p][0] for p in ordered], dtype=np.float64),
+            "kind": [found[p][1] for p in ordered],
+            "difference": np.array([found[p][2] for p in ordered], dtype=np.float64),
+            "group": np.array([numbers[roots[a]] for a, _ in ordered], dtype=np.int64),
+        },
+        columns=PAIR_COLUMNS,
+    )
+    return pairs, groups
+
+
+def _readable_photos(catalog: pd.DataFrame) -> bool:
+    if "path" not in catalog.columns or len(catalog) == 0:
+        return False
+    paths = [str(p) for p in catalog["path"].head(16) if isinstance(p, str) and p]
+    return bool(paths) and any(os.path.isfile(p) for p in paths)
+
+
+def _check_bound(name: str, value: object, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InvalidArgumentError(f"Expected {name} to be a number in [0, {high:g}], got {value!r}")
+    value = float(value)
+    if not 0.0 <= value <= high:
+        raise InvalidArgumentError(f"Expected {name} in [0, {high:g}], got {value!r}")
+    return value

@@ -1,0 +1,253 @@
+"""Duplicates: planted copies on real shop photos with real ImageNet features, and the rules around them."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import planted_copies as pc
+import pytest
+from PIL import Image, ImageOps
+
+import simrec
+from simrec.app.duplicates import DuplicateTest, distinct_positions, write_duplicates
+from simrec.app.export import export_neighbors
+from simrec.cli import main
+from simrec.core.defaults import PHOTO_DUPLICATE_THRESHOLD
+from simrec.core.errors import NotWritableError
+from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
+from simrec.search.pairs import close_pairs
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """150 real photos, 30 planted copies (5 of each kind), MobileNet 0.25 ImageNet vectors."""
+    reason = pc.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("planted")
+    index, truth = pc.planted_index(folder, n_photos=150, n_copies=30, seed=1)
+    return index, truth
+
+
+def _pairs(report) -> list[tuple[str, str]]:
+    return list(zip(report.pairs["product_id"], report.pairs["duplicate_id"]))
+
+
+def test_planted_copies_of_every_kind_found(planted):
+    index, truth = planted
+    embedded = simrec.load_index(index)
+    report = simrec.find_duplicates(embedded)
+    assert report.photos_compared and report.note is None
+    score = pc.score(_pairs(report), embedded.catalog, truth)
+    assert score["per_kind_recall"] == {kind: 1.0 for kind in pc.KINDS}, score
+    assert score["precision"] >= 0.9, score["false_pairs"]
+
+
+def test_look_alike_products_not_reported(planted):
+    index, truth = planted
+    embedded = simrec.load_index(index)
+    groups = pc.copy_groups(embedded.catalog, truth)
+    ids = embedded.catalog["product_id"].to_numpy()
+    first, second, _ = close_pairs(embedded.neighbors, 0.05, 10)
+    look_alikes = {
+        (ids[a], ids[b])
+        for a, b in zip(first, second)
+        if not (ids[a] in groups and groups.get(ids[a]) == groups.get(ids[b]))
+    }
+    # Different products closer than many planted copies are: the vectors alone would report them.
+    assert len(look_alikes) >= 3
+    reported = {tuple(sorted(pair)) for pair in _pairs(simrec.find_duplicates(embedded))}
+    assert not reported & {tuple(sorted(pair)) for pair in look_alikes}
+
+
+def test_exact_copies_always_exact_with_distance_zero(planted, tmp_path):
+    index, truth = planted
+    embedded = simrec.load_index(index)
+    report = simrec.find_duplicates(embedded)
+    hashes = dict(zip(embedded.catalog["product_id"], embedded.catalog["sha256"]))
+    exact = report.pairs[report.pairs["kind"] == "exact"]
+    assert len(exact) >= (truth["kind"] == "identical").sum()
+    assert (exact["distance"] == 0.0).all()
+    assert all(hashes[a] == hashes[b] for a, b in zip(exact["product_id"], exact["duplicate_id"]))
+    near = report.pairs[report.pairs["kind"] == "near"]
+    assert all(hashes[a] != hashes[b] for a, b in zip(near["product_id"], near["duplicate_id"]))
+
+    # The same bytes are exact whatever the vectors say, and always listed.
+    catalog = pd.DataFrame({"product_id": ["a", "b", "c"], "sha256": ["x", "y", "x"]})
+    vectors = np.eye(3, dtype=np.float32)
+    simrec.save_vectors(catalog, vectors, tmp_path / "outside", model="outside")
+    report = simrec.find_duplicates(simrec.load_index(tmp_path / "outside"))
+    assert report.pairs[["product_id", "duplicate_id", "distance", "kind"]].values.tolist() == [
+        ["a", "c", 0.0, "exact"]
+    ]
+    assert not report.photos_compared and "vectors alone" in report.note
+
+
+@pytest.mark.parametrize("n_items", [0, 1])
+def test_index_with_one_photo_or_none(n_items, tmp_path, capsys):
+    catalog = pd.DataFrame({"product_id": [f"p{i}" for i in range(n_items)]})
+    simrec.save_vectors(catalog, np.ones((n_items, 4), dtype=np.float32), tmp_path / "idx", model="outside")
+    report = simrec.find_duplicates(simrec.load_index(tmp_path / "idx"))
+    assert report.pairs.empty and report.groups.empty and report.candidates == 0
+    assert main(["duplicates", str(tmp_path / "idx"), "--format", "json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["pairs"] == [] and answer["groups"] == [] and answer["model"] == "outside"
+
+
+def test_memory_does_not_grow_with_n_squared():
+    n_items, dim = 30_000, 32
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((n_items, dim), dtype=np.float32)
+    vectors[1::1000] = vectors[::1000] + 0.01  # 30 near copies
+    catalog = pd.DataFrame({"product_id": [f"p{i}" for i in range(n_items)]})
+    embedded = simrec.EmbeddedCatalog(catalog, vectors, {"model": "outside"})
+    tracemalloc.start()
+    report = simrec.find_duplicates(embedded)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(report.pairs) == 30
+    assert peak < 0.05 * n_items**2 * 4  # an n x n float32 matrix would be 3.6 GB
+
+
+def test_distinct_results_hold_no_duplicate_pair(planted):
+    index, truth = planted
+    embedded = simrec.load_index(index)
+    test = DuplicateTest(embedded)
+    units = embedded.embeddings / np.linalg.norm(embedded.embeddings, axis=1, keepdims=True)
+    rows = {pid: i for i, pid in enumerate(embedded.catalog["product_id"])}
+    copied = list(truth["original"])
+    for product_id in copied:
+        plain = simrec.recommend(embedded, product_id=product_id, n_neighbors=5)
+        distinct = simrec.recommend(embedded, product_id=product_id, n_neighbors=5, distinct=True)
+        assert len(distinct) == 5
+        shown = [rows[product_id]] + [rows[p] for p in distinct["product_id"]]
+        for i, a in enumerate(shown):
+            for b in shown[i + 1 :]:
+                assert test.kind(a, b, float(1 - units[a] @ units[b]))[0] is None, (product_id, a, b)
+        copy = truth.loc[truth["original"] == product_id, "copy"].iloc[0]
+        assert copy not in set(distinct["product_id"])
+        if copy in set(plain["product_id"]):  # the copy is what distinct took out
+            assert set(distinct["product_id"]) != set(plain["product_id"])
+
+
+def test_a_photo_query_keeps_the_catalog_copy_of_its_photo_and_drops_the_others(planted):
+    index, truth = planted
+    embedded = simrec.load_index(index)
+    rows = {pid: i for i, pid in enumerate(embedded.catalog["product_id"])}
+    original, copy = truth.loc[truth["kind"] == "mirror", ["original", "copy"]].iloc[0]
+    others = [i for i in range(len(rows)) if i not in (rows[original], rows[copy])][:5]
+    ranked = [rows[original], rows[copy], *others]
+    assert distinct_positions(DuplicateTest(embedded), ranked, 6) == [0, 2, 3, 4, 5, 6]  # a photo: no query row
+    assert distinct_positions(DuplicateTest(embedded), ranked, 6, query_row=rows[original]) == [2, 3, 4, 5, 6]
+
+
+def test_export_distinct_equals_query_distinct(planted, tmp_path):
+    index, truth = planted
+    embedded = simrec.load_index(index)
+    export_neighbors(embedded, tmp_path / "recs.csv", n_neighbors=4, distinct=True, verbose=False)
+    exported = pd.read_csv(tmp_path / "recs.csv", dtype={"product_id": str, "neighbour_id": str})
+    for product_id in list(truth["original"][:8]) + list(truth["copy"][:4]):
+        rows = exported[exported["product_id"] == product_id]
+        query = simrec.recommend(embedded, product_id=product_id, n_neighbors=4, distinct=True)
+        assert rows["neighbour_id"].tolist() == query["product_id"].tolist()
+        np.testing.assert_allclose(rows["distance"], query["distance"], atol=1e-5)
+
+
+def test_cli_duplicates_formats_out_and_plot(planted, tmp_path, capsys):
+    index, truth = planted
+    assert main(["duplicates", str(index), "--format", "json", "--out", str(tmp_path / "d.parquet")]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert set(answer) >= {"pairs", "groups", "threshold", "model"}
+    assert answer["model"] == "mobilenet-0.25" and answer["threshold"] == 0.1
+    assert set(answer["pairs"][0]) >= {"product_id", "duplicate_id", "distance", "kind"}
+    assert all(group["keep"] in group["product_ids"] for group in answer["groups"])
+    written = pd.read_parquet(tmp_path / "d.parquet")
+    assert len(written) == len(answer["pairs"])
+    assert main(["duplicates", str(index), "--format", "csv", "--plot", str(tmp_path / "g.png")]) == 0
+    assert capsys.readouterr().out.startswith("product_id,duplicate_id,distance,kind")
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["duplicates", str(index), "--vectors-only", "--out", str(tmp_path / "d.csv")]) == 0
+    assert "vectors alone" in capsys.readouterr().out
+    assert main(["duplicates", str(index), "--out", str(tmp_path / "d.txt")]) == 2
+    assert "d.txt" in capsys.readouterr().err
+
+
+def test_suggested_photo_to_keep_is_the_largest(planted):
+    index, truth = planted
+    report = simrec.find_duplicates(simrec.load_index(index))
+    upscaled = truth.loc[truth["kind"] == "upscale-q60", "copy"]
+    keep = set(report.groups.loc[report.groups["keep"], "product_id"])
+    assert set(upscaled) <= keep  # 1.5 times the pixels of its original
+
+
+def test_thumbnail_difference_allows_copies_not_other_photos():
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).resize((60, 80))
+    other = Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).resize((60, 80))
+    thumbs = photo_thumbnails(base)[0]
+    assert thumbs.shape == (4, 32, 32, 3) and thumbs.dtype == np.uint8
+    assert thumbnail_difference(thumbs, thumbs) == 0.0
+    # Pixel noise is the hardest picture to resample the same way twice, and still under the default 0.05.
+    assert thumbnail_difference(thumbs, photo_thumbnails(ImageOps.mirror(base))[0]) < PHOTO_DUPLICATE_THRESHOLD
+    assert thumbnail_difference(thumbs, photo_thumbnails(other)[0]) > 0.1
+    assert photo_thumbnails(base)[1] == 60 * 80
+
+
+def test_unreadable_photo_is_judged_by_its_vector_and_said(tmp_path):
+    for name in ("a", "b"):
+        Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / f"{name}.png")
+    (tmp_path / "c.png").write_bytes(b"not a photo")
+    catalog = pd.DataFrame({"product_id": ["a", "b", "c"], "path": [str(tmp_path / f"{n}.png") for n in "abc"]})
+    vectors = np.array([[1, 0], [1, 0.001], [1, 0.002]], dtype=np.float32)
+    simrec.save_vectors(catalog, vectors, tmp_path / "idx", model="outside")
+    report = simrec.find_duplicates(simrec.load_index(tmp_path / "idx"))
+    assert report.photos_compared and "could not be read" in report.note
+    assert len(report.pairs) == 3 and report.groups["group"].nunique() == 1
+
+
+def test_bad_thresholds_are_refused(tmp_path):
+    catalog = pd.DataFrame({"product_id": ["a", "b"]})
+    simrec.save_vectors(catalog, np.eye(2, dtype=np.float32), tmp_path / "idx", model="outside")
+    embedded = simrec.load_index(tmp_path / "idx")
+    with pytest.raises(ValueError, match="threshold"):
+        simrec.find_duplicates(embedded, threshold=3)
+    with pytest.raises(ValueError, match="n_candidates"):
+        simrec.find_duplicates(embedded, n_candidates=0)
+    with pytest.raises(ValueError, match="photos=True"):
+        simrec.find_duplicates(embedded, photos=True)
+    assert main(["duplicates", str(tmp_path / "idx"), "--threshold", "-1"]) == 2
+
+
+def test_service_distinct(planted):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from simrec.serve import create_app
+
+    index, truth = planted
+    product_id = truth["original"].iloc[0]
+    copy = truth["copy"].iloc[0]
+    with TestClient(create_app(index)) as client:
+        plain = client.get(f"/api/products/{product_id}/similar", params={"k": 5}).json()
+        distinct = client.get(f"/api/products/{product_id}/similar", params={"k": 5, "distinct": True}).json()
+    assert copy in [r["product_id"] for r in plain["results"]]
+    assert copy not in [r["product_id"] for r in distinct["results"]] and len(distinct["results"]) == 5
+    assert (
+        Path(simrec.serve.__file__).with_name("static").joinpath("index.html").read_text().count('id="distinct"') == 1
+    )
+
+
+def test_pairs_file_is_complete_or_absent(tmp_path):
+    catalog = pd.DataFrame({"product_id": ["a", "b"], "sha256": ["x", "x"]})
+    simrec.save_vectors(catalog, np.eye(2, dtype=np.float32), tmp_path / "idx", model="outside")
+    report = simrec.find_duplicates(simrec.load_index(tmp_path / "idx"))
+    out = write_duplicates(report, tmp_path / "pairs.csv")
+    assert pd.read_csv(out)["kind"].tolist() == ["exact"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotWritableError, match="pairs.csv"):
+        write_duplicates(report, tmp_path / "file" / "pairs.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "idx", "pairs.csv"]
