@@ -159,15 +159,21 @@ def _busy(function, *args):
     return "answered"
 
 
-def test_a_request_past_its_deadline_gets_503_with_retry_after(colour_tree, tmp_path, extractor, monkeypatch):
+@pytest.mark.parametrize("colour_weight", [0.0, 0.3])
+def test_a_request_past_its_deadline_gets_503_with_retry_after(
+    colour_tree, tmp_path, extractor, monkeypatch, colour_weight
+):
+    from simrec import ColourBlendNeighbors
+
     out = tmp_path / "idx"
     build_index(colour_tree, out, extractor=extractor, verbose=False)
     app = create_app(out, timeout=0.5)
     search = app.state.service.current.search
-    original = search.kneighbors
+    original, blended = search.kneighbors, ColourBlendNeighbors.kneighbors
     monkeypatch.setattr(search, "kneighbors", lambda *a, **k: (time.sleep(3), original(*a, **k))[1])
+    monkeypatch.setattr(ColourBlendNeighbors, "kneighbors", lambda *a, **k: (time.sleep(3), blended(*a, **k))[1])
     with TestClient(app) as client:
-        answer = client.get("/api/products/red/item_1/similar")
+        answer = client.get(f"/api/products/red/item_1/similar?colour_weight={colour_weight}")
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
         assert "--timeout" in answer.json()["detail"]
         assert client.get("/health").status_code == 200

@@ -94,12 +94,12 @@ def similar_to_product(
             embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight, search=search, distinct=True
         )
         return _answer(version, results)
-    if colour_weight > 0:
-        return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
     if row is None or k > len(embedded) - 1:
         # recommend() raises the command line's own error: the close matches, or the largest k.
-        return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k))
-    distances, indices = service.batcher.query(version, row, k, deadline_of(request, service))
+        return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
+    if colour_weight > 0:
+        neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before queueing
+    distances, indices = service.batcher.query(version, row, k, deadline_of(request, service), colour_weight)
     query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url(product_id)}
     return _payload(version, distances, indices, query)
 

@@ -152,26 +152,41 @@ class NeighbourBatcher(_Batcher):
     def __init__(self, max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING) -> None:
         super().__init__(max_batch, max_pending, "simrec-neighbours", "similar-product queries")
 
-    def query(self, version: IndexVersion, row: int, k: int, deadline: float) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, version: IndexVersion, row: int, k: int, deadline: float, colour_weight: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest other items of catalog row ``row``: ``(distances, indices)``, nearest first.
 
-        ``1 <= k < len(version.embedded)`` must hold (checked by the caller).
+        ``1 <= k < len(version.embedded)`` must hold (checked by the caller), and a
+        ``colour_weight`` above 0 needs the index's colour signatures (checked too): such
+        queries are ranked by the blend of look and colour, as ``simrec query`` ranks them.
 
         Raises:
             ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
         """
-        return self._submit(version, row, k, deadline)
+        return self._submit(version, (row, colour_weight), k, deadline)
 
     def _answer(self, batch: list[_Query]) -> None:
         for group in _by_version(batch):
             version = group[0].version
-            rows = np.array([query.item for query in group])
-            # Ask for one more, as recommend() does, so each query can drop itself.
-            n_neighbors = min(max(query.k for query in group) + 1, len(version.embedded))
-            distances, indices = version.search.kneighbors(version.embedded.embeddings[rows], n_neighbors)
-            for j, query in enumerate(group):
-                keep = indices[j] != query.item
-                query.answer.set_result((distances[j][keep][: query.k], indices[j][keep][: query.k]))
+            for weight in sorted({query.item[1] for query in group}):
+                self._answer_one_weight(version, [query for query in group if query.item[1] == weight], weight)
+
+    def _answer_one_weight(self, version: IndexVersion, group: list[_Query], weight: float) -> None:
+        embedded = version.embedded
+        rows = np.array([query.item[0] for query in group])
+        # Ask for one more, as recommend() does, so each query can drop itself.
+        n_neighbors = min(max(query.k for query in group) + 1, len(embedded))
+        if weight > 0:
+            blend = neighbors_for(embedded, weight)
+            distances, indices = blend.kneighbors(
+                embedded.embeddings[rows], colours=embedded.colours[rows], n_neighbors=n_neighbors
+            )
+        else:
+            distances, indices = version.search.kneighbors(embedded.embeddings[rows], n_neighbors)
+        for j, query in enumerate(group):
+            keep = indices[j] != query.item[0]
+            query.answer.set_result((distances[j][keep][: query.k], indices[j][keep][: query.k]))
 
 
 class PhotoBatcher(_Batcher):
