@@ -1,105 +1,136 @@
-"""Bounded load test of `simrec serve` on a loopback port.
+"""Load test of `simrec serve` with Debian's `wrk` (`apt-get install wrk`), so the clients are not Python.
 
-    python benchmarks/load.py                       # 8 clients, 30 s per phase, 20,000 items
-    python benchmarks/load.py --seconds 10 --items 5000
+    python benchmarks/load.py                              # --workers 1 and 2, 15 s per endpoint
+    python benchmarks/load.py --workers 2 --seconds 30 --connections 16
+    python benchmarks/load.py --source /path/to/other/simrec   # the same load on another checkout
 
-Phase 1 serves a 20,000 x 2048 index of generated vectors (``simrec.save_vectors``) and
-asks for similar products by id (k=10) and for catalog pages. Phase 2 serves a small
-index of real photos (ResNet50, untrained weights, 224 px) and uploads photos. Each phase
-runs ``--clients`` threads, each with its own HTTP connection, for ``--seconds``, then
-stops. Prints requests/s, p50 and p99 latency per endpoint and the error count; for
-photo queries also the in-process rate of the same one-photo query without HTTP, and
-the ratio, all measured in this one run.
+Two indexes are served from a temporary folder, each by ``simrec serve`` in a child
+process on a loopback port:
+
+* 20,000 x 2048 generated vectors (``simrec.save_vectors``; ``--items``, ``--dim``), whose
+  products name 24 generated photos, for id queries (``GET /api/products/{id}/similar?k=10``),
+  product pages (``GET /api/products?limit=50``) and photos (``GET /images/{id}``);
+* 24 generated photos embedded by ResNet50 at 224 px (untrained weights), for photo
+  uploads (``POST /api/similar``, multipart).
+
+Each endpoint is driven by its Lua script in ``benchmarks/wrk/`` for ``--seconds`` with
+``--connections`` connections on one wrk thread, at each ``--workers`` count. Printed per
+run: requests/s, p50 and p99 latency (wrk's), answers 2xx / 503 / other, socket errors,
+and the load average before and after (other processes share these cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import random
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
-from collections import defaultdict
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent / "wrk"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="simrec serve --workers values")
+    parser.add_argument("--seconds", type=int, default=15, help="length of each endpoint's run")
+    parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=2048)
-    parser.add_argument("-k", type=int, default=10)
-    parser.add_argument("--photos", type=int, default=24, help="photos in the phase-2 index")
+    parser.add_argument("--photos", type=int, default=24)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--source", type=Path, default=ROOT, help="the simrec checkout whose serve is measured")
+    parser.add_argument("--endpoints", nargs="+", default=["similar", "products", "photos", "upload"])
     args = parser.parse_args()
-    import httpx  # noqa: F401  (fail early if missing)
-
+    if shutil.which("wrk") is None:
+        raise SystemExit("benchmarks/load.py needs wrk: apt-get install wrk")
+    args.source = args.source.resolve()
+    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; simrec from {args.source}")
+    rows = []
     with tempfile.TemporaryDirectory(prefix="simrec-load-") as folder:
         folder = Path(folder)
-        vectors_index = _vectors_index(folder / "vectors", args.items, args.dim)
-        product_ids = [f"c{i % 50:02d}/item_{i}" for i in range(args.items)]
-        print(f"load average before: {_load_average()}")
-        id_baseline = _in_process_id_rate(vectors_index, product_ids, seconds=min(args.seconds, 10.0), k=args.k)
-        print(f"phase 1: {args.items} x {args.dim} vectors, {args.clients} clients, {args.seconds:.0f} s")
-        with _server(vectors_index) as url:
-
-            def id_request(client, rng):
-                if rng.random() < 0.8:
-                    product_id = product_ids[rng.randrange(len(product_ids))]
-                    return "GET /api/products/{id}/similar", client.get(
-                        f"{url}/api/products/{product_id}/similar", params={"k": args.k}
-                    )
-                offset = rng.randrange(0, args.items - 50)
-                return "GET /api/products", client.get(f"{url}/api/products", params={"offset": offset, "limit": 50})
-
-            stats = _report(_load(id_request, args.clients, args.seconds))
-        served = stats.get("GET /api/products/{id}/similar", 0.0)
-        print(
-            f"id queries in-process, one at a time, no HTTP: {id_baseline:.1f}/s; served: {served:.1f}/s "
-            f"(ratio {served / id_baseline:.2f})"
-        )
-
-        photos_index, photos = _photos_index(folder / "photos", args.photos, args.image_size)
-        baseline, pipeline = _in_process_rates(photos_index, photos, seconds=min(args.seconds, 15.0))
-        print(f"\nphase 2: {args.photos} photos at {args.image_size} px, {args.clients} clients, {args.seconds:.0f} s")
-        contents = [p.read_bytes() for p in photos]
-        with _server(photos_index) as url:
-            _warm_up(url, contents[0])
-
-            def photo_request(client, rng):
-                if rng.random() < 0.8:
-                    data = contents[rng.randrange(len(contents))]
-                    return "POST /api/similar", client.post(
-                        f"{url}/api/similar", params={"k": args.k}, files={"image": ("q.jpg", data, "image/jpeg")}
-                    )
-                return "GET /images/{id}", client.get(f"{url}/images/{_photo_id(photos[rng.randrange(len(photos))])}")
-
-            stats = _report(_load(photo_request, args.clients, args.seconds))
-        served = stats.get("POST /api/similar", 0.0)
-        print(
-            f"photo queries in-process, one at a time, no HTTP: {baseline:.2f}/s; served: {served:.2f}/s "
-            f"(ratio {served / baseline:.2f})"
-        )
-        print(
-            f"embedding pipeline (embed_images on the photo files, batch 32, as simrec bench's pipeline figure): "
-            f"{pipeline:.2f} img/s; served photo queries / pipeline = {served / pipeline:.2f}"
-        )
-        print(f"load average after: {_load_average()} (other processes share these cores)")
+        photos = _photos(folder / "photos", args.photos)
+        vectors = _vectors_index(folder / "vectors", args.items, args.dim, photos)
+        ids_file = folder / "ids.txt"
+        ids_file.write_text("".join(quote(f"c{i % 50:02d}/item_{i}", safe="/") + "\n" for i in range(args.items)))
+        photo_index = _photo_index(folder / "photo-index", photos, args.image_size, args.source)
+        for workers in args.workers:
+            plan = {
+                "similar": (vectors, "similar.lua", [str(ids_file), "10"]),
+                "products": (vectors, "products.lua", [str(args.items)]),
+                "photos": (vectors, "photos.lua", [str(ids_file)]),
+                "upload": (photo_index, "upload.lua", [str(p) for p in photos[:8]]),
+            }
+            for index in (vectors, photo_index):
+                endpoints = [e for e in args.endpoints if plan[e][0] == index]
+                if not endpoints:
+                    continue
+                with _server(index, workers, args.source) as (url, pid):
+                    if index == photo_index:
+                        _upload_once(url, photos[0])
+                    for endpoint in endpoints:
+                        _, script, script_args = plan[endpoint]
+                        before = _load_average()
+                        result = _wrk(url, script, script_args, args.seconds, args.connections)
+                        result.update(workers=workers, endpoint=endpoint, load_before=before)
+                        result["load_after"] = _load_average()
+                        result["server_rss_mb"] = _tree_rss_mb(pid)
+                        rows.append(result)
+                        _print_row(result)
+    print(json.dumps(rows))
 
 
-def _vectors_index(directory: Path, n_items: int, dim: int) -> Path:
+def _print_row(row: dict) -> None:
+    rate = row["requests"] / row["seconds"]
+    print(
+        f"workers {row['workers']}  {row['endpoint']:<9} {rate:8.1f} req/s  p50 {row['p50_ms']:8.1f} ms  "
+        f"p99 {row['p99_ms']:8.1f} ms  2xx {row['ok']}  503 {row['busy_503']}  other {row['other_status']}  "
+        f"socket errors {row['socket_errors']}  server RSS {row['server_rss_mb']:.0f} MB  "
+        f"load {row['load_before']} -> {row['load_after']}",
+        flush=True,
+    )
+
+
+def _wrk(url: str, script: str, script_args: list[str], seconds: int, connections: int) -> dict:
+    argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "30s"]
+    argv += ["-s", str(SCRIPTS / script), url, "--", *script_args]
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "SIMREC_WRK_DIR": str(SCRIPTS)})
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"wrk failed: {done.stderr or done.stdout}")
+    return json.loads(lines[-1])
+
+
+def _photos(directory: Path, n: int) -> list[Path]:
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True)
+    paths = []
+    for i in range(n):
+        image = Image.new("RGB", (600, 800), tuple(int(c) for c in rng.integers(0, 256, 3)))
+        ImageDraw.Draw(image).ellipse((100, 150, 500, 650), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        path = directory / f"{['red', 'blue', 'green'][i % 3]}" / f"item_{i}.jpg"
+        path.parent.mkdir(exist_ok=True)
+        image.save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def _vectors_index(directory: Path, n_items: int, dim: int, photos: list[Path]) -> Path:
     import pandas as pd
 
+    sys.path.insert(0, str(ROOT))
     from simrec import save_vectors
 
     rng = np.random.default_rng(0)
@@ -107,156 +138,92 @@ def _vectors_index(directory: Path, n_items: int, dim: int) -> Path:
     labels = np.arange(n_items) % 50
     vectors = centres[labels] + 0.5 * rng.normal(size=(n_items, dim)).astype(np.float32)
     catalog = pd.DataFrame(
-        {"product_id": [f"c{c:02d}/item_{i}" for i, c in enumerate(labels)], "label": [f"c{c:02d}" for c in labels]}
+        {
+            "product_id": [f"c{c:02d}/item_{i}" for i, c in enumerate(labels)],
+            "label": [f"c{c:02d}" for c in labels],
+            "path": [str(photos[i % len(photos)]) for i in range(n_items)],
+        }
     )
     return save_vectors(catalog, vectors, directory, model="generated")
 
 
-def _photos_index(directory: Path, n_photos: int, image_size: int) -> tuple[Path, list[Path]]:
-    from simrec import make_synthetic_catalog
-    from simrec.cli import main as simrec
-
-    colours = ["red", "blue", "green", "yellow"]
-    shapes = ["shirt", "bag", "shoe"]
-    variants = max(1, n_photos // (len(colours) * len(shapes)))
-    zip_path = make_synthetic_catalog(
-        directory / "c.zip", colours=colours, shapes=shapes, n_variants=variants, image_size=256
-    )
-    index = directory / "index"
-    argv = ["index", str(zip_path), "--out", str(index), "--weights", "random", "--image-size", str(image_size), "-q"]
-    if simrec(argv) != 0:
-        raise SystemExit("could not build the photo index")
-    return index, sorted(index.rglob("*.jpg"))
+def _photo_index(directory: Path, photos: list[Path], image_size: int, source: Path) -> Path:
+    root = photos[0].parents[1]
+    argv = [sys.executable, "-m", "simrec", "index", str(root), "--out", str(directory)]
+    argv += ["--weights", "random", "--image-size", str(image_size), "-q"]
+    subprocess.run(argv, check=True, env=_env(source), cwd=source, stderr=subprocess.DEVNULL)
+    return directory
 
 
-def _photo_id(path: Path) -> str:
-    return f"{path.parent.name}/{path.stem}"
+def _env(source: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(source)}
 
 
-def _in_process_rates(index: Path, photos: list[Path], seconds: float) -> tuple[float, float]:
-    """Photo queries per second in this process, one at a time (decode, embed, search; no HTTP),
-    and the batched embedding pipeline's images per second."""
-    from simrec import embed_images, load_index, recommend
-    from simrec.app.querying import query_extractor
+def _upload_once(url: str, photo: Path) -> None:
+    """One upload before measuring: an older simrec builds its model on the first one."""
+    import httpx
 
-    embedded = load_index(index, mmap=True)
-    extractor = query_extractor(embedded)
-    recommend(embedded, image=photos[0], n_neighbors=10, extractor=extractor)  # warm up
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        recommend(embedded, image=photos[count % len(photos)], n_neighbors=10, extractor=extractor)
-        count += 1
-    one_at_a_time = count / (time.perf_counter() - started)
-    paths = [str(p) for p in photos] * max(1, 96 // len(photos))
-    embed_images(paths[:32], extractor, batch_size=32, verbose=False)  # warm up
-    started = time.perf_counter()
-    embed_images(paths, extractor, batch_size=32, verbose=False)
-    return one_at_a_time, len(paths) / (time.perf_counter() - started)
-
-
-def _in_process_id_rate(index: Path, product_ids: list[str], seconds: float, k: int) -> float:
-    """Similar-product queries per second in this process, one at a time, no HTTP."""
-    from simrec import load_index, recommend
-
-    embedded = load_index(index, mmap=True)
-    rng = random.Random(1)
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        recommend(embedded, product_id=product_ids[rng.randrange(len(product_ids))], n_neighbors=k)
-        count += 1
-    return count / (time.perf_counter() - started)
-
-
-def _load_average() -> str:
-    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+    data = photo.read_bytes()
+    httpx.post(f"{url}/api/similar", files={"image": ("q.jpg", data)}, timeout=300).raise_for_status()
 
 
 class _server:
     """``simrec serve`` in a child process on a free loopback port, stopped on exit."""
 
-    def __init__(self, index: Path) -> None:
-        self.index = index
+    def __init__(self, index: Path, workers: int, source: Path) -> None:
+        self.index, self.workers, self.source = index, workers, source
 
-    def __enter__(self) -> str:
+    def __enter__(self) -> tuple[str, int]:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "simrec", "serve", str(self.index), "--port", str(port)],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
+        argv = [sys.executable, "-m", "simrec", "serve", str(self.index), "--port", str(port)]
+        if self.workers > 1:
+            argv += ["--workers", str(self.workers)]
+        # From the checkout's folder: python -m puts the working folder first on the path.
+        self.process = subprocess.Popen(argv, env=_env(self.source), cwd=self.source, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while True:
             try:
-                with urllib.request.urlopen(url + "/health", timeout=2):
-                    return url
+                for _ in range(2 * self.workers):  # new connections: every worker has started
+                    with urllib.request.urlopen(url + "/health", timeout=5):
+                        pass
+                return url, self.process.pid
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit("simrec serve did not start") from None
-                time.sleep(0.2)
+                time.sleep(0.5)
 
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
-        self.process.wait(timeout=30)
+        self.process.wait(timeout=60)
 
 
-def _warm_up(url: str, photo: bytes) -> None:
-    """The first photo query builds the model; keep that out of the figures."""
-    import httpx
-
-    httpx.post(f"{url}/api/similar", files={"image": ("q.jpg", photo, "image/jpeg")}, timeout=300).raise_for_status()
-
-
-def _load(request, clients: int, seconds: float) -> tuple[dict[str, list[float]], dict[str, int], float]:
-    import httpx
-
-    latencies: dict[str, list[float]] = defaultdict(list)
-    errors: dict[str, int] = defaultdict(int)
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
-
-    def client_loop(seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=60) as client:
-            while time.perf_counter() < stop_at:
-                started = time.perf_counter()
-                try:
-                    name, response = request(client, rng)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
-                    name, ok = "connection", False
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies[name].append(elapsed)
-                    if not ok:
-                        errors[name] += 1
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client_loop, args=(seed,)) for seed in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, errors, time.perf_counter() - started
+def _tree_rss_mb(pid: int) -> float:
+    total, pids = 0.0, [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for one in pids:
+        try:
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except FileNotFoundError:
+            pass
+    return total
 
 
-def _report(measured) -> dict[str, float]:
-    latencies, errors, wall = measured
-    rates = {}
-    print(f"{'endpoint':<34} {'requests':>8} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
-    for name, values in sorted(latencies.items()):
-        ms = np.array(values) * 1000
-        rates[name] = len(values) / wall
-        print(
-            f"{name:<34} {len(values):>8} {rates[name]:>8.1f} {np.percentile(ms, 50):>8.1f} "
-            f"{np.percentile(ms, 99):>8.1f} {errors.get(name, 0):>6}"
-        )
-    total = sum(len(v) for v in latencies.values())
-    print(f"{'all':<34} {total:>8} {total / wall:>8.1f} {'':>8} {'':>8} {sum(errors.values()):>6}")
-    return rates
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def _load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from simrec.pipeline.images import load_image
 from simrec.pipeline.model import build_extractor
 from simrec.search.blend import ColourBlendNeighbors
 from simrec.search.exact import CosineNeighbors
+from simrec.storage.following import IndexFollower, follow_index
 from simrec.storage.index_folder import load_index, save_index, save_vectors, verify_index
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "EmbeddedCatalog",
     "EmbeddingResult",
     "ImageDecodeError",
+    "IndexFollower",
     "IndexIntegrityError",
     "IndexLockedError",
     "InvalidArgumentError",
@@ -59,6 +61,7 @@ __all__ = [
     "embed_images",
     "evaluate",
     "extractor_info",
+    "follow_index",
     "label_from",
     "load_catalog",
     "load_image",

@@ -29,7 +29,7 @@ from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecErr
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
 from simrec.embedded_catalog import require_colours
-from simrec.pipeline.backend import backend_name
+from simrec.pipeline.backend import backend_name, import_backend_quietly
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
 from simrec.storage.index_folder import load_index, verify_index
@@ -164,12 +164,24 @@ def _build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve an index over HTTP: a JSON API and a web page")
     serve.add_argument("index_dir", metavar="INDEX_DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=_positive, default=8000, help="port (default: %(default)s)")
+    serve.add_argument("--port", type=int, default=8000, help="port, 1 to 65535 (default: %(default)s)")
     serve.add_argument(
         "--max-upload-mb", type=_positive, default=20, help="largest photo upload in MB (default: %(default)s)"
     )
     serve.add_argument("--weights", help="weights file, if the index was built from one that has moved")
     serve.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="processes answering on the one port, each following the index (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds a request may wait; later it is answered 503 with Retry-After (default: %(default)s)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     ann = commands.add_parser(
@@ -261,6 +273,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def _unit_interval(text: str) -> float:
     try:
         value = float(text)
@@ -278,38 +300,6 @@ def _configure_logging(verbosity: int) -> None:
     logging.getLogger("simrec.pipeline.embedding").setLevel(logging.ERROR if verbosity == 0 else level)
 
 
-def _import_backend_quietly(verbosity: int) -> None:
-    """Import Keras and its backend, with TensorFlow's start-up chatter kept off the terminal.
-
-    TensorFlow's C++ layer prints oneDNN/CUDA notices straight to file descriptor 2
-    before any setting can silence it; they are replayed with -vv or if the import fails.
-    Other backends are imported as they are.
-    """
-    import tempfile
-
-    if verbosity >= 2 or backend_name() != "tensorflow":
-        import keras  # noqa: F401
-
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def _build_options(args: argparse.Namespace) -> dict:
     """The extractor and progress options that `index` and `demo` share."""
     return {
@@ -324,7 +314,7 @@ def _build_options(args: argparse.Namespace) -> dict:
 
 def _cmd_index(args: argparse.Namespace) -> int:
 
-    _import_backend_quietly(args.verbose)
+    import_backend_quietly(args.verbose)
     ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
     ray_options = {key: value for key, value in ray_options.items() if value is not None}
     if args.engine == "ray" and args.verbose == 0:
@@ -377,7 +367,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     if args.image is not None:
         if embedded.meta.get("image_size"):  # report a bad file before loading the model
             load_image(args.image, int(embedded.meta["image_size"]))
-        _import_backend_quietly(args.verbose)
+        import_backend_quietly(args.verbose)
         extractor = query_extractor(embedded, args.weights)
     search = None
     if args.colour_weight == 0:
@@ -437,6 +427,7 @@ SERVE_PACKAGES = {
     "fastapi": ("fastapi",),
     "uvicorn": ("uvicorn",),
     "python-multipart": ("python_multipart", "multipart"),
+    "fastapi-offline": ("fastapi_offline",),
 }
 """The pip packages `simrec serve` needs, each with the module names it may be imported as."""
 
@@ -450,15 +441,20 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return USER_ERROR
-    import uvicorn
+    from simrec.serve.running import check_port, run
+    from simrec.storage.index_folder import read_manifest
 
-    from simrec.serve import create_app
-
-    app = create_app(
-        args.index_dir, max_upload_bytes=args.max_upload_mb * 1024**2, weights_path=args.weights, exact=args.exact
-    )
-    print(f"serving {args.index_dir} on http://{args.host}:{args.port}/ (Ctrl-C stops)", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.verbose == 0 else "info")
+    check_port(args.port)
+    if read_manifest(args.index_dir).get("image_size") and args.workers == 1:
+        import_backend_quietly(args.verbose)  # photo queries: the model is built before serving
+    settings = {
+        "index_dir": args.index_dir,
+        "max_upload_bytes": args.max_upload_mb * 1024**2,
+        "weights_path": args.weights,
+        "exact": args.exact,
+        "timeout": args.timeout,
+    }
+    run(settings, host=args.host, port=args.port, workers=args.workers, verbose=args.verbose)
     return 0
 
 
@@ -577,7 +573,7 @@ def _print_evaluation(report: dict) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     check_path_argument(args.out, "--out")
-    _import_backend_quietly(args.verbose)
+    import_backend_quietly(args.verbose)
     out = Path(args.out)
     zip_path = make_synthetic_catalog(out / "Colors_Products.zip")
     print(f"synthetic catalog: {zip_path}")
@@ -604,11 +600,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         run_ann_benchmark(args.ann, index=args.index, json_path=args.out)
         return 0
     if args.ray:
-        _import_backend_quietly(args.verbose)
+        import_backend_quietly(args.verbose)
         run_ray_benchmark(args.images, args.batch_size)
         return 0
 
-    _import_backend_quietly(args.verbose)
+    import_backend_quietly(args.verbose)
     run_benchmark(
         n_images=args.images,
         batch_size=args.batch_size,

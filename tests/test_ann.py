@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import COLOURS, write_image
+from photos import COLOURS, write_image
 
 from simrec import CosineNeighbors, MissingDependencyError, load_index, verify_index
 from simrec.app.ann import attach_ann

@@ -2,7 +2,7 @@ import stat
 import zipfile
 
 import pytest
-from conftest import jpeg_bytes
+from photos import jpeg_bytes
 
 from simrec.pipeline.archive import extract_zip
 

@@ -2,7 +2,7 @@ import zipfile
 
 import pandas as pd
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import load_catalog
 

@@ -10,7 +10,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from simrec import make_synthetic_catalog
+from simrec import load_index, make_synthetic_catalog
 from simrec.cli import main
 
 COLOURS, SHAPES, VARIANTS = ["red", "blue", "green"], ["shirt", "bag", "shoe"], 2
@@ -36,8 +36,10 @@ def built(tmp_path_factory):
 def test_index_counts_and_files(built, capsys):
     _, out = built
     meta = json.loads((out / "meta.json").read_text())
-    (photos,) = meta["photo_folders"]
-    assert (out / photos / "Colors_Products" / "red" / "shirt_1.jpg").is_file()
+    assert meta["photo_folders"] == ["photos"]  # the zip's photos, stored by content
+    catalog = pd.read_csv(out / meta["files"]["catalog"]["name"], dtype=str, keep_default_na=False)
+    photo = catalog.set_index("product_id").at["red/shirt_1", "path"]
+    assert photo.startswith("photos/") and photo.endswith(".jpg") and (out / photo).is_file()
     for role in ("catalog", "embeddings", "inverse_norms", "failures"):
         assert (out / meta["files"][role]["name"]).is_file()
     assert meta["count"] == N and meta["failures"] == 2 and meta["weights"] == "random(seed=0)"
@@ -69,8 +71,7 @@ def test_query_by_id_json_excludes_itself(built, capsys):
 def test_query_with_an_exact_copy_of_a_catalog_photo(built, tmp_path, capsys):
     _, out = built
     copy = tmp_path / "my_photo.jpg"
-    (photos,) = json.loads((out / "meta.json").read_text())["photo_folders"]
-    shutil.copy(out / photos / "Colors_Products" / "blue" / "bag_2.jpg", copy)
+    shutil.copy(load_index(out).catalog.set_index("product_id").at["blue/bag_2", "path"], copy)
     plot = tmp_path / "grid.png"
     assert main(["query", str(out), "--image", str(copy), "-k", "3", "--format", "json", "--plot", str(plot)]) == 0
     results = json.loads(capsys.readouterr().out)["results"]

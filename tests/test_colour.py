@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL, write_image
+from photos import SMALL, write_image
 from PIL import Image, ImageDraw
 
 from simrec import (

@@ -40,7 +40,7 @@ def test_the_service_takes_a_colour_weight(index_dir):
 
     embedded = load_index(index_dir)
     product_id = embedded.catalog["product_id"].iloc[0]
-    with TestClient(create_app(index_dir)) as client:
+    with TestClient(create_app(index_dir, warm_up=True)) as client:
         answer = client.get(f"/api/products/{product_id}/similar", params={"k": 4, "colour_weight": 0.75}).json()
         expected = recommend(embedded, product_id=product_id, n_neighbors=4, colour_weight=0.75)
         assert [r["product_id"] for r in answer["results"]] == expected["product_id"].tolist()

@@ -17,11 +17,13 @@ import subprocess
 import sys
 import zipfile
 
+import pandas as pd
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import build_extractor, build_index, load_index
 from simrec.storage.locking import LOCK_FILE
+from simrec.storage.photo_store import STORE
 
 OLD, NEW = 6, 18  # photos before and after the source grew
 # Moments before the commit leave the previous version, the commit and later the new one.
@@ -29,7 +31,8 @@ BEFORE_COMMIT = ["locked", "catalogued", *(f"batch@{i}" for i in range(1, NEW - 
 BEFORE_COMMIT += [f"data-file@{i}" for i in range(1, 5)] + ["manifest-written"]
 AFTER_COMMIT = ["committed", *(f"cleanup@{i}" for i in range(1, 5))]
 ZIP_MOMENTS = [("zip-entry@1", OLD), ("zip-entry@9", OLD), ("zip-entry@17", OLD), ("batch@3", OLD)]
-ZIP_MOMENTS += [("data-file@2", OLD), ("committed", NEW), ("cleanup@2", NEW), ("cleanup@5", NEW)]
+ZIP_MOMENTS += [("photo-stored@1", OLD), ("photo-stored@12", OLD)]  # the 12 new photos enter the store
+ZIP_MOMENTS += [("data-file@2", OLD), ("committed", NEW), ("cleanup@2", NEW), ("cleanup@5", NEW), ("cleanup@6", NEW)]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +56,13 @@ def _kill_at(moment, source, out):
 
 def _assert_clean(out):
     meta = json.loads((out / "meta.json").read_text())
+    retired = meta.get("retired_photos", [])
     expected = {"meta.json", LOCK_FILE, *meta["photo_folders"], *(e["name"] for e in meta["files"].values())}
-    assert set(os.listdir(out)) == expected
+    assert set(os.listdir(out)) == expected | {name for name in retired if "/" not in name}
+    if (out / STORE).is_dir():  # the photo store holds what the catalog names and the retired photos, nothing else
+        catalog = pd.read_csv(out / meta["files"]["catalog"]["name"], dtype=str, keep_default_na=False)
+        stored = {f"{STORE}/{p.parent.name}/{p.name}" for p in (out / STORE).glob("*/*")}
+        assert stored == set(catalog["path"]) | {name for name in retired if "/" in name}
 
 
 def _check_trials(source, out, pristine, moments, small_extractor, tmp_path):
@@ -99,4 +107,4 @@ def test_kill_during_a_zip_reindex_leaves_a_working_index_and_its_photos(tmp_pat
         for path in sorted(tree.rglob("*.jpg")):
             archive.write(path, path.relative_to(tree).as_posix())
     covered = _check_trials(source, tmp_path / "idx", pristine, ZIP_MOMENTS, small_extractor, tmp_path)
-    assert covered == 8  # with the 24 above: 32 kill moments
+    assert covered == 11  # with the 24 above: 35 kill moments

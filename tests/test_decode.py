@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec.pipeline.decode import WORKER_DIED, choose_decoder, decoded_batches
 

@@ -8,7 +8,7 @@ import os
 import stat
 
 import pytest
-from conftest import write_image
+from photos import write_image
 
 import simrec.core.durability
 from simrec import NotWritableError, build_index, load_index

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import SMALL, write_image
+from photos import SMALL, write_image
 
 from simrec import embed_images, load_image
 from simrec.pipeline.embedding import embed_arrays

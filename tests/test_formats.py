@@ -147,8 +147,9 @@ def test_same_rules_in_a_zip_with_entries_listed_by_name(every_format, tmp_path,
     assert formats == {_product_id(name): fmt for name, (_, fmt) in PHOTOS.items()}
     assert all(p.startswith("shop/") for p in embedded.failures["path"] if "fake.jpg" not in p)
     _check_reasons(embedded.failures, os.path.basename)
-    extracted = {p.name for p in (tmp_path / "idx").rglob("*") if p.is_file() and "images-" in str(p)}
-    assert extracted == {*PHOTOS, "fake.jpg", ".simrec-extracted"}  # the other files are not kept
+    assert not [p for p in (tmp_path / "idx").iterdir() if p.name.startswith("images-")]  # extraction removed
+    stored = {p.name for p in (tmp_path / "idx" / "photos").rglob("*") if p.is_file()}
+    assert stored == {os.path.basename(p) for p in embedded.catalog["path"]}  # only indexed photos are kept
 
 
 def test_same_rules_in_a_list_of_paths(every_format):

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import write_image
+from photos import write_image
 from PIL import Image
 
 from simrec import build_index, load_index

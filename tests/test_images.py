@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import write_image
+from photos import write_image
 from PIL import Image
 
 from simrec import ImageDecodeError, load_image

@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SMALL
+from photos import SMALL
 
 from simrec import build_extractor, extractor_info
 from simrec.pipeline.embedding import embed_arrays

@@ -11,7 +11,7 @@ import random
 
 import numpy as np
 import pytest
-from conftest import SMALL
+from photos import SMALL
 
 import simrec
 

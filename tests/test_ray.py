@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import MissingDependencyError, build_index, load_index
 from simrec.cli import main

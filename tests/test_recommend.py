@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import SMALL
+from photos import SMALL
 from PIL import Image
 
 from simrec import IndexIntegrityError, build_extractor, plot_recommendation_grid, plot_recommendations, recommend

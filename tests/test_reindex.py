@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_image
+from photos import write_image
 
 from simrec import build_index, load_index, recommend, save_index, save_vectors
 from simrec.cli import main

@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -36,7 +37,7 @@ def index_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(index_dir):
-    with TestClient(create_app(index_dir, max_upload_bytes=200_000)) as client:
+    with TestClient(create_app(index_dir, max_upload_bytes=200_000, warm_up=True)) as client:
         yield client
 
 
@@ -92,6 +93,9 @@ def test_similar_to_product_equals_the_command_line(client, index_dir, capsys):
     assert answer["query"].pop("image_url") == "/images/red/shirt_1"
     for result in answer["results"]:
         assert result.pop("image_url") == "/images/" + result["product_id"]
+    printed["query"].pop("path")  # the service answers URLs, not the server's file paths
+    for result in printed["results"]:
+        result.pop("path")
     assert answer == printed
     assert answer["warning"] and [r["rank"] for r in answer["results"]] == [1, 2, 3, 4]
 
@@ -114,7 +118,7 @@ def test_similar_to_uploaded_photo(client, index_dir):
     response = client.post("/api/similar", params={"k": 3}, files={"image": ("mine.jpg", photo, "image/jpeg")})
     assert response.status_code == 200, response.text
     answer = response.json()
-    assert answer["query"] == {"product_id": None, "path": None, "label": "", "image_url": None}
+    assert answer["query"] == {"product_id": None, "label": "", "image_url": None}
     first = answer["results"][0]
     assert first["product_id"] == "blue/bag_2" and first["distance"] < 1e-4
     assert len(answer["results"]) == 3 and answer["warning"]
@@ -231,7 +235,7 @@ def test_page_and_its_files(client):
 
 def test_requests_never_write_to_the_index_folder(index_dir):
     before = _snapshot(index_dir)
-    with TestClient(create_app(index_dir)) as client:
+    with TestClient(create_app(index_dir, warm_up=True)) as client:
         photo = _photo(index_dir, "red/bag_1").read_bytes()
         assert client.get("/health").status_code == 200
         assert client.get("/api/products").status_code == 200
@@ -264,7 +268,7 @@ def test_photo_queries_share_one_extractor_one_call_at_a_time(index_dir, monkeyp
     monkeypatch.setattr(batching, "embed_arrays", watched)
     photo = _photo(index_dir, "red/bag_1").read_bytes()
     answers = []
-    with TestClient(create_app(index_dir)) as client:
+    with TestClient(create_app(index_dir, warm_up=True)) as client:
 
         def ask():
             response = client.post("/api/similar", params={"k": 2}, files={"image": ("a.jpg", photo, "image/jpeg")})
@@ -314,7 +318,8 @@ def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_di
     from simrec.serve.batching import NeighbourBatcher
 
     embedded = load_index(index_dir, mmap=True)
-    batcher = NeighbourBatcher(embedded, embedded.search())
+    version = SimpleNamespace(embedded=embedded, search=embedded.search())
+    batcher = NeighbourBatcher()
     neighbors = embedded.neighbors
     original = neighbors.kneighbors
     release = threading.Event()
@@ -327,7 +332,7 @@ def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_di
     answers = {}
 
     def ask(row, k):
-        answers[row, k] = batcher.query(row, k)
+        answers[row, k] = batcher.query(version, row, k, time.monotonic() + 120)
 
     threads = [threading.Thread(target=ask, args=(0, 3))]
     threads[0].start()
@@ -359,7 +364,8 @@ def test_concurrent_photo_queries_are_embedded_together(index_dir, monkeypatch):
     from simrec.serve.batching import PhotoBatcher
 
     embedded = load_index(index_dir, mmap=True)
-    batcher = PhotoBatcher(embedded, embedded.search())
+    version = SimpleNamespace(embedded=embedded, search=embedded.search())
+    batcher = PhotoBatcher()
     neighbors = embedded.neighbors
     original = neighbors.kneighbors
     release = threading.Event()
@@ -374,7 +380,7 @@ def test_concurrent_photo_queries_are_embedded_together(index_dir, monkeypatch):
     answers = {}
 
     def ask(name, k):
-        answers[name] = batcher.query(pixels[name], k)
+        answers[name] = batcher.query(version, pixels[name], k, 0.0, time.monotonic() + 120)
 
     threads = [threading.Thread(target=ask, args=(names[0], 3))]
     threads[0].start()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
-from simrec.embedded_catalog import EmbeddedCatalog
+from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for
 
 logger = logging.getLogger(__name__)
 
@@ -210,18 +210,8 @@ def _renamed_when_complete(out: Path, open_writer: Any):
 
 def _neighbour_blocks(embedded: EmbeddedCatalog, n_neighbors: int, colour_weight: float, exact: bool):
     """``(start, distances, indices)`` blocks of every product's neighbours, itself left out."""
-    from simrec.embedded_catalog import neighbors_for
-
     neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
-    if neighbors is embedded.neighbors:
-        return neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
-    # The blend and approximate search answer all items at once, in bounded memory; the
-    # (n, k) answer is written in blocks.
-    distances, indices = neighbors.kneighbors(n_neighbors=n_neighbors)
-    return (
-        (start, distances[start : start + 4096], indices[start : start + 4096])
-        for start in range(0, len(distances), 4096)
-    )
+    return neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
 
 
 def results_payload(results: pd.DataFrame) -> dict[str, Any]:

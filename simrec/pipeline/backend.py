@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -61,3 +62,35 @@ def framework_version() -> str:
         return f"{name} {version(module)}"
     except PackageNotFoundError:
         return name
+
+
+def import_backend_quietly(verbosity: int) -> None:
+    """Import Keras and its backend, with TensorFlow's start-up chatter kept off the terminal.
+
+    TensorFlow's C++ layer prints oneDNN/CUDA notices straight to file descriptor 2
+    before any setting can silence it; they are replayed with -vv or if the import fails.
+    Other backends are imported as they are.
+    """
+    import tempfile
+
+    if verbosity >= 2 or backend_name() != "tensorflow":
+        import keras  # noqa: F401
+
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

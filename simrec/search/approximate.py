@@ -26,7 +26,7 @@ import numpy as np
 
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingDependencyError
-from simrec.core.validation import as_matrix, check_enough_items, check_n_neighbors
+from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
 from simrec.search.exact import CosineNeighbors, compute_inverse_norms
 
 if TYPE_CHECKING:
@@ -258,7 +258,7 @@ def read_ann(source: str | os.PathLike | np.ndarray) -> Any:
         raise IndexIntegrityError(f"{source} is not a readable faiss structure: {str(error).splitlines()[0]}") from None
 
 
-class ApproximateNeighbors:
+class ApproximateNeighbors(NeighborsSearch):
     """Approximate k-nearest-neighbour search by cosine distance, over a faiss structure.
 
     Same ``kneighbors`` as :class:`simrec.CosineNeighbors`: ``(distances, indices)``,
@@ -328,38 +328,20 @@ class ApproximateNeighbors:
         elif self.nprobe:
             faiss.extract_index_ivf(self.index).nprobe = int(self.nprobe)
 
-    def kneighbors(
-        self,
-        X: np.ndarray | None = None,
-        n_neighbors: int | None = None,
-        return_distance: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
-        """Find the (approximately) nearest fitted items; see :meth:`simrec.CosineNeighbors.kneighbors`."""
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        check_n_neighbors(k)
+    def _blocks(self, X: np.ndarray | None, k: int) -> Blocks:
         self._configure()  # the faiss structure is shared: set this search's nprobe / ef each time
-        n_fit = self.n_samples_fit_
-        self_query = X is None
-        check_enough_items(k, n_fit, self_query)
-        if self_query:
-            distances = np.empty((n_fit, k), dtype=np.float32)
-            indices = np.empty((n_fit, k), dtype=np.int64)
-            for rows, block in normalized_blocks(self._fit_X, self._inv_norms):
-                d, i = self._search(block, k + 1)
-                keep = i != rows[:, None]
-                for j in range(len(rows)):  # drop the item itself (or the last if it was not found)
-                    row_i, row_d = i[j][keep[j]][:k], d[j][keep[j]][:k]
-                    distances[rows[j]], indices[rows[j]] = row_d, row_i
-        else:
-            X = as_matrix(X, "X", ndim_one_ok=True)
-            if X.shape[1] != self.n_features_in_:
-                raise InvalidArgumentError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
-            if not np.all(np.isfinite(X)):
-                raise InvalidArgumentError("Query vectors contain NaN or infinite values")
-            norms = np.linalg.norm(X, axis=1, keepdims=True)
-            unit = np.ascontiguousarray(X / np.where(norms > 0, norms, 1.0), dtype=np.float32)
-            distances, indices = self._search(unit, k)
-        return (distances, indices) if return_distance else indices
+        if X is not None:
+            unit = np.ascontiguousarray(X * query_inverse_norms(X)[:, None], dtype=np.float32)
+            yield (0, *self._search(unit, k))
+            return
+        for rows, block in normalized_blocks(self._fit_X, self._inv_norms):
+            d, i = self._search(block, k + 1)
+            keep = i != rows[:, None]
+            distances = np.empty((len(rows), k), dtype=np.float32)
+            indices = np.empty((len(rows), k), dtype=np.int64)
+            for j in range(len(rows)):  # drop the item itself (or the last if it was not found)
+                indices[j], distances[j] = i[j][keep[j]][:k], d[j][keep[j]][:k]
+            yield int(rows[0]), distances, indices
 
     def _search(self, unit: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top k of unit queries: faiss candidates, optionally re-scored exactly, completed if short."""

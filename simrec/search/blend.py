@@ -21,13 +21,14 @@ import numpy as np
 from simrec.core.colour_signature import N_BINS, hellinger
 from simrec.core.defaults import N_NEIGHBORS, SCRATCH_BYTES, SEARCH_CHUNK_SIZE
 from simrec.core.errors import InvalidArgumentError
-from simrec.core.validation import check_colour_weight, check_enough_items, check_n_neighbors
+from simrec.core.validation import check_colour_weight
+from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
 from simrec.search.exact import CosineNeighbors
 
 _SCALE_SAMPLE = 512  # products sampled to measure the spread of the distances
 
 
-class ColourBlendNeighbors:
+class ColourBlendNeighbors(NeighborsSearch):
     """Exact k-nearest-neighbour search by a blend of cosine and colour distance.
 
     The distance is ``(1 - colour_weight) * cosine / cosine_scale_ + colour_weight *
@@ -49,6 +50,8 @@ class ColourBlendNeighbors:
         >>> blend = ColourBlendNeighbors(colour_weight=0.5).fit(embeddings, signatures)  # doctest: +SKIP
         >>> distances, indices = blend.kneighbors()  # each item's 5 nearest others
     """
+
+    _fit_hint = "call fit(embeddings, colours)"
 
     def __init__(
         self, *, colour_weight: float = 0.5, n_neighbors: int = N_NEIGHBORS, chunk_size: int = SEARCH_CHUNK_SIZE
@@ -117,45 +120,54 @@ class ColourBlendNeighbors:
             ``(distances, indices)``, each ``(n_queries, n_neighbors)``, nearest first:
             float32 blended distances and int64 row numbers. Equal distances are ordered
             by row number.
+
+        Raises:
+            InvalidArgumentError: As :meth:`simrec.CosineNeighbors.kneighbors`, or
+                ``colours`` missing, of the wrong shape or not finite.
         """
-        if not hasattr(self, "_cosine"):
-            raise InvalidArgumentError("This ColourBlendNeighbors is not fitted yet: call fit(embeddings, colours)")
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        n_fit = self.n_samples_fit_
-        self_query = X is None
-        if self_query != (colours is None):
+        X, k, colours = self._check_blend_query(X, colours, n_neighbors)
+        return self._gather(self._blocks(X, k, colours), self._n_queries(X), k, return_distance)
+
+    def kneighbors_blocks(
+        self, X: np.ndarray | None = None, colours: np.ndarray | None = None, n_neighbors: int | None = None
+    ) -> Blocks:
+        """:meth:`kneighbors` one block of queries at a time (see :meth:`simrec.CosineNeighbors.kneighbors_blocks`)."""
+        X, k, colours = self._check_blend_query(X, colours, n_neighbors)
+        return self._blocks(X, k, colours)
+
+    def _check_blend_query(
+        self, X: object, colours: object, n_neighbors: object
+    ) -> tuple[np.ndarray | None, int, np.ndarray | None]:
+        X, k = self._check_query(X, n_neighbors)
+        if (X is None) != (colours is None):
             raise InvalidArgumentError("Give both X and colours for outside queries, or neither")
-        check_n_neighbors(k)
-        check_enough_items(k, n_fit, self_query)
+        if X is None:
+            return X, k, None
+        colours = np.atleast_2d(np.asarray(colours, dtype=np.float32))
+        if colours.shape != (len(X), N_BINS):
+            raise InvalidArgumentError(f"Expected ({len(X)}, {N_BINS}) colours for the queries, got {colours.shape}")
+        if not np.isfinite(colours).all():
+            raise InvalidArgumentError("Query colours contain NaN or infinite values")
+        return X, k, colours
+
+    def _blocks(self, X: np.ndarray | None, k: int, colours: np.ndarray | None = None) -> Blocks:
         fit_X, inv_norms = self._cosine._fit_X, self._cosine._inv_norms
-        if self_query:
+        n_fit = self.n_samples_fit_
+        if X is None:
             queries, query_inv, query_roots = fit_X, inv_norms, self._roots
         else:
-            queries = np.atleast_2d(np.asarray(X, dtype=np.float32))
-            query_colours = np.atleast_2d(np.asarray(colours, dtype=np.float32))
-            if queries.shape[1:] != (self.n_features_in_,) or query_colours.shape != (len(queries), N_BINS):
-                raise InvalidArgumentError(
-                    f"Expected ({len(queries)}, {self.n_features_in_}) queries and ({len(queries)}, {N_BINS}) "
-                    f"colours, got {queries.shape} and {query_colours.shape}"
-                )
-            if not (np.isfinite(queries).all() and np.isfinite(query_colours).all()):
-                raise InvalidArgumentError("Query vectors or colours contain NaN or infinite values")
-            norms = np.linalg.norm(queries, axis=1)
-            query_inv = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0).astype(np.float32)
-            query_roots = np.sqrt(np.clip(query_colours, 0, None))
+            queries, query_inv, query_roots = X, query_inverse_norms(X), np.sqrt(np.clip(colours, 0, None))
         n_queries = len(queries)
         # Per query row and fitted item: the colour and cosine blocks (float32, computed in
         # place), argpartition's int64 and a comparison byte: at most 20 bytes.
         rows = max(1, min(self.chunk_size, SCRATCH_BYTES // (20 * n_fit)))
-        distances = np.empty((n_queries, k), dtype=np.float32)
-        indices = np.empty((n_queries, k), dtype=np.int64)
         for start in range(0, n_queries, rows):
             stop = min(start + rows, n_queries)
             blend = self._blend(queries[start:stop], query_inv[start:stop], query_roots[start:stop])
-            if self_query:
+            if X is None:
                 blend[np.arange(stop - start), np.arange(start, stop)] = np.inf
-            distances[start:stop], indices[start:stop] = _smallest_k(blend, k)
-        return (distances, indices) if return_distance else indices
+            distances, indices = _smallest_k(blend, k)
+            yield start, distances, indices
 
     def _blend(self, queries: np.ndarray, query_inv: np.ndarray, query_roots: np.ndarray) -> np.ndarray:
         """``(rows, n_fit)`` float32 blended distances of a few queries to every fitted item."""

@@ -10,18 +10,17 @@ memory is bounded, so an N x N matrix is never built. Results equal scikit-learn
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 
 from simrec.core.defaults import N_NEIGHBORS, SCRATCH_BYTES, SEARCH_CHUNK_SIZE
 from simrec.core.errors import InvalidArgumentError
-from simrec.core.validation import as_matrix, check_enough_items, check_n_neighbors
+from simrec.core.validation import as_matrix, check_n_neighbors
+from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
 
 BACKENDS = ("numpy", "sklearn")
 
 
-class CosineNeighbors:
+class CosineNeighbors(NeighborsSearch):
     """Exact k-nearest-neighbour search by cosine distance.
 
     Args:
@@ -100,87 +99,7 @@ class CosineNeighbors:
             self._sklearn = NearestNeighbors(metric="cosine", algorithm="brute").fit(X)
         return self
 
-    def kneighbors(
-        self,
-        X: np.ndarray | None = None,
-        n_neighbors: int | None = None,
-        return_distance: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray] | np.ndarray:
-        """Find the nearest fitted items.
-
-        Args:
-            X: ``(n_queries, dim)`` or ``(dim,)`` query vectors. ``None`` queries every
-                fitted item, leaving each one out of its own neighbours.
-            n_neighbors: Neighbours per query (default: the constructor's).
-            return_distance: Also return the distances.
-
-        Returns:
-            ``(distances, indices)``, each ``(n_queries, n_neighbors)``, nearest first:
-            float32 cosine distances and int64 row numbers of the fitted items. Only
-            ``indices`` if ``return_distance`` is False. Equal distances are ordered
-            by row number.
-
-        Raises:
-            ValueError: ``n_neighbors`` out of range, or queries of the wrong dimension.
-        """
-        X, k = self._check_query(X, n_neighbors)
-        n_queries = self.n_samples_fit_ if X is None else X.shape[0]
-        distances = np.empty((n_queries, k), dtype=np.float32)
-        indices = np.empty((n_queries, k), dtype=np.int64)
-        for start, block_distances, block_indices in self._blocks(X, k):
-            stop = start + len(block_distances)
-            distances[start:stop], indices[start:stop] = block_distances, block_indices
-        return (distances, indices) if return_distance else indices
-
-    def kneighbors_blocks(
-        self,
-        X: np.ndarray | None = None,
-        n_neighbors: int | None = None,
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Find the nearest fitted items one block of queries at a time.
-
-        The same search as :meth:`kneighbors` (which is built on it), for callers that
-        write results out as they come: memory stays bounded by one block whatever the
-        number of queries.
-
-        Args:
-            X: As in :meth:`kneighbors`; ``None`` queries every fitted item, leaving
-                each one out of its own neighbours.
-            n_neighbors: Neighbours per query (default: the constructor's).
-
-        Yields:
-            ``(start, distances, indices)``: the answers for query rows
-            ``start : start + len(distances)``, each ``(block_rows, n_neighbors)``, as in
-            :meth:`kneighbors`. With ``backend="numpy"`` a block's scratch memory is at
-            most about 64 MB; ``backend="sklearn"`` answers in one block.
-
-        Raises:
-            ValueError: As :meth:`kneighbors`, before the first block.
-
-        Example:
-            >>> for start, distances, indices in neighbors.kneighbors_blocks(n_neighbors=10):  # doctest: +SKIP
-            ...     write(start, distances, indices)
-        """
-        X, k = self._check_query(X, n_neighbors)
-        return self._blocks(X, k)
-
-    def _check_query(self, X: np.ndarray | None, n_neighbors: int | None) -> tuple[np.ndarray | None, int]:
-        if not hasattr(self, "_fit_X"):
-            raise InvalidArgumentError("This CosineNeighbors is not fitted yet: call fit(embeddings) first")
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        check_n_neighbors(k)
-        n_fit = self.n_samples_fit_
-        self_query = X is None
-        check_enough_items(k, n_fit, self_query)
-        if not self_query:
-            X = as_matrix(X, "X", ndim_one_ok=True)
-            if X.shape[1] != self.n_features_in_:
-                raise InvalidArgumentError(f"Expected queries with {self.n_features_in_} features, got {X.shape[1]}")
-            if not np.all(np.isfinite(X)):
-                raise InvalidArgumentError("Query vectors contain NaN or infinite values")
-        return X, k
-
-    def _blocks(self, X: np.ndarray | None, k: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def _blocks(self, X: np.ndarray | None, k: int) -> Blocks:
         if self.backend == "sklearn":
             distances, indices = self._sklearn.kneighbors(X, n_neighbors=k)
             yield 0, distances.astype(np.float32), indices
@@ -190,9 +109,7 @@ class CosineNeighbors:
         if X is None:
             queries, query_inv = fit_X, inv_norms
         else:
-            norms = np.linalg.norm(X, axis=1)
-            with np.errstate(divide="ignore"):
-                queries, query_inv = X, np.where(norms > 0, 1.0 / norms, 0.0).astype(np.float32)
+            queries, query_inv = X, query_inverse_norms(X)
         n_queries = queries.shape[0]
         # Per query row: n_fit float32 similarities plus n_fit int64 argpartition indices.
         rows = max(1, min(self.chunk_size, SCRATCH_BYTES // (12 * n_fit)))

@@ -9,19 +9,21 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, File, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
 
 from simrec.app.export import results_payload
-from simrec.app.querying import recommend, results_frame
+from simrec.app.querying import recommend
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError
 from simrec.embedded_catalog import neighbors_for
 from simrec.pipeline.images import load_image
+from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
-from simrec.serve.state import Service, get_service
+from simrec.serve.state import IndexVersion, Service, deadline_of, get_service, get_version
 
 router = APIRouter()
 ServiceDep = Annotated[Service, Depends(get_service)]
+VersionDep = Annotated[IndexVersion, Depends(get_version)]
 K = Annotated[int, Query(ge=1, description="number of similar products")]
 ColourWeight = Annotated[
     float, Query(ge=0, le=1, description="0 ranks by look, 1 by the product's colour alone, between: a blend")
@@ -29,54 +31,59 @@ ColourWeight = Annotated[
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
     422: {"model": ErrorDetail, "description": "k, offset or limit out of range"},
+    503: {"model": ErrorDetail, "description": "busy: not answered within --timeout; retry after Retry-After seconds"},
 }
 
 
 @router.get("/health", response_model=Health)
-def health(service: ServiceDep) -> dict[str, Any]:
-    """Whether the index is open, its size, and what made its vectors."""
-    return service.describe()
+def health(version: VersionDep) -> dict[str, Any]:
+    """Whether the index is open, the version served (its generation), its size, and what made its vectors."""
+    return version.describe()
 
 
 @router.get("/api/products", response_model=ProductPage, responses={422: ERRORS[422]})
 def list_products(
-    service: ServiceDep,
+    version: VersionDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     label: Annotated[str | None, Query(description="only products with this label")] = None,
 ) -> dict[str, Any]:
     """One page of the catalog, in index order, optionally of one label."""
-    total, page = service.products(label, offset, limit)
+    total, page = version.products(label, offset, limit)
     items = [
-        {"product_id": pid, "label": lab, "image_url": service.image_url(pid)}
+        {"product_id": pid, "label": lab, "image_url": version.image_url(pid)}
         for pid, lab in zip(page["product_id"].astype(str), page["label"].astype(str))
     ]
     return {
         "total": total,
         "offset": offset,
         "limit": limit,
-        "labels": service.labels,
+        "labels": version.labels,
         "items": items,
-        "warning": service.warning(),
+        "warning": version.warning(),
     }
 
 
-@router.get("/api/products/{product_id:path}/similar", response_model=Similar, responses=ERRORS)
+@router.get("/api/products/{product_id:product_id}/similar", response_model=Similar, responses=ERRORS)
 def similar_to_product(
-    product_id: str, service: ServiceDep, k: K = N_NEIGHBORS, colour_weight: ColourWeight = 0.0
+    product_id: str,
+    request: Request,
+    service: ServiceDep,
+    version: VersionDep,
+    k: K = N_NEIGHBORS,
+    colour_weight: ColourWeight = 0.0,
 ) -> dict[str, Any]:
     """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
-    embedded = service.embedded
-    row = service.rows.get(product_id)
+    embedded = version.embedded
+    row = version.rows.get(product_id)
     if colour_weight > 0:
-        return _answer(service, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
+        return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
     if row is None or k > len(embedded) - 1:
         # recommend() raises the command line's own error: the close matches, or the largest k.
-        return _answer(service, recommend(embedded, product_id=product_id, n_neighbors=k))
-    distances, indices = service.batcher.query(row, k)
-    catalog = embedded.catalog
-    query = {"product_id": product_id, "path": catalog.at[row, "path"], "label": catalog.at[row, "label"]}
-    return _answer(service, results_frame(catalog, distances, indices, query, embedded.warning))
+        return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k))
+    distances, indices = service.batcher.query(version, row, k, deadline_of(request, service))
+    query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url(product_id)}
+    return _payload(version, distances, indices, query)
 
 
 @router.post(
@@ -87,16 +94,19 @@ def similar_to_product(
         413: {"model": ErrorDetail, "description": "the upload is larger than --max-upload-mb"},
         415: {"model": ErrorDetail, "description": "the file is not an image"},
         422: {"model": ErrorDetail, "description": "k out of range, or a damaged or too large image"},
+        503: ERRORS[503],
     },
 )
 def similar_to_photo(
+    request: Request,
     service: ServiceDep,
+    version: VersionDep,
     image: Annotated[UploadFile, File(description="a photo")],
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = 0.0,
 ) -> dict[str, Any]:
     """The k catalog products most like an uploaded photo: ``simrec query --image``."""
-    embedded = service.embedded
+    embedded = version.embedded
     image_size = embedded.meta.get("image_size")
     if not image_size:
         raise HTTPException(
@@ -110,20 +120,22 @@ def similar_to_photo(
         )
     if colour_weight > 0:
         neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before the upload
-    pixels = _decode_upload(image, int(image_size))
-    distances, indices = service.photo_batcher.query(pixels, k, colour_weight)
-    query = {"product_id": None, "label": ""}  # as recommend() describes an in-memory photo
-    return _answer(service, results_frame(embedded.catalog, distances, indices, query, embedded.warning))
+    deadline = deadline_of(request, service)
+    pixels = _decode_upload(image, int(image_size), service, deadline)
+    distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
+    query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
+    return _payload(version, distances, indices, query)
 
 
-def _decode_upload(upload: UploadFile, image_size: int) -> np.ndarray:
-    """Decode an upload with the same checks as a catalog photo (format, size, pixel count)."""
+def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadline: float) -> np.ndarray:
+    """Decode an upload with the same checks as a catalog photo (format, size, pixel count), through the gate."""
     # load_image reads files; the temporary copy lives in the system's temp folder, never the index's.
     handle, temporary = tempfile.mkstemp(prefix="simrec-upload-")
     try:
         with os.fdopen(handle, "wb") as copy:
             shutil.copyfileobj(upload.file, copy)
-        return load_image(temporary, image_size)
+        with service.decode_gate.admit(temporary, deadline):
+            return load_image(temporary, image_size)
     except ImageDecodeError as error:
         status = 415 if error.reason.startswith(("not an image", "file is empty")) else 422
         raise HTTPException(
@@ -133,11 +145,30 @@ def _decode_upload(upload: UploadFile, image_size: int) -> np.ndarray:
         os.unlink(temporary)
 
 
-def _answer(service: Service, results: pd.DataFrame) -> dict[str, Any]:
+def _payload(version: IndexVersion, distances: np.ndarray, indices: np.ndarray, query: dict) -> dict[str, Any]:
+    """What :func:`_answer` gives for these neighbours, built from plain lists (no DataFrame on the hot path)."""
+    ids, labels = version.ids, version.label_of
+    results = [
+        {
+            "rank": rank,
+            "product_id": ids[i],
+            "label": labels[i],
+            "distance": float(distance),
+            "image_url": version.image_url(ids[i]),
+        }
+        for rank, (i, distance) in enumerate(zip(indices.tolist(), np.asarray(distances, np.float64).tolist()), 1)
+    ]
+    return {"query": query, "results": results, "warning": version.warning()}
+
+
+def _answer(version: IndexVersion, results: pd.DataFrame) -> dict[str, Any]:
+    """The JSON of ``simrec query``, with photo URLs instead of the server's file paths."""
     payload = results_payload(results)
     query = payload["query"]
+    query.pop("path", None)
     if query.get("product_id") is not None:
-        query["image_url"] = service.image_url(query["product_id"])
+        query["image_url"] = version.image_url(query["product_id"])
     for result in payload["results"]:
-        result["image_url"] = service.image_url(result["product_id"])
+        result.pop("path", None)
+        result["image_url"] = version.image_url(result["product_id"])
     return payload

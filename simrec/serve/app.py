@@ -15,13 +15,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError, SimrecError, UnknownProductError
 from simrec.serve import api, pages
+from simrec.serve.limits import DEFAULT_TIMEOUT, Deadline, DecodeGate, ServiceBusy, busy_response, return_freed_memory
 from simrec.serve.state import Service
-from simrec.storage.index_folder import load_index
+from simrec.storage.following import POLL_SECONDS
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**2
 _MULTIPART_OVERHEAD = 64 * 1024  # field headers and boundaries around the photo's bytes
+SETTINGS_VARIABLE = "SIMREC_SERVE"
 
 
 def create_app(
@@ -30,12 +32,17 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     weights_path: str | os.PathLike | None = None,
     exact: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    poll_seconds: float = POLL_SECONDS,
+    decode_gate: DecodeGate | None = None,
+    warm_up: bool = False,
 ):
-    """The web service for one index folder.
+    """The web service for one index folder, following its commits.
 
-    The index is opened once, memory-mapped and read-only; nothing is ever written to its
-    folder. Photo queries build the index's extractor on first use and share it, one
-    request at a time.
+    The index is opened memory-mapped and read-only; nothing is ever written to its
+    folder. Once a second the service looks for a newly committed version, opens it beside
+    the one it serves and switches to it; each request is answered wholly from the
+    version it started on. Photo queries share one extractor, called by one thread.
 
     Args:
         index_dir: Folder written by ``simrec index`` or :func:`simrec.save_vectors`.
@@ -44,6 +51,12 @@ def create_app(
         weights_path: Where the index's weights file is now, if it has moved.
         exact: Exact search even when the index has an approximate-search structure
             (``simrec ann``), which is used otherwise.
+        timeout: Seconds a request may take to begin its answer; later, it is answered
+            503 with ``Retry-After`` (``simrec serve --timeout``).
+        poll_seconds: How often the manifest is looked at for a new commit.
+        decode_gate: Bounds the uploads decoded at once and their memory (default: one
+            per core, 1 GB together).
+        warm_up: Build the photo extractor now rather than on the first upload.
 
     Returns:
         A ``fastapi.FastAPI`` app; run it with ``uvicorn.run(app)`` or ``simrec serve``.
@@ -55,24 +68,88 @@ def create_app(
     Example:
         >>> app = create_app("simrec-demo/index")  # doctest: +SKIP
     """
-    index_dir = Path(index_dir)
-    embedded = load_index(index_dir, mmap=True)
-    service = Service(embedded, index_dir, max_upload_bytes, weights_path, exact)
+    return_freed_memory()
+    service = Service(
+        Path(index_dir), max_upload_bytes, weights_path, exact, timeout, poll_seconds, decode_gate or DecodeGate()
+    )
+    if warm_up:
+        service.warm_up()
     app = FastAPI(
         title="simrec",
         description="Products that look alike, from their photos: the catalog, similar products for a product "
         "or an uploaded photo, and a web page at /.",
         version=_version(),
+        docs_url=None,
+        redoc_url=None,
+        on_shutdown=[service.close],
     )
     app.state.service = service
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    _add_docs(app)
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, paths=("/api/similar",))
+    app.add_middleware(Deadline, timeout=timeout)
     _add_error_answers(app)
-    if embedded.warning:
-        logger.warning(embedded.warning)
+    if service.current.warning():
+        logger.warning(service.current.warning())
     return app
+
+
+def app_from_environment():
+    """The app of ``simrec serve --workers N``: each worker process calls this (uvicorn ``factory=True``).
+
+    Its arguments come as JSON in the ``SIMREC_SERVE`` environment variable, set by the
+    command line before the workers start.
+    """
+    import json
+
+    settings = json.loads(os.environ[SETTINGS_VARIABLE])
+    threads = settings.pop("threads_per_worker", None)
+    if threads:  # the workers share the cores: each one's matrix products use its share, not all of them
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    if settings.pop("quiet_backend", False):
+        from simrec.pipeline.backend import import_backend_quietly
+
+        import_backend_quietly(0)
+    return create_app(settings.pop("index_dir"), **settings)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from assets served by the app itself, as FastAPI documents."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="simrec - Swagger UI",
+            oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get(app.swagger_ui_oauth2_redirect_url, include_in_schema=False)
+    def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url,
+            title="simrec - ReDoc",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 class UploadLimit:
@@ -130,6 +207,11 @@ def _add_error_answers(app: FastAPI) -> None:
     app.add_exception_handler(InvalidArgumentError, answer(422))
     app.add_exception_handler(ImageDecodeError, answer(422))
     app.add_exception_handler(SimrecError, answer(409))
+
+    async def busy(request: Request, error: ServiceBusy) -> JSONResponse:
+        return busy_response(str(error))
+
+    app.add_exception_handler(ServiceBusy, busy)
 
     async def validation(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = []

@@ -1,4 +1,4 @@
-"""Queries from concurrent requests answered together: one model call and one matrix product per batch.
+"""Queries from concurrent requests answered together, in bounded queues with a deadline.
 
 An exact query reads every catalog vector (160 MB for 20,000 x 2048 float32), so one query
 at a time is bound by memory bandwidth; and ResNet50 embeds a batch of photos faster per
@@ -8,8 +8,20 @@ at once, computed as :func:`simrec.recommend` computes it with the same search (
 index's approximate structure when it has one, see ``embedded.search()``); in a batch,
 distances may differ from that by float32 rounding (about 1e-6).
 
-The photo worker is also the only thread that ever calls the extractor, so photo queries
-share one model safely.
+Every query carries the version of the index it is asked of (see
+:mod:`simrec.serve.state`), and is answered from that version's vectors, so a request
+that started before a commit is answered wholly from the version it started on.
+
+Waiting is bounded three ways: a queue holds at most ``max_pending`` queries (one more is
+refused at once with :class:`ServiceBusy`); a query that the queue ahead of it would keep
+past its deadline (queries waiting x the recent time per query) is refused at once too (a
+query that finds the queue empty is always taken, so the estimate keeps being measured); and
+a query still unanswered at its deadline is withdrawn (:class:`ServiceBusy` again) and never
+computed. The service answers both
+with 503 and ``Retry-After``.
+
+The photo worker is also the only thread that ever calls an extractor, so photo queries
+share one model safely; versions made with the same model share one extractor.
 """
 
 from __future__ import annotations
@@ -17,39 +29,81 @@ from __future__ import annotations
 import abc
 import queue
 import threading
+import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from simrec.app.querying import query_extractor
 from simrec.core.colour_signature import colour_signature
-from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for
+from simrec.embedded_catalog import neighbors_for
 from simrec.pipeline.embedding import embed_arrays
+from simrec.serve.limits import ServiceBusy
 
 if TYPE_CHECKING:
     import keras
 
+    from simrec.embedded_catalog import EmbeddedCatalog
+
+
+class IndexVersion(Protocol):
+    """What a query needs of the version it is asked of (:class:`simrec.serve.state.IndexVersion`)."""
+
+    embedded: EmbeddedCatalog
+    search: Any
+
+
 MAX_BATCH = 64
 MAX_PHOTO_BATCH = 16
+MAX_PENDING = 256
+"""Most similar-product queries waiting at once (a few bytes each)."""
+MAX_PENDING_PHOTOS = 64
+"""Most photo queries waiting at once (each holds its decoded pixels, 147 KB at 224 px)."""
+_MODEL_KEYS = ("model", "weights", "image_size", "preprocessing", "precision", "backend", "seed")
+
+
+@dataclass
+class _Query:
+    version: IndexVersion
+    item: Any
+    k: int
+    answer: Future
 
 
 class _Batcher(abc.ABC):
-    """Run queued ``(item, k)`` queries in batches on one daemon thread."""
+    """Run queued queries in batches on one daemon thread."""
 
-    def __init__(self, embedded: EmbeddedCatalog, search: Any, max_batch: int, name: str) -> None:
-        self.embedded = embedded
-        self.search = search  # embedded.search(): approximate when the index has an ann structure
+    def __init__(self, max_batch: int, max_pending: int, name: str, what: str) -> None:
         self.max_batch = max_batch
+        self.what = what
         self.batch_sizes: list[int] = []  # for tests and diagnostics; a few bytes per batch
-        self._pending: queue.Queue[tuple[Any, int, Future]] = queue.Queue()
+        self._pending: queue.Queue[_Query] = queue.Queue(maxsize=max_pending)
+        self.seconds_per_query = 0.0  # a moving average of the time a batch took per query answered
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
-    def _submit(self, item: Any, k: int) -> Any:
-        answer: Future = Future()
-        self._pending.put((item, k, answer))
-        return answer.result()
+    def _submit(self, version: IndexVersion, item: Any, k: int, deadline: float) -> Any:
+        query = _Query(version, item, k, Future())
+        waiting = self._pending.qsize()
+        expected = (waiting + 1) * self.seconds_per_query
+        if waiting and expected > deadline - time.monotonic():  # it would be withdrawn at its deadline: say so now
+            raise ServiceBusy(
+                f"{self._pending.qsize()} {self.what} are waiting, about {expected:.1f} s of work, more than "
+                "this server's --timeout allows"
+            )
+        try:
+            self._pending.put_nowait(query)
+        except queue.Full:
+            raise ServiceBusy(f"{self._pending.maxsize} {self.what} are already waiting; try again shortly") from None
+        try:
+            return query.answer.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            if query.answer.cancel():  # still queued: withdrawn, never computed
+                raise ServiceBusy(f"{self.what} are waiting longer than this server's --timeout") from None
+            return query.answer.result()  # being computed now: its answer is moments away
 
     def _run(self) -> None:
         while True:
@@ -59,85 +113,126 @@ class _Batcher(abc.ABC):
                     batch.append(self._pending.get_nowait())
                 except queue.Empty:
                     break
+            batch = [query for query in batch if query.answer.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             self.batch_sizes.append(len(batch))
+            started = time.monotonic()
             try:
                 self._answer(batch)
             except BaseException as error:  # hand any failure to the waiting requests
-                for _, _, answer in batch:
-                    if not answer.done():
-                        answer.set_exception(error)
+                for query in batch:
+                    if not query.answer.done():
+                        query.answer.set_exception(error)
+            per_query = (time.monotonic() - started) / len(batch)
+            self.seconds_per_query = (
+                per_query if not self.seconds_per_query else (0.8 * self.seconds_per_query + 0.2 * per_query)
+            )
 
     @abc.abstractmethod
-    def _answer(self, batch: list[tuple[Any, int, Future]]) -> None:
-        """Answer every ``(item, k, future)`` of one batch by setting its future."""
+    def _answer(self, batch: list[_Query]) -> None:
+        """Answer every query of one batch by setting its future."""
+
+
+def _by_version(batch: list[_Query]) -> list[list[_Query]]:
+    groups: dict[int, list[_Query]] = {}
+    for query in batch:
+        groups.setdefault(id(query.version), []).append(query)
+    return list(groups.values())
 
 
 class NeighbourBatcher(_Batcher):
     """The nearest other products of catalog products, for concurrent requests.
 
     Args:
-        embedded: The index; its rows are the queries.
         max_batch: Most queries answered by one matrix product.
+        max_pending: Most queries waiting; one more is refused with :class:`ServiceBusy`.
     """
 
-    def __init__(self, embedded: EmbeddedCatalog, search: Any, max_batch: int = MAX_BATCH) -> None:
-        super().__init__(embedded, search, max_batch, "simrec-neighbours")
+    def __init__(self, max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING) -> None:
+        super().__init__(max_batch, max_pending, "simrec-neighbours", "similar-product queries")
 
-    def query(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, version: IndexVersion, row: int, k: int, deadline: float) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest other items of catalog row ``row``: ``(distances, indices)``, nearest first.
 
-        ``1 <= k < len(embedded)`` must hold (checked by the caller).
-        """
-        return self._submit(row, k)
+        ``1 <= k < len(version.embedded)`` must hold (checked by the caller).
 
-    def _answer(self, batch: list[tuple[int, int, Future]]) -> None:
-        rows = np.array([row for row, _, _ in batch])
-        # Ask for one more, as recommend() does, so each query can drop itself.
-        n_neighbors = min(max(k for _, k, _ in batch) + 1, len(self.embedded))
-        distances, indices = self.search.kneighbors(self.embedded.embeddings[rows], n_neighbors)
-        for j, (row, k, answer) in enumerate(batch):
-            keep = indices[j] != row
-            answer.set_result((distances[j][keep][:k], indices[j][keep][:k]))
+        Raises:
+            ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
+        """
+        return self._submit(version, row, k, deadline)
+
+    def _answer(self, batch: list[_Query]) -> None:
+        for group in _by_version(batch):
+            version = group[0].version
+            rows = np.array([query.item for query in group])
+            # Ask for one more, as recommend() does, so each query can drop itself.
+            n_neighbors = min(max(query.k for query in group) + 1, len(version.embedded))
+            distances, indices = version.search.kneighbors(version.embedded.embeddings[rows], n_neighbors)
+            for j, query in enumerate(group):
+                keep = indices[j] != query.item
+                query.answer.set_result((distances[j][keep][: query.k], indices[j][keep][: query.k]))
 
 
 class PhotoBatcher(_Batcher):
     """The nearest products of decoded photos, for concurrent requests: one model call per batch.
 
     Args:
-        embedded: The index.
         weights_path: Where the index's weights file is now, if it has moved.
         max_batch: Most photos embedded by one model call.
+        max_pending: Most photos waiting; one more is refused with :class:`ServiceBusy`.
     """
 
     def __init__(
-        self, embedded: EmbeddedCatalog, search: Any, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH
+        self, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH, max_pending: int = MAX_PENDING_PHOTOS
     ) -> None:
         self.weights_path = weights_path
-        self._extractor: keras.Model | None = None
-        super().__init__(embedded, search, max_batch, "simrec-photos")
+        self._extractors: dict[tuple, keras.Model] = {}
+        super().__init__(max_batch, max_pending, "simrec-photos", "photo queries")
 
-    def query(self, pixels: np.ndarray, k: int, colour_weight: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, version: IndexVersion, pixels: np.ndarray, k: int, colour_weight: float, deadline: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest products of one ``(size, size, 3)`` uint8 photo: ``(distances, indices)``.
 
-        ``1 <= k <= len(embedded)`` must hold (checked by the caller), and a
+        ``1 <= k <= len(version.embedded)`` must hold (checked by the caller), and a
         ``colour_weight`` above 0 needs the index's colour signatures (checked too). The
-        first query builds the index's extractor (seconds).
-        """
-        return self._submit((pixels, colour_weight), k)
+        first query builds the index's extractor (seconds) unless :meth:`warm_up` did.
 
-    def _answer(self, batch: list[tuple[tuple[np.ndarray, float], int, Future]]) -> None:
-        if self._extractor is None:
-            self._extractor = query_extractor(self.embedded, self.weights_path)
-        vectors = embed_arrays(np.stack([pixels for (pixels, _), _, _ in batch]), self._extractor)
-        looks = [j for j, ((_, weight), _, _) in enumerate(batch) if weight == 0]
+        Raises:
+            ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
+        """
+        return self._submit(version, (pixels, colour_weight), k, deadline)
+
+    def warm_up(self, version: IndexVersion) -> None:
+        """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it."""
+        size = int(version.embedded.meta["image_size"])
+        self.query(version, np.zeros((size, size, 3), dtype=np.uint8), 1, 0.0, time.monotonic() + 600)
+        self.seconds_per_query = 0.0  # building the model is not the time a query takes
+
+    def _extractor(self, version: IndexVersion) -> keras.Model:
+        key = tuple(str(version.embedded.meta.get(name)) for name in _MODEL_KEYS)
+        if key not in self._extractors:
+            self._extractors[key] = query_extractor(version.embedded, self.weights_path)
+        return self._extractors[key]
+
+    def _answer(self, batch: list[_Query]) -> None:
+        for group in _by_version(batch):
+            self._answer_one_version(group)
+
+    def _answer_one_version(self, group: list[_Query]) -> None:
+        version = group[0].version
+        vectors = embed_arrays(np.stack([query.item[0] for query in group]), self._extractor(version))
+        looks = [j for j, query in enumerate(group) if query.item[1] == 0]
         if looks:
-            n_neighbors = max(batch[j][1] for j in looks)
-            distances, indices = self.search.kneighbors(vectors[looks], n_neighbors)
+            n_neighbors = max(group[j].k for j in looks)
+            distances, indices = version.search.kneighbors(vectors[looks], n_neighbors)
             for row, j in enumerate(looks):
-                k = batch[j][1]
-                batch[j][2].set_result((distances[row][:k], indices[row][:k]))
-        for j, ((pixels, weight), k, answer) in enumerate(batch):
+                k = group[j].k
+                group[j].answer.set_result((distances[row][:k], indices[row][:k]))
+        for j, query in enumerate(group):
+            pixels, weight = query.item
             if weight > 0:  # the blend of look and colour, from the same decoded photo
-                blend = neighbors_for(self.embedded, weight)
-                distances, indices = blend.kneighbors(vectors[j], colours=colour_signature(pixels), n_neighbors=k)
-                answer.set_result((distances[0], indices[0]))
+                blend = neighbors_for(version.embedded, weight)
+                distances, indices = blend.kneighbors(vectors[j], colours=colour_signature(pixels), n_neighbors=query.k)
+                query.answer.set_result((distances[0], indices[0]))

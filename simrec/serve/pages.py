@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
-from simrec.serve.state import Service, get_service
+from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
+from simrec.serve.state import IndexVersion, get_version
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
@@ -21,14 +22,14 @@ def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
-@router.get("/images/{product_id:path}", responses={404: {"description": "no such product, or it has no photo"}})
-def product_photo(product_id: str, service: Annotated[Service, Depends(get_service)]) -> FileResponse:
+@router.get("/images/{product_id:product_id}", responses={404: {"description": "no such product, or it has no photo"}})
+def product_photo(product_id: str, version: Annotated[IndexVersion, Depends(get_version)]) -> FileResponse:
     """A catalog product's photo, with its content type.
 
     The product id is looked up in the catalog and only that row's photo file is served,
     so no path in the URL ever reaches the file system.
     """
-    path = service.photo_path(product_id)
+    path = version.photo_path(product_id)
     if path is None or not path.is_file():
         raise HTTPException(404, f"no photo for product_id {product_id!r}: it is not in the catalog or has no file")
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

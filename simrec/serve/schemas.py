@@ -7,6 +7,10 @@ from pydantic import BaseModel, Field
 
 class Health(BaseModel):
     status: str = Field(description='"ok" while the index is open')
+    generation: str | None = Field(
+        description="the version of the index answering (000003-1f2e3d4c); it changes "
+        "when a re-index commits, without a restart"
+    )
     items: int = Field(description="products in the index")
     model: str | None = Field(description="what made the vectors, e.g. resnet50")
     weights: str | None = Field(description="imagenet, random(seed=0), a weights file, or external")
@@ -31,7 +35,6 @@ class ProductPage(BaseModel):
 
 class QueryInfo(BaseModel):
     product_id: str | None = Field(description="the catalog product asked about, or null for a photo")
-    path: str | None = Field(default=None, description="its photo file on the server")
     label: str
     image_url: str | None = Field(default=None, description="its photo, for a catalog product")
 
@@ -39,7 +42,6 @@ class QueryInfo(BaseModel):
 class Result(BaseModel):
     rank: int = Field(description="1 = closest")
     product_id: str
-    path: str
     label: str
     distance: float = Field(description="cosine distance, 0 = same direction, at most 2")
     image_url: str | None

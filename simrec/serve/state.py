@@ -1,12 +1,21 @@
-"""What every request shares: the opened index and the photo-query extractor.
+"""What every request shares: the index version being served, the batchers, and the limits.
 
 One :class:`Service` is made by :func:`simrec.serve.create_app` and reached by the
-routes through the :func:`get_service` dependency, never through a module global.
+routes through the :func:`get_service` and :func:`get_version` dependencies, never
+through a module global.
+
+The service follows the index's commits (:class:`simrec.IndexFollower`): a thread looks
+at the manifest once a second, opens a new version beside the one being served, prepares
+its lookup tables and search, and only then makes it current. Each request takes the
+current :class:`IndexVersion` once, when it starts, and is answered wholly from it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,44 +25,49 @@ from fastapi import Request
 
 from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.serve.batching import NeighbourBatcher, PhotoBatcher
+from simrec.serve.limits import DecodeGate, ServiceBusy
+from simrec.storage.following import POLL_SECONDS, IndexFollower
 
 if TYPE_CHECKING:
     import pandas as pd
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
-class Service:
-    """The index being served.
+class IndexVersion:
+    """One committed version of the index, ready to answer requests.
 
     Attributes:
         embedded: The index, loaded read-only with memory-mapped vectors.
-        index_dir: Its folder (never written).
-        max_upload_bytes: Largest photo upload accepted.
-        weights_path: Where the index's weights file is now, if it has moved.
-        exact: Exact search even when the index has an approximate-search structure.
+        search: Its search (approximate when it has an ann structure, unless ``exact``).
+        ids: Each catalog row's ``product_id``.
+        label_of: Each catalog row's label.
         rows: ``product_id`` -> catalog row, for lookups in constant time.
         labels: Every label, sorted.
-        batcher: Answers concurrent similar-product queries together.
-        photo_batcher: Embeds concurrent photo queries together; the only user of the extractor.
     """
 
     embedded: EmbeddedCatalog
-    index_dir: Path
-    max_upload_bytes: int
-    weights_path: str | os.PathLike | None = None
     exact: bool = False
+    search: Any = field(init=False)
+    ids: list[str] = field(init=False)
+    label_of: list[str] = field(init=False)
     rows: dict[str, int] = field(init=False)
     labels: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         catalog = self.embedded.catalog
-        self.rows = {product_id: row for row, product_id in enumerate(catalog["product_id"].astype(str))}
+        self.ids = catalog["product_id"].astype(str).tolist()
+        self.label_of = catalog["label"].astype(str).tolist() if "label" in catalog.columns else [""] * len(catalog)
+        self.rows = {product_id: row for row, product_id in enumerate(self.ids)}
         self.labels = sorted(set(catalog["label"].astype(str))) if "label" in catalog.columns else []
         self._has_photo = [bool(p) for p in catalog["path"].astype(str)] if "path" in catalog.columns else []
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
-        search = self.embedded.search(exact=self.exact)
-        self.batcher = NeighbourBatcher(self.embedded, search)
-        self.photo_batcher = PhotoBatcher(self.embedded, search, self.weights_path)
+        self.search = self.embedded.search(exact=self.exact)
+
+    @property
+    def generation(self) -> str | None:
+        return self.embedded.meta.get("generation")
 
     def image_url(self, product_id: str) -> str | None:
         """The URL of a product's photo, or None when the index holds none for it."""
@@ -82,6 +96,7 @@ class Service:
         meta = self.embedded.meta
         return {
             "status": "ok",
+            "generation": self.generation,
             "items": len(self.embedded),
             "model": meta.get("model"),
             "weights": meta.get("weights"),
@@ -90,6 +105,85 @@ class Service:
         }
 
 
+class Service:
+    """The index being served, following its commits, and what bounds the work.
+
+    Args:
+        index_dir: The index folder (never written).
+        max_upload_bytes: Largest photo upload accepted.
+        weights_path: Where the index's weights file is now, if it has moved.
+        exact: Exact search even when the index has an approximate-search structure.
+        timeout: Seconds a request may wait before it is answered 503 with Retry-After.
+        poll_seconds: How often the manifest is looked at for a new commit.
+        decode_gate: Bounds the uploads decoded at once and their memory.
+    """
+
+    def __init__(
+        self,
+        index_dir: str | os.PathLike,
+        max_upload_bytes: int,
+        weights_path: str | os.PathLike | None = None,
+        exact: bool = False,
+        timeout: float = 5.0,
+        poll_seconds: float = POLL_SECONDS,
+        decode_gate: DecodeGate | None = None,
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.max_upload_bytes = max_upload_bytes
+        self.weights_path = weights_path
+        self.exact = exact
+        self.timeout = timeout
+        self.poll_seconds = poll_seconds
+        self.decode_gate = decode_gate or DecodeGate()
+        self.follower = IndexFollower(index_dir, mmap=True, poll_seconds=poll_seconds, prepare=self._prepare)
+        self.batcher = NeighbourBatcher()
+        self.photo_batcher = PhotoBatcher(weights_path)
+        self._stop = threading.Event()
+        self._follow = threading.Thread(target=self._follow_commits, name="simrec-follow", daemon=True)
+        self._follow.start()
+
+    @property
+    def current(self) -> IndexVersion:
+        """The version new requests are answered from."""
+        return self.follower.current.prepared
+
+    def warm_up(self) -> None:
+        """Build the photo extractor now, when the index can embed photos, instead of on the first upload."""
+        if self.current.embedded.meta.get("image_size"):
+            self.photo_batcher.warm_up(self.current)
+
+    def close(self) -> None:
+        """Stop following commits."""
+        self._stop.set()
+
+    def _prepare(self, embedded: EmbeddedCatalog) -> IndexVersion:
+        return IndexVersion(embedded, self.exact)
+
+    def _follow_commits(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.follower.refresh(force=True)
+            except Exception:  # a bug here must not stop the service from answering from its version
+                logger.exception("could not look for a new version of %s", self.index_dir)
+
+
 def get_service(request: Request) -> Service:
     """FastAPI dependency: the :class:`Service` of the app serving this request."""
     return request.app.state.service
+
+
+def get_version(request: Request) -> IndexVersion:
+    """FastAPI dependency: the version this request is answered from, taken once when it starts.
+
+    Raises:
+        ServiceBusy: The request waited for a worker thread past its deadline.
+    """
+    deadline = getattr(request.state, "deadline", None)
+    if deadline is not None and time.monotonic() >= deadline:
+        raise ServiceBusy("the request waited past this server's --timeout before it could start")
+    return request.app.state.service.current
+
+
+def deadline_of(request: Request, service: Service) -> float:
+    """The ``time.monotonic()`` by which this request must be answered."""
+    return getattr(request.state, "deadline", None) or time.monotonic() + service.timeout

@@ -16,7 +16,11 @@ An index folder (format 3) holds:
   them have none, and ``simrec colours`` adds them;
 * ``ann-GEN.faiss`` (optional): the approximate-search structure of ``simrec ann``,
   described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
-* ``images-GEN/``: the photos of a zip source, when there is one.
+* ``photos/``: the photos of a zip source, stored once by content (``photos/ab/<sha256>.jpg``,
+  see :mod:`simrec.storage.photo_store`): unchanged photos never move between versions, and
+  the previous version's photos stay until the commit after next (``retired_photos``), so a
+  reader that still serves it keeps them; ``images-GEN/`` is where a zip is extracted before
+  the save, and the photo folder of indexes written before the store (they still load).
 
 The two tables are Parquet, so any name a filesystem or a zip can hold (line breaks,
 tabs, quotes, commas, a leading ``=``, very long names) reads back exactly as written;
@@ -62,6 +66,7 @@ from simrec.core.signals import deferred_interrupt
 from simrec.embedded_catalog import EmbeddedCatalog, assemble
 from simrec.search.exact import compute_inverse_norms
 from simrec.storage.locking import writer_lock
+from simrec.storage.photo_store import STORE, collect_photos, photos_named, store_photos
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +145,7 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
         temporary = directory / f".meta.json.{generation}.tmp"
         committed = False
         try:
-            files, photo_folders = _write_data(embedded, embeddings, inverse_norms, directory, names)
+            files, photo_folders, paths = _write_data(embedded, embeddings, inverse_norms, directory, names)
             meta = dict(embedded.meta)
             if embedded.colours is None:
                 meta.pop("colour_signature", None)
@@ -155,9 +160,11 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
                 failures=len(embedded.failures),
                 files=files,
                 format_1_files=_format_1_leftovers(directory),
+                retired_photos=_retired_photos(directory, paths),
             )
-            if not meta["format_1_files"]:
-                del meta["format_1_files"]
+            for optional in ("format_1_files", "retired_photos"):
+                if not meta[optional]:
+                    del meta[optional]
             _check_written(directory, meta, embedded)
             _write_manifest(temporary, meta)
             fsync_folder(directory)  # the new files' names are durable before the manifest names them
@@ -323,6 +330,8 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
     meta = read_manifest(directory)
     keep = {entry["name"] for entry in meta["files"].values()} if meta["format_version"] > 1 else set()
     keep |= set(meta.get("photo_folders", []))
+    retired = set(meta.get("retired_photos", []))
+    keep |= {name for name in retired if "/" not in name}  # a photo folder of the layout before the store
     format_1 = set(meta.get("format_1_files", []))  # what the index's first format left, recorded at the upgrade
     removed = []
     for entry in sorted(os.listdir(directory)):
@@ -338,7 +347,11 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
         removed.append(entry)
     if removed:
         fsync_folder(directory)
-        logger.info("removed %s from %s", ", ".join(removed), directory)
+    if meta["format_version"] > 1 and "catalog" in meta["files"]:
+        named = _catalog_paths(directory / meta["files"]["catalog"]["name"])
+        removed += collect_photos(directory, photos_named(named) | retired)
+    if removed:
+        logger.info("removed %d files and folders from %s, e.g. %s", len(removed), directory, removed[0])
     return removed
 
 
@@ -367,10 +380,10 @@ def _write_data(
     inverse_norms: np.ndarray,
     directory: Path,
     names: dict[str, str],
-) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """Write the data files; return their manifest entries and the photo folders the catalog uses."""
+) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
+    """Write the data files; return their manifest entries, the photo folders the catalog uses and its paths."""
     catalog = embedded.catalog.copy()
-    catalog["path"] = [_relative_to(p, directory) for p in catalog["path"]]
+    catalog["path"] = _stored_paths(catalog, directory)
     writers = {
         "catalog": lambda handle: _write_table(catalog, handle),
         "embeddings": lambda handle: np.save(handle, embeddings),
@@ -388,7 +401,37 @@ def _write_data(
         crash_point("data-file")
         files[role] = {"name": names[role], **file_fingerprint(path)}
     photo_folders = {Path(p).parts[0] for p in catalog["path"] if p and not os.path.isabs(p) and len(Path(p).parts) > 1}
-    return files, sorted(photo_folders)
+    return files, sorted(photo_folders), catalog["path"].tolist()
+
+
+def _stored_paths(catalog: pd.DataFrame, directory: Path) -> list[str]:
+    """The catalog's paths as the folder records them: relative inside it, its own photos in the photo store."""
+    relative = [_relative_to(p, directory) for p in catalog["path"]]
+    # Only photos simrec extracted (images-GEN/) enter the store; a caller's own files stay where they are.
+    extracted = [bool(p) and _GENERATION_FOLDER.match(Path(p).parts[0]) is not None for p in relative]
+    if "sha256" in catalog.columns:
+        digests = [d if ours else "" for d, ours in zip(catalog["sha256"].astype(str), extracted)]
+    else:  # vectors saved by a caller whose catalog names photos simrec extracted
+        digests = [file_fingerprint(directory / p)["sha256"] if ours else "" for p, ours in zip(relative, extracted)]
+    return store_photos(directory, relative, digests)
+
+
+def _retired_photos(directory: Path, new_paths: list[str]) -> list[str]:
+    """What the version being replaced names and the new one does not: kept until the commit after next.
+
+    Store objects of changed and removed products, and photo folders of the layout before the store.
+    """
+    try:
+        previous = read_manifest(directory)
+        entry = previous["files"].get("catalog") if previous["format_version"] > 1 else None
+        if entry is None:
+            return []
+        old_paths = _catalog_paths(directory / entry["name"])
+    except (MissingFileError, IndexIntegrityError, FileNotFoundError, ValueError):
+        return []
+    retired = photos_named(old_paths) - photos_named(new_paths)
+    retired |= {folder for folder in previous.get("photo_folders", []) if folder != STORE}
+    return sorted(name for name in retired if (directory / name).exists())
 
 
 def _write_table(frame: pd.DataFrame, handle) -> None:
@@ -439,6 +482,13 @@ def _read_table(path: Path, **csv_options: Any) -> pd.DataFrame:
         if isinstance(error, FileNotFoundError):
             raise
         raise IndexIntegrityError(f"{path} is damaged or truncated: {error}") from None
+
+
+def _catalog_paths(path: Path) -> pd.Series:
+    """The ``path`` column of a catalog table, Parquet or CSV, as text."""
+    if path.suffix == ".csv":
+        return _read_table(path, usecols=["path"], dtype=str)["path"]
+    return _read_table(path)["path"].astype(str)
 
 
 def _check_written(directory: Path, meta: dict[str, Any], embedded: EmbeddedCatalog) -> None:

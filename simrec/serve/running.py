@@ -1,0 +1,162 @@
+"""Run the service under uvicorn: one process or several behind one port, with deliberate limits.
+
+The port is checked and bound before anything says "serving", so a port out of range or
+already in use is a one-line error (exit status 2). With ``workers > 1`` uvicorn starts
+that many processes that share the bound socket; each opens the index itself (the vectors
+memory-mapped, so the page cache holds them once for all) and follows its commits.
+
+uvicorn's limits, set here on purpose:
+
+* a request's head (request line and headers) must arrive within
+  :data:`HEADER_TIMEOUT` seconds of the connection opening or of the previous answer,
+  else the connection is closed (uvicorn itself has no such limit: a client sending one
+  byte a second would hold a connection for ever); a head is at most 64 KB;
+* an idle keep-alive connection is closed after :data:`KEEP_ALIVE_TIMEOUT` seconds;
+* the body and the answer together must begin within ``--timeout`` (else 503, see
+  :mod:`simrec.serve.limits`);
+* at most :data:`MAX_CONNECTIONS` connections and requests at once per worker; beyond
+  that uvicorn answers 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from simrec.core.errors import InvalidArgumentError
+
+HEADER_TIMEOUT = 10.0
+KEEP_ALIVE_TIMEOUT = 5
+MAX_CONNECTIONS = 1024
+MAX_HEAD_BYTES = 64 * 1024
+BACKLOG = 2048
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus a deadline for each request's head."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._arm_head_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_overdue)
+
+    def _head_overdue(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()  # no complete request head in time
+
+
+def check_port(port: int) -> int:
+    """The port, if it is one a server can listen on.
+
+    Raises:
+        InvalidArgumentError: Outside 1 to 65535.
+    """
+    if not 1 <= port <= 65535:
+        raise InvalidArgumentError(f"Expected --port between 1 and 65535, got {port}")
+    return port
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, as uvicorn binds one.
+
+    Raises:
+        InvalidArgumentError: The address cannot be listened on (in use, not this machine's, ...).
+    """
+    check_port(port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as error:
+        sock.close()
+        raise InvalidArgumentError(
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: Any, *, workers: int, verbose: int, **kwargs: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        workers=workers,
+        http=GuardedH11Protocol,
+        timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+        limit_concurrency=MAX_CONNECTIONS,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        backlog=BACKLOG,
+        log_level="warning" if verbose == 0 else "info",
+        **kwargs,
+    )
+
+
+def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, verbose: int = 0) -> None:
+    """Serve the index of ``settings`` (the arguments of :func:`simrec.serve.create_app`) until stopped.
+
+    Raises:
+        InvalidArgumentError: A bad port or one that cannot be listened on, or workers < 1.
+        MissingFileError, IndexIntegrityError: The folder holds no complete index.
+    """
+    from simrec.serve.app import SETTINGS_VARIABLE, app_from_environment, create_app
+
+    if workers < 1:
+        raise InvalidArgumentError(f"Expected --workers >= 1, got {workers}")
+    sock = bind(host, port)  # before the index is opened: a port in use is said at once
+    try:
+        if workers == 1:
+            config = uvicorn_config(create_app(**settings, warm_up=True), workers=1, verbose=verbose)
+        else:
+            from simrec.storage.index_folder import load_index
+
+            load_index(settings["index_dir"], mmap=True)  # a bad folder is one line here, not one per worker
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            extra = {"warm_up": True, "quiet_backend": verbose < 2, "threads_per_worker": threads}
+            os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, **extra})
+            target = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
+            config = uvicorn_config(target, factory=True, workers=workers, verbose=verbose)
+    except BaseException:
+        sock.close()
+        raise
+    where = f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+    print(
+        f"serving {settings['index_dir']} on {where} with {workers} worker{'s' * (workers > 1)} (Ctrl-C stops)",
+        file=sys.stderr,
+    )
+    server = uvicorn.Server(config)
+    if workers == 1:
+        server.run(sockets=[sock])
+    else:
+        from uvicorn.supervisors import Multiprocess
+
+        try:
+            supervisor = Multiprocess(config, sockets=[sock])
+        except TypeError:  # uvicorn before 0.30 takes the target too
+            supervisor = Multiprocess(config, target=server.run, sockets=[sock])  # type: ignore[call-arg]
+        supervisor.run()

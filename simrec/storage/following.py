@@ -1,0 +1,164 @@
+"""A long-lived reader that follows an index folder's commits.
+
+:func:`~simrec.storage.index_folder.load_index` gives a snapshot: the version committed
+when it was called, whatever is committed later. A :class:`IndexFollower` keeps the
+version it opened and, on :meth:`~IndexFollower.refresh`, looks at ``meta.json`` (at most
+once per ``poll_seconds``). When a writer has committed a new generation, it opens that
+one beside the current one, prepares it (``prepare``, e.g. a service's lookup tables),
+and only then makes it current, in one assignment: a caller that took ``current`` keeps
+a whole, consistent version for as long as it holds it, and the next caller gets the new
+one. Opening needs no lock and never waits for a writer.
+
+A version's memory-mapped vectors stay readable after the writer removes their files (the
+operating system keeps a removed file's data while it is mapped), and its photos stay in
+the photo store until the commit after next (:mod:`simrec.storage.photo_store`), so a
+follower that refreshes at least once between two commits never loses a photo.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from simrec.core.errors import IndexIntegrityError, MissingFileError
+from simrec.embedded_catalog import EmbeddedCatalog
+from simrec.storage.index_folder import META_FILE, load_index
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Version(Generic[T]):
+    """One committed version of an index, opened.
+
+    Attributes:
+        generation: Its name in the folder (``000003-1f2e3d4c``), or None for a first-format index.
+        embedded: The index as loaded.
+        prepared: What ``prepare`` made of it (the :class:`EmbeddedCatalog` itself by default).
+    """
+
+    generation: str | None
+    embedded: EmbeddedCatalog
+    prepared: T
+
+    def __len__(self) -> int:
+        return len(self.embedded)
+
+
+class IndexFollower(Generic[T]):
+    """Follow the commits of one index folder.
+
+    Args:
+        directory: The index folder.
+        mmap: Memory-map the vectors (see :func:`simrec.load_index`).
+        poll_seconds: Least time between two looks at the manifest.
+        prepare: Called with each newly opened :class:`EmbeddedCatalog`, before it becomes
+            current; its result is ``current.prepared``.
+
+    Raises:
+        MissingFileError: The folder does not exist.
+        IndexIntegrityError: It holds no complete index.
+
+    Example:
+        >>> follower = IndexFollower("data/index")  # doctest: +SKIP
+        >>> embedded = follower.snapshot()  # the newest committed version, checked at most once a second
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        mmap: bool = True,
+        poll_seconds: float = POLL_SECONDS,
+        prepare: Callable[[EmbeddedCatalog], T] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.mmap = mmap
+        self.poll_seconds = poll_seconds
+        self._prepare: Callable[[EmbeddedCatalog], Any] = prepare or (lambda embedded: embedded)
+        self._lock = threading.Lock()
+        self._stamp = _stamp(self.directory)
+        self._current = self._open()
+        self._checked = time.monotonic()
+
+    @property
+    def current(self) -> Version[T]:
+        """The version being followed now, without looking for a newer one."""
+        return self._current
+
+    def snapshot(self) -> EmbeddedCatalog:
+        """The newest committed version: :meth:`refresh`, then ``current.embedded``."""
+        self.refresh()
+        return self._current.embedded
+
+    def refresh(self, *, force: bool = False) -> bool:
+        """Move to the newest committed version, if there is one; True when it moved.
+
+        Looks at the manifest at most once per ``poll_seconds`` unless ``force``. While
+        another thread is opening a new version this returns at once (False), and callers
+        keep the current one. A version that cannot be opened (a damaged file) is logged
+        and skipped: the current one stays, and the next refresh tries again.
+        """
+        now = time.monotonic()
+        if not force and now - self._checked < self.poll_seconds:
+            return False
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._checked = now
+            stamp = _stamp(self.directory)
+            if stamp is None or stamp == self._stamp:  # no manifest now: nothing newer to open
+                return False
+            try:
+                version = self._open()
+            except (MissingFileError, IndexIntegrityError, OSError) as error:
+                logger.warning("%s: keeping generation %s: %s", self.directory, self._current.generation, error)
+                return False
+            self._stamp = stamp
+            if version.generation == self._current.generation and version.generation is not None:
+                return False
+            self._current = version  # one assignment: every caller sees the old version or the new one
+            logger.info(
+                "%s: now at generation %s (%d items)", self.directory, version.generation, len(version.embedded)
+            )
+            return True
+        finally:
+            self._lock.release()
+
+    def _open(self) -> Version[T]:
+        embedded = load_index(self.directory, mmap=self.mmap)
+        return Version(embedded.meta.get("generation"), embedded, self._prepare(embedded))
+
+
+def follow_index(
+    directory: str | os.PathLike, *, mmap: bool = True, poll_seconds: float = POLL_SECONDS
+) -> IndexFollower[EmbeddedCatalog]:
+    """Open an index folder and follow its commits: ``follower.snapshot()`` is always the newest version.
+
+    For a long-lived reader (a worker, a notebook kept open while the shop re-indexes).
+    Call ``snapshot()`` once per unit of work and use what it returns throughout, so
+    each unit is answered wholly from one version.
+
+    Example:
+        >>> follower = simrec.follow_index("data/index")  # doctest: +SKIP
+        >>> simrec.recommend(follower.snapshot(), product_id="red/shirt_1")  # doctest: +SKIP
+    """
+    return IndexFollower(directory, mmap=mmap, poll_seconds=poll_seconds)
+
+
+def _stamp(directory: Path) -> tuple[int, int, int] | None:
+    """What changes when a commit renames a new manifest into place: inode, modification time, size."""
+    try:
+        status = os.stat(directory / META_FILE)
+    except OSError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
