@@ -37,7 +37,7 @@ def test_index_counts_and_files(built, capsys):
     _, out = built
     meta = json.loads((out / "meta.json").read_text())
     assert meta["photo_folders"] == ["photos"]  # the zip's photos, stored by content
-    catalog = pd.read_csv(out / meta["files"]["catalog"]["name"], dtype=str, keep_default_na=False)
+    catalog = pd.read_parquet(out / meta["files"]["catalog"]["name"])
     photo = catalog.set_index("product_id").at["red/shirt_1", "path"]
     assert photo.startswith("photos/") and photo.endswith(".jpg") and (out / photo).is_file()
     for role in ("catalog", "embeddings", "inverse_norms", "failures"):

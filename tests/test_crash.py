@@ -60,7 +60,7 @@ def _assert_clean(out):
     expected = {"meta.json", LOCK_FILE, *meta["photo_folders"], *(e["name"] for e in meta["files"].values())}
     assert set(os.listdir(out)) == expected | {name for name in retired if "/" not in name}
     if (out / STORE).is_dir():  # the photo store holds what the catalog names and the retired photos, nothing else
-        catalog = pd.read_csv(out / meta["files"]["catalog"]["name"], dtype=str, keep_default_na=False)
+        catalog = pd.read_parquet(out / meta["files"]["catalog"]["name"])
         stored = {f"{STORE}/{p.parent.name}/{p.name}" for p in (out / STORE).glob("*/*")}
         assert stored == set(catalog["path"]) | {name for name in retired if "/" in name}
 

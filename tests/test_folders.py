@@ -6,7 +6,7 @@ import errno
 import os
 
 import pytest
-from conftest import write_image
+from photos import write_image
 
 import simrec.pipeline.catalog
 from simrec import InvalidArgumentError, build_index, load_catalog, load_index

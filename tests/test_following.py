@@ -54,7 +54,7 @@ def test_a_reader_of_the_previous_version_keeps_every_photo_until_the_commit_aft
     assert not any(os.path.exists(p) for p in gone)  # collected at the commit after next
     meta = json.loads((out / "meta.json").read_text())
     stored = {f"{STORE}/{p.parent.name}/{p.name}" for p in (out / STORE).glob("*/*")}
-    catalog = pd.read_csv(out / meta["files"]["catalog"]["name"], dtype=str, keep_default_na=False)
+    catalog = pd.read_parquet(out / meta["files"]["catalog"]["name"])
     assert stored == set(catalog["path"]) | set(meta["retired_photos"])
 
 
@@ -109,7 +109,7 @@ def _as_before_the_store(out):
     meta = json.loads((out / "meta.json").read_text())
     legacy = f"images-{meta['generation']}"
     entry = meta["files"]["catalog"]
-    catalog = pd.read_csv(out / entry["name"], dtype=str, keep_default_na=False)
+    catalog = pd.read_parquet(out / entry["name"])
     paths = []
     for product_id, stored in zip(catalog["product_id"], catalog["path"]):
         relative = f"{legacy}/Colors_Products/{product_id}{os.path.splitext(stored)[1]}"
@@ -119,7 +119,7 @@ def _as_before_the_store(out):
     (out / legacy / ".simrec-extracted").write_text("extracted\n")
     shutil.rmtree(out / STORE)
     catalog["path"] = paths
-    catalog.to_csv(out / entry["name"], index=False)
+    catalog.to_parquet(out / entry["name"], index=False)
     meta["files"]["catalog"] = {"name": entry["name"], **file_fingerprint(out / entry["name"])}
     meta["photo_folders"] = [legacy]
     (out / "meta.json").write_text(json.dumps(meta, indent=2))

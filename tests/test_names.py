@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import jpeg_bytes, write_image
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from photos import jpeg_bytes, write_image
 
 from simrec import IndexIntegrityError, build_index, load_index, save_index
 from simrec.cli import main
