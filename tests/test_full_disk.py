@@ -316,3 +316,26 @@ def test_a_short_write_says_the_disk_is_full(embedded, tmp_path, monkeypatch):
     assert message.startswith(f"cannot write {out}: the disk is full (No space left on device)")
     assert "requested" not in message and "written" not in message
     assert sorted(os.listdir(out)) == [LOCK_FILE]
+
+
+def test_a_full_disk_while_photos_are_copied_where_links_are_refused_leaves_no_file(
+    shop, tmp_path, small_extractor, monkeypatch
+):
+    sources, pristine = shop
+    out = tmp_path / "idx"
+    shutil.copytree(pristine["zip"], out, symlinks=True)
+    files_before = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+
+    def no_links(*args, **kwargs):  # some network and FUSE mounts: the photos are copied instead
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+
+    monkeypatch.setattr(os, "link", no_links)
+    disk = FullDisk(monkeypatch)
+    disk.at("catalogued")  # the zip is extracted; the copies into the photo store meet the full disk
+    with pytest.raises(DiskFullError, match=f"cannot write {out}: the disk is full"):
+        build_index(sources["zip"], out, extractor=small_extractor, verbose=False)
+    assert sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file()) == files_before
+    assert len(load_index(out, verify=True)) == OLD
+    disk.at(None)
+    embedded, report = build_index(sources["zip"], out, extractor=small_extractor, verbose=False)
+    assert len(embedded) == NEW and report.removed == 0

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from simrec.core.crashpoints import crash_point
-from simrec.core.durability import fsync_file, fsync_folder
+from simrec.core.durability import NewFile, fsync_file, fsync_folder, is_no_room
 
 STORE = "photos"
 """The store's folder inside the index folder."""
@@ -123,8 +123,14 @@ def _put(source: Path, target: Path) -> None:
     temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
     try:
         os.link(source, temporary)  # the extracted file is already fsynced: a link shares its data
-    except OSError:  # no hard links here (some network and FUSE mounts): copy
-        with open(source, "rb") as reader, open(temporary, "xb") as writer:
-            shutil.copyfileobj(reader, writer, 1024**2)
-            fsync_file(writer)
+    except OSError as error:  # no hard links here (some network and FUSE mounts): copy
+        if is_no_room(error):
+            raise
+        try:
+            with open(source, "rb") as reader, NewFile(temporary) as writer:
+                shutil.copyfileobj(reader, writer, 1024**2)
+                fsync_file(writer)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
     os.replace(temporary, target)
