@@ -50,6 +50,8 @@ from simrec.embedded_catalog import require_colours, resolve_colour_weight
 from simrec.pipeline.backend import backend_name, import_backend_quietly
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
+from simrec.pipeline.model import PRECISIONS
+from simrec.search.approximate import ANN_TYPES
 from simrec.storage.index_folder import load_index, verify_index
 
 logger = logging.getLogger("simrec")
@@ -92,52 +94,62 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add_weights(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--model",
-            default=None,
-            metavar="NAME",
-            help=f"the backbone: {', '.join(BACKBONES)} (default: an existing index's own, else "
-            f"{DEFAULT_BACKBONE}); a different one than the index's needs --rebuild",
-        )
-        sub.add_argument(
-            "--weights",
-            default="auto",
-            help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
-            "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file "
-            "holding the model's weights",
-        )
-        sub.add_argument(
-            "--image-size",
-            type=_positive,
-            default=None,
-            help="input side in pixels (default: an existing index's own, else the model's own, 224 for most)",
-        )
-        sub.add_argument(
-            "--seed", type=int, default=None, help=f"seed for random weights (default: the index's own, else {SEED})"
-        )
-        sub.add_argument(
-            "--batch-size", type=_positive, default=BATCH_SIZE, help="images per model call (default: %(default)s)"
-        )
-        sub.add_argument(
-            "--precision",
-            choices=("auto", "float32", "bfloat16", "float16"),
-            default=None,
-            help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
-            "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16); a different one than the "
-            "index's needs --rebuild",
-        )
+    for add_command in _COMMANDS:
+        add_command(commands)
+    return parser
 
-    def add_colour_weight(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument(
-            "--colour-weight",
-            type=_unit_interval,
-            default=None,
-            metavar="W",
-            help=f"0 ranks by look (the embedding), 1 by the product's colour alone, in between a blend of the two "
-            f"(default: {COLOUR_WEIGHT} on an index with colour signatures and exact search, else 0)",
-        )
 
+def _add_model_options(sub: argparse.ArgumentParser) -> None:
+    """--model, --weights, --image-size, --seed, --batch-size, --precision: how photos are embedded."""
+    sub.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME",
+        help=f"the backbone: {', '.join(BACKBONES)} (default: an existing index's own, else "
+        f"{DEFAULT_BACKBONE}); a different one than the index's needs --rebuild",
+    )
+    sub.add_argument(
+        "--weights",
+        default="auto",
+        help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
+        "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file "
+        "holding the model's weights",
+    )
+    sub.add_argument(
+        "--image-size",
+        type=_positive,
+        default=None,
+        help="input side in pixels (default: an existing index's own, else the model's own, 224 for most)",
+    )
+    sub.add_argument(
+        "--seed", type=int, default=None, help=f"seed for random weights (default: the index's own, else {SEED})"
+    )
+    sub.add_argument(
+        "--batch-size", type=_positive, default=BATCH_SIZE, help="images per model call (default: %(default)s)"
+    )
+    sub.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
+        "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16); a different one than the "
+        "index's needs --rebuild",
+    )
+
+
+def _add_colour_weight(sub: argparse.ArgumentParser) -> None:
+    """--colour-weight: how much the product's colour counts beside its look."""
+    sub.add_argument(
+        "--colour-weight",
+        type=_unit_interval,
+        default=None,
+        metavar="W",
+        help=f"0 ranks by look (the embedding), 1 by the product's colour alone, in between a blend of the two "
+        f"(default: {COLOUR_WEIGHT} on an index with colour signatures and exact search, else 0)",
+    )
+
+
+def _add_index_command(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
     index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
     index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images-GEN)")
@@ -154,9 +166,11 @@ def _build_parser() -> argparse.ArgumentParser:
     index.add_argument("--ray-address", help="Ray cluster to use: auto, ray://host:port (default: a local Ray)")
     index.add_argument("--workers", type=_positive, help="Ray embedding actors (default: 1)")
     index.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray actor (default: 0, CPU only)")
-    add_weights(index)
+    _add_model_options(index)
     index.set_defaults(handler=_cmd_index)
 
+
+def _add_query_command(commands: argparse._SubParsersAction) -> None:
     query = commands.add_parser("query", help="recommend products similar to a product or a photo")
     query.add_argument("index_dir", metavar="INDEX_DIR")
     target = query.add_mutually_exclusive_group(required=True)
@@ -168,7 +182,7 @@ def _build_parser() -> argparse.ArgumentParser:
     query.add_argument("--plot", help="write the result grid to this PNG file")
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
     query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
-    add_colour_weight(query)
+    _add_colour_weight(query)
     query.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     query.add_argument("--nprobe", type=_positive, help="IVF lists to search (default: the one stored by simrec ann)")
     query.add_argument("--ef", type=_positive, help="HNSW search breadth (default: the one stored by simrec ann)")
@@ -179,6 +193,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     query.set_defaults(handler=_cmd_query)
 
+
+def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
     export.add_argument("index_dir", metavar="INDEX_DIR")
     export.add_argument("-k", type=_positive, default=10, help="neighbours per product (default: %(default)s)")
@@ -189,7 +205,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--out", required=True, help="output file: .parquet or .csv (the suffix picks the format)")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_colour_weight(export)
+    _add_colour_weight(export)
     export.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     export.add_argument(
         "--distinct",
@@ -198,6 +214,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(handler=_cmd_export)
 
+
+def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
     duplicates = commands.add_parser(
         "duplicates", help="find products photographed twice: the same file, or a resized, mirrored or cropped copy"
     )
@@ -232,6 +250,8 @@ def _build_parser() -> argparse.ArgumentParser:
     duplicates.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     duplicates.set_defaults(handler=_cmd_duplicates)
 
+
+def _add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="serve an index over HTTP: a JSON API and a web page")
     serve.add_argument("index_dir", metavar="INDEX_DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -255,11 +275,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=_cmd_serve)
 
+
+def _add_ann_command(commands: argparse._SubParsersAction) -> None:
     ann = commands.add_parser(
         "ann", help="build (or remove) an approximate-search structure inside an index (pip install 'simrec[faiss]')"
     )
     ann.add_argument("index_dir", metavar="INDEX_DIR")
-    ann.add_argument("--type", required=True, choices=("hnsw", "ivf-flat", "ivf-pq", "none"), help="none removes it")
+    ann.add_argument("--type", required=True, choices=(*ANN_TYPES, "none"), help="none removes it")
     ann.add_argument("--nlist", type=_positive, help="IVF lists (default: about 2 sqrt(items))")
     ann.add_argument("--nprobe", type=_positive, help="IVF lists searched by default (default: nlist / 16)")
     ann.add_argument("--m", type=_positive, help="hnsw: links per node (32); ivf-pq: bytes per vector (128 at 2048-d)")
@@ -270,15 +292,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ann.add_argument("--seed", type=int, default=0, help="seed of the training sample (default: %(default)s)")
     ann.set_defaults(handler=_cmd_ann)
 
+
+def _add_verify_command(commands: argparse._SubParsersAction) -> None:
     verify = commands.add_parser("verify", help="check every checksum of an index folder (exit 0 intact, 2 damaged)")
     verify.add_argument("index_dir", metavar="INDEX_DIR")
     verify.set_defaults(handler=_cmd_verify)
 
+
+def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="leave-one-out precision@k and mAP@k by label")
     evaluate.add_argument("index_dir", metavar="INDEX_DIR")
     evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
-    add_colour_weight(evaluate)
+    _add_colour_weight(evaluate)
     evaluate.add_argument(
         "--sweep",
         action="store_true",
@@ -306,6 +332,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=_cmd_evaluate)
 
+
+def _add_colours_command(commands: argparse._SubParsersAction) -> None:
     colours = commands.add_parser(
         "colours", help="add colour signatures to an index made without them (reads the photos, no model)"
     )
@@ -316,19 +344,23 @@ def _build_parser() -> argparse.ArgumentParser:
     colours.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     colours.set_defaults(handler=_cmd_colours)
 
+
+def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the whole pipeline on a built-in synthetic catalog")
     demo.add_argument("--out", default=DEMO_DIR, help="output folder (default: %(default)s)")
     demo.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_weights(demo)
+    _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
 
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="measure embedding and search speed on this machine")
     bench.add_argument(
         "--images", type=_positive, help="generated JPEGs to embed (default: 96; 32 per model with --model)"
     )
     bench.add_argument("--batch-size", type=_positive, default=BATCH_SIZE)
-    bench.add_argument("--precision", choices=("float32", "bfloat16", "float16", "auto"), default="float32")
+    bench.add_argument("--precision", choices=PRECISIONS, default="float32")
     bench.add_argument(
         "--items", type=_positive, default=20_000, help="vectors for the search benchmark (default: %(default)s)"
     )
@@ -356,7 +388,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--ray", action="store_true", help="instead: the Ray engine on a local Ray vs the local engine (needs ray)"
     )
     bench.set_defaults(handler=_cmd_bench)
-    return parser
+
+
+_COMMANDS = (
+    _add_index_command,
+    _add_query_command,
+    _add_export_command,
+    _add_duplicates_command,
+    _add_serve_command,
+    _add_ann_command,
+    _add_verify_command,
+    _add_evaluate_command,
+    _add_colours_command,
+    _add_demo_command,
+    _add_bench_command,
+)
+"""One function a command, in the order of ``simrec --help``."""
 
 
 def _positive(text: str) -> int:
