@@ -416,34 +416,27 @@ def _positive(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
+def _number_in(what: str, low: float, high: float, *, low_open: bool = False):
+    """An argparse type: a float from ``low`` to ``high`` (above ``low`` when ``low_open``), or one clear line."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:  # NaN fails too
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+
+    return parse
 
 
-def _distance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a cosine distance from 0 to 2, got {text!r}") from None
-    if not 0.0 <= value <= 2.0:
-        raise argparse.ArgumentTypeError(f"expected a cosine distance from 0 to 2, got {text}")
-    return value
-
-
-def _unit_interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text}")
-    return value
+_positive_float = _number_in("a positive number of seconds", 0.0, 1e9, low_open=True)
+_positive_float.__name__ = "seconds"
+_distance = _number_in("a cosine distance from 0 to 2", 0.0, 2.0)
+_distance.__name__ = "distance"
+_unit_interval = _number_in("a number from 0 to 1", 0.0, 1.0)
+_unit_interval.__name__ = "number"
 
 
 def _configure_logging(verbosity: int) -> None:
