@@ -459,7 +459,7 @@ def run_ann_benchmark(
         embedded = load_index(index, mmap=True)
         rows = np.random.default_rng(2).choice(len(embedded), size=min(n_queries, len(embedded)), replace=False)
         real = _ann_figures(
-            f"index {index} {len(embedded)}x{embedded.meta['dim']}",
+            f"index {index} {len(embedded)}x{embedded.meta.dim}",
             embedded.embeddings,
             rows,
             settings,

@@ -74,7 +74,7 @@ class DuplicateReport:
             when not decoded).
         threshold: Cosine distance bound of the candidates.
         photo_threshold: Photo difference bound, or None when photos were not compared.
-        model: What made the vectors (``meta["model"]``).
+        model: What made the vectors (``meta.model``).
         photos_compared: Whether candidates were verified by their photos.
         candidates: Candidate pairs looked at.
         seconds: Wall time.
@@ -285,7 +285,7 @@ def find_duplicates(
         groups=groups,
         threshold=test.threshold,
         photo_threshold=test.photo_threshold,
-        model=str(embedded.meta.get("model", "")),
+        model=embedded.meta.model,
         photos_compared=test.photos_compared,
         candidates=len(first),
         seconds=time.perf_counter() - started,

@@ -42,12 +42,13 @@ from simrec.core.errors import (
     MissingFileError,
     NotWritableError,
 )
-from simrec.core.records import extractor_info
+from simrec.core.index_meta import REUSE_KEYS, IndexMeta, weights_name
+from simrec.core.records import ExtractorInfo, extractor_info
 from simrec.core.validation import check_path_argument
-from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
+from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
-from simrec.pipeline.model import build_extractor, imagenet_available, made_by_simrec, weights_argument
+from simrec.pipeline.model import build_extractor, imagenet_available
 from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
 from simrec.storage.locking import writer_lock
 
@@ -55,8 +56,6 @@ if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
-
-_REUSE_KEYS = ("model", "weights", "image_size", "preprocessing", "precision")
 
 
 @dataclass
@@ -155,8 +154,8 @@ def build_index(
                 extractor = build_extractor(**spec)
             info = extractor_info(extractor)
             if previous_meta is not None:
-                _check_same_model(previous_meta, info.to_dict(), out)
-                if previous_meta.get("ann"):
+                _check_same_model(previous_meta, info, out)
+                if previous_meta.ann:
                     from simrec.search.approximate import import_faiss
 
                     import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
@@ -202,7 +201,7 @@ def build_index(
                     embeddings[ok] if not ok.all() else embeddings,
                     ok,
                     [skipped, result.failures, colours.failures],
-                    info.to_dict(),
+                    info,
                     colours=colours.values[ok],
                     source=str(source.absolute()),
                 )
@@ -262,17 +261,17 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     read_manifest(directory)  # a clear error for a folder that is not an index, before anything is written
     with writer_lock(directory):
         embedded = load_index(directory, mmap=True)
-        outside = not made_by_simrec(embedded.meta)
+        outside = embedded.meta.made_outside
         paths = embedded.catalog["path"].fillna("").astype(str)
         if outside and (paths == "").any():
             raise InvalidArgumentError(
-                f"{directory} holds vectors from {embedded.meta.get('model')!r} made outside simrec, and "
+                f"{directory} holds vectors from {embedded.meta.model!r} made outside simrec, and "
                 f"{int((paths == '').sum())} of its rows name no photo in the path column: colour signatures "
                 "need every row's photo"
             )
         # Vectors made outside simrec have no input size: their photos are decoded at simrec's default,
         # which the signature (made from at most 64 x 64 pixels) barely depends on.
-        size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
+        size = int(embedded.meta.image_size or IMAGE_SIZE)
         colours, failures = compute_colours(paths.tolist(), size, batch_size=batch_size, verbose=verbose)
         if len(failures):
             first = failures.iloc[0]
@@ -285,7 +284,7 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
                 f"cannot add colour signatures to {directory}: {len(failures)} photos cannot be read, e.g. "
                 f"{first['path']} ({first['reason']}); {remedy}"
             )
-        meta = dict(embedded.meta, colour_signature=SIGNATURE_METHOD)
+        meta = embedded.meta.replace(colour_signature=SIGNATURE_METHOD)
         updated = EmbeddedCatalog(
             embedded.catalog,
             embedded.embeddings,
@@ -325,7 +324,7 @@ def _aligned_colours(
     reused = np.flatnonzero(reuse_rows >= 0)
     if not len(reused):
         return _Colours(colours, None)
-    same_recipe = previous.meta.get("colour_signature", SIGNATURE_METHOD) == SIGNATURE_METHOD
+    same_recipe = previous.meta.colour_signature in (None, SIGNATURE_METHOD)
     if previous.colours is not None and same_recipe:
         colours[reused] = previous.colours[reuse_rows[reused]]
         return _Colours(colours, None)
@@ -337,7 +336,7 @@ def _aligned_colours(
 
 def _had_ann(out: Path) -> bool:
     try:
-        return bool(read_manifest(out).get("ann"))
+        return bool(read_manifest(out).ann)
     except (MissingFileError, IndexIntegrityError):
         return False
 
@@ -376,7 +375,7 @@ def _keep_ann(
     added = new_row[(reuse_rows < 0) & ok]
     index, info, how = update_ann(
         read_ann(previous.ann),
-        previous.meta["ann"],
+        previous.meta.ann,
         embedded.embeddings,
         embedded.neighbors._inv_norms,
         old_to_new,
@@ -386,7 +385,7 @@ def _keep_ann(
     return how
 
 
-def _existing_manifest(out: Path) -> dict[str, Any] | None:
+def _existing_manifest(out: Path) -> IndexMeta | None:
     """The manifest of the index already in ``out``, or None for a new or unreadable one."""
     try:
         meta = read_manifest(out)
@@ -395,16 +394,16 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
     except IndexIntegrityError as error:
         logger.warning("the index in %s cannot be read (%s); embedding everything", out, error)
         return None
-    if not made_by_simrec(meta):
+    if meta.made_outside:
         raise InvalidArgumentError(
-            f"the index {out} holds vectors from {meta.get('model')!r} made outside simrec; "
+            f"the index {out} holds vectors from {meta.model!r} made outside simrec; "
             "pass --rebuild (rebuild=True) to replace them with simrec's own"
         )
     return meta
 
 
 def _extractor_spec(
-    previous: dict[str, Any] | None,
+    previous: IndexMeta | None,
     out: Path,
     model: str | None,
     weights: Any,
@@ -424,15 +423,15 @@ def _extractor_spec(
     own_weights, own_seed = _own_weights(previous, out, weights)
     asked = {
         "model": model,
-        "weights": None if weights == "auto" else _weights_name(weights, seed),
+        "weights": None if weights == "auto" else weights_name(weights, seed),
         "precision": None if precision in (None, "auto") else precision,
         "image_size": image_size,
     }
     own = {
-        "model": previous["model"],
-        "weights": previous["weights"],
-        "precision": previous.get("precision"),
-        "image_size": previous["image_size"],
+        "model": previous.model,
+        "weights": previous.weights,
+        "precision": previous.precision,
+        "image_size": previous.image_size,
     }
     different = [key for key, value in asked.items() if value is not None and value != own[key]]
     if different:
@@ -450,38 +449,26 @@ def _extractor_spec(
     }
 
 
-def _own_weights(previous: dict[str, Any], out: Path, weights: Any) -> tuple[Any, int]:
+def _own_weights(previous: IndexMeta, out: Path, weights: Any) -> tuple[Any, int]:
     """The weights argument that rebuilds the index's extractor, or an error naming what is missing."""
     explicit_file = weights not in ("auto", "imagenet", "random", None)
     moved = Path(weights) if explicit_file else None
-    own, seed = weights_argument(previous, moved)
-    if own == "imagenet" and not imagenet_available(previous["model"]):
+    own, seed = previous.weights_argument(moved)
+    if own == "imagenet" and not imagenet_available(previous.model):
         raise MissingFileError(
-            f"the index {out} was embedded with {previous['model']}'s ImageNet weights, which are not cached here "
-            f"and cannot be downloaded: copy {backbone(previous['model']).weights_file} into ~/.keras/models/ "
+            f"the index {out} was embedded with {previous.model}'s ImageNet weights, which are not cached here "
+            f"and cannot be downloaded: copy {backbone(previous.model).weights_file} into ~/.keras/models/ "
             "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
         )
     return own, seed
 
 
-def _weights_name(weights: Any, seed: int | None) -> str:
-    """How ``meta.json`` names the weights that ``weights`` asks for."""
-    if weights is None or weights == "random":
-        return f"random(seed={SEED if seed is None else seed})"
-    if weights == "imagenet":
-        return "imagenet"
-    return f"file:{Path(weights).name}"
-
-
-def _check_same_model(previous: dict[str, Any], info: dict[str, Any], out: Path) -> None:
-    keys = _REUSE_KEYS + untrained_identity(previous)
-    own = {key: previous.get(key, "tensorflow" if key == "backend" else None) for key in keys}
-    different = [key for key in keys if own[key] != info.get(key)]
+def _check_same_model(previous: IndexMeta, info: ExtractorInfo, out: Path) -> None:
+    different = previous.differences(info, REUSE_KEYS)
     if different:
-        details = "; ".join(f"{k}: index {own[k]!r}, now {info.get(k)!r}" for k in different)
         raise InvalidArgumentError(
-            f"the index {out} was embedded differently ({details}); pass --rebuild (rebuild=True) to embed "
-            "everything again"
+            f"the index {out} was embedded differently ({'; '.join(different)}); pass --rebuild (rebuild=True) to "
+            "embed everything again"
         )
 
 

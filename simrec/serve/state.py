@@ -67,7 +67,7 @@ class IndexVersion:
 
     @property
     def generation(self) -> str | None:
-        return self.embedded.meta.get("generation")
+        return self.embedded.meta.generation
 
     def image_url(self, product_id: str) -> str | None:
         """The URL of a product's photo, or None when the index holds none for it."""
@@ -98,9 +98,9 @@ class IndexVersion:
             "status": "ok",
             "generation": self.generation,
             "items": len(self.embedded),
-            "model": meta.get("model"),
-            "weights": meta.get("weights"),
-            "pretrained": bool(meta.get("pretrained", True)),
+            "model": meta.model,
+            "weights": meta.weights,
+            "pretrained": meta.pretrained,
             "warning": self.warning(),
         }
 
@@ -149,7 +149,7 @@ class Service:
 
     def warm_up(self) -> None:
         """Build the photo extractor now, when the index can embed photos, instead of on the first upload."""
-        if self.current.embedded.meta.get("image_size"):
+        if not self.current.embedded.meta.made_outside:
             self.photo_batcher.warm_up(self.current)
 
     def close(self) -> None:

@@ -136,7 +136,7 @@ class IndexFollower(Generic[T]):
 
     def _open(self) -> Version[T]:
         embedded = load_index(self.directory, mmap=self.mmap)
-        return Version(embedded.meta.get("generation"), embedded, self._prepare(embedded))
+        return Version(embedded.meta.generation, embedded, self._prepare(embedded))
 
 
 def follow_index(
