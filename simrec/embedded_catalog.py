@@ -54,6 +54,9 @@ class EmbeddedCatalog:
     Two objects are equal only when they are the same object: ``==`` never compares the
     DataFrames and arrays inside.
 
+    Raises:
+        InvalidArgumentError: ``embeddings`` or ``colours`` has another number of rows than ``catalog``.
+
     Example:
         >>> import numpy as np, pandas as pd
         >>> catalog = pd.DataFrame({"product_id": ["red/a", "blue/b"], "path": ["a.jpg", "b.jpg"], "label": ["red", "blue"]})
@@ -109,6 +112,10 @@ class EmbeddedCatalog:
         Returns:
             An :class:`EmbeddedCatalog` whose ``failures`` are ``skipped`` plus the
             files that failed to embed.
+
+        Raises:
+            InvalidArgumentError: ``result`` is for another number of files than ``catalog``.
+            TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
         """
         if len(result.ok) != len(catalog):
             raise InvalidArgumentError(f"embeddings are for {len(result.ok)} files but the catalog has {len(catalog)}")
@@ -127,7 +134,11 @@ class EmbeddedCatalog:
 
     @property
     def neighbors(self) -> CosineNeighbors:
-        """The fitted :class:`simrec.CosineNeighbors` over ``embeddings`` (made on first use)."""
+        """The fitted :class:`simrec.CosineNeighbors` over ``embeddings`` (made on first use).
+
+        Raises:
+            InvalidArgumentError: The catalog is empty, or its embeddings hold NaN or infinite values.
+        """
         if self._neighbors is None:
             self._neighbors = CosineNeighbors().fit(self.embeddings, inverse_norms=self.inverse_norms)
             self.inverse_norms = self._neighbors._inv_norms
@@ -168,6 +179,9 @@ class EmbeddedCatalog:
 
         Raises:
             MissingDependencyError: The index has an ann structure but faiss is not installed.
+            IndexIntegrityError: The ann structure is unreadable or holds other vectors than the index.
+            InvalidArgumentError: ``nprobe`` on an HNSW structure, ``ef`` on an IVF one, or a negative ``nprobe``,
+                ``ef`` or ``rerank``.
         """
         if exact or self.ann is None:
             return self.neighbors
@@ -225,6 +239,10 @@ def assemble(
         colours: ``(ok.sum(), N_BINS)`` float32 colour signatures of the same rows, or
             None (then only ``colour_weight=0`` works on the result).
         source: The catalog source, recorded in ``meta.source``.
+
+    Raises:
+        InvalidArgumentError: ``embeddings`` or ``colours`` do not match the rows where ``ok``, or ``colours`` are not
+            finite.
     """
     ok = np.asarray(ok, dtype=bool)
     kept = catalog.loc[ok].reset_index(drop=True)
@@ -299,12 +317,21 @@ def default_colour_weight(embedded: EmbeddedCatalog) -> float:
 
 
 def resolve_colour_weight(embedded: EmbeddedCatalog, colour_weight: float | None) -> float:
-    """``colour_weight`` checked, or the index's default for None."""
+    """``colour_weight`` checked, or the index's default for None.
+
+    Raises:
+        InvalidArgumentError: ``colour_weight`` is outside ``[0, 1]``.
+    """
     return default_colour_weight(embedded) if colour_weight is None else check_colour_weight(colour_weight)
 
 
 def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:
-    """Refuse a colour weight above 0 on an index whose signatures are missing or made differently."""
+    """Refuse a colour weight above 0 on an index whose signatures are missing or made differently.
+
+    Raises:
+        InvalidArgumentError: The index has no colour signatures, or they were made by another recipe (the message says
+            how to make them).
+    """
     if embedded.colours is None:
         raise InvalidArgumentError(missing_colours_message(index, embedded.meta))
     method = embedded.meta.colour_signature

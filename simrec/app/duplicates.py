@@ -139,8 +139,8 @@ class DuplicateTest:
             True (required) or False (vectors alone).
 
     Raises:
-        InvalidArgumentError: A threshold out of range, or ``photos=True`` on an index
-            without readable photos.
+        InvalidArgumentError: A threshold out of range, ``photos`` other than ``"auto"``, True or False, or
+            ``photos=True`` on an index without readable photos.
     """
 
     def __init__(
@@ -247,7 +247,9 @@ def find_duplicates(
         paired with its first product.
 
     Raises:
-        InvalidArgumentError: A threshold or ``n_candidates`` out of range.
+        InvalidArgumentError: A threshold or ``n_candidates`` out of range, or ``photos`` as :class:`DuplicateTest`
+            refuses it.
+        MissingDependencyError: The index has an ann structure, ``exact`` is False and faiss is not installed.
 
     Example:
         >>> report = find_duplicates(load_index("index", mmap=True))  # doctest: +SKIP

@@ -124,15 +124,18 @@ def build_index(
         ``(embedded, report)``.
 
     Raises:
-        MissingFileError: ``source`` does not exist, or the existing index's weights are
-            not available here.
+        MissingFileError: ``source`` does not exist, or the existing index's weights are not available here.
         NotWritableError: ``out`` cannot be written.
-        DiskFullError: The disk of ``out`` has no room left (or is read-only); the
-            previous version stays, and nothing of this run is left behind.
+        DiskFullError: The disk of ``out`` has no room left (or is read-only); the previous version stays, and nothing
+            of this run is left behind.
         IndexLockedError: Another process is writing ``out``.
-        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``out`` is
-            empty, ``out`` is inside the source folder, an unknown ``model``, or the model,
-            weights, precision or image size differ from the existing index's without ``rebuild``.
+        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``out`` is empty, ``out`` is inside the
+            source folder, an unknown ``model`` or ``engine``, or the model, weights, precision or image size differ
+            from the existing index's without ``rebuild``.
+        UnsafeArchiveError: A zip ``source`` is not a readable zip.
+        MissingDependencyError: ``engine="ray"`` without Ray, or an existing index with an ann structure without faiss.
+        TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
+        IndexIntegrityError: What was written does not read back as written (nothing was committed).
     """
     started = time.perf_counter()
     check_path_argument(source, "the source")
@@ -249,10 +252,13 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
         The index as saved, loaded again.
 
     Raises:
-        MissingFileError: A photo of the index is gone or unreadable (the message names
+        MissingFileError: The folder is not an index, or a photo of the index is gone or unreadable (the message names
             it); rebuild the index with ``simrec index ... --rebuild`` then.
+        IndexIntegrityError: The index is damaged.
         InvalidArgumentError: Vectors made outside simrec with rows that name no photo.
         IndexLockedError: Another process is writing the index.
+        NotWritableError: The folder cannot be written.
+        DiskFullError: The disk has no room left (or is read-only); the previous version stays.
     """
     from simrec.core.colour_signature import SIGNATURE_METHOD
     from simrec.pipeline.embedding import compute_colours

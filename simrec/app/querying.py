@@ -48,6 +48,7 @@ def query_extractor(embedded: EmbeddedCatalog, weights_path: str | os.PathLike |
     Raises:
         MissingFileError: The index used a weights file that is not there.
         IndexIntegrityError: The index holds vectors made outside simrec.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
     """
     built = _EXTRACTORS.setdefault(embedded, {})
     key = str(weights_path or "")
@@ -179,13 +180,16 @@ def recommend(
         weights.
 
     Raises:
-        ValueError: Neither or both queries given, ``n_neighbors`` or ``colour_weight``
-            out of range, an empty catalog, ``colour_weight > 0`` on an index without
-            colour signatures (the message says how to add them), or an ``image`` array
-            of a refused shape, dtype or range.
-        KeyError: Unknown ``product_id`` (the message suggests close matches).
-        simrec.ImageDecodeError: The query image cannot be read.
-        simrec.IndexIntegrityError: ``extractor`` differs from the index's.
+        InvalidArgumentError: Neither or both queries given, ``n_neighbors`` or ``colour_weight`` out of range, an empty
+            catalog, ``colour_weight > 0`` on an index without colour signatures (the message says how to add them), or
+            an ``image`` array of a refused shape, dtype or range.
+        UnknownProductError: Unknown ``product_id`` (the message suggests close matches).
+        TypeError: ``image`` is not a path, PIL image or array, or ``extractor`` was not made by
+            :func:`simrec.build_extractor`.
+        ImageDecodeError: The query image cannot be read.
+        MissingFileError: A photo query on an index whose weights file is not there.
+        IndexIntegrityError: ``extractor`` differs from the index's, or a photo query on an index of vectors made
+            outside simrec.
 
     Example:
         >>> recommend(embedded, product_id="red/shirt_1", n_neighbors=5)  # doctest: +SKIP

@@ -78,10 +78,9 @@ def build_extractor(
         MobileNet 0.25). :func:`extractor_info` describes it.
 
     Raises:
-        ValueError: Bad ``model``/``image_size``/``precision``, or a weights file that
-            does not fit (the message says what the model expected and, where it can
-            tell, which model the file fits).
-        FileNotFoundError: A weights path that does not exist.
+        InvalidArgumentError: Bad ``model``/``image_size``/``precision``/``weights``, or a weights file that does not
+            fit (the message says what the model expected and, where it can tell, which model the file fits).
+        MissingFileError: A weights path that does not exist.
 
     Example:
         >>> extractor = build_extractor("mobilenet_2_5_224_tf_no_top.h5", model="mobilenet-0.25")  # doctest: +SKIP
@@ -177,6 +176,9 @@ def preprocess_function(mode: str) -> Callable[[Any], Any]:
     ``"caffe"``, ``"tf"`` and ``"torch"`` are ``keras.applications.imagenet_utils.preprocess_input``
     in that mode (what each application's own ``preprocess_input`` calls); ``"model"``
     passes the pixels through, for networks that rescale them themselves.
+
+    Raises:
+        InvalidArgumentError: ``mode`` is not one of the modes.
     """
     from keras.applications import imagenet_utils
 
@@ -203,7 +205,11 @@ def python_random_seeded(seed: int) -> Iterator[None]:
 
 
 def imagenet_weights_cached(model: str | Backbone = DEFAULT_BACKBONE) -> bool:
-    """Whether Keras already has the backbone's (no top) ImageNet weights on disk."""
+    """Whether Keras already has the backbone's (no top) ImageNet weights on disk.
+
+    Raises:
+        InvalidArgumentError: ``model`` names no backbone.
+    """
     return (keras_cache_dir() / "models" / backbone(model).weights_file).is_file()
 
 
@@ -224,7 +230,11 @@ def keras_cache_dir() -> Path:
 
 
 def imagenet_available(model: str | Backbone = DEFAULT_BACKBONE) -> bool:
-    """Whether the backbone's ImageNet weights are cached or can be downloaded now."""
+    """Whether the backbone's ImageNet weights are cached or can be downloaded now.
+
+    Raises:
+        InvalidArgumentError: ``model`` names no backbone.
+    """
     return imagenet_weights_cached(model) or _imagenet_reachable()
 
 
@@ -358,6 +368,7 @@ def extractor_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None
     Raises:
         MissingFileError: The index used a weights file that is no longer there.
         IndexIntegrityError: The index holds vectors made outside simrec.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
     """
     if meta.made_outside:
         raise IndexIntegrityError(

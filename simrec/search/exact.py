@@ -70,8 +70,8 @@ class CosineNeighbors(NeighborsSearch):
             self
 
         Raises:
-            ValueError: Empty input, wrong shape, NaN or infinite values, or bad
-                constructor parameters.
+            InvalidArgumentError: Empty input, wrong shape, NaN or infinite values, ``inverse_norms`` of another length,
+                or bad constructor parameters.
         """
         if self.metric != "cosine":
             raise InvalidArgumentError(f"Expected metric='cosine', got {self.metric!r}")

@@ -83,7 +83,14 @@ def similar_to_product(
     colour_weight: ColourWeight = None,
     distinct: Distinct = False,
 ) -> dict[str, Any]:
-    """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
+    """The k catalog products most like a catalog product (itself left out): ``simrec query --id``.
+    \f
+    Raises:
+        InvalidArgumentError: ``k`` or ``colour_weight`` out of range, or a colour weight above 0 on an index without
+            colour signatures (answered 422).
+        UnknownProductError: No such product (answered 404, with close matches).
+        ServiceBusy: No answer came by the request's deadline (answered 503).
+    """
     embedded = version.embedded
     row = embedded.row_of(product_id)  # an unknown one: 404 with the close matches
     plan = plan_query(
@@ -126,7 +133,15 @@ def similar_to_photo(
     colour_weight: ColourWeight = None,
     distinct: Distinct = False,
 ) -> dict[str, Any]:
-    """The k catalog products most like an uploaded photo: ``simrec query --image``."""
+    """The k catalog products most like an uploaded photo: ``simrec query --image``.
+    \f
+    Raises:
+        fastapi.HTTPException: 409 on an index of vectors made outside simrec; 415 or 422 for an upload that cannot be
+            decoded.
+        InvalidArgumentError: ``k`` above the number of products, ``colour_weight`` out of range, or a colour weight
+            above 0 on an index without colour signatures (answered 422).
+        ServiceBusy: No place to decode, or no answer, came by the request's deadline (answered 503).
+    """
     embedded = version.embedded
     plan = plan_query(
         embedded, k, photo=True, colour_weight=colour_weight, look=version.search, index_name=str(service.index_dir)

@@ -216,11 +216,16 @@ class PhotoBatcher(_Batcher):
 
         Raises:
             ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
+            MissingFileError: The first query of an index whose weights file is not there.
         """
         return self._submit(version, (pixels, colour_weight), k, deadline)
 
     def warm_up(self, version: IndexVersion) -> None:
-        """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it."""
+        """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it.
+
+        Raises:
+            MissingFileError: The index used a weights file that is not there.
+        """
         size = int(version.embedded.meta.image_size)
         self.query(version, np.zeros((size, size, 3), dtype=np.uint8), 1, 0.0, time.monotonic() + 600)
         self.seconds_per_query = 0.0  # building the model is not the time a query takes

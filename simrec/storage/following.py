@@ -148,6 +148,10 @@ def follow_index(
     Call ``snapshot()`` once per unit of work and use what it returns throughout, so
     each unit is answered wholly from one version.
 
+    Raises:
+        MissingFileError: The folder does not exist.
+        IndexIntegrityError: It holds no complete index.
+
     Example:
         >>> follower = simrec.follow_index("data/index")  # doctest: +SKIP
         >>> simrec.recommend(follower.snapshot(), product_id="red/shirt_1")  # doctest: +SKIP

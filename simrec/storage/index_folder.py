@@ -210,6 +210,14 @@ def save_vectors(
     Returns:
         The folder path.
 
+    Raises:
+        InvalidArgumentError: ``model`` is empty, ``catalog`` has no ``product_id`` column or repeats one, or
+            ``vectors`` is not ``(len(catalog), dim)`` or holds NaN or infinite values.
+        NotWritableError: The folder cannot be written.
+        DiskFullError: The disk has no room left (or is read-only); nothing was committed.
+        IndexLockedError: Another process is writing the folder.
+        IndexIntegrityError: What was written does not read back as written (nothing was committed).
+
     Example:
         >>> save_vectors(products, clip_vectors, "clip-index", model="clip-vit-b32")  # doctest: +SKIP
     """
@@ -253,7 +261,7 @@ def load_index(directory: str | os.PathLike, *, mmap: bool = False, verify: bool
         The :class:`~simrec.embedded_catalog.EmbeddedCatalog`.
 
     Raises:
-        MissingFileError: The folder does not exist.
+        MissingFileError: The folder does not exist, or holds no ``meta.json``.
         IndexIntegrityError: Missing, damaged or inconsistent files.
 
     Example:
@@ -317,6 +325,10 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
 
     Returns:
         The names removed.
+
+    Raises:
+        MissingFileError: The folder does not exist, or holds no ``meta.json``.
+        IndexIntegrityError: The manifest or the catalog it names is damaged.
     """
     directory = Path(directory)
     meta = read_manifest(directory)

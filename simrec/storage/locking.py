@@ -31,6 +31,7 @@ def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
         IndexLockedError: Another process, or another thread of this one, holds it.
         MissingFileError: The folder does not exist.
         NotWritableError: The lock file cannot be created there.
+        DiskFullError: The disk has no room left for the lock file (or is read-only).
     """
     directory = Path(directory)
     key = str(directory.resolve())
