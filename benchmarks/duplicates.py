@@ -29,11 +29,15 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+if TYPE_CHECKING:
+    from simrec import DuplicateReport, EmbeddedCatalog
 
 
 def planted(args: argparse.Namespace, folder: Path) -> None:
@@ -115,17 +119,25 @@ def generated_index(folder: Path, items: int, dim: int) -> tuple[Path, int]:
     return folder, len(copies)
 
 
-def exact_scale(args: argparse.Namespace, folder: Path) -> None:
+def _measured_duplicates(embedded: EmbeddedCatalog) -> tuple[DuplicateReport, float, int]:
+    """``simrec.find_duplicates`` at its defaults: the report, its seconds and the peak bytes it allocated."""
     import simrec
 
-    index, planted_pairs = generated_index(folder / "exact", args.items, args.dim)
-    embedded = simrec.load_index(index, mmap=True)
     tracemalloc.start()
     started = time.perf_counter()
     report = simrec.find_duplicates(embedded)
     seconds = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    return report, seconds, peak
+
+
+def exact_scale(args: argparse.Namespace, folder: Path) -> None:
+    import simrec
+
+    index, planted_pairs = generated_index(folder / "exact", args.items, args.dim)
+    embedded = simrec.load_index(index, mmap=True)
+    report, seconds, peak = _measured_duplicates(embedded)
     print(
         f"\nexact, {args.items} x {args.dim} generated vectors ({planted_pairs} noisy copies): "
         f"{len(report.pairs)} pairs in {seconds:.1f} s ({args.items / seconds:.0f} products/s); "
@@ -149,12 +161,7 @@ def scale(args: argparse.Namespace, folder: Path) -> None:
         attach_ann(index, "hnsw")
         build = time.perf_counter() - started
         embedded = simrec.load_index(index, mmap=True)
-        tracemalloc.start()
-        started = time.perf_counter()
-        report = simrec.find_duplicates(embedded)
-        find = time.perf_counter() - started
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+        report, find, peak = _measured_duplicates(embedded)
         started = time.perf_counter()
         exact = simrec.find_duplicates(embedded, exact=True)
         exact_find = time.perf_counter() - started

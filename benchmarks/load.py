@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = Path(__file__).resolve().parent / "wrk"
+sys.path.insert(0, str(ROOT / "tests"))  # the helpers for a server in a child process, shared with the tests
+
+from processes import free_port, tree_rss_mb  # noqa: E402
 
 
 def main() -> None:
@@ -84,7 +86,7 @@ def main() -> None:
                         result = _wrk(url, script, script_args, args.seconds, args.connections)
                         result.update(workers=workers, endpoint=endpoint, load_before=before)
                         result["load_after"] = _load_average()
-                        result["server_rss_mb"] = _tree_rss_mb(pid)
+                        result["server_rss_mb"] = tree_rss_mb(pid)
                         rows.append(result)
                         _print_row(result)
     print(json.dumps(rows))
@@ -174,9 +176,7 @@ class _server:
         self.index, self.workers, self.source = index, workers, source
 
     def __enter__(self) -> tuple[str, int]:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_port()
         argv = [sys.executable, "-m", "simrec", "serve", str(self.index), "--port", str(port)]
         if self.workers > 1:
             argv += ["--workers", str(self.workers)]
@@ -198,21 +198,6 @@ class _server:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
-
-
-def _tree_rss_mb(pid: int) -> float:
-    total, pids = 0.0, [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
-        try:
-            for line in Path(f"/proc/{one}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except FileNotFoundError:
-            pass
-    return total
 
 
 def _cpu() -> str:

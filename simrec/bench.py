@@ -86,7 +86,7 @@ def run_benchmark(
 
     from simrec.core.colour_signature import colour_signatures
     from simrec.core.records import extractor_info
-    from simrec.pipeline.backend import accelerators, framework_version
+    from simrec.pipeline.backend import accelerators, framework_version, native_bfloat16
     from simrec.pipeline.decode import decoded_batches
     from simrec.pipeline.embedding import compiled_forward, embed_images
     from simrec.pipeline.images import load_image
@@ -150,7 +150,7 @@ def run_benchmark(
             ),
             "colour_signatures_per_s": (n_images, lambda: colour_signatures(pixels)),
         }
-        if precision == "float32" and device == "CPU" and _cpu_has_bf16():
+        if precision == "float32" and device == "CPU" and native_bfloat16():
             low = build_extractor(weights=None, precision="bfloat16")
             work["bfloat16_pipeline_img_per_s"] = (
                 n_images,
@@ -348,12 +348,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _cpu_has_bf16() -> bool:
-    from simrec.pipeline.backend import native_bfloat16
-
-    return native_bfloat16()
 
 
 def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[str, float]:

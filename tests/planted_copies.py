@@ -96,43 +96,21 @@ def planted_index(folder: Path, n_photos: int, n_copies: int, seed: int = 0) -> 
 
 def copy_groups(catalog: pd.DataFrame, truth: pd.DataFrame) -> dict[str, int]:
     """The true group of every product that has a copy: planted pairs, and photos with the same bytes."""
-    parent: dict[str, str] = {}
-
-    def root(item: str) -> str:
-        parent.setdefault(item, item)
-        while parent[item] != item:
-            item = parent[item]
-        return item
-
     links = list(zip(truth["original"], truth["copy"]))
     for _, same in catalog.groupby("sha256")["product_id"]:
         same = list(same)
         links += [(same[0], other) for other in same[1:]]
-    for a, b in links:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[rb] = ra
-    roots = sorted({root(item) for item in parent})
-    return {item: roots.index(root(item)) for item in parent}
+    roots = _linked(links)
+    names = sorted(set(roots.values()))
+    return {item: names.index(root) for item, root in roots.items()}
 
 
 def score(found_pairs: list[tuple[str, str]], catalog: pd.DataFrame, truth: pd.DataFrame) -> dict:
     """Recall (planted copies whose pair ends up in one found group), precision (found pairs that are
     true copies) and the recall of each kind."""
     groups = copy_groups(catalog, truth)
-    parent: dict[str, str] = {}
-
-    def root(item: str) -> str:
-        parent.setdefault(item, item)
-        while parent[item] != item:
-            item = parent[item]
-        return item
-
-    for a, b in found_pairs:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[rb] = ra
-    hit = [root(o) == root(c) for o, c in zip(truth["original"], truth["copy"])]
+    roots = _linked(found_pairs)
+    hit = [roots.get(o, o) == roots.get(c, c) for o, c in zip(truth["original"], truth["copy"])]
     correct = [a in groups and groups.get(a) == groups.get(b) for a, b in found_pairs]
     per_kind = {kind: float(np.mean([h for h, k in zip(hit, truth["kind"]) if k == kind])) for kind in KINDS}
     return {
@@ -142,6 +120,23 @@ def score(found_pairs: list[tuple[str, str]], catalog: pd.DataFrame, truth: pd.D
         "false_pairs": [pair for pair, ok in zip(found_pairs, correct) if not ok],
         "per_kind_recall": per_kind,
     }
+
+
+def _linked(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Every item of ``pairs`` -> one item of the group the pairs link it into (union-find)."""
+    parent: dict[str, str] = {}
+
+    def root(item: str) -> str:
+        parent.setdefault(item, item)
+        while parent[item] != item:
+            item = parent[item]
+        return item
+
+    for a, b in pairs:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[rb] = ra
+    return {item: root(item) for item in list(parent)}
 
 
 def _make_copy(source: Path, kind: str, stem: Path) -> Path:

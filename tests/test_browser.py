@@ -8,7 +8,6 @@ what to install, and is skipped with that message on a machine that has none.
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import free_port
 
 from simrec import make_synthetic_catalog
 from simrec.cli import main
@@ -36,12 +36,6 @@ def _chromium() -> str:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
@@ -50,7 +44,7 @@ def server(tmp_path_factory):
     )
     index = folder / "index"
     assert main(["index", str(zip_path), "--out", str(index), "--weights", "random", "--image-size", "32", "-q"]) == 0
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     log = open(folder / "server.log", "w")
     process = subprocess.Popen(

@@ -3,9 +3,13 @@
 import asyncio
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +18,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from processes import free_port
 
 from simrec import load_index, make_synthetic_catalog, save_vectors
 from simrec.cli import main
@@ -307,6 +312,29 @@ def test_serve_without_its_packages_says_what_to_install(index_dir, monkeypatch,
     assert main(["serve", str(index_dir)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs uvicorn" in err and "pip install uvicorn" in err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_says_the_untrained_weights_warning_once(index_dir, tmp_path, workers):
+    port = free_port()
+    argv = [sys.executable, "-m", "simrec", "serve", str(index_dir), "--port", str(port), "--workers", str(workers)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(tmp_path / "serve.err", "w+") as stderr:
+        server = subprocess.Popen(argv, env=env, stderr=stderr, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 180
+            while True:  # a worker answers once its app is made: the model built, the index opened
+                assert server.poll() is None and time.monotonic() < deadline, Path(stderr.name).read_text()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                        break
+                except OSError:
+                    time.sleep(0.5)
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.wait(timeout=60)
+        printed = Path(stderr.name).read_text()
+    assert printed.count("UNTRAINED WEIGHTS") == 1, printed
 
 
 def test_static_files_are_package_data():

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 from photos import write_image
+from processes import free_port, tree_rss_mb
 
 from simrec import build_index
 
@@ -44,28 +45,6 @@ def _zip(tree, path):
             archive.write(photo, photo.relative_to(tree).as_posix())
     os.replace(temporary, path)
     return path
-
-
-def _free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _tree_rss_mb(pid):
-    """Resident memory of a process and its children, MB."""
-    total, pids = 0, [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    for one in pids:
-        try:
-            for line in Path(f"/proc/{one}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-        except FileNotFoundError:
-            pass
-    return total
 
 
 def _fresh_get(url, **kwargs):
@@ -97,7 +76,7 @@ def test_queries_never_fail_while_the_served_index_is_re_indexed(tmp_path, extra
     _write_photos(tree / "Colors_Products", 0, 12)
     write_image(tree / "Colors_Products" / "red" / "per%cent.jpg", (240, 20, 20))  # an id with a % in its URL
     build_index(_zip(tree, source), out, extractor=extractor, verbose=False)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "simrec", "serve", str(out), "--port", str(port), "--workers", "2"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
@@ -154,7 +133,7 @@ def _soak(server, url, port, tree, source, out, extractor, stderr):
     for thread in threads:
         thread.start()
     time.sleep(2)
-    rss_start = _tree_rss_mb(server.pid)
+    rss_start = tree_rss_mb(server.pid)
     try:
         for round_ in range(ROUNDS):
             first = 12 + round_ * GROWTH
@@ -183,7 +162,7 @@ def _soak(server, url, port, tree, source, out, extractor, stderr):
         done.set()
         for thread in threads:
             thread.join(timeout=120)
-    rss_end = _tree_rss_mb(server.pid)
+    rss_end = tree_rss_mb(server.pid)
     print(f"soak: {counts}, {len(failures)} failed, memory {rss_start:.0f} -> {rss_end:.0f} MB")
     assert failures == []
     assert all(count > 0 for count in counts.values()), counts

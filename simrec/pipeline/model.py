@@ -87,6 +87,22 @@ def build_extractor(
         >>> extractor.output_shape
         (None, 256)
     """
+    extractor = _build_extractor(weights, image_size, model=model, seed=seed, precision=precision)
+    if not extractor.simrec_info.pretrained:
+        logger.warning(UNTRAINED_WARNING)
+    return extractor
+
+
+def _build_extractor(
+    weights: str | os.PathLike | None,
+    image_size: int | None,
+    *,
+    model: str | Backbone,
+    seed: int,
+    precision: str,
+) -> keras.Model:
+    """:func:`build_extractor` without its untrained-weights warning, for an index's own extractor:
+    whoever opened the index says its warning (:attr:`EmbeddedCatalog.warning`) once."""
     spec = backbone(model)
     image_size = spec.image_size if image_size is None else image_size
     if not isinstance(image_size, int) or image_size < 32:
@@ -135,8 +151,6 @@ def build_extractor(
         keras.config.set_dtype_policy(previous_policy)
 
     named = weights_name(weights_spec, seed)
-    if weights_spec == "random":
-        logger.warning(UNTRAINED_WARNING)
     extractor.simrec_info = ExtractorInfo(
         model=spec.name,
         weights=named,
@@ -376,6 +390,6 @@ def extractor_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None
             "photo queries need that model; query it by --id instead"
         )
     weights, seed = meta.weights_argument(weights_path)
-    return build_extractor(
+    return _build_extractor(
         weights, int(meta.image_size), model=meta.model, seed=seed, precision=meta.precision or "auto"
     )

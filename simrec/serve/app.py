@@ -36,6 +36,7 @@ def create_app(
     poll_seconds: float = POLL_SECONDS,
     decode_gate: DecodeGate | None = None,
     warm_up: bool = False,
+    log_warning: bool = True,
 ):
     """The web service for one index folder, following its commits.
 
@@ -57,6 +58,8 @@ def create_app(
         decode_gate: Bounds the uploads decoded at once and their memory (default: one
             per core, 1 GB together).
         warm_up: Build the photo extractor now rather than on the first upload.
+        log_warning: Log the index's warning (untrained weights) now; ``simrec serve`` logs it
+            itself, once for all its workers.
 
     Returns:
         A ``fastapi.FastAPI`` app; run it with ``uvicorn.run(app)`` or ``simrec serve``.
@@ -91,7 +94,7 @@ def create_app(
     app.add_middleware(UploadLimit, max_bytes=max_upload_bytes, paths=("/api/similar",))
     app.add_middleware(Deadline, timeout=timeout)
     _add_error_answers(app)
-    if service.current.warning():
+    if log_warning and service.current.warning():
         logger.warning(service.current.warning())
     return app
 

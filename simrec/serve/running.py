@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import socket
 import sys
@@ -32,6 +33,8 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from simrec.core.errors import InvalidArgumentError
+
+logger = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
@@ -132,13 +135,16 @@ def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, ver
     sock = bind(host, port)  # before the index is opened: a port in use is said at once
     try:
         if workers == 1:
-            config = uvicorn_config(create_app(**settings, warm_up=True), workers=1, verbose=verbose)
+            app = create_app(**settings, warm_up=True, log_warning=False)
+            warning = app.state.service.current.warning()
+            config = uvicorn_config(app, workers=1, verbose=verbose)
         else:
             from simrec.storage.index_folder import load_index
 
-            load_index(settings["index_dir"], mmap=True)  # a bad folder is one line here, not one per worker
+            # A bad folder is one line here, not one per worker; so is the index's warning.
+            warning = load_index(settings["index_dir"], mmap=True).warning
             threads = max(1, (os.cpu_count() or 1) // workers)
-            extra = {"warm_up": True, "quiet_backend": verbose < 2, "threads_per_worker": threads}
+            extra = {"warm_up": True, "log_warning": False, "quiet_backend": verbose < 2, "threads_per_worker": threads}
             os.environ[SETTINGS_VARIABLE] = json.dumps({**settings, **extra})
             target = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
             config = uvicorn_config(target, factory=True, workers=workers, verbose=verbose)
@@ -150,6 +156,8 @@ def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, ver
         f"serving {settings['index_dir']} on {where} with {workers} worker{'s' * (workers > 1)} (Ctrl-C stops)",
         file=sys.stderr,
     )
+    if warning:
+        logger.warning(warning)
     server = uvicorn.Server(config)
     if workers == 1:
         server.run(sockets=[sock])
