@@ -180,7 +180,7 @@ def run_benchmark(
     figures.update(_search_figures(n_items))
     for name in SEARCH_FIGURES:
         print_fn(f"{name} {figures[name]:.3f}")
-    print_fn(f"knn_identical_neighbours {bool(figures['knn_identical_neighbours'])}")
+    print_fn(f"knn_identical_neighbors {bool(figures['knn_identical_neighbors'])}")
     if memory_items:
         figures.update(_memory_figures(memory_items))
         print_fn(
@@ -370,7 +370,7 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
             start = time.perf_counter()
             search(q[None])
             times.append(time.perf_counter() - start)
-        return float(np.median(times)) * 1000  # the median resists a busy neighbour
+        return float(np.median(times)) * 1000  # the median resists a busy neighbor
 
     figures = {
         "knn_query_ms_simrec": per_query_ms(lambda q: ours.kneighbors(q)),
@@ -391,7 +391,7 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
         single, normalized.kneighbors(normalize(queries))[1]
     )
     same_all = min((ours_all == reference_all).mean(), (ours_all == normalized_all).mean()) > 0.999
-    figures["knn_identical_neighbours"] = float(same_single and same_all)
+    figures["knn_identical_neighbors"] = float(same_single and same_all)
     return figures
 
 

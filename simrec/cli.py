@@ -195,9 +195,9 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_export_command(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
+    export = commands.add_parser("export", help="write every product's nearest neighbors to a Parquet or CSV file")
     export.add_argument("index_dir", metavar="INDEX_DIR")
-    export.add_argument("-k", type=_positive, default=10, help="neighbours per product (default: %(default)s)")
+    export.add_argument("-k", type=_positive, default=10, help="neighbors per product (default: %(default)s)")
     export.add_argument(
         "--embeddings",
         action="store_true",
@@ -239,7 +239,7 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         type=_positive,
         default=DUPLICATE_CANDIDATES,
         metavar="N",
-        help="nearest neighbours of each product looked at (default: %(default)s)",
+        help="nearest neighbors of each product looked at (default: %(default)s)",
     )
     duplicates.add_argument(
         "--vectors-only", action="store_true", help="judge by the vectors alone, without decoding any photo"
@@ -302,7 +302,7 @@ def _add_verify_command(commands: argparse._SubParsersAction) -> None:
 def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="leave-one-out precision@k and mAP@k by label")
     evaluate.add_argument("index_dir", metavar="INDEX_DIR")
-    evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
+    evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbors per query (default: %(default)s)")
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
     _add_colour_weight(evaluate)
     evaluate.add_argument(
@@ -348,7 +348,7 @@ def _add_colours_command(commands: argparse._SubParsersAction) -> None:
 def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the whole pipeline on a built-in synthetic catalog")
     demo.add_argument("--out", default=DEMO_DIR, help="output folder (default: %(default)s)")
-    demo.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
+    demo.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbors per query (default: %(default)s)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
@@ -568,7 +568,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {report.rows} rows ({report.products} products x {'up to ' if args.distinct else ''}{args.k} "
-        f"neighbours) to {report.path} "
+        f"neighbors) to {report.path} "
         f"in {report.seconds:.1f}s"
     )
     if embedded.warning:

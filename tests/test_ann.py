@@ -48,7 +48,7 @@ def built(colour_tree, tmp_path):
 
 
 @pytest.mark.parametrize("kind", TYPES)
-def test_searching_every_list_gives_the_exact_neighbours_and_cosine_distances(kind):
+def test_searching_every_list_gives_the_exact_neighbors_and_cosine_distances(kind):
     X = clustered()
     params = {"nprobe": default_params(kind, len(X), X.shape[1])["nlist"]} if kind != "hnsw" else {"ef": 600}
     index, info = build_ann(X, kind=kind, **params)
@@ -275,12 +275,12 @@ def test_export_and_the_service_use_the_ann_structure(tmp_path):
     embedded = load_index(out)
     approximate = pd.read_csv(export_neighbors(embedded, tmp_path / "a.csv", n_neighbors=5, verbose=False).path)
     exact = pd.read_csv(export_neighbors(embedded, tmp_path / "e.csv", n_neighbors=5, exact=True, verbose=False).path)
-    assert not approximate["neighbour_id"].equals(exact["neighbour_id"])
+    assert not approximate["neighbor_id"].equals(exact["neighbor_id"])
     search = embedded.search()
     for product_id in ("sku/0", "sku/17", "sku/599"):
         rows = approximate[approximate["product_id"] == product_id].sort_values("rank")
         expected = recommend(embedded, product_id=product_id, n_neighbors=5, search=search)
-        assert rows["neighbour_id"].tolist() == expected["product_id"].tolist()
+        assert rows["neighbor_id"].tolist() == expected["product_id"].tolist()
         with TestClient(create_app(out)) as client:
             answer = client.get(f"/api/products/{product_id}/similar", params={"k": 5}).json()
         assert [r["product_id"] for r in answer["results"]] == expected["product_id"].tolist()

@@ -58,7 +58,7 @@ def test_all_items_answer_shapes_dtypes_and_order(search):
     assert distances.shape == indices.shape == (N, 4)
     assert distances.dtype == np.float32 and indices.dtype == np.int64
     assert np.all(np.diff(distances, axis=1) >= 0), "nearest first"
-    assert not np.any(indices == np.arange(N)[:, None]), "each item is left out of its own neighbours"
+    assert not np.any(indices == np.arange(N)[:, None]), "each item is left out of its own neighbors"
     assert np.all((indices >= 0) & (indices < N))
 
 

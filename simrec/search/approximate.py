@@ -1,4 +1,4 @@
-"""Approximate nearest-neighbour search with faiss, stored inside an index folder.
+"""Approximate nearest-neighbor search with faiss, stored inside an index folder.
 
 ``simrec ann INDEX --type hnsw|ivf-flat|ivf-pq`` builds a faiss structure over the
 index's normalised vectors (inner product of unit vectors = cosine similarity), trains
@@ -259,7 +259,7 @@ def read_ann(source: str | os.PathLike | np.ndarray) -> Any:
 
 
 class ApproximateNeighbors(NeighborsSearch):
-    """Approximate k-nearest-neighbour search by cosine distance, over a faiss structure.
+    """Approximate k-nearest-neighbor search by cosine distance, over a faiss structure.
 
     Same ``kneighbors`` as :class:`simrec.CosineNeighbors`: ``(distances, indices)``,
     float32 cosine distances (``1 -`` inner product of unit vectors) and int64 rows,
@@ -273,7 +273,7 @@ class ApproximateNeighbors(NeighborsSearch):
         info: Its ``meta.json`` entry (type and parameters).
         embeddings: The fitted vectors, for ``X=None``, re-ranking and completion.
         inverse_norms: Their inverse norms.
-        n_neighbors: Default number of neighbours.
+        n_neighbors: Default number of neighbors.
         nprobe: IVF lists searched (default: the stored one).
         ef: HNSW search breadth (default: the stored one).
         rerank: Candidates per result re-scored with exact distances (default: the
