@@ -412,8 +412,8 @@ ANN_SETTINGS = (
     ("ivf-flat", {}, [{}]),
     ("ivf-pq", {}, [{"rerank": 0}, {}]),
 )
-"""What ``simrec bench --ann`` measures: ``(type, build parameters, [search parameters, ...])``;
-each type with simrec's defaults, ivf-pq with and without exact re-ranking."""
+"""What ``simrec bench --ann`` measures: ``(ann type, build parameters, [search parameters, ...])``;
+each ann type with simrec's defaults, ivf-pq with and without exact re-ranking."""
 
 
 def run_ann_benchmark(
@@ -434,7 +434,7 @@ def run_ann_benchmark(
         index: Also measure on the real embeddings of this index folder.
         n_queries: Queries per measurement (held out of the clustered data; for an
             index, catalog items left out of their own results).
-        settings: ``(type, params)`` pairs to measure.
+        settings: ``(ann type, params)`` pairs to measure.
         json_path: Also write the figures to this JSON file.
         print_fn: Where lines go.
 
@@ -535,15 +535,15 @@ def _ann_figures(
     print_fn(f"{name}: exact query_ms {exact_ms:.2f}, {data.shape[1] * 4 + 4} bytes/vector")
     figures: dict[str, Any] = {"exact_query_ms": exact_ms}
     best = None
-    for kind, params, variants in settings:
+    for ann_type, params, variants in settings:
         started = time.perf_counter()
-        index, info = build_ann(data, inverse_norms, kind=kind, **params)
+        index, info = build_ann(data, inverse_norms, ann_type=ann_type, **params)
         build_s = time.perf_counter() - started
         for at_search in variants:
             search = ApproximateNeighbors(index, info, embeddings=data, inverse_norms=exact._inv_norms, **at_search)
             ms, found = latency_and_results(lambda v, s=search: s.kneighbors(v, n_neighbors=k + extra))
             recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
-            label = kind + (f" rerank={search.rerank}" if kind == "ivf-pq" else "")
+            label = ann_type + (f" rerank={search.rerank}" if ann_type == "ivf-pq" else "")
             settings_text = ", ".join(f"{p}={v}" for p, v in info["params"].items() if p != "rerank")
             print_fn(
                 f"{name}: {label} ({settings_text}): build_s {build_s:.1f}, "

@@ -281,7 +281,7 @@ def _add_ann_command(commands: argparse._SubParsersAction) -> None:
         "ann", help="build (or remove) an approximate-search structure inside an index (pip install 'simrec[faiss]')"
     )
     ann.add_argument("index_dir", metavar="INDEX_DIR")
-    ann.add_argument("--type", required=True, choices=(*ANN_TYPES, "none"), help="none removes it")
+    ann.add_argument("--type", dest="ann_type", required=True, choices=(*ANN_TYPES, "none"), help="none removes it")
     ann.add_argument("--nlist", type=_positive, help="IVF lists (default: about 2 sqrt(items))")
     ann.add_argument("--nprobe", type=_positive, help="IVF lists searched by default (default: nlist / 16)")
     ann.add_argument("--m", type=_positive, help="hnsw: links per node (32); ivf-pq: bytes per vector (128 at 2048-d)")
@@ -669,7 +669,7 @@ def _cmd_ann(args: argparse.Namespace) -> int:
 
     params = {"nlist": args.nlist, "nprobe": args.nprobe, "m": args.m, "nbits": args.nbits}
     params.update(ef_construction=args.ef_construction, ef=args.ef, rerank=args.rerank)
-    info = attach_ann(args.index_dir, args.type, seed=args.seed, **params)
+    info = attach_ann(args.index_dir, args.ann_type, seed=args.seed, **params)
     if info is None:
         print(f"{args.index_dir}: no ann structure; queries use exact search")
         return 0

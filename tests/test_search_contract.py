@@ -38,7 +38,7 @@ def _approximate(X, colours):
     pytest.importorskip("faiss", reason="pip install 'simrec[faiss]' runs the approximate search's contract")
     from simrec.search.approximate import ApproximateNeighbors, build_ann
 
-    index, info = build_ann(X, kind="hnsw", seed=0)
+    index, info = build_ann(X, ann_type="hnsw", seed=0)
     return ApproximateNeighbors(index, info, embeddings=X, n_neighbors=4, ef=200), lambda Q, rows=None: {}
 
 

@@ -14,19 +14,19 @@ from simrec.storage.locking import writer_lock
 
 def attach_ann(
     directory: str | os.PathLike,
-    kind: str,
+    ann_type: str,
     *,
     seed: int = 0,
     **params: Any,
 ) -> dict[str, Any] | None:
-    """Build (or with ``kind="none"`` remove) the ann structure of an index folder and commit it.
+    """Build (or with ``ann_type="none"`` remove) the ann structure of an index folder and commit it.
 
     The structure is committed with the index's own manifest: whatever stops the
     writer, the folder loads as before or with the complete new structure.
 
     Args:
         directory: The index folder.
-        kind: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
+        ann_type: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
         seed: Seed of the training sample and held-back queries.
         **params: See :func:`default_params`.
 
@@ -39,18 +39,18 @@ def attach_ann(
         IndexLockedError: Another process is writing the folder.
     """
     directory = Path(directory)
-    if kind != "none":
-        if kind not in ANN_TYPES:
-            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {kind!r}")
+    if ann_type != "none":
+        if ann_type not in ANN_TYPES:
+            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {ann_type!r}")
         import_faiss()
     read_manifest(directory)  # a missing or foreign folder is reported before the lock file is made
     with writer_lock(directory):
         embedded = load_index(directory, mmap=True)
-        if kind == "none":
+        if ann_type == "none":
             embedded.set_ann(None, None)
         else:
-            index, info = build_ann(embedded.embeddings, embedded.inverse_norms, kind=kind, seed=seed, **params)
+            index, info = build_ann(embedded.embeddings, embedded.inverse_norms, ann_type=ann_type, seed=seed, **params)
             embedded.set_ann(serialize(index), info)
             del index
         save_index(embedded, directory)
-    return None if kind == "none" else info
+    return None if ann_type == "none" else info
