@@ -420,7 +420,7 @@ def run_ann_benchmark(
     n_items: int = 200_000,
     dim: int = 2048,
     *,
-    index: str | os.PathLike | None = None,
+    index_dir: str | os.PathLike | None = None,
     n_queries: int = 200,
     settings: tuple = ANN_SETTINGS,
     json_path: str | os.PathLike | None = None,
@@ -431,7 +431,7 @@ def run_ann_benchmark(
     Args:
         n_items: Clustered vectors to index (see :func:`clustered_vectors`).
         dim: Their dimension.
-        index: Also measure on the real embeddings of this index folder.
+        index_dir: Also measure on the real embeddings of this index folder.
         n_queries: Queries per measurement (held out of the clustered data; for an
             index, catalog items left out of their own results).
         settings: ``(ann type, params)`` pairs to measure.
@@ -453,13 +453,13 @@ def run_ann_benchmark(
     data, queries = data[:n_items], data[n_items:]
     figures = _ann_figures(f"clustered {n_items}x{dim}", data, queries, settings, print_fn, exclude_self=False)
     del data
-    if index is not None:
+    if index_dir is not None:
         from simrec.storage.index_folder import load_index
 
-        embedded = load_index(index, mmap=True)
+        embedded = load_index(index_dir, mmap=True)
         rows = np.random.default_rng(2).choice(len(embedded), size=min(n_queries, len(embedded)), replace=False)
         real = _ann_figures(
-            f"index {index} {len(embedded)}x{embedded.meta['dim']}",
+            f"index {index_dir} {len(embedded)}x{embedded.meta['dim']}",
             embedded.embeddings,
             rows,
             settings,

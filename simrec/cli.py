@@ -152,7 +152,13 @@ def _add_colour_weight(sub: argparse.ArgumentParser) -> None:
 def _add_index_command(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
     index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
-    index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images-GEN)")
+    index.add_argument(
+        "--out",
+        dest="index_dir",
+        metavar="INDEX_DIR",
+        required=True,
+        help="the index folder to write (zips are extracted into INDEX_DIR/images-GEN)",
+    )
     index.add_argument("--metadata", help="optional CSV with a product_id column to join")
     index.add_argument(
         "--rebuild",
@@ -383,7 +389,12 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
         const=200_000,
         help="instead: approximate vs exact search on ANN clustered 2048-d vectors (default 200000; needs faiss)",
     )
-    bench.add_argument("--index", help="with --ann: also measure on this index folder's embeddings")
+    bench.add_argument(
+        "--index",
+        dest="index_dir",
+        metavar="INDEX_DIR",
+        help="with --ann: also measure on this index folder's embeddings",
+    )
     bench.add_argument(
         "--ray", action="store_true", help="instead: the Ray engine on a local Ray vs the local engine (needs ray)"
     )
@@ -468,21 +479,21 @@ def _cmd_index(args: argparse.Namespace) -> int:
         logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data logs every stage at INFO
     embedded, report = build_index(
         args.source,
-        args.out,
+        args.index_dir,
         rebuild=args.rebuild,
         metadata=args.metadata,
         engine=args.engine,
         engine_options=ray_options,
         **_build_options(args),
     )
-    _print_build(embedded, report, args.out)
+    _print_build(embedded, report, args.index_dir)
     return 0
 
 
-def _print_build(embedded, report, out) -> None:
+def _print_build(embedded, report, index_dir) -> None:
 
     rate = report.embedded / report.embed_seconds if report.embed_seconds > 0 and report.embedded else 0.0
-    print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {out}")
+    print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {index_dir}")
     if formats := count_formats(embedded.catalog):
         print(f"formats: {formats}")
     print(
@@ -491,7 +502,7 @@ def _print_build(embedded, report, out) -> None:
     )
     if report.skipped:
         table = embedded.meta.get("files", {}).get("failures", {}).get("name", "")
-        print(f"skipped files and reasons: {Path(out) / table}")
+        print(f"skipped files and reasons: {Path(index_dir) / table}")
         for row in embedded.failures.head(5).itertuples(index=False):
             print(f"  {_one_line(row.path)}: {row.reason}")
         if report.skipped > 5:
@@ -817,10 +828,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
 
-    if args.index and not args.ann:
+    if args.index_dir and not args.ann:
         raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
     if args.ann:
-        run_ann_benchmark(args.ann, index=args.index, json_path=args.out)
+        run_ann_benchmark(args.ann, index_dir=args.index_dir, json_path=args.out)
         return 0
     if args.ray:
         import_backend_quietly(args.verbose)

@@ -220,7 +220,7 @@ def test_bench_ann_prints_each_type_and_the_ratio_line(built):
 
     _, out = built
     lines = []
-    figures = run_ann_benchmark(600, 32, index=out, n_queries=10, print_fn=lines.append)
+    figures = run_ann_benchmark(600, 32, index_dir=out, n_queries=10, print_fn=lines.append)
     text = "\n".join(lines)
     for label in ("hnsw", "ivf-flat", "ivf-pq rerank=0", "ivf-pq rerank=8"):
         assert f"clustered 600x32: {label} (" in text and f"index {out} 12x2048: {label} (" in text

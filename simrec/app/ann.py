@@ -13,7 +13,7 @@ from simrec.storage.locking import writer_lock
 
 
 def attach_ann(
-    directory: str | os.PathLike,
+    index_dir: str | os.PathLike,
     ann_type: str,
     *,
     seed: int = 0,
@@ -25,7 +25,7 @@ def attach_ann(
     writer, the folder loads as before or with the complete new structure.
 
     Args:
-        directory: The index folder.
+        index_dir: The index folder.
         ann_type: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
         seed: Seed of the training sample and held-back queries.
         **params: See :func:`default_params`.
@@ -38,19 +38,19 @@ def attach_ann(
         InvalidArgumentError: Unknown type or unfit parameters.
         IndexLockedError: Another process is writing the folder.
     """
-    directory = Path(directory)
+    index_dir = Path(index_dir)
     if ann_type != "none":
         if ann_type not in ANN_TYPES:
             raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {ann_type!r}")
         import_faiss()
-    read_manifest(directory)  # a missing or foreign folder is reported before the lock file is made
-    with writer_lock(directory):
-        embedded = load_index(directory, mmap=True)
+    read_manifest(index_dir)  # a missing or foreign folder is reported before the lock file is made
+    with writer_lock(index_dir):
+        embedded = load_index(index_dir, mmap=True)
         if ann_type == "none":
             embedded.set_ann(None, None)
         else:
             index, info = build_ann(embedded.embeddings, embedded.inverse_norms, ann_type=ann_type, seed=seed, **params)
             embedded.set_ann(serialize(index), info)
             del index
-        save_index(embedded, directory)
+        save_index(embedded, index_dir)
     return None if ann_type == "none" else info
