@@ -107,17 +107,17 @@ def colour_signatures(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def colour_distances(signatures: np.ndarray, others: np.ndarray) -> np.ndarray:
+def colour_distances(colours: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Hellinger distances between two sets of signatures.
 
     Args:
-        signatures: ``(n, N_BINS)`` colour weights.
+        colours: ``(n, N_BINS)`` colour weights.
         others: ``(m, N_BINS)`` colour weights.
 
     Returns:
         ``(n, m)`` float32 distances in ``[0, 1]``.
     """
-    roots = np.sqrt(np.clip(np.atleast_2d(signatures).astype(np.float32), 0, None))
+    roots = np.sqrt(np.clip(np.atleast_2d(colours).astype(np.float32), 0, None))
     other_roots = np.sqrt(np.clip(np.atleast_2d(others).astype(np.float32), 0, None))
     return hellinger(roots @ other_roots.T)
 

@@ -47,7 +47,7 @@ class ColourBlendNeighbors(NeighborsSearch):
         colour_scale_: Standard deviation of the colour distance over the same pairs.
 
     Example:
-        >>> blend = ColourBlendNeighbors(colour_weight=0.5).fit(embeddings, signatures)  # doctest: +SKIP
+        >>> blend = ColourBlendNeighbors(colour_weight=0.5).fit(embeddings, colours)  # doctest: +SKIP
         >>> distances, indices = blend.kneighbors()  # each item's 5 nearest others
     """
 
