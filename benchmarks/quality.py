@@ -69,8 +69,8 @@ def print_sweep(embedded, styles: Path, k: int) -> None:
     overall = sweep[sweep["label"] == "(all)"].set_index(["colour_weight", "labelling"])
     meta = embedded.meta
     print(
-        f"{len(embedded)} photos of {styles.parent.name}; {meta['model']} ({meta['weights']}, "
-        f"{meta['precision']}, {meta['image_size']} px); CPU: {cpu_name()}"
+        f"{len(embedded)} photos of {styles.parent.name}; {meta.model} ({meta.weights}, "
+        f"{meta.precision}, {meta.image_size} px); CPU: {cpu_name()}"
     )
     names = list(labellings)
     header = " | ".join(f"{name} P@{k} | {name} mAP@{k}" for name in names)

@@ -25,6 +25,7 @@ from simrec.core.errors import (
     UnknownProductError,
     UnsafeArchiveError,
 )
+from simrec.core.index_meta import IndexMeta
 from simrec.core.records import extractor_info
 from simrec.core.version import __version__
 from simrec.embedded_catalog import EmbeddedCatalog
@@ -45,6 +46,7 @@ __all__ = [
     "EmbeddingResult",
     "ImageDecodeError",
     "IndexFollower",
+    "IndexMeta",
     "IndexIntegrityError",
     "IndexLockedError",
     "InvalidArgumentError",

@@ -78,6 +78,9 @@ def run_benchmark(
 
     Returns:
         The figures by name.
+
+    Raises:
+        InvalidArgumentError: An unknown ``precision``.
     """
     import keras
 
@@ -244,6 +247,9 @@ def run_model_benchmark(
 
     Returns:
         ``{model: {"model_only_img_per_s", "pipeline_img_per_s", "dim", "image_size", "parameters"}}``.
+
+    Raises:
+        InvalidArgumentError: A name of ``models`` names no backbone, or an unknown ``precision``.
     """
     import gc
 
@@ -441,6 +447,11 @@ def run_ann_benchmark(
     Returns:
         The figures by name; ``ann_recall_at_10`` and ``ann_speedup`` are those of the
         fastest setting with recall@10 >= 0.95 (else the most accurate one).
+
+    Raises:
+        MissingDependencyError: faiss is not installed.
+        MissingFileError: ``index_dir`` does not exist, or holds no ``meta.json``.
+        IndexIntegrityError: ``index_dir`` is not a complete index.
     """
     from simrec.search.approximate import import_faiss
 
@@ -459,7 +470,7 @@ def run_ann_benchmark(
         embedded = load_index(index_dir, mmap=True)
         rows = np.random.default_rng(2).choice(len(embedded), size=min(n_queries, len(embedded)), replace=False)
         real = _ann_figures(
-            f"index {index_dir} {len(embedded)}x{embedded.meta['dim']}",
+            f"index {index_dir} {len(embedded)}x{embedded.meta.dim}",
             embedded.embeddings,
             rows,
             settings,
@@ -573,6 +584,9 @@ def run_ray_benchmark(
 
     The Ray figure is the whole call, start of the local Ray and of its actors (each
     builds its extractor) included, as ``simrec index --engine ray`` would see it.
+
+    Raises:
+        MissingDependencyError: Ray is not installed.
     """
     from simrec.pipeline.embedding import embed_images
     from simrec.pipeline.model import build_extractor

@@ -30,7 +30,7 @@ from simrec.app.evaluate import (
 from simrec.app.export import export_embeddings, export_neighbors, results_payload
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_duplicate_groups, plot_recommendation_grid, plot_recommendations
-from simrec.app.querying import query_extractor, recommend
+from simrec.app.querying import plan_query, query_extractor, recommend
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
@@ -46,7 +46,7 @@ from simrec.core.defaults import (
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
-from simrec.embedded_catalog import require_colours, resolve_colour_weight
+from simrec.embedded_catalog import require_colours
 from simrec.pipeline.backend import backend_name, import_backend_quietly
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
@@ -501,7 +501,7 @@ def _print_build(embedded, report, index_dir) -> None:
         f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"
     )
     if report.skipped:
-        table = embedded.meta.get("files", {}).get("failures", {}).get("name", "")
+        table = embedded.meta.files.get("failures", {}).get("name", "")
         print(f"skipped files and reasons: {Path(index_dir) / table}")
         for row in embedded.failures.head(5).itertuples(index=False):
             print(f"  {_one_line(row.path)}: {row.reason}")
@@ -517,35 +517,30 @@ def _one_line(name: str) -> str:
 
 
 def _cmd_query(args: argparse.Namespace) -> int:
-
     embedded = load_index(args.index_dir, mmap=True)
-    asked = args.colour_weight
-    args.colour_weight = resolve_colour_weight(embedded, asked)
-    if args.colour_weight > 0:
-        require_colours(embedded, args.index_dir)
+    plan = plan_query(
+        embedded,
+        args.k,
+        photo=args.image is not None,
+        colour_weight=args.colour_weight,
+        exact=args.exact,
+        nprobe=args.nprobe,
+        ef=args.ef,
+        index_name=args.index_dir,
+    )
     extractor = None
     if args.image is not None:
-        if embedded.meta.get("image_size"):  # report a bad file before loading the model
-            load_image(args.image, int(embedded.meta["image_size"]))
+        load_image(args.image, int(embedded.meta.image_size))  # report a bad file before loading the model
         import_backend_quietly(args.verbose)
         extractor = query_extractor(embedded, args.weights)
-    search = None
-    if args.colour_weight == 0 or (asked is None and (args.nprobe or args.ef)):  # tuning asks for the ann search
-        args.colour_weight = 0.0
-        search = embedded.search(exact=args.exact, nprobe=args.nprobe, ef=args.ef)
-    elif args.nprobe or args.ef:
-        raise InvalidArgumentError(
-            "--nprobe and --ef tune approximate search, which --colour-weight does not use: the blend of look "
-            "and colour compares every product exactly"
-        )
     results = recommend(
         embedded,
         product_id=args.product_id,
         image=args.image,
-        n_neighbors=args.k,
+        n_neighbors=plan.n_neighbors,
         extractor=extractor,
-        colour_weight=args.colour_weight,
-        search=search,
+        colour_weight=plan.colour_weight,
+        search=plan.search,
         distinct=args.distinct,
     )
     if args.format == "json":
@@ -653,7 +648,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from simrec.storage.index_folder import read_manifest
 
     check_port(args.port)
-    if read_manifest(args.index_dir).get("image_size") and args.workers == 1:
+    if not read_manifest(args.index_dir).made_outside and args.workers == 1:
         import_backend_quietly(args.verbose)  # photo queries: the model is built before serving
     settings = {
         "index_dir": args.index_dir,
@@ -697,9 +692,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     embedded = verify_index(args.index_dir)
     meta = embedded.meta
-    files = meta["files"].values()
-    checked = ", ".join(e["name"] for e in files) if meta["format_version"] > 1 else "all files"
-    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta['dim']}-d; checked {checked})")
+    files = meta.files.values()
+    checked = ", ".join(e["name"] for e in files) if meta.format_version > 1 else "all files"
+    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked})")
     return 0
 
 

@@ -31,8 +31,7 @@ def named_file(path: str | os.PathLike | None, *, name: str = "path", on_colab: 
         The path, when it is an existing file; None when ``path`` is empty.
 
     Raises:
-        FileNotFoundError: ``path`` is given but is not a file (a simrec
-            ``MissingFileError``). The message names it, lists the folder it names or its
+        MissingFileError: ``path`` is given but is not a file. The message names it, lists the folder it names or its
             nearest existing parent, and on Colab says whether Drive is mounted.
 
     Example:

@@ -23,14 +23,12 @@ from simrec.core.checksum import file_fingerprint
 from simrec.core.colour_signature import N_BINS, SIGNATURE_METHOD
 from simrec.core.defaults import COLOUR_WEIGHT
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, UnknownProductError
+from simrec.core.index_meta import QUERY_KEYS, IndexMeta
 from simrec.core.records import FAILURE_COLUMNS, FORMAT_VERSION, UNTRAINED_WARNING, ExtractorInfo, extractor_info
 from simrec.core.validation import check_colour_weight
 from simrec.core.version import __version__
 from simrec.search.blend import ColourBlendNeighbors
 from simrec.search.exact import CosineNeighbors
-
-MATCH_KEYS = ("model", "weights", "image_size", "preprocessing")
-"""What a query extractor must share with the index (precision may differ for queries)."""
 
 
 @dataclass(eq=False)
@@ -42,7 +40,8 @@ class EmbeddedCatalog:
             ``size_bytes``, ``sha256`` (plus metadata columns).
         embeddings: ``(n_items, dim)`` float32, aligned with ``catalog`` rows (a
             read-only ``np.memmap`` when loaded with ``mmap=True``).
-        meta: Model, weights, image size, preprocessing, precision, counts, versions.
+        meta: What ``meta.json`` says: model, weights, image size, preprocessing, precision,
+            counts, versions (an :class:`~simrec.core.index_meta.IndexMeta`).
         failures: Files given but not embedded: ``path``, ``reason``, ``stage``.
         inverse_norms: ``(n_items,)`` float32 ``1 / ||embedding||``, stored in the index
             so search needs no pass over the embeddings; computed on first use if None.
@@ -50,15 +49,19 @@ class EmbeddedCatalog:
             rows (see :mod:`simrec.core.colour_signature`), or None for an index made without them.
         ann: The approximate-search structure (``simrec ann``), or None: the path of the
             index folder's ``ann`` file when loaded, or serialized faiss bytes (uint8
-            array) when just built. Its description is ``meta["ann"]``.
+            array) when just built. Its description is ``meta.ann``.
 
     Two objects are equal only when they are the same object: ``==`` never compares the
     DataFrames and arrays inside.
 
+    Raises:
+        InvalidArgumentError: ``embeddings`` or ``colours`` has another number of rows than ``catalog``.
+
     Example:
         >>> import numpy as np, pandas as pd
         >>> catalog = pd.DataFrame({"product_id": ["red/a", "blue/b"], "path": ["a.jpg", "b.jpg"], "label": ["red", "blue"]})
-        >>> embedded = EmbeddedCatalog(catalog, np.eye(2, dtype=np.float32), {"model": "outside"})
+        >>> meta = IndexMeta(model="outside", weights="external", count=2, dim=2)
+        >>> embedded = EmbeddedCatalog(catalog, np.eye(2, dtype=np.float32), meta)
         >>> embedded.row_of("blue/b")
         1
         >>> embedded.row_of("blue/c")
@@ -69,7 +72,7 @@ class EmbeddedCatalog:
 
     catalog: pd.DataFrame
     embeddings: np.ndarray
-    meta: dict[str, Any]
+    meta: IndexMeta
     failures: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=FAILURE_COLUMNS))
     inverse_norms: np.ndarray | None = None
     colours: np.ndarray | None = None
@@ -109,6 +112,10 @@ class EmbeddedCatalog:
         Returns:
             An :class:`EmbeddedCatalog` whose ``failures`` are ``skipped`` plus the
             files that failed to embed.
+
+        Raises:
+            InvalidArgumentError: ``result`` is for another number of files than ``catalog``.
+            TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
         """
         if len(result.ok) != len(catalog):
             raise InvalidArgumentError(f"embeddings are for {len(result.ok)} files but the catalog has {len(catalog)}")
@@ -121,13 +128,17 @@ class EmbeddedCatalog:
             result.embeddings[ok] if not ok.all() else result.embeddings,
             ok,
             [skipped, result.failures],
-            extractor_info(extractor).to_dict(),
+            extractor_info(extractor),
             colours=None if colours is None else colours[ok],
         )
 
     @property
     def neighbors(self) -> CosineNeighbors:
-        """The fitted :class:`simrec.CosineNeighbors` over ``embeddings`` (made on first use)."""
+        """The fitted :class:`simrec.CosineNeighbors` over ``embeddings`` (made on first use).
+
+        Raises:
+            InvalidArgumentError: The catalog is empty, or its embeddings hold NaN or infinite values.
+        """
         if self._neighbors is None:
             self._neighbors = CosineNeighbors().fit(self.embeddings, inverse_norms=self.inverse_norms)
             self.inverse_norms = self._neighbors._inv_norms
@@ -168,6 +179,9 @@ class EmbeddedCatalog:
 
         Raises:
             MissingDependencyError: The index has an ann structure but faiss is not installed.
+            IndexIntegrityError: The ann structure is unreadable or holds other vectors than the index.
+            InvalidArgumentError: ``nprobe`` on an HNSW structure, ``ef`` on an IVF one, or a negative ``nprobe``,
+                ``ef`` or ``rerank``.
         """
         if exact or self.ann is None:
             return self.neighbors
@@ -177,7 +191,7 @@ class EmbeddedCatalog:
             self._ann_index = read_ann(self.ann)
         return ApproximateNeighbors(
             self._ann_index,
-            self.meta["ann"],
+            self.meta.ann,
             embeddings=self.embeddings,
             inverse_norms=self.neighbors._inv_norms,
             nprobe=nprobe,
@@ -186,17 +200,15 @@ class EmbeddedCatalog:
         )
 
     def set_ann(self, ann: np.ndarray | None, info: dict[str, Any] | None) -> None:
-        """Attach (or with None, detach) a serialized ann structure and its ``meta["ann"]`` entry."""
+        """Attach (or with None, detach) a serialized ann structure and its description ``meta.ann``."""
         self.ann = ann
         self._ann_index = None
-        self.meta = {key: value for key, value in self.meta.items() if key != "ann"}
-        if ann is not None:
-            self.meta["ann"] = info
+        self.meta = self.meta.replace(ann=None if ann is None else info)
 
     @property
     def warning(self) -> str | None:
         """A warning to show beside results, or None when the weights are pretrained."""
-        return None if self.meta.get("pretrained", True) else UNTRAINED_WARNING
+        return None if self.meta.pretrained else UNTRAINED_WARNING
 
 
 def fingerprint_columns(paths: pd.Series) -> dict[str, list]:
@@ -210,10 +222,10 @@ def assemble(
     embeddings: np.ndarray,
     ok: np.ndarray,
     failure_frames: list[pd.DataFrame | None],
-    model: dict[str, Any],
+    model: ExtractorInfo | IndexMeta,
     *,
     colours: np.ndarray | None = None,
-    **extra: Any,
+    source: str | None = None,
 ) -> EmbeddedCatalog:
     """The one way an :class:`EmbeddedCatalog` is made from a catalog and its vectors.
 
@@ -222,11 +234,15 @@ def assemble(
         embeddings: ``(ok.sum(), dim)`` float32: the vectors of the rows where ``ok``.
         ok: ``(len(catalog),)`` bool: rows that were embedded.
         failure_frames: Failure tables (``path``, ``reason``, ``stage``) to list.
-        model: What made the vectors: :meth:`simrec.core.records.ExtractorInfo.to_dict` or a
-            description of an outside model.
+        model: What made the vectors: the extractor's :class:`~simrec.core.records.ExtractorInfo`,
+            or an :class:`~simrec.core.index_meta.IndexMeta` describing an outside model.
         colours: ``(ok.sum(), N_BINS)`` float32 colour signatures of the same rows, or
             None (then only ``colour_weight=0`` works on the result).
-        **extra: More ``meta`` entries (``source``).
+        source: The catalog source, recorded in ``meta.source``.
+
+    Raises:
+        InvalidArgumentError: ``embeddings`` or ``colours`` do not match the rows where ``ok``, or ``colours`` are not
+            finite.
     """
     ok = np.asarray(ok, dtype=bool)
     kept = catalog.loc[ok].reset_index(drop=True)
@@ -244,43 +260,29 @@ def assemble(
         colours = np.ascontiguousarray(colours, dtype=np.float32)
         if colours.shape != (len(kept), N_BINS) or not np.isfinite(colours).all():
             raise InvalidArgumentError(f"Expected ({len(kept)}, {N_BINS}) finite colours, got shape {colours.shape}")
-        extra.setdefault("colour_signature", SIGNATURE_METHOD)
-    meta = dict(model)
-    meta.pop("colour_signature", None)
-    meta.update(
+    described = IndexMeta.from_extractor(model) if isinstance(model, ExtractorInfo) else model
+    meta = described.replace(
         format_version=FORMAT_VERSION,
         simrec_version=__version__,
         count=len(kept),
         dim=int(embeddings.shape[1]),
         failures=len(failures),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        **extra,
+        source=source if source is not None else described.source,
+        colour_signature=None if colours is None else SIGNATURE_METHOD,
     )
     return EmbeddedCatalog(kept, embeddings, meta, failures, colours=colours)
 
 
-def check_extractor_matches(meta: dict[str, Any], info: ExtractorInfo, keys: tuple[str, ...] = MATCH_KEYS) -> None:
+def check_extractor_matches(meta: IndexMeta, info: ExtractorInfo, keys: tuple[str, ...] = QUERY_KEYS) -> None:
     """Refuse to compare vectors embedded differently from the index's.
 
     Raises:
         IndexIntegrityError: Model, weights, image size or preprocessing differ.
     """
-    actual = info.to_dict()
-    keys = keys + untrained_identity(meta)
-    different = [key for key in keys if _own(meta, key) != actual[key]]
+    different = meta.differences(info, keys, other="extractor")
     if different:
-        details = "; ".join(f"{k}: index {_own(meta, k)!r}, extractor {actual[k]!r}" for k in different)
-        raise IndexIntegrityError(f"the index was built with a different extractor ({details})")
-
-
-def untrained_identity(meta: dict[str, Any]) -> tuple[str, ...]:
-    """Extra keys that must match for untrained weights: the same seed draws different
-    weights on different Keras backends, while a weights file gives the same everywhere."""
-    return ("backend",) if meta.get("pretrained") is False else ()
-
-
-def _own(meta: dict[str, Any], key: str) -> Any:
-    return meta.get(key, "tensorflow") if key == "backend" else meta.get(key)  # older indexes: TensorFlow
+        raise IndexIntegrityError(f"the index was built with a different extractor ({'; '.join(different)})")
 
 
 def neighbors_for(embedded: EmbeddedCatalog, colour_weight: float) -> CosineNeighbors | ColourBlendNeighbors:
@@ -310,28 +312,37 @@ def default_colour_weight(embedded: EmbeddedCatalog) -> float:
     for, as the blend compares every product exactly.
     """
     usable = embedded.colours is not None
-    usable &= embedded.meta.get("colour_signature", SIGNATURE_METHOD) == SIGNATURE_METHOD
+    usable &= embedded.meta.colour_signature in (None, SIGNATURE_METHOD)
     return COLOUR_WEIGHT if usable and embedded.ann is None else 0.0
 
 
 def resolve_colour_weight(embedded: EmbeddedCatalog, colour_weight: float | None) -> float:
-    """``colour_weight`` checked, or the index's default for None."""
+    """``colour_weight`` checked, or the index's default for None.
+
+    Raises:
+        InvalidArgumentError: ``colour_weight`` is outside ``[0, 1]``.
+    """
     return default_colour_weight(embedded) if colour_weight is None else check_colour_weight(colour_weight)
 
 
 def require_colours(embedded: EmbeddedCatalog, index_dir: str = "INDEX_DIR") -> None:
-    """Refuse a colour weight above 0 on an index whose signatures are missing or made differently."""
+    """Refuse a colour weight above 0 on an index whose signatures are missing or made differently.
+
+    Raises:
+        InvalidArgumentError: The index has no colour signatures, or they were made by another recipe (the message says
+            how to make them).
+    """
     if embedded.colours is None:
         raise InvalidArgumentError(missing_colours_message(index_dir, embedded.meta))
-    method = embedded.meta.get("colour_signature", SIGNATURE_METHOD)
-    if method != SIGNATURE_METHOD:
+    method = embedded.meta.colour_signature
+    if method not in (None, SIGNATURE_METHOD):
         raise InvalidArgumentError(
             f"the index {index_dir} has colour signatures made by {method!r}, this simrec makes {SIGNATURE_METHOD!r}; "
             f"make them again with 'simrec colours {index_dir}'"
         )
 
 
-def missing_colours_message(index_dir: str = "INDEX_DIR", meta: dict[str, Any] | None = None) -> str:
+def missing_colours_message(index_dir: str = "INDEX_DIR", meta: IndexMeta | None = None) -> str:
     """What to do when an index has no colour signatures and a colour weight above 0 is asked for.
 
     Args:
@@ -339,8 +350,8 @@ def missing_colours_message(index_dir: str = "INDEX_DIR", meta: dict[str, Any] |
         meta: Its manifest: an index of vectors made outside simrec (``save_vectors``) never had
             signatures, while one of simrec's own was made before simrec stored them.
     """
-    if meta is not None and meta.get("weights") == "external":
-        why = f"it holds vectors from {meta.get('model')!r} made outside simrec, written without them"
+    if meta is not None and meta.made_outside:
+        why = f"it holds vectors from {meta.model!r} made outside simrec, written without them"
         how = f"add them with 'simrec colours {index_dir}' if its path column names the photos (reads them, no model)"
     else:
         why = "it was made before simrec stored them"

@@ -130,7 +130,7 @@ def test_type_none_removes_the_structure(built, capsys):
     assert main(["ann", str(out), "--type", "none"]) == 0
     assert not list(out.glob("ann-*.faiss"))
     embedded = load_index(out)
-    assert embedded.ann is None and "ann" not in embedded.meta and "ann" not in embedded.meta["files"]
+    assert embedded.ann is None and embedded.meta.ann is None and "ann" not in embedded.meta.files
 
 
 @pytest.mark.parametrize(("ann_type", "how"), [("ivf-flat", "updated without retraining"), ("hnsw", "rebuilt")])
@@ -146,9 +146,9 @@ def test_reindexing_keeps_the_structure_up_to_date(built, ann_type, how, capsys)
     printed = capsys.readouterr().out
     assert f"ann {ann_type}: {how}" in printed
     embedded = load_index(out)
-    assert embedded.meta["ann"]["count"] == len(embedded) == 12
+    assert embedded.meta.ann["count"] == len(embedded) == 12
     if ann_type == "ivf-flat":
-        assert embedded.meta["ann"]["params"] == before["params"]
+        assert embedded.meta.ann["params"] == before["params"]
     index = read_ann(embedded.ann)
     assert index.ntotal == 12
     wide = {"nprobe": 64} if ann_type != "hnsw" else {"ef": 64}
@@ -175,7 +175,7 @@ def test_a_failure_while_writing_leaves_the_previous_version(built, monkeypatch)
         attach_ann(out, "hnsw")
     assert (out / "meta.json").read_text() == before
     embedded = verify_index(out)
-    assert embedded.meta["ann"]["type"] == "ivf-flat"
+    assert embedded.meta.ann["type"] == "ivf-flat"
     assert len(list(out.glob("ann-*.faiss"))) == 1
 
 
@@ -190,7 +190,7 @@ def test_a_killed_writer_leaves_the_previous_version(built, moment):
     assert run.returncode == -signal.SIGKILL
     assert (out / "meta.json").read_text() == before
     embedded = verify_index(out)
-    assert embedded.meta["ann"]["type"] == "ivf-flat"
+    assert embedded.meta.ann["type"] == "ivf-flat"
     assert read_ann(embedded.ann).ntotal == 12
     attach_ann(out, "hnsw")  # the next write clears the leftovers
     assert len(list(out.glob("ann-*.faiss"))) == 1
@@ -293,7 +293,7 @@ def test_colours_keeps_the_structure_and_each_search_keeps_its_own_settings(buil
     attach_ann(out, "ivf-flat", nlist=2)
     assert main(["colours", str(out), "-q"]) == 0
     embedded = load_index(out, verify=True)
-    assert embedded.meta["ann"]["type"] == "ivf-flat" and embedded.colours is not None
+    assert embedded.meta.ann["type"] == "ivf-flat" and embedded.colours is not None
     wide, narrow = embedded.search(nprobe=2), embedded.search(nprobe=1)
     vector = embedded.embeddings[0]
     first = wide.kneighbors(vector, n_neighbors=5)
@@ -324,4 +324,4 @@ def test_reindexing_an_unchanged_catalog_keeps_the_structure_as_it_was(built, ca
     assert main(["index", str(tree), "--out", str(out), "-q"]) == 0
     assert "ann hnsw: kept as it was" in capsys.readouterr().out
     after = load_index(out, verify=True)
-    assert after.ann.read_bytes() == structure and after.meta["ann"] == before.meta["ann"]
+    assert after.ann.read_bytes() == structure and after.meta.ann == before.meta.ann

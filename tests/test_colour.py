@@ -242,7 +242,7 @@ def test_bad_colour_weights_are_refused(embedded):
 
 
 def _without_colours(embedded):
-    meta = {k: v for k, v in embedded.meta.items() if k != "colour_signature"}
+    meta = embedded.meta.replace(colour_signature=None)
     return EmbeddedCatalog(embedded.catalog, embedded.embeddings, meta, embedded.failures)
 
 

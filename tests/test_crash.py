@@ -73,7 +73,7 @@ def _check_trials(source, out, pristine, moments, small_extractor, tmp_path):
         _kill_at(moment, source, out)
         survived = load_index(out, verify=True)  # loads, and every checksum holds
         assert len(survived) == expected, (moment, len(survived))
-        assert survived.meta["count"] == len(survived.embeddings) == expected
+        assert survived.meta.count == len(survived.embeddings) == expected
         assert all(os.path.isfile(p) for p in survived.catalog["path"]), moment
         embedded, report = build_index(source, out, extractor=small_extractor, verbose=False)
         assert len(embedded) == NEW and report.unchanged == expected, moment

@@ -104,7 +104,7 @@ def test_memory_does_not_grow_with_n_squared():
     vectors = rng.standard_normal((n_items, dim), dtype=np.float32)
     vectors[1::1000] = vectors[::1000] + 0.01  # 30 near copies
     catalog = pd.DataFrame({"product_id": [f"p{i}" for i in range(n_items)]})
-    embedded = simrec.EmbeddedCatalog(catalog, vectors, {"model": "outside"})
+    embedded = simrec.EmbeddedCatalog(catalog, vectors, simrec.IndexMeta(model="outside", weights="external"))
     tracemalloc.start()
     report = simrec.find_duplicates(embedded)
     _, peak = tracemalloc.get_traced_memory()

@@ -121,7 +121,7 @@ def test_kneighbors_blocks_match_kneighbors():
 
 def test_kneighbors_blocks_with_the_sklearn_backend():
     X = np.random.default_rng(2).normal(size=(30, 6)).astype(np.float32)
-    neighbors = CosineNeighbors(backend="sklearn").fit(X)
+    neighbors = CosineNeighbors(implementation="sklearn").fit(X)
     ((start, distances, indices),) = list(neighbors.kneighbors_blocks(n_neighbors=3))
     expected_distances, expected_indices = neighbors.kneighbors(n_neighbors=3)
     assert start == 0

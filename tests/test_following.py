@@ -63,7 +63,7 @@ def test_a_follower_moves_to_each_commit_and_a_held_version_stays_whole(colour_t
     build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     follower = simrec.follow_index(out, poll_seconds=3600)
     held = follower.current
-    assert len(held.embedded) == 12 and held.generation == held.embedded.meta["generation"]
+    assert len(held.embedded) == 12 and held.generation == held.embedded.meta.generation
 
     write_image(colour_tree / "red" / "item_5.jpg", (255, 10, 10))
     build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)

@@ -94,6 +94,16 @@ def test_the_readme_diagram_names_every_layer(layers):
             assert name.removeprefix("simrec.") in named, name
 
 
+def test_the_readme_diagram_names_every_module_of_the_lower_layers(graph):
+    """A module added to core, search, pipeline, storage or app is named in the diagram beside its folder."""
+    readme = (ROOT / "README.md").read_text()
+    diagram = readme.split("## How the code is laid out", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"[a-z_]+", diagram))
+    folders = ("core", "search", "pipeline", "storage", "app")
+    modules = {m.split(".")[2] for m in graph.modules if m.count(".") == 2 and m.split(".")[1] in folders}
+    assert modules and sorted(modules - named) == []
+
+
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}

@@ -60,12 +60,21 @@ def test_single_queries_match_sklearn():
         np.testing.assert_array_equal(i_ours, i_ref)
 
 
-def test_sklearn_backend_gives_the_same_answers():
+def test_sklearn_implementation_gives_the_same_answers():
     data = np.random.default_rng(2).normal(size=(50, 16))
     fast = CosineNeighbors().fit(data).kneighbors(n_neighbors=4)
-    slow = CosineNeighbors(backend="sklearn").fit(data).kneighbors(n_neighbors=4)
+    slow = CosineNeighbors(implementation="sklearn").fit(data).kneighbors(n_neighbors=4)
     np.testing.assert_allclose(fast[0], slow[0], atol=1e-5)
     np.testing.assert_array_equal(fast[1], slow[1])
+
+
+def test_the_former_backend_argument_still_works_and_says_its_new_name():
+    data = np.random.default_rng(2).normal(size=(20, 8))
+    with pytest.warns(FutureWarning, match=r"now CosineNeighbors\(implementation=...\)"):
+        old = CosineNeighbors(backend="sklearn")
+    assert old.implementation == "sklearn"
+    with pytest.raises(ValueError, match="Expected implementation in"):
+        CosineNeighbors(implementation="torch").fit(data)
 
 
 def test_ties_are_ordered_by_row():
@@ -104,5 +113,5 @@ def test_errors_say_what_was_expected_and_got():
         CosineNeighbors().fit(np.array([[1.0, np.nan]]))
     with pytest.raises(ValueError, match="not fitted"):
         CosineNeighbors().kneighbors()
-    with pytest.raises(ValueError, match="backend"):
-        CosineNeighbors(backend="faiss").fit(VECTORS)
+    with pytest.raises(ValueError, match="implementation"):
+        CosineNeighbors(implementation="faiss").fit(VECTORS)

@@ -63,9 +63,9 @@ def _type_precision(neighbors: CosineNeighbors, product_ids) -> float:
 
 def test_the_index_records_the_model_and_its_preprocessing(shop):
     embedded = load_index(shop[1])
-    assert embedded.meta["model"] == "mobilenet-0.25" and embedded.embeddings.shape == (N_TYPES * PER_TYPE, 256)
-    assert embedded.meta["weights"] == f"file:{WEIGHTS.name}" and embedded.meta["pretrained"]
-    assert "mobilenet.preprocess_input (tf: scaled to [-1, 1])" in embedded.meta["preprocessing"]
+    assert embedded.meta.model == "mobilenet-0.25" and embedded.embeddings.shape == (N_TYPES * PER_TYPE, 256)
+    assert embedded.meta.weights == f"file:{WEIGHTS.name}" and embedded.meta.pretrained
+    assert "mobilenet.preprocess_input (tf: scaled to [-1, 1])" in embedded.meta.preprocessing
 
 
 def test_neighbors_share_the_product_type_on_real_photos(shop):

@@ -72,7 +72,7 @@ def test_ray_workers_build_the_index_model(colour_tree, tmp_path, local_ray):
     extractor = build_extractor(weights=None, image_size=32, model="mobilenet-0.25")
     local, _ = build_index(colour_tree, tmp_path / "local", extractor=extractor, verbose=False)
     remote, _ = build_index(colour_tree, tmp_path / "ray", extractor=extractor, verbose=False, engine="ray")
-    assert remote.meta["model"] == "mobilenet-0.25" and remote.embeddings.shape == (12, 256)
+    assert remote.meta.model == "mobilenet-0.25" and remote.embeddings.shape == (12, 256)
     np.testing.assert_allclose(np.asarray(remote.embeddings), np.asarray(local.embeddings), rtol=1e-4, atol=1e-4)
 
 

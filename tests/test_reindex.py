@@ -44,7 +44,7 @@ def test_reindex_without_weights_uses_the_index_own_weights_file(colour_tree, tm
     assert main(["index", str(colour_tree), "--out", str(out), *FAST]) == 0  # no --weights
     assert "added 1, updated 0, removed 0, unchanged 12" in capsys.readouterr().out
     after = load_index(out)
-    assert after.meta["weights"] == "file:my_resnet.weights.h5" and after.meta["pretrained"]
+    assert after.meta.weights == "file:my_resnet.weights.h5" and after.meta.pretrained
     old = dict(zip(before.catalog["product_id"], before.embeddings))
     for pid, vector in zip(after.catalog["product_id"], after.embeddings):
         if pid in old:
@@ -109,7 +109,7 @@ def test_vectors_from_elsewhere_load_query_and_refuse_a_plain_reindex(colour_tre
     vectors[3] = vectors[2] * 2  # the same direction: cosine distance 0
     out = save_vectors(products, vectors, tmp_path / "clip", model="clip-vit-b32")
     embedded = load_index(out, verify=True)
-    assert embedded.meta["model"] == "clip-vit-b32" and embedded.embeddings.shape == (20, 8)
+    assert embedded.meta.model == "clip-vit-b32" and embedded.embeddings.shape == (20, 8)
     assert recommend(embedded, product_id="sku/2", n_neighbors=1)["product_id"].tolist() == ["sku/3"]
     assert main(["query", str(out), "--id", "sku/2", "-k", "1", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["product_id"] == "sku/3"

@@ -49,7 +49,7 @@ def test_a_running_service_moves_to_each_commit_without_a_restart(colour_tree, t
     build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     with TestClient(create_app(out, poll_seconds=0.05)) as client:
         first = client.get("/health").json()
-        assert first["items"] == 12 and first["generation"] == load_index(out).meta["generation"]
+        assert first["items"] == 12 and first["generation"] == load_index(out).meta.generation
         assert client.get("/api/products/red/item_9/similar").status_code == 404
         write_image(colour_tree / "red" / "item_9.jpg", (250, 0, 0))
         build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)

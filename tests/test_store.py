@@ -156,7 +156,7 @@ def test_failures_account_for_skipped_files(tmp_path, extractor, colour_tree):
     assert len(built) == 12 and len(built.failures) == 2
     assert sorted(built.failures["stage"]) == ["decode", "scan"]
     loaded = load_index(save_index(built, tmp_path / "idx"))
-    assert len(loaded.failures) == 2 and loaded.meta["failures"] == 2
+    assert len(loaded.failures) == 2 and loaded.meta.failures == 2
 
 
 def test_format_1_folders_still_load_and_upgrade_at_the_next_save(embedded, tmp_path):
@@ -167,7 +167,7 @@ def test_format_1_folders_still_load_and_upgrade_at_the_next_save(embedded, tmp_
     embedded.catalog.to_csv(folder / "catalog.csv", index=False)
     np.save(folder / "embeddings.npy", embedded.embeddings)
     embedded.failures.to_csv(folder / "failures.csv", index=False)
-    meta = {key: value for key, value in embedded.meta.items() if key != "files"}
+    meta = {key: value for key, value in embedded.meta.to_dict().items() if key != "files"}
     meta["format_version"] = 1
     names = ("catalog.csv", "embeddings.npy", "failures.csv")
     meta["files"] = {name: file_fingerprint(folder / name) for name in names}

@@ -36,7 +36,11 @@ def attach_ann(
     Raises:
         MissingDependencyError: faiss is not installed.
         InvalidArgumentError: Unknown type or unfit parameters.
+        MissingFileError: The folder does not exist, or holds no ``meta.json``.
+        IndexIntegrityError: The index is damaged.
         IndexLockedError: Another process is writing the folder.
+        NotWritableError: The folder cannot be written.
+        DiskFullError: The disk has no room left (or is read-only); the previous version is kept.
     """
     index_dir = Path(index_dir)
     if ann_type != "none":

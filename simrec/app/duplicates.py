@@ -74,7 +74,7 @@ class DuplicateReport:
             when not decoded).
         threshold: Cosine distance bound of the candidates.
         photo_threshold: Photo difference bound, or None when photos were not compared.
-        model: What made the vectors (``meta["model"]``).
+        model: What made the vectors (``meta.model``).
         photos_compared: Whether candidates were verified by their photos.
         candidates: Candidate pairs looked at.
         seconds: Wall time.
@@ -139,8 +139,8 @@ class DuplicateTest:
             True (required) or False (vectors alone).
 
     Raises:
-        InvalidArgumentError: A threshold out of range, or ``photos=True`` on an index
-            without readable photos.
+        InvalidArgumentError: A threshold out of range, ``photos`` other than ``"auto"``, True or False, or
+            ``photos=True`` on an index without readable photos.
     """
 
     def __init__(
@@ -247,7 +247,9 @@ def find_duplicates(
         paired with its first product.
 
     Raises:
-        InvalidArgumentError: A threshold or ``n_candidates`` out of range.
+        InvalidArgumentError: A threshold or ``n_candidates`` out of range, or ``photos`` as :class:`DuplicateTest`
+            refuses it.
+        MissingDependencyError: The index has an ann structure, ``exact`` is False and faiss is not installed.
 
     Example:
         >>> report = find_duplicates(load_index("index", mmap=True))  # doctest: +SKIP
@@ -285,7 +287,7 @@ def find_duplicates(
         groups=groups,
         threshold=test.threshold,
         photo_threshold=test.photo_threshold,
-        model=str(embedded.meta.get("model", "")),
+        model=embedded.meta.model,
         photos_compared=test.photos_compared,
         candidates=len(first),
         seconds=time.perf_counter() - started,

@@ -57,9 +57,8 @@ def evaluate(
         ``per_label`` (``{label: {"n", "precision_at_k", "map_at_k"}}``).
 
     Raises:
-        ValueError: ``labels`` does not match the index, ``k`` or ``colour_weight`` is
-            out of range, no label is shared by two items, or ``colour_weight > 0``
-            without ``colours``.
+        InvalidArgumentError: ``labels`` does not match the index, ``k`` or ``colour_weight`` is out of range, no label
+            is shared by two items, or ``colour_weight > 0`` without ``colours``.
 
     Example:
         >>> import numpy as np
@@ -130,7 +129,7 @@ def sweep_colour_weight(
         ``precision_at_k``, ``map_at_k``, ``chance_precision`` (on the ``"(all)"`` rows).
 
     Raises:
-        ValueError: As :func:`evaluate`; or a weight above 0 on an index without colour
+        InvalidArgumentError: No labelling; as :func:`evaluate`; or a weight above 0 on an index without colour
             signatures (the message says how to add them).
 
     Example:
@@ -173,6 +172,9 @@ def label_from(product_ids: Sequence[str] | pd.Series, pattern: str) -> np.ndarr
 
     Returns:
         ``(n_items,)`` array of str labels.
+
+    Raises:
+        InvalidArgumentError: ``pattern`` is not a valid regular expression, or has other than one group.
 
     Example:
         >>> label_from(["red/shirt_1", "blue/bag_2"], r"/([a-z]+)_\\d+$").tolist()

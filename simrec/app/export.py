@@ -97,8 +97,11 @@ def export_neighbors(
         ``distance`` (float64 cosine distance), ``label`` and ``neighbor_label`` (str).
 
     Raises:
-        InvalidArgumentError: Unknown suffix, or ``n_neighbors`` out of range.
+        InvalidArgumentError: Unknown suffix, ``n_neighbors`` or ``colour_weight`` out of range, or a colour weight
+            above 0 on an index without colour signatures.
+        MissingDependencyError: ``.parquet`` without pyarrow, or an ann structure used without faiss.
         NotWritableError: ``out`` cannot be written.
+        DiskFullError: The disk of ``out`` has no room left (or is read-only); no export was written.
 
     Example:
         >>> export_neighbors(load_index("index", mmap=True), "recs.parquet", n_neighbors=10)  # doctest: +SKIP
@@ -162,8 +165,10 @@ def export_embeddings(
         verbose: Show a progress bar.
 
     Raises:
-        InvalidArgumentError: ``out`` does not end in ``.parquet``, or pyarrow is missing.
+        InvalidArgumentError: ``out`` does not end in ``.parquet``.
+        MissingDependencyError: pyarrow is not installed.
         NotWritableError: ``out`` cannot be written.
+        DiskFullError: The disk of ``out`` has no room left (or is read-only); no export was written.
 
     Example:
         >>> export_embeddings(load_index("index", mmap=True), "vectors.parquet")  # doctest: +SKIP

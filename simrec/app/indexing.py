@@ -42,12 +42,13 @@ from simrec.core.errors import (
     MissingFileError,
     NotWritableError,
 )
-from simrec.core.records import extractor_info
+from simrec.core.index_meta import REUSE_KEYS, IndexMeta, weights_name
+from simrec.core.records import ExtractorInfo, extractor_info
 from simrec.core.validation import check_path_argument
-from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns, untrained_identity
+from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
-from simrec.pipeline.model import build_extractor, imagenet_available, made_by_simrec, weights_argument
+from simrec.pipeline.model import build_extractor, imagenet_available
 from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
 from simrec.storage.locking import writer_lock
 
@@ -55,8 +56,6 @@ if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
-
-_REUSE_KEYS = ("model", "weights", "image_size", "preprocessing", "precision")
 
 
 @dataclass
@@ -125,15 +124,18 @@ def build_index(
         ``(embedded, report)``.
 
     Raises:
-        MissingFileError: ``source`` does not exist, or the existing index's weights are
-            not available here.
+        MissingFileError: ``source`` does not exist, or the existing index's weights are not available here.
         NotWritableError: ``index_dir`` cannot be written.
-        DiskFullError: The disk of ``index_dir`` has no room left (or is read-only); the
-            previous version stays, and nothing of this run is left behind.
+        DiskFullError: The disk of ``index_dir`` has no room left (or is read-only); the previous version stays, and
+            nothing of this run is left behind.
         IndexLockedError: Another process is writing ``index_dir``.
-        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``index_dir`` is
-            empty, ``index_dir`` is inside the source folder, an unknown ``model``, or the model,
-            weights, precision or image size differ from the existing index's without ``rebuild``.
+        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``index_dir`` is empty, ``index_dir`` is
+            inside the source folder, an unknown ``model`` or ``engine``, or the model, weights, precision or image size
+            differ from the existing index's without ``rebuild``.
+        UnsafeArchiveError: A zip ``source`` is not a readable zip.
+        MissingDependencyError: ``engine="ray"`` without Ray, or an existing index with an ann structure without faiss.
+        TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
+        IndexIntegrityError: What was written does not read back as written (nothing was committed).
     """
     started = time.perf_counter()
     check_path_argument(source, "the source")
@@ -155,8 +157,8 @@ def build_index(
                 extractor = build_extractor(**spec)
             info = extractor_info(extractor)
             if previous_meta is not None:
-                _check_same_model(previous_meta, info.to_dict(), index_dir)
-                if previous_meta.get("ann"):
+                _check_same_model(previous_meta, info, index_dir)
+                if previous_meta.ann:
                     from simrec.search.approximate import import_faiss
 
                     import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
@@ -203,7 +205,7 @@ def build_index(
                     embeddings[ok] if not ok.all() else embeddings,
                     ok,
                     [skipped, result.failures, colours.failures],
-                    info.to_dict(),
+                    info,
                     colours=colours.values[ok],
                     source=str(source.absolute()),
                 )
@@ -251,10 +253,13 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
         The index as saved, loaded again.
 
     Raises:
-        MissingFileError: A photo of the index is gone or unreadable (the message names
+        MissingFileError: The folder is not an index, or a photo of the index is gone or unreadable (the message names
             it); rebuild the index with ``simrec index ... --rebuild`` then.
+        IndexIntegrityError: The index is damaged.
         InvalidArgumentError: Vectors made outside simrec with rows that name no photo.
         IndexLockedError: Another process is writing the index.
+        NotWritableError: The folder cannot be written.
+        DiskFullError: The disk has no room left (or is read-only); the previous version stays.
     """
     from simrec.core.colour_signature import SIGNATURE_METHOD
     from simrec.pipeline.embedding import compute_colours
@@ -263,17 +268,17 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     read_manifest(index_dir)  # a clear error for a folder that is not an index, before anything is written
     with writer_lock(index_dir):
         embedded = load_index(index_dir, mmap=True)
-        outside = not made_by_simrec(embedded.meta)
+        outside = embedded.meta.made_outside
         paths = embedded.catalog["path"].fillna("").astype(str)
         if outside and (paths == "").any():
             raise InvalidArgumentError(
-                f"{index_dir} holds vectors from {embedded.meta.get('model')!r} made outside simrec, and "
+                f"{index_dir} holds vectors from {embedded.meta.model!r} made outside simrec, and "
                 f"{int((paths == '').sum())} of its rows name no photo in the path column: colour signatures "
                 "need every row's photo"
             )
         # Vectors made outside simrec have no input size: their photos are decoded at simrec's default,
         # which the signature (made from at most 64 x 64 pixels) barely depends on.
-        size = int(embedded.meta.get("image_size") or IMAGE_SIZE)
+        size = int(embedded.meta.image_size or IMAGE_SIZE)
         colours, failures = compute_colours(paths.tolist(), size, batch_size=batch_size, verbose=verbose)
         if len(failures):
             first = failures.iloc[0]
@@ -286,7 +291,7 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
                 f"cannot add colour signatures to {index_dir}: {len(failures)} photos cannot be read, e.g. "
                 f"{first['path']} ({first['reason']}); {remedy}"
             )
-        meta = dict(embedded.meta, colour_signature=SIGNATURE_METHOD)
+        meta = embedded.meta.replace(colour_signature=SIGNATURE_METHOD)
         updated = EmbeddedCatalog(
             embedded.catalog,
             embedded.embeddings,
@@ -326,7 +331,7 @@ def _aligned_colours(
     reused = np.flatnonzero(reuse_rows >= 0)
     if not len(reused):
         return _Colours(colours, None)
-    same_recipe = previous.meta.get("colour_signature", SIGNATURE_METHOD) == SIGNATURE_METHOD
+    same_recipe = previous.meta.colour_signature in (None, SIGNATURE_METHOD)
     if previous.colours is not None and same_recipe:
         colours[reused] = previous.colours[reuse_rows[reused]]
         return _Colours(colours, None)
@@ -338,7 +343,7 @@ def _aligned_colours(
 
 def _had_ann(index_dir: Path) -> bool:
     try:
-        return bool(read_manifest(index_dir).get("ann"))
+        return bool(read_manifest(index_dir).ann)
     except (MissingFileError, IndexIntegrityError):
         return False
 
@@ -377,7 +382,7 @@ def _keep_ann(
     added = new_row[(reuse_rows < 0) & ok]
     index, info, how = update_ann(
         read_ann(previous.ann),
-        previous.meta["ann"],
+        previous.meta.ann,
         embedded.embeddings,
         embedded.neighbors._inv_norms,
         old_to_new,
@@ -387,7 +392,7 @@ def _keep_ann(
     return how
 
 
-def _existing_manifest(index_dir: Path) -> dict[str, Any] | None:
+def _existing_manifest(index_dir: Path) -> IndexMeta | None:
     """The manifest of the index already in ``index_dir``, or None for a new or unreadable one."""
     try:
         meta = read_manifest(index_dir)
@@ -396,16 +401,16 @@ def _existing_manifest(index_dir: Path) -> dict[str, Any] | None:
     except IndexIntegrityError as error:
         logger.warning("the index in %s cannot be read (%s); embedding everything", index_dir, error)
         return None
-    if not made_by_simrec(meta):
+    if meta.made_outside:
         raise InvalidArgumentError(
-            f"the index {index_dir} holds vectors from {meta.get('model')!r} made outside simrec; "
+            f"the index {index_dir} holds vectors from {meta.model!r} made outside simrec; "
             "pass --rebuild (rebuild=True) to replace them with simrec's own"
         )
     return meta
 
 
 def _extractor_spec(
-    previous: dict[str, Any] | None,
+    previous: IndexMeta | None,
     index_dir: Path,
     model: str | None,
     weights: Any,
@@ -425,15 +430,15 @@ def _extractor_spec(
     own_weights, own_seed = _own_weights(previous, index_dir, weights)
     asked = {
         "model": model,
-        "weights": None if weights == "auto" else _weights_name(weights, seed),
+        "weights": None if weights == "auto" else weights_name(weights, seed),
         "precision": None if precision in (None, "auto") else precision,
         "image_size": image_size,
     }
     own = {
-        "model": previous["model"],
-        "weights": previous["weights"],
-        "precision": previous.get("precision"),
-        "image_size": previous["image_size"],
+        "model": previous.model,
+        "weights": previous.weights,
+        "precision": previous.precision,
+        "image_size": previous.image_size,
     }
     different = [key for key, value in asked.items() if value is not None and value != own[key]]
     if different:
@@ -451,38 +456,26 @@ def _extractor_spec(
     }
 
 
-def _own_weights(previous: dict[str, Any], index_dir: Path, weights: Any) -> tuple[Any, int]:
+def _own_weights(previous: IndexMeta, index_dir: Path, weights: Any) -> tuple[Any, int]:
     """The weights argument that rebuilds the index's extractor, or an error naming what is missing."""
     explicit_file = weights not in ("auto", "imagenet", "random", None)
     moved = Path(weights) if explicit_file else None
-    own, seed = weights_argument(previous, moved)
-    if own == "imagenet" and not imagenet_available(previous["model"]):
+    own, seed = previous.weights_argument(moved)
+    if own == "imagenet" and not imagenet_available(previous.model):
         raise MissingFileError(
-            f"the index {index_dir} was embedded with {previous['model']}'s ImageNet weights, which are not cached "
-            f"here and cannot be downloaded: copy {backbone(previous['model']).weights_file} into ~/.keras/models/ "
+            f"the index {index_dir} was embedded with {previous.model}'s ImageNet weights, which are not cached here "
+            f"and cannot be downloaded: copy {backbone(previous.model).weights_file} into ~/.keras/models/ "
             "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
         )
     return own, seed
 
 
-def _weights_name(weights: Any, seed: int | None) -> str:
-    """How ``meta.json`` names the weights that ``weights`` asks for."""
-    if weights is None or weights == "random":
-        return f"random(seed={SEED if seed is None else seed})"
-    if weights == "imagenet":
-        return "imagenet"
-    return f"file:{Path(weights).name}"
-
-
-def _check_same_model(previous: dict[str, Any], info: dict[str, Any], index_dir: Path) -> None:
-    keys = _REUSE_KEYS + untrained_identity(previous)
-    own = {key: previous.get(key, "tensorflow" if key == "backend" else None) for key in keys}
-    different = [key for key in keys if own[key] != info.get(key)]
+def _check_same_model(previous: IndexMeta, info: ExtractorInfo, index_dir: Path) -> None:
+    different = previous.differences(info, REUSE_KEYS)
     if different:
-        details = "; ".join(f"{k}: index {own[k]!r}, now {info.get(k)!r}" for k in different)
         raise InvalidArgumentError(
-            f"the index {index_dir} was embedded differently ({details}); pass --rebuild (rebuild=True) to embed "
-            "everything again"
+            f"the index {index_dir} was embedded differently ({'; '.join(different)}); pass --rebuild (rebuild=True) "
+            "to embed everything again"
         )
 
 

@@ -55,6 +55,9 @@ def plot_recommendation_grid(
 
     Returns:
         A ``matplotlib.figure.Figure``.
+
+    Raises:
+        InvalidArgumentError: ``results`` is empty.
     """
     from matplotlib.figure import Figure
 
@@ -96,6 +99,9 @@ def plot_colour_sweep(sweep: pd.DataFrame, *, title: str | None = None, ax: Axes
 
     Returns:
         The ``matplotlib.figure.Figure`` drawn into.
+
+    Raises:
+        InvalidArgumentError: ``sweep`` has no ``"(all)"`` rows.
 
     Example:
         >>> plot_colour_sweep(sweep_colour_weight(embedded, {"colour": embedded.catalog.label}))  # doctest: +SKIP

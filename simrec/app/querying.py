@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,13 +15,15 @@ from PIL import Image
 from simrec.app.duplicates import copy_test_for, distinct_neighbors
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
-from simrec.core.errors import InvalidArgumentError
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError
 from simrec.core.records import extractor_info
+from simrec.core.validation import check_recommendations
 from simrec.embedded_catalog import (
     EmbeddedCatalog,
     check_extractor_matches,
-    default_colour_weight,
     neighbors_for,
+    require_colours,
+    resolve_colour_weight,
 )
 from simrec.pipeline.embedding import embed_arrays
 from simrec.pipeline.images import load_image, prepare_image
@@ -45,12 +48,86 @@ def query_extractor(embedded: EmbeddedCatalog, weights_path: str | os.PathLike |
     Raises:
         MissingFileError: The index used a weights file that is not there.
         IndexIntegrityError: The index holds vectors made outside simrec.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
     """
     built = _EXTRACTORS.setdefault(embedded, {})
     key = str(weights_path or "")
     if key not in built:
         built[key] = extractor_for(embedded.meta, weights_path)
     return built[key]
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """How a query is answered, decided once by :func:`plan_query`.
+
+    Attributes:
+        n_neighbors: Recommendations to give.
+        colour_weight: The colour weight used (0: look alone).
+        search: The search to run: the blend for a weight above 0, else the look search.
+    """
+
+    n_neighbors: int
+    colour_weight: float
+    search: Any
+
+
+def plan_query(
+    embedded: EmbeddedCatalog,
+    n_neighbors: object,
+    *,
+    photo: bool = False,
+    colour_weight: float | None = None,
+    exact: bool = False,
+    nprobe: int | None = None,
+    ef: int | None = None,
+    look: Any = None,
+    index_name: str = "INDEX_DIR",
+) -> QueryPlan:
+    """The one policy for a query, shared by :func:`recommend`, ``simrec query`` and the service.
+
+    It checks the number of recommendations against the catalog, refuses a photo query on an index
+    whose vectors were made outside simrec, settles the colour weight (None: the index's default,
+    see :func:`simrec.embedded_catalog.default_colour_weight`) and picks the search: the blend of
+    look and colour for a weight above 0 (it compares every product exactly), else the look search.
+    Asking to tune the approximate search (``nprobe``, ``ef``) makes the default weight 0.
+
+    Args:
+        embedded: The index.
+        n_neighbors: Recommendations asked for.
+        photo: The query is a photo (else a catalog product, left out of its own results).
+        colour_weight: From 0 to 1, or None for the index's default.
+        exact: Search exactly even when the index has an approximate-search structure.
+        nprobe: IVF lists searched by the approximate search.
+        ef: HNSW search breadth of the approximate search.
+        look: The search for look alone (default: ``embedded.search(exact, nprobe=..., ef=...)``);
+            the service passes the one it prepared.
+        index_name: The index as the user named it, for messages.
+
+    Raises:
+        InvalidArgumentError: ``n_neighbors`` out of range, ``colour_weight`` outside [0, 1], above 0
+            on an index without colour signatures, or together with ``nprobe``/``ef``.
+        IndexIntegrityError: A photo query on an index of vectors made outside simrec.
+        MissingDependencyError: The look search is approximate and faiss is not installed.
+    """
+    if photo and embedded.meta.made_outside:
+        raise IndexIntegrityError(
+            f"the index {index_name} holds vectors from {embedded.meta.model!r}, made outside simrec, so simrec "
+            "cannot embed photos comparable with them; ask for a catalog product's similar products instead"
+        )
+    k = check_recommendations(n_neighbors, len(embedded), product_query=not photo)
+    tuned = bool(nprobe or ef)
+    weight = 0.0 if colour_weight is None and tuned else resolve_colour_weight(embedded, colour_weight)
+    if weight == 0.0:
+        search = look if look is not None else embedded.search(exact=exact, nprobe=nprobe, ef=ef)
+        return QueryPlan(k, 0.0, search)
+    if tuned:
+        raise InvalidArgumentError(
+            "--nprobe and --ef tune approximate search, which --colour-weight does not use: the blend of look "
+            "and colour compares every product exactly"
+        )
+    require_colours(embedded, index_name)
+    return QueryPlan(k, weight, neighbors_for(embedded, weight))
 
 
 def recommend(
@@ -103,13 +180,16 @@ def recommend(
         weights.
 
     Raises:
-        ValueError: Neither or both queries given, ``n_neighbors`` or ``colour_weight``
-            out of range, an empty catalog, ``colour_weight > 0`` on an index without
-            colour signatures (the message says how to add them), or an ``image`` array
-            of a refused shape, dtype or range.
-        KeyError: Unknown ``product_id`` (the message suggests close matches).
-        simrec.ImageDecodeError: The query image cannot be read.
-        simrec.IndexIntegrityError: ``extractor`` differs from the index's.
+        InvalidArgumentError: Neither or both queries given, ``n_neighbors`` or ``colour_weight`` out of range, an empty
+            catalog, ``colour_weight > 0`` on an index without colour signatures (the message says how to add them), or
+            an ``image`` array of a refused shape, dtype or range.
+        UnknownProductError: Unknown ``product_id`` (the message suggests close matches).
+        TypeError: ``image`` is not a path, PIL image or array, or ``extractor`` was not made by
+            :func:`simrec.build_extractor`.
+        ImageDecodeError: The query image cannot be read.
+        MissingFileError: A photo query on an index whose weights file is not there.
+        IndexIntegrityError: ``extractor`` differs from the index's, or a photo query on an index of vectors made
+            outside simrec.
 
     Example:
         >>> recommend(embedded, product_id="red/shirt_1", n_neighbors=5)  # doctest: +SKIP
@@ -119,16 +199,16 @@ def recommend(
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
-    if colour_weight is None:
-        colour_weight = 0.0 if search is not None else default_colour_weight(embedded)
-    if colour_weight:  # the blend searches every item exactly
-        neighbors = neighbors_for(embedded, colour_weight)
-    else:
-        neighbors = embedded.neighbors if search is None else search
-    blend = isinstance(neighbors, ColourBlendNeighbors)
     if product_id is not None:
         row = embedded.row_of(product_id)
-        _check_k(n_neighbors, len(catalog) - 1, "other products in the catalog")
+    if colour_weight is None and search is not None:
+        colour_weight = 0.0
+    plan = plan_query(
+        embedded, n_neighbors, photo=image is not None, colour_weight=colour_weight, exact=True, look=search
+    )
+    neighbors = plan.search
+    blend = isinstance(neighbors, ColourBlendNeighbors)
+    if product_id is not None:
         colours = {"colours": embedded.colours[row]} if blend else {}
         if distinct:
             distances, indices = distinct_neighbors(
@@ -144,7 +224,6 @@ def recommend(
             "label": catalog.at[row, "label"],
         }
     else:
-        _check_k(n_neighbors, len(catalog), "products in the catalog")
         vector, pixels, query = _embed_query(embedded, image, extractor)
         colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
         if distinct:
@@ -183,19 +262,12 @@ def results_frame(
     return frame
 
 
-def _check_k(k: object, available: int, what: str) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-        raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {k!r}")
-    if k > available:
-        raise InvalidArgumentError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
-
-
 def _embed_query(
     embedded: EmbeddedCatalog, image: object, extractor: keras.Model | None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """The query's vector, its decoded ``(S, S, 3)`` uint8 pixels, and how to describe it."""
     meta = embedded.meta
-    size = int(meta["image_size"])
+    size = int(meta.image_size)
     if isinstance(image, (str, os.PathLike)):
         pixels = load_image(image, size)
         query = {"path": str(Path(image)), "label": "", "product_id": None}

@@ -89,6 +89,9 @@ def make_synthetic_catalog(
     Returns:
         The zip path.
 
+    Raises:
+        InvalidArgumentError: An unknown colour or shape, or ``n_variants`` below 1.
+
     Example:
         >>> make_synthetic_catalog("data/demo.zip")  # doctest: +SKIP
         PosixPath('data/demo.zip')

@@ -68,6 +68,9 @@ def srgb_to_lab(pixels: np.ndarray) -> np.ndarray:
     Returns:
         ``(..., 3)`` float32 ``L*`` (0 to 100), ``a*``, ``b*``.
 
+    Raises:
+        InvalidArgumentError: ``pixels`` is not uint8 with a last axis of 3.
+
     Example:
         >>> srgb_to_lab(np.array([255, 0, 0], np.uint8)).round(1)  # doctest: +SKIP
         array([53.2, 80.1, 67.2], dtype=float32)
@@ -88,6 +91,9 @@ def colour_signature(pixels: np.ndarray) -> np.ndarray:
         ``(N_BINS,)`` float32 colour weights summing to 1 (see the module docstring);
         always finite.
 
+    Raises:
+        InvalidArgumentError: ``pixels`` is not an ``(H, W, 3)`` uint8 photo of at least one pixel.
+
     Example:
         >>> signature = colour_signature(load_image("red/shirt_1.jpg"))  # doctest: +SKIP
         >>> dominant_colours(signature, 1)  # doctest: +SKIP
@@ -100,7 +106,11 @@ def colour_signature(pixels: np.ndarray) -> np.ndarray:
 
 
 def colour_signatures(pixels: np.ndarray) -> np.ndarray:
-    """:func:`colour_signature` of each photo of a ``(n, H, W, 3)`` uint8 batch: ``(n, N_BINS)`` float32."""
+    """:func:`colour_signature` of each photo of a ``(n, H, W, 3)`` uint8 batch: ``(n, N_BINS)`` float32.
+
+    Raises:
+        InvalidArgumentError: A photo of the batch is not ``(H, W, 3)`` uint8.
+    """
     out = np.zeros((len(pixels), N_BINS), dtype=np.float32)
     for i, photo in enumerate(pixels):
         out[i] = colour_signature(photo)

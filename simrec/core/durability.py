@@ -117,6 +117,9 @@ class NewFile(io.RawIOBase):
     continued until every byte is written, so a disk that fills up raises ``ENOSPC``
     (never "N requested and M written"). :meth:`sync` flushes it to disk.
 
+    Raises:
+        FileExistsError: ``path`` already exists (it is never overwritten).
+
     Example:
         >>> import tempfile
         >>> with NewFile(os.path.join(tempfile.mkdtemp(), "x.bin")) as handle:
@@ -140,6 +143,11 @@ class NewFile(io.RawIOBase):
         return self._position
 
     def write(self, data) -> int:
+        """Write every byte of ``data``; return how many (all of them).
+
+        Raises:
+            OSError: The disk takes no more (``ENOSPC``, also when the kernel takes nothing and says nothing).
+        """
         view = memoryview(data).cast("B")
         total = len(view)
         while view:

@@ -84,7 +84,11 @@ class ExtractorInfo:
 
 
 def extractor_info(model: Any) -> ExtractorInfo:
-    """The :class:`ExtractorInfo` of a model made by :func:`build_extractor`."""
+    """The :class:`ExtractorInfo` of a model made by :func:`build_extractor`.
+
+    Raises:
+        TypeError: ``model`` was not made by :func:`build_extractor` (it has no ``simrec_info``).
+    """
     info = getattr(model, "simrec_info", None)
     if not isinstance(info, ExtractorInfo):
         raise TypeError("Expected an extractor made by simrec.build_extractor, got a model without simrec_info")

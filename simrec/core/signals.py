@@ -12,6 +12,9 @@ def deferred_interrupt():
     """Hold Ctrl-C (SIGINT) back inside the block and raise it once the block is done.
 
     Only the main thread can install signal handlers; elsewhere the block runs as is.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C was pressed inside the block (raised once it is done).
     """
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -92,6 +92,33 @@ def check_enough_items(n_neighbors: int, n_samples_fit: int, self_query: bool) -
         )
 
 
+def check_recommendations(n_neighbors: object, n_products: int, product_query: bool) -> int:
+    """Refuse a number of recommendations the catalog cannot give, in the catalog's words.
+
+    Args:
+        n_neighbors: Recommendations asked for.
+        n_products: Products in the catalog.
+        product_query: The query is a catalog product, left out of its own results.
+
+    Raises:
+        InvalidArgumentError: ``n_neighbors`` is not a positive int, or more than the catalog holds.
+
+    Example:
+        >>> check_recommendations(11, 12, product_query=True)
+        11
+        >>> check_recommendations(12, 12, product_query=True)
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected n_neighbors <= 11 (other products in the catalog), got n_neighbors = 12
+    """  # noqa: E501
+    k = check_n_neighbors(n_neighbors)
+    available = n_products - 1 if product_query else n_products
+    if k > available:
+        what = "other products in the catalog" if product_query else "products in the catalog"
+        raise InvalidArgumentError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
+    return k
+
+
 def as_matrix(X: object, name: str, ndim_one_ok: bool = False) -> np.ndarray:
     """``X`` as a 2-D float32 array ``(n_items, dim)``; one vector becomes one row when ``ndim_one_ok``.
 

@@ -73,9 +73,8 @@ def extract_zip(
         An :class:`Extraction` with the files written and the entries skipped.
 
     Raises:
-        FileNotFoundError: ``zip_path`` does not exist.
-        UnsafeArchiveError: The file is not a readable zip, or ``target`` holds files
-            simrec did not put there.
+        MissingFileError: ``zip_path`` does not exist.
+        UnsafeArchiveError: The file is not a readable zip, or ``target`` holds files simrec did not put there.
         DiskFullError: No room left next to ``target`` (nothing is kept).
         NotWritableError: Another error writing there (nothing is kept).
     """

@@ -68,8 +68,14 @@ def load_catalog(
         of a zip are listed by their name in the zip.
 
     Raises:
-        FileNotFoundError: ``source`` (or ``metadata``) does not exist.
-        ValueError: ``source`` holds no usable image, or ``metadata`` is malformed.
+        MissingFileError: ``source`` (or ``metadata``) does not exist.
+        InvalidArgumentError: ``source`` is a file other than a zip or holds no usable image, or ``metadata`` has no
+            ``product_id`` column or repeats one.
+        TypeError: ``source`` is neither a path nor a list of paths.
+        UnsafeArchiveError: A zip ``source`` is not a readable zip, or ``extract_to`` holds files simrec did not put
+            there.
+        DiskFullError: No room left to extract a zip ``source`` (nothing is kept).
+        NotWritableError: A zip ``source`` cannot be extracted to ``extract_to``.
 
     Example:
         >>> catalog, skipped = load_catalog("data/Colors_Products.zip")  # doctest: +SKIP

@@ -82,6 +82,9 @@ def decoded_batches(
     ``pixels`` is ``(len(indices), image_size, image_size, 3)`` uint8; ``colours`` (the colour signatures) is
     ``(len(indices), N_BINS)`` float32 with ``signature``, else ``(len(indices), 0)``;
     ``failures`` holds ``(path, reason, "decode")`` for the files that could not be read.
+
+    Raises:
+        InvalidArgumentError: Unknown ``decoder`` or a worker count below 1 (before the first batch).
     """
     decoder, n_workers = choose_decoder(decoder, len(paths), n_workers)
     if decoder == "threads":

@@ -87,6 +87,10 @@ def embed_images(
     Returns:
         An :class:`EmbeddingResult`; one bad file never stops the run.
 
+    Raises:
+        InvalidArgumentError: ``batch_size`` is not a positive int, ``decoder`` is unknown, ``n_workers`` is below 1, or
+            ``out`` has another shape or dtype.
+
     Example:
         >>> result = embed_images(catalog.path, build_extractor())  # doctest: +SKIP
         >>> result.embeddings.shape, len(result.failures)
@@ -253,6 +257,9 @@ def compute_colours(
     Returns:
         ``(colours, failures)``: ``(n_paths, N_BINS)`` float32 (NaN rows for files that
         could not be read) and a ``path``, ``reason``, ``stage`` DataFrame.
+
+    Raises:
+        InvalidArgumentError: ``n_workers`` is below 1.
     """
     from tqdm.auto import tqdm
 

@@ -107,6 +107,10 @@ def prepare_image(image: Image.Image, image_size: int = IMAGE_SIZE) -> np.ndarra
 
     Returns:
         ``(image_size, image_size, 3)`` uint8 RGB array.
+
+    Raises:
+        TypeError: ``image`` is not a PIL image.
+        ValueError: ``image_size`` is not an int of at least 32.
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"Expected a PIL.Image.Image, got {type(image).__name__}")

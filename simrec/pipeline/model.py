@@ -28,6 +28,7 @@ import numpy as np
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, backbone, backbones_with_parameters
 from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
+from simrec.core.index_meta import IndexMeta, weights_name
 from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo
 from simrec.pipeline.backend import accelerators
 
@@ -77,10 +78,9 @@ def build_extractor(
         MobileNet 0.25). :func:`extractor_info` describes it.
 
     Raises:
-        ValueError: Bad ``model``/``image_size``/``precision``, or a weights file that
-            does not fit (the message says what the model expected and, where it can
-            tell, which model the file fits).
-        FileNotFoundError: A weights path that does not exist.
+        InvalidArgumentError: Bad ``model``/``image_size``/``precision``/``weights``, or a weights file that does not
+            fit (the message says what the model expected and, where it can tell, which model the file fits).
+        MissingFileError: A weights path that does not exist.
 
     Example:
         >>> extractor = build_extractor("mobilenet_2_5_224_tf_no_top.h5", model="mobilenet-0.25")  # doctest: +SKIP
@@ -134,16 +134,12 @@ def build_extractor(
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    if isinstance(weights_spec, Path):
-        weights_name = f"file:{weights_spec.name}"
-    elif weights_spec == "imagenet":
-        weights_name = "imagenet"
-    else:
-        weights_name = f"random(seed={seed})"
+    named = weights_name(weights_spec, seed)
+    if weights_spec == "random":
         logger.warning(UNTRAINED_WARNING)
     extractor.simrec_info = ExtractorInfo(
         model=spec.name,
-        weights=weights_name,
+        weights=named,
         pretrained=weights_spec != "random",
         image_size=image_size,
         preprocessing=spec.preprocessing_description,
@@ -152,7 +148,7 @@ def build_extractor(
         weights_path=str(weights_spec.absolute()) if isinstance(weights_spec, Path) else "",
         backend=backend,
     )
-    logger.info("extractor: %s, weights=%s, %s, input %dpx", spec.name, weights_name, precision, image_size)
+    logger.info("extractor: %s, weights=%s, %s, input %dpx", spec.name, named, precision, image_size)
     return extractor
 
 
@@ -180,6 +176,9 @@ def preprocess_function(mode: str) -> Callable[[Any], Any]:
     ``"caffe"``, ``"tf"`` and ``"torch"`` are ``keras.applications.imagenet_utils.preprocess_input``
     in that mode (what each application's own ``preprocess_input`` calls); ``"model"``
     passes the pixels through, for networks that rescale them themselves.
+
+    Raises:
+        InvalidArgumentError: ``mode`` is not one of the modes.
     """
     from keras.applications import imagenet_utils
 
@@ -206,7 +205,11 @@ def python_random_seeded(seed: int) -> Iterator[None]:
 
 
 def imagenet_weights_cached(model: str | Backbone = DEFAULT_BACKBONE) -> bool:
-    """Whether Keras already has the backbone's (no top) ImageNet weights on disk."""
+    """Whether Keras already has the backbone's (no top) ImageNet weights on disk.
+
+    Raises:
+        InvalidArgumentError: ``model`` names no backbone.
+    """
     return (keras_cache_dir() / "models" / backbone(model).weights_file).is_file()
 
 
@@ -227,33 +230,12 @@ def keras_cache_dir() -> Path:
 
 
 def imagenet_available(model: str | Backbone = DEFAULT_BACKBONE) -> bool:
-    """Whether the backbone's ImageNet weights are cached or can be downloaded now."""
-    return imagenet_weights_cached(model) or _imagenet_reachable()
-
-
-def weights_argument(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> tuple[Any, int]:
-    """The ``(weights, seed)`` arguments of :func:`build_extractor` that an index was made with.
-
-    Args:
-        meta: The index's ``meta.json`` contents.
-        weights_path: Where its weights file is now, if it has moved.
+    """Whether the backbone's ImageNet weights are cached or can be downloaded now.
 
     Raises:
-        MissingFileError: The index used a weights file that is not there.
+        InvalidArgumentError: ``model`` names no backbone.
     """
-    weights = str(meta["weights"])
-    if weights.startswith("random(seed="):
-        return None, int(weights[len("random(seed=") : -1])
-    if weights.startswith("file:"):
-        path = Path(weights_path or meta.get("weights_path") or weights[len("file:") :])
-        if not path.is_file():
-            raise MissingFileError(
-                f"the index was embedded with the weights file {weights[len('file:') :]} (last seen at "
-                f"{meta.get('weights_path') or 'an unknown place'}), which is not at {path}; "
-                "pass its path with --weights"
-            )
-        return path, SEED
-    return weights, SEED
+    return imagenet_weights_cached(model) or _imagenet_reachable()
 
 
 def _resolve_weights(weights: str | os.PathLike | None, spec: Backbone) -> str | Path:
@@ -380,24 +362,20 @@ def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
     return folded
 
 
-def extractor_for(meta: dict[str, Any], weights_path: str | os.PathLike | None = None) -> keras.Model:
-    """Build the extractor an index was made with, from its ``meta.json`` contents.
+def extractor_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None) -> keras.Model:
+    """Build the extractor an index was made with, from its manifest.
 
     Raises:
         MissingFileError: The index used a weights file that is no longer there.
         IndexIntegrityError: The index holds vectors made outside simrec.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
     """
-    if not made_by_simrec(meta):
+    if meta.made_outside:
         raise IndexIntegrityError(
-            f"this index holds vectors from {meta.get('model')!r}, made outside simrec: "
+            f"this index holds vectors from {meta.model!r}, made outside simrec: "
             "photo queries need that model; query it by --id instead"
         )
-    weights, seed = weights_argument(meta, weights_path)
+    weights, seed = meta.weights_argument(weights_path)
     return build_extractor(
-        weights, int(meta["image_size"]), model=meta["model"], seed=seed, precision=meta.get("precision", "auto")
+        weights, int(meta.image_size), model=meta.model, seed=seed, precision=meta.precision or "auto"
     )
-
-
-def made_by_simrec(meta: dict[str, Any]) -> bool:
-    """Whether an index's vectors come from one of simrec's backbones (not from :func:`save_vectors`)."""
-    return meta.get("model") in BACKBONES and meta.get("weights") != "external" and bool(meta.get("image_size"))

@@ -40,7 +40,11 @@ _NOT_FINITE = "the model's output is not finite (NaN or infinite)"
 
 
 def import_ray():
-    """The ``ray`` module with Ray Data, or a one-line error saying how to install it."""
+    """The ``ray`` module with Ray Data, or a one-line error saying how to install it.
+
+    Raises:
+        MissingDependencyError: Ray Data is not installed; the message says how to install it.
+    """
     try:
         import ray
         import ray.data  # noqa: F401
@@ -85,7 +89,9 @@ def embed_images_ray(
 
     Raises:
         MissingDependencyError: Ray is not installed.
-        InvalidArgumentError: Bad ``workers`` or ``gpus_per_worker``.
+        InvalidArgumentError: Bad ``batch_size``, ``workers`` or ``gpus_per_worker``, or ``out`` of another shape or
+            dtype.
+        TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
     """
     from tqdm.auto import tqdm
 

@@ -44,7 +44,11 @@ _BLOCK_ROWS = 8192
 
 
 def import_faiss():
-    """The ``faiss`` module, or a one-line error saying how to install it."""
+    """The ``faiss`` module, or a one-line error saying how to install it.
+
+    Raises:
+        MissingDependencyError: faiss is not installed; the message says how to install it.
+    """
     try:
         import faiss
     except ImportError:
@@ -62,6 +66,10 @@ def default_params(ann_type: str, n_items: int, dim: int, **asked: Any) -> dict[
     * ``ivf-flat``: ``nlist`` lists (about ``2 sqrt(n)``), ``nprobe`` lists searched (``nlist / 16``).
     * ``ivf-pq``: as ivf-flat plus ``m`` bytes per vector (128 for 2048-d), ``nbits`` (8)
       and ``rerank``: candidates per result re-scored with exact distances (8; 0 = none).
+
+    Raises:
+        InvalidArgumentError: Unknown ``ann_type``, a parameter that does not apply to it, is not a positive int, or
+            does not fit ``n_items`` or ``dim``.
     """
     if ann_type not in ANN_TYPES:
         raise InvalidArgumentError(f"Expected --type in {ANN_TYPES}, got {ann_type!r}")
@@ -213,6 +221,9 @@ def update_ann(
 
     Returns:
         ``(index, info, how)`` with ``how`` one line for the build report.
+
+    Raises:
+        MissingDependencyError: faiss is not installed.
     """
     ann_type = info["type"]
     unchanged = np.array_equal(np.asarray(old_to_new), np.arange(len(embeddings))) and not len(added_rows)
@@ -243,12 +254,21 @@ def update_ann(
 
 
 def serialize(index: Any) -> np.ndarray:
-    """The faiss structure as a uint8 array (what the index folder's ``ann`` file holds)."""
+    """The faiss structure as a uint8 array (what the index folder's ``ann`` file holds).
+
+    Raises:
+        MissingDependencyError: faiss is not installed.
+    """
     return import_faiss().serialize_index(index)
 
 
 def read_ann(source: str | os.PathLike | np.ndarray) -> Any:
-    """A faiss structure from an ``ann`` file or from :func:`serialize` bytes."""
+    """A faiss structure from an ``ann`` file or from :func:`serialize` bytes.
+
+    Raises:
+        MissingDependencyError: faiss is not installed.
+        IndexIntegrityError: The file is not a readable faiss structure.
+    """
     faiss = import_faiss()
     if isinstance(source, np.ndarray):
         return faiss.deserialize_index(source)
@@ -278,6 +298,12 @@ class ApproximateNeighbors(NeighborsSearch):
         ef: HNSW search breadth (default: the stored one).
         rerank: Candidates per result re-scored with exact distances (default: the
             stored one; 0 = use the structure's own distances).
+
+    Raises:
+        InvalidArgumentError: ``nprobe`` on an HNSW structure, ``ef`` on an IVF one, or a negative or non-int
+            ``nprobe``, ``ef`` or ``rerank``.
+        IndexIntegrityError: The structure holds another number or dimension of vectors than ``embeddings``.
+        MissingDependencyError: faiss is not installed.
 
     Example:
         >>> distances, indices = embedded.search(nprobe=32).kneighbors(vector, n_neighbors=5)  # doctest: +SKIP

@@ -74,14 +74,18 @@ class ColourBlendNeighbors(NeighborsSearch):
             self
 
         Raises:
-            ValueError: Shapes disagree, values are not finite, or bad parameters.
+            InvalidArgumentError: Shapes disagree, values are not finite, or bad parameters.
         """
         cosine = CosineNeighbors(n_neighbors=self.n_neighbors, chunk_size=self.chunk_size)
         return self._fit(cosine.fit(X, inverse_norms=inverse_norms), colours)
 
     @classmethod
     def from_cosine(cls, cosine: CosineNeighbors, colours: np.ndarray, *, colour_weight: float) -> ColourBlendNeighbors:
-        """A blend over an already fitted :class:`simrec.CosineNeighbors` (its vectors are shared)."""
+        """A blend over an already fitted :class:`simrec.CosineNeighbors` (its vectors are shared).
+
+        Raises:
+            InvalidArgumentError: ``colour_weight`` outside ``[0, 1]``, or ``colours`` of the wrong shape or not finite.
+        """
         blend = cls(colour_weight=colour_weight, n_neighbors=cosine.n_neighbors, chunk_size=cosine.chunk_size)
         return blend._fit(cosine, colours)
 
@@ -131,7 +135,11 @@ class ColourBlendNeighbors(NeighborsSearch):
     def kneighbors_blocks(
         self, X: np.ndarray | None = None, colours: np.ndarray | None = None, n_neighbors: int | None = None
     ) -> Blocks:
-        """:meth:`kneighbors` one block of queries at a time (see :meth:`simrec.CosineNeighbors.kneighbors_blocks`)."""
+        """:meth:`kneighbors` one block of queries at a time (see :meth:`simrec.CosineNeighbors.kneighbors_blocks`).
+
+        Raises:
+            InvalidArgumentError: As :meth:`kneighbors`, before the first block.
+        """
         X, k, colours = self._check_blend_query(X, colours, n_neighbors)
         return self._blocks(X, k, colours)
 

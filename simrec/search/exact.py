@@ -1,14 +1,16 @@
 """Exact cosine nearest-neighbor search over embeddings, in the scikit-learn style.
 
-The default ``backend="numpy"`` keeps the fitted vectors as they are plus one inverse
+The default ``implementation="numpy"`` keeps the fitted vectors as they are plus one inverse
 norm per row (no second copy of the catalog), answers a query with one matrix-vector
 product and ``argpartition``, and answers all-items queries in chunks whose scratch
 memory is bounded, so an N x N matrix is never built. Results equal scikit-learn's
 ``NearestNeighbors(metric="cosine", algorithm="brute")``, which stays available as
-``backend="sklearn"``.
+``implementation="sklearn"``.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -17,7 +19,8 @@ from simrec.core.errors import InvalidArgumentError
 from simrec.core.validation import as_matrix, check_n_neighbors
 from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
 
-BACKENDS = ("numpy", "sklearn")
+IMPLEMENTATIONS = ("numpy", "sklearn")
+"""What computes an exact search: simrec's own NumPy code, or scikit-learn's brute-force search."""
 
 
 class CosineNeighbors(NeighborsSearch):
@@ -26,8 +29,9 @@ class CosineNeighbors(NeighborsSearch):
     Args:
         n_neighbors: Default number of neighbors returned by :meth:`kneighbors`.
         metric: Only ``"cosine"`` (``1 - cos(angle)``, in ``[0, 2]``).
-        backend: ``"numpy"`` (fast, memory-bounded) or ``"sklearn"``.
+        implementation: ``"numpy"`` (fast, memory-bounded) or ``"sklearn"``.
         chunk_size: Most query rows scored at once when querying many items.
+        backend: The former name of ``implementation`` (deprecated: it is not the Keras backend).
 
     Attributes:
         n_samples_fit_: Number of fitted vectors.
@@ -47,12 +51,20 @@ class CosineNeighbors(NeighborsSearch):
         *,
         n_neighbors: int = N_NEIGHBORS,
         metric: str = "cosine",
-        backend: str = "numpy",
+        implementation: str = "numpy",
         chunk_size: int = SEARCH_CHUNK_SIZE,
+        backend: str | None = None,
     ) -> None:
+        if backend is not None:
+            warnings.warn(
+                "CosineNeighbors(backend=...) is now CosineNeighbors(implementation=...); backend will be removed",
+                FutureWarning,
+                stacklevel=2,
+            )
+            implementation = backend
         self.n_neighbors = n_neighbors
         self.metric = metric
-        self.backend = backend
+        self.implementation = implementation
         self.chunk_size = chunk_size
 
     def fit(self, X: np.ndarray, y: object = None, *, inverse_norms: np.ndarray | None = None) -> CosineNeighbors:
@@ -70,13 +82,13 @@ class CosineNeighbors(NeighborsSearch):
             self
 
         Raises:
-            ValueError: Empty input, wrong shape, NaN or infinite values, or bad
-                constructor parameters.
+            InvalidArgumentError: Empty input, wrong shape, NaN or infinite values, ``inverse_norms`` of another length,
+                or bad constructor parameters.
         """
         if self.metric != "cosine":
             raise InvalidArgumentError(f"Expected metric='cosine', got {self.metric!r}")
-        if self.backend not in BACKENDS:
-            raise InvalidArgumentError(f"Expected backend in {BACKENDS}, got {self.backend!r}")
+        if self.implementation not in IMPLEMENTATIONS:
+            raise InvalidArgumentError(f"Expected implementation in {IMPLEMENTATIONS}, got {self.implementation!r}")
         check_n_neighbors(self.n_neighbors)
         X = as_matrix(X, "X")
         if X.shape[0] == 0:
@@ -93,14 +105,14 @@ class CosineNeighbors(NeighborsSearch):
         self._inv_norms = np.asarray(inverse_norms, dtype=np.float32)
         self._fit_X = X
         self.n_samples_fit_, self.n_features_in_ = X.shape
-        if self.backend == "sklearn":
+        if self.implementation == "sklearn":
             from sklearn.neighbors import NearestNeighbors
 
             self._sklearn = NearestNeighbors(metric="cosine", algorithm="brute").fit(X)
         return self
 
     def _blocks(self, X: np.ndarray | None, k: int) -> Blocks:
-        if self.backend == "sklearn":
+        if self.implementation == "sklearn":
             distances, indices = self._sklearn.kneighbors(X, n_neighbors=k)
             yield 0, distances.astype(np.float32), indices
             return

@@ -13,10 +13,9 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Upl
 
 from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
-from simrec.app.querying import recommend
+from simrec.app.querying import plan_query, recommend
 from simrec.core.defaults import N_NEIGHBORS
-from simrec.core.errors import ImageDecodeError, InvalidArgumentError
-from simrec.embedded_catalog import neighbors_for, resolve_colour_weight
+from simrec.core.errors import ImageDecodeError
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
@@ -84,22 +83,32 @@ def similar_to_product(
     colour_weight: ColourWeight = None,
     distinct: Distinct = False,
 ) -> dict[str, Any]:
-    """The k catalog products most like a catalog product (itself left out): ``simrec query --id``."""
+    """The k catalog products most like a catalog product (itself left out): ``simrec query --id``.
+    \f
+    Raises:
+        InvalidArgumentError: ``k`` or ``colour_weight`` out of range, or a colour weight above 0 on an index without
+            colour signatures (answered 422).
+        UnknownProductError: No such product (answered 404, with close matches).
+        ServiceBusy: No answer came by the request's deadline (answered 503).
+    """
     embedded = version.embedded
-    row = version.rows.get(product_id)
-    colour_weight = resolve_colour_weight(embedded, colour_weight)
+    row = embedded.row_of(product_id)  # an unknown one: 404 with the close matches
+    plan = plan_query(
+        embedded, k, colour_weight=colour_weight, look=version.search, index_name=str(service.index_dir)
+    )  # every refusal before queueing
     if distinct:
-        search = None if colour_weight > 0 else version.search
         results = recommend(
-            embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight, search=search, distinct=True
+            embedded,
+            product_id=product_id,
+            n_neighbors=plan.n_neighbors,
+            colour_weight=plan.colour_weight,
+            search=plan.search,
+            distinct=True,
         )
         return _answer(version, results)
-    if row is None or k > len(embedded) - 1:
-        # recommend() raises the command line's own error: the close matches, or the largest k.
-        return _answer(version, recommend(embedded, product_id=product_id, n_neighbors=k, colour_weight=colour_weight))
-    if colour_weight > 0:
-        neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before queueing
-    distances, indices = service.batcher.query(version, row, k, deadline_of(request, service), colour_weight)
+    distances, indices = service.batcher.query(
+        version, row, plan.n_neighbors, deadline_of(request, service), plan.colour_weight
+    )
     query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url(product_id)}
     return _payload(version, distances, indices, query)
 
@@ -124,24 +133,22 @@ def similar_to_photo(
     colour_weight: ColourWeight = None,
     distinct: Distinct = False,
 ) -> dict[str, Any]:
-    """The k catalog products most like an uploaded photo: ``simrec query --image``."""
+    """The k catalog products most like an uploaded photo: ``simrec query --image``.
+    \f
+    Raises:
+        fastapi.HTTPException: 409 on an index of vectors made outside simrec; 415 or 422 for an upload that cannot be
+            decoded.
+        InvalidArgumentError: ``k`` above the number of products, ``colour_weight`` out of range, or a colour weight
+            above 0 on an index without colour signatures (answered 422).
+        ServiceBusy: No place to decode, or no answer, came by the request's deadline (answered 503).
+    """
     embedded = version.embedded
-    colour_weight = resolve_colour_weight(embedded, colour_weight)
-    image_size = embedded.meta.get("image_size")
-    if not image_size:
-        raise HTTPException(
-            409,
-            f"this index holds vectors from {embedded.meta.get('model')!r}, made outside simrec, so it cannot "
-            "embed photos; ask for a catalog product's similar products instead",
-        )
-    if k > len(embedded):
-        raise InvalidArgumentError(
-            f"Expected n_neighbors <= {len(embedded)} (products in the catalog), got n_neighbors = {k}"
-        )
-    if colour_weight > 0:
-        neighbors_for(embedded, colour_weight)  # refuses an index without colour signatures, before the upload
+    plan = plan_query(
+        embedded, k, photo=True, colour_weight=colour_weight, look=version.search, index_name=str(service.index_dir)
+    )  # every refusal before the upload is read
+    k, colour_weight = plan.n_neighbors, plan.colour_weight
     deadline = deadline_of(request, service)
-    pixels = _decode_upload(image, int(image_size), service, deadline)
+    pixels = _decode_upload(image, int(embedded.meta.image_size), service, deadline)
     if distinct:  # from the photo's 2k + 10 nearest
         fetch = min(len(embedded), 2 * k + 10)
         distances, indices = service.photo_batcher.query(version, pixels, fetch, colour_weight, deadline)

@@ -62,7 +62,7 @@ def create_app(
         A ``fastapi.FastAPI`` app; run it with ``uvicorn.run(app)`` or ``simrec serve``.
 
     Raises:
-        MissingFileError: The folder does not exist.
+        MissingFileError: The folder does not exist, or with ``warm_up`` the index's weights file is not there.
         IndexIntegrityError: It is not a complete index.
 
     Example:

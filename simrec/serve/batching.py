@@ -62,7 +62,7 @@ MAX_PENDING = 256
 """Most similar-product queries waiting at once (a few bytes each)."""
 MAX_PENDING_PHOTOS = 64
 """Most photo queries waiting at once (each holds its decoded pixels, 147 KB at 224 px)."""
-_MODEL_KEYS = ("model", "weights", "image_size", "preprocessing", "precision", "backend", "seed")
+_MODEL_KEYS = ("model", "weights", "image_size", "preprocessing", "precision", "backend")
 
 
 @dataclass
@@ -216,17 +216,22 @@ class PhotoBatcher(_Batcher):
 
         Raises:
             ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
+            MissingFileError: The first query of an index whose weights file is not there.
         """
         return self._submit(version, (pixels, colour_weight), k, deadline)
 
     def warm_up(self, version: IndexVersion) -> None:
-        """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it."""
-        size = int(version.embedded.meta["image_size"])
+        """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it.
+
+        Raises:
+            MissingFileError: The index used a weights file that is not there.
+        """
+        size = int(version.embedded.meta.image_size)
         self.query(version, np.zeros((size, size, 3), dtype=np.uint8), 1, 0.0, time.monotonic() + 600)
         self.seconds_per_query = 0.0  # building the model is not the time a query takes
 
     def _extractor(self, version: IndexVersion) -> keras.Model:
-        key = tuple(str(version.embedded.meta.get(name)) for name in _MODEL_KEYS)
+        key = tuple(str(getattr(version.embedded.meta, name)) for name in _MODEL_KEYS)
         if key not in self._extractors:
             self._extractors[key] = query_extractor(version.embedded, self.weights_path)
         return self._extractors[key]

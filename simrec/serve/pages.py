@@ -28,6 +28,9 @@ def product_photo(product_id: str, version: Annotated[IndexVersion, Depends(get_
 
     The product id is looked up in the catalog and only that row's photo file is served,
     so no path in the URL ever reaches the file system.
+    \f
+    Raises:
+        fastapi.HTTPException: 404: no such product, or it has no photo file.
     """
     path = version.photo_path(product_id)
     if path is None or not path.is_file():

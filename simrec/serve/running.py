@@ -122,7 +122,8 @@ def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, ver
 
     Raises:
         InvalidArgumentError: A bad port or one that cannot be listened on, or workers < 1.
-        MissingFileError, IndexIntegrityError: The folder holds no complete index.
+        MissingFileError: The folder does not exist, or holds no ``meta.json``.
+        IndexIntegrityError: The folder holds no complete index.
     """
     from simrec.serve.app import SETTINGS_VARIABLE, app_from_environment, create_app
 

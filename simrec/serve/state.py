@@ -45,6 +45,10 @@ class IndexVersion:
         label_of: Each catalog row's label.
         rows: ``product_id`` -> catalog row, for lookups in constant time.
         labels: Every label, sorted.
+
+    Raises:
+        MissingDependencyError: The index has an ann structure, ``exact`` is False and faiss is not installed.
+        IndexIntegrityError: Its ann structure is unreadable or holds other vectors than the index.
     """
 
     embedded: EmbeddedCatalog
@@ -67,7 +71,7 @@ class IndexVersion:
 
     @property
     def generation(self) -> str | None:
-        return self.embedded.meta.get("generation")
+        return self.embedded.meta.generation
 
     def image_url(self, product_id: str) -> str | None:
         """The URL of a product's photo, or None when the index holds none for it."""
@@ -98,9 +102,9 @@ class IndexVersion:
             "status": "ok",
             "generation": self.generation,
             "items": len(self.embedded),
-            "model": meta.get("model"),
-            "weights": meta.get("weights"),
-            "pretrained": bool(meta.get("pretrained", True)),
+            "model": meta.model,
+            "weights": meta.weights,
+            "pretrained": meta.pretrained,
             "warning": self.warning(),
         }
 
@@ -116,6 +120,11 @@ class Service:
         timeout: Seconds a request may wait before it is answered 503 with Retry-After.
         poll_seconds: How often the manifest is looked at for a new commit.
         decode_gate: Bounds the uploads decoded at once and their memory.
+
+    Raises:
+        MissingFileError: The folder does not exist.
+        IndexIntegrityError: It holds no complete index.
+        MissingDependencyError: The index has an ann structure, ``exact`` is False and faiss is not installed.
     """
 
     def __init__(
@@ -148,8 +157,12 @@ class Service:
         return self.follower.current.prepared
 
     def warm_up(self) -> None:
-        """Build the photo extractor now, when the index can embed photos, instead of on the first upload."""
-        if self.current.embedded.meta.get("image_size"):
+        """Build the photo extractor now, when the index can embed photos, instead of on the first upload.
+
+        Raises:
+            MissingFileError: The index used a weights file that is not there.
+        """
+        if not self.current.embedded.meta.made_outside:
             self.photo_batcher.warm_up(self.current)
 
     def close(self) -> None:

@@ -136,7 +136,7 @@ class IndexFollower(Generic[T]):
 
     def _open(self) -> Version[T]:
         embedded = load_index(self.index_dir, mmap=self.mmap)
-        return Version(embedded.meta.get("generation"), embedded, self._prepare(embedded))
+        return Version(embedded.meta.generation, embedded, self._prepare(embedded))
 
 
 def follow_index(
@@ -147,6 +147,10 @@ def follow_index(
     For a long-lived reader (a worker, a notebook kept open while the shop re-indexes).
     Call ``snapshot()`` once per unit of work and use what it returns throughout, so
     each unit is answered wholly from one version.
+
+    Raises:
+        MissingFileError: The folder does not exist.
+        IndexIntegrityError: It holds no complete index.
 
     Example:
         >>> follower = simrec.follow_index("data/index")  # doctest: +SKIP

@@ -61,6 +61,7 @@ from simrec.core.checksum import file_fingerprint
 from simrec.core.crashpoints import crash_point
 from simrec.core.durability import NewFile, fsync_file, fsync_folder, is_no_room, no_room_error
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
+from simrec.core.index_meta import EXTERNAL_WEIGHTS, IndexMeta
 from simrec.core.records import CATALOG_COLUMNS, FAILURE_COLUMNS, FORMAT_VERSION, READABLE_FORMATS, printable_path
 from simrec.core.signals import deferred_interrupt
 from simrec.embedded_catalog import EmbeddedCatalog, assemble
@@ -95,7 +96,7 @@ _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "fa
 def new_generation(index_dir: str | os.PathLike) -> str:
     """A fresh generation name for the next save into ``index_dir`` (``000004-1f2e3d4c``)."""
     try:
-        previous = read_manifest(index_dir).get("generation", "000000-")
+        previous = read_manifest(index_dir).generation or "000000-"
         number = int(str(previous).split("-")[0]) + 1
     except (MissingFileError, IndexIntegrityError, ValueError):
         number = 1
@@ -146,12 +147,9 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
         committed = False
         try:
             files, photo_folders, paths = _write_data(embedded, embeddings, inverse_norms, index_dir, names)
-            meta = dict(embedded.meta)
-            if embedded.colours is None:
-                meta.pop("colour_signature", None)
-            if embedded.ann is None:
-                meta.pop("ann", None)
-            meta.update(
+            meta = embedded.meta.replace(
+                colour_signature=None if embedded.colours is None else embedded.meta.colour_signature,
+                ann=None if embedded.ann is None else embedded.meta.ann,
                 format_version=FORMAT_VERSION,
                 photo_folders=photo_folders,
                 generation=generation,
@@ -162,9 +160,6 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
                 format_1_files=_format_1_leftovers(index_dir),
                 retired_photos=_retired_photos(index_dir, paths),
             )
-            for optional in ("format_1_files", "retired_photos"):
-                if not meta[optional]:
-                    del meta[optional]
             _check_written(index_dir, meta, embedded)
             _write_manifest(temporary, meta)
             fsync_folder(index_dir)  # the new files' names are durable before the manifest names them
@@ -215,6 +210,14 @@ def save_vectors(
     Returns:
         The folder path.
 
+    Raises:
+        InvalidArgumentError: ``model`` is empty, ``catalog`` has no ``product_id`` column or repeats one, or
+            ``vectors`` is not ``(len(catalog), dim)`` or holds NaN or infinite values.
+        NotWritableError: The folder cannot be written.
+        DiskFullError: The disk has no room left (or is read-only); nothing was committed.
+        IndexLockedError: Another process is writing the folder.
+        IndexIntegrityError: What was written does not read back as written (nothing was committed).
+
     Example:
         >>> save_vectors(products, clip_vectors, "clip-index", model="clip-vit-b32")  # doctest: +SKIP
     """
@@ -237,7 +240,7 @@ def save_vectors(
         vectors,
         np.ones(len(catalog), dtype=bool),
         [],
-        {"model": model.strip(), "weights": "external", "pretrained": True, "image_size": None},
+        IndexMeta(model=model.strip(), weights=EXTERNAL_WEIGHTS),
     )
     return save_index(embedded, index_dir)
 
@@ -258,7 +261,7 @@ def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool
         The :class:`~simrec.embedded_catalog.EmbeddedCatalog`.
 
     Raises:
-        MissingFileError: The folder does not exist.
+        MissingFileError: The folder does not exist, or holds no ``meta.json``.
         IndexIntegrityError: Missing, damaged or inconsistent files.
 
     Example:
@@ -271,7 +274,7 @@ def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool
             return _load_files(index_dir, meta, mmap, verify)
         except FileNotFoundError:
             # A writer may have committed and removed the files this manifest named.
-            if attempt == 2 or read_manifest(index_dir).get("generation") == meta.get("generation"):
+            if attempt == 2 or read_manifest(index_dir).generation == meta.generation:
                 raise IndexIntegrityError(
                     f"{index_dir} is not a complete simrec index: a file named by meta.json is missing"
                 ) from None
@@ -288,8 +291,8 @@ def verify_index(index_dir: str | os.PathLike) -> EmbeddedCatalog:
     return load_index(index_dir, verify=True)
 
 
-def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``meta.json`` of an index folder.
+def read_manifest(index_dir: str | os.PathLike) -> IndexMeta:
+    """The ``meta.json`` of an index folder, read into its record.
 
     Raises:
         MissingFileError: No folder, or no ``meta.json`` in it.
@@ -305,13 +308,10 @@ def read_manifest(index_dir: str | os.PathLike) -> dict[str, Any]:
         raise MissingFileError(f"{index_dir} is not a simrec index: it has no {META_FILE}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise IndexIntegrityError(f"{path} is damaged: {error}") from None
-    required = ("format_version", "model", "weights", "count", "dim", "files")
-    absent = [key for key in required if key not in meta] if isinstance(meta, dict) else list(required)
-    if absent:
-        raise IndexIntegrityError(f"{path} lacks {', '.join(absent)}")
-    if meta["format_version"] not in READABLE_FORMATS:
+    meta = IndexMeta.from_dict(meta, str(path))
+    if meta.format_version not in READABLE_FORMATS:
         raise IndexIntegrityError(
-            f"{index_dir} uses index format {meta['format_version']}; this simrec reads formats "
+            f"{index_dir} uses index format {meta.format_version}; this simrec reads formats "
             f"{', '.join(map(str, READABLE_FORMATS))} (upgrade simrec)"
         )
     return meta
@@ -325,14 +325,18 @@ def remove_unreferenced(index_dir: str | os.PathLike) -> list[str]:
 
     Returns:
         The names removed.
+
+    Raises:
+        MissingFileError: The folder does not exist, or holds no ``meta.json``.
+        IndexIntegrityError: The manifest or the catalog it names is damaged.
     """
     index_dir = Path(index_dir)
     meta = read_manifest(index_dir)
-    keep = {entry["name"] for entry in meta["files"].values()} if meta["format_version"] > 1 else set()
-    keep |= set(meta.get("photo_folders", []))
-    retired = set(meta.get("retired_photos", []))
+    keep = {entry["name"] for entry in meta.files.values()} if meta.format_version > 1 else set()
+    keep |= set(meta.photo_folders)
+    retired = set(meta.retired_photos)
     keep |= {name for name in retired if "/" not in name}  # a photo folder of the layout before the store
-    format_1 = set(meta.get("format_1_files", []))  # what the index's first format left, recorded at the upgrade
+    format_1 = set(meta.format_1_files)  # what the index's first format left, recorded at the upgrade
     removed = []
     for entry in sorted(os.listdir(index_dir)):
         ours = _GENERATION_FILE.match(entry) or _GENERATION_FOLDER.match(entry) or _LEFTOVER.match(entry)
@@ -347,8 +351,8 @@ def remove_unreferenced(index_dir: str | os.PathLike) -> list[str]:
         removed.append(entry)
     if removed:
         fsync_folder(index_dir)
-    if meta["format_version"] > 1 and "catalog" in meta["files"]:
-        named = _catalog_paths(index_dir / meta["files"]["catalog"]["name"])
+    if meta.format_version > 1 and "catalog" in meta.files:
+        named = _catalog_paths(index_dir / meta.files["catalog"]["name"])
         removed += collect_photos(index_dir, photos_named(named) | retired)
     if removed:
         logger.info("removed %d files and folders from %s, e.g. %s", len(removed), index_dir, removed[0])
@@ -365,12 +369,12 @@ def _format_1_leftovers(index_dir: Path) -> list[str]:
         previous = read_manifest(index_dir)
     except (MissingFileError, IndexIntegrityError):
         return []
-    if previous["format_version"] == 1:
-        names = [name for name in _FORMAT_1_FILES.values() if name in previous["files"]]
+    if previous.format_version == 1:
+        names = [name for name in _FORMAT_1_FILES.values() if name in previous.files]
         if (index_dir / "images" / ".simrec-extracted").exists():
             names.append("images")
     else:
-        names = previous.get("format_1_files", [])  # still there after an interrupted clean-up
+        names = previous.format_1_files  # still there after an interrupted clean-up
     return sorted(name for name in names if (index_dir / name).exists())
 
 
@@ -423,14 +427,14 @@ def _retired_photos(index_dir: Path, new_paths: list[str]) -> list[str]:
     """
     try:
         previous = read_manifest(index_dir)
-        entry = previous["files"].get("catalog") if previous["format_version"] > 1 else None
+        entry = previous.files.get("catalog") if previous.format_version > 1 else None
         if entry is None:
             return []
         old_paths = _catalog_paths(index_dir / entry["name"])
     except (MissingFileError, IndexIntegrityError, FileNotFoundError, ValueError):
         return []
     retired = photos_named(old_paths) - photos_named(new_paths)
-    retired |= {folder for folder in previous.get("photo_folders", []) if folder != STORE}
+    retired |= {folder for folder in previous.photo_folders if folder != STORE}
     return sorted(name for name in retired if (index_dir / name).exists())
 
 
@@ -491,7 +495,7 @@ def _catalog_paths(path: Path) -> pd.Series:
     return _read_table(path)["path"].astype(str)
 
 
-def _check_written(index_dir: Path, meta: dict[str, Any], embedded: EmbeddedCatalog) -> None:
+def _check_written(index_dir: Path, meta: IndexMeta, embedded: EmbeddedCatalog) -> None:
     """Read the new version back as a reader will, before anything names it.
 
     The same checks as opening (sizes, shapes, row counts, columns), and every
@@ -533,18 +537,18 @@ def _write_ann(ann: Path | np.ndarray, handle) -> None:
         shutil.copyfileobj(source, handle, 16 * 1024**2)
 
 
-def _write_manifest(temporary: Path, meta: dict[str, Any]) -> None:
+def _write_manifest(temporary: Path, meta: IndexMeta) -> None:
     with NewFile(temporary) as handle:
-        handle.write((json.dumps(meta, indent=2) + "\n").encode())
+        handle.write((json.dumps(meta.to_dict(), indent=2) + "\n").encode())
         fsync_file(handle)
     crash_point("manifest-written")
 
 
-def _load_files(index_dir: Path, meta: dict[str, Any], mmap: bool, verify: bool) -> EmbeddedCatalog:
-    if meta["format_version"] == 1:
-        files = {role: {"name": name, **meta["files"].get(name, {})} for role, name in _FORMAT_1_FILES.items()}
+def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> EmbeddedCatalog:
+    if meta.format_version == 1:
+        files = {role: {"name": name, **meta.files.get(name, {})} for role, name in _FORMAT_1_FILES.items()}
     else:
-        files = meta["files"]
+        files = meta.files
     missing = [role for role in ("catalog", "embeddings", "failures") if role not in files]
     if missing:
         raise IndexIntegrityError(f"{index_dir / META_FILE} names no {', '.join(missing)} file")
@@ -576,9 +580,9 @@ def _load_files(index_dir: Path, meta: dict[str, Any], mmap: bool, verify: bool)
     ann = None
     if "ann" in files:
         ann = index_dir / files["ann"]["name"]
-        if not isinstance(meta.get("ann"), dict) or meta["ann"].get("count") != meta["count"]:
+        if not isinstance(meta.ann, dict) or meta.ann.get("count") != meta.count:
             raise IndexIntegrityError(
-                f"{index_dir} is inconsistent: its ann structure does not describe the {meta['count']} items; "
+                f"{index_dir} is inconsistent: its ann structure does not describe the {meta.count} items; "
                 "rebuild it with 'simrec ann'"
             )
     embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours, ann)
@@ -596,7 +600,7 @@ def _read_array(path: Path, mmap: bool) -> np.ndarray:
 
 def _check_consistent(
     index_dir: Path,
-    meta: dict,
+    meta: IndexMeta,
     catalog: pd.DataFrame,
     embeddings: np.ndarray,
     inverse_norms: np.ndarray | None,
@@ -606,8 +610,8 @@ def _check_consistent(
     problems = []
     if embeddings.ndim != 2 or embeddings.dtype != np.float32:
         problems.append(f"embeddings are {embeddings.dtype} {embeddings.shape}, expected 2-D float32")
-    elif embeddings.shape != (meta["count"], meta["dim"]):
-        problems.append(f"embeddings shape {embeddings.shape} but meta.json says ({meta['count']}, {meta['dim']})")
+    elif embeddings.shape != (meta.count, meta.dim):
+        problems.append(f"embeddings shape {embeddings.shape} but meta.json says ({meta.count}, {meta.dim})")
     if inverse_norms is not None and inverse_norms.shape != (len(embeddings),):
         problems.append(f"inverse norms have shape {inverse_norms.shape}, expected ({len(embeddings)},)")
     if len(catalog) != len(embeddings):

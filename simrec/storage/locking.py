@@ -31,6 +31,7 @@ def writer_lock(index_dir: str | os.PathLike) -> Iterator[None]:
         IndexLockedError: Another process, or another thread of this one, holds it.
         MissingFileError: The folder does not exist.
         NotWritableError: The lock file cannot be created there.
+        DiskFullError: The disk has no room left for the lock file (or is read-only).
     """
     index_dir = Path(index_dir)
     key = str(index_dir.resolve())

@@ -42,6 +42,9 @@ def object_name(sha256: str, suffix: str) -> str:
 
     The suffix is kept (lower case) so the photo is served with its content type; one that
     is not a plain extension is dropped.
+
+    Raises:
+        ValueError: ``sha256`` is not 64 lower-case hex digits.
     """
     if not _DIGEST.match(sha256):
         raise ValueError(f"Expected a SHA-256 as 64 lower-case hex digits, got {sha256!r}")
