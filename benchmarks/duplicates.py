@@ -103,7 +103,7 @@ def planted(args: argparse.Namespace, folder: Path) -> None:
     print("simrec's false pairs:", rows[0][2]["false_pairs"])
 
 
-def generated_index(folder: Path, items: int, dim: int) -> tuple[Path, int]:
+def generated_index(index_dir: Path, items: int, dim: int) -> tuple[Path, int]:
     from simrec import save_vectors
 
     rng = np.random.default_rng(0)
@@ -115,8 +115,8 @@ def generated_index(folder: Path, items: int, dim: int) -> tuple[Path, int]:
     sources = (copies + 1 + rng.integers(0, items - 1, len(copies))) % items
     vectors[copies] = vectors[sources] + 0.05 * rng.standard_normal((len(copies), dim), dtype=np.float32)
     catalog = pd.DataFrame({"product_id": [f"item_{i}" for i in range(items)]})
-    save_vectors(catalog, vectors, folder, model="generated")
-    return folder, len(copies)
+    save_vectors(catalog, vectors, index_dir, model="generated")
+    return index_dir, len(copies)
 
 
 def _measured_duplicates(embedded: EmbeddedCatalog) -> tuple[DuplicateReport, float, int]:
@@ -135,8 +135,8 @@ def _measured_duplicates(embedded: EmbeddedCatalog) -> tuple[DuplicateReport, fl
 def exact_scale(args: argparse.Namespace, folder: Path) -> None:
     import simrec
 
-    index, planted_pairs = generated_index(folder / "exact", args.items, args.dim)
-    embedded = simrec.load_index(index, mmap=True)
+    index_dir, planted_pairs = generated_index(folder / "exact", args.items, args.dim)
+    embedded = simrec.load_index(index_dir, mmap=True)
     report, seconds, peak = _measured_duplicates(embedded)
     print(
         f"\nexact, {args.items} x {args.dim} generated vectors ({planted_pairs} noisy copies): "
@@ -156,18 +156,18 @@ def scale(args: argparse.Namespace, folder: Path) -> None:
         exact_scale(args, folder)
     measured = []
     for n in args.ann_items:
-        index, planted_pairs = generated_index(folder / f"ann-{n}", n, args.dim)
+        index_dir, planted_pairs = generated_index(folder / f"ann-{n}", n, args.dim)
         started = time.perf_counter()
-        attach_ann(index, "hnsw")
+        attach_ann(index_dir, "hnsw")
         build = time.perf_counter() - started
-        embedded = simrec.load_index(index, mmap=True)
+        embedded = simrec.load_index(index_dir, mmap=True)
         report, find, peak = _measured_duplicates(embedded)
         started = time.perf_counter()
         exact = simrec.find_duplicates(embedded, exact=True)
         exact_find = time.perf_counter() - started
         found = set(zip(report.pairs.product_id, report.pairs.duplicate_id))
         agree = len(found & set(zip(exact.pairs.product_id, exact.pairs.duplicate_id)))
-        ann_mb = sum(p.stat().st_size for p in Path(index).glob("ann-*")) / 1024**2
+        ann_mb = sum(p.stat().st_size for p in Path(index_dir).glob("ann-*")) / 1024**2
         measured.append((n, build, find, exact_find, ann_mb))
         print(
             f"hnsw, {n} x {args.dim} ({planted_pairs} noisy copies): build {build:.1f} s, duplicates {find:.1f} s "

@@ -1,10 +1,10 @@
-"""Time and peak memory of `simrec export` (every product's k nearest neighbours).
+"""Time and peak memory of `simrec export` (every product's k nearest neighbors).
 
     python benchmarks/export.py                         # 100,000 x 2048 vectors, k=10, Parquet
     python benchmarks/export.py --items 20000 --dim 2048 --format csv
 
 Writes generated vectors to an index with ``simrec.save_vectors``, opens it memory-mapped
-as ``simrec export`` does, and exports every product's neighbours. Prints the seconds,
+as ``simrec export`` does, and exports every product's neighbors. Prints the seconds,
 the peak memory allocated during the export (``tracemalloc``: numpy's arrays included,
 the memory-mapped vectors not, as they stay in the page cache) and the process's peak
 resident size, next to the size of the full n x n distance matrix the blocks avoid.

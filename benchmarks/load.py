@@ -73,12 +73,12 @@ def main() -> None:
                 "photos": (vectors, "photos.lua", [str(ids_file)]),
                 "upload": (photo_index, "upload.lua", [str(p) for p in photos[:8]]),
             }
-            for index in (vectors, photo_index):
-                endpoints = [e for e in args.endpoints if plan[e][0] == index]
+            for index_dir in (vectors, photo_index):
+                endpoints = [e for e in args.endpoints if plan[e][0] == index_dir]
                 if not endpoints:
                     continue
-                with _server(index, workers, args.source) as (url, pid):
-                    if index == photo_index:
+                with _server(index_dir, workers, args.source) as (url, pid):
+                    if index_dir == photo_index:
                         _upload_once(url, photos[0])
                     for endpoint in endpoints:
                         _, script, script_args = plan[endpoint]
@@ -129,7 +129,7 @@ def _photos(directory: Path, n: int) -> list[Path]:
     return paths
 
 
-def _vectors_index(directory: Path, n_items: int, dim: int, photos: list[Path]) -> Path:
+def _vectors_index(index_dir: Path, n_items: int, dim: int, photos: list[Path]) -> Path:
     import pandas as pd
 
     sys.path.insert(0, str(ROOT))
@@ -146,15 +146,15 @@ def _vectors_index(directory: Path, n_items: int, dim: int, photos: list[Path]) 
             "path": [str(photos[i % len(photos)]) for i in range(n_items)],
         }
     )
-    return save_vectors(catalog, vectors, directory, model="generated")
+    return save_vectors(catalog, vectors, index_dir, model="generated")
 
 
-def _photo_index(directory: Path, photos: list[Path], image_size: int, source: Path) -> Path:
+def _photo_index(index_dir: Path, photos: list[Path], image_size: int, source: Path) -> Path:
     root = photos[0].parents[1]
-    argv = [sys.executable, "-m", "simrec", "index", str(root), "--out", str(directory)]
+    argv = [sys.executable, "-m", "simrec", "index", str(root), "--out", str(index_dir)]
     argv += ["--weights", "random", "--image-size", str(image_size), "-q"]
     subprocess.run(argv, check=True, env=_env(source), cwd=source, stderr=subprocess.DEVNULL)
-    return directory
+    return index_dir
 
 
 def _env(source: Path) -> dict[str, str]:
@@ -172,12 +172,12 @@ def _upload_once(url: str, photo: Path) -> None:
 class _server:
     """``simrec serve`` in a child process on a free loopback port, stopped on exit."""
 
-    def __init__(self, index: Path, workers: int, source: Path) -> None:
-        self.index, self.workers, self.source = index, workers, source
+    def __init__(self, index_dir: Path, workers: int, source: Path) -> None:
+        self.index_dir, self.workers, self.source = index_dir, workers, source
 
     def __enter__(self) -> tuple[str, int]:
         port = free_port()
-        argv = [sys.executable, "-m", "simrec", "serve", str(self.index), "--port", str(port)]
+        argv = [sys.executable, "-m", "simrec", "serve", str(self.index_dir), "--port", str(port)]
         if self.workers > 1:
             argv += ["--workers", str(self.workers)]
         # From the checkout's folder: python -m puts the working folder first on the path.

@@ -32,7 +32,9 @@ MAX_TYPE_LOSS = 0.01
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, default=PHOTOS, help="fashion-small (images/ and styles.csv)")
-    parser.add_argument("--index", type=Path, help="an index of those photos (default: made in a temporary folder)")
+    parser.add_argument(
+        "--index", dest="index_dir", type=Path, help="an index of those photos (default: made in a temporary folder)"
+    )
     parser.add_argument("--model", default="mobilenet-0.25")
     parser.add_argument("--weights", default=str(WEIGHTS))
     parser.add_argument("-k", type=int, default=5)
@@ -44,13 +46,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="simrec-quality-") as folder:
         started = time.perf_counter()
-        if args.index is None:
+        if args.index_dir is None:
             embedded, report = build_index(
                 args.photos / "images", Path(folder) / "index", model=args.model, weights=args.weights, verbose=False
             )
             print(f"indexed {report.indexed} photos in {time.perf_counter() - started:.1f} s")
         else:
-            embedded = load_index(args.index, mmap=True)
+            embedded = load_index(args.index_dir, mmap=True)
         print_sweep(embedded, args.photos / "styles.csv", args.k)
 
 

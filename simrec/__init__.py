@@ -1,7 +1,7 @@
 """simrec: recommend products that look alike, from their photos.
 
 A pre-trained ResNet50 turns each product photo into a 2048-d vector; a query's nearest
-neighbours by cosine distance are its recommendations. TensorFlow and Matplotlib are
+neighbors by cosine distance are its recommendations. TensorFlow and Matplotlib are
 imported only by the functions that need them, so ``import simrec`` is fast.
 """
 

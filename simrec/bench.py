@@ -183,7 +183,7 @@ def run_benchmark(
     figures.update(_search_figures(n_items))
     for name in SEARCH_FIGURES:
         print_fn(f"{name} {figures[name]:.3f}")
-    print_fn(f"knn_identical_neighbours {bool(figures['knn_identical_neighbours'])}")
+    print_fn(f"knn_identical_neighbors {bool(figures['knn_identical_neighbors'])}")
     if memory_items:
         figures.update(_memory_figures(memory_items))
         print_fn(
@@ -370,7 +370,7 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
             start = time.perf_counter()
             search(q[None])
             times.append(time.perf_counter() - start)
-        return float(np.median(times)) * 1000  # the median resists a busy neighbour
+        return float(np.median(times)) * 1000  # the median resists a busy neighbor
 
     figures = {
         "knn_query_ms_simrec": per_query_ms(lambda q: ours.kneighbors(q)),
@@ -391,7 +391,7 @@ def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[
         single, normalized.kneighbors(normalize(queries))[1]
     )
     same_all = min((ours_all == reference_all).mean(), (ours_all == normalized_all).mean()) > 0.999
-    figures["knn_identical_neighbours"] = float(same_single and same_all)
+    figures["knn_identical_neighbors"] = float(same_single and same_all)
     return figures
 
 
@@ -412,15 +412,15 @@ ANN_SETTINGS = (
     ("ivf-flat", {}, [{}]),
     ("ivf-pq", {}, [{"rerank": 0}, {}]),
 )
-"""What ``simrec bench --ann`` measures: ``(type, build parameters, [search parameters, ...])``;
-each type with simrec's defaults, ivf-pq with and without exact re-ranking."""
+"""What ``simrec bench --ann`` measures: ``(ann type, build parameters, [search parameters, ...])``;
+each ann type with simrec's defaults, ivf-pq with and without exact re-ranking."""
 
 
 def run_ann_benchmark(
     n_items: int = 200_000,
     dim: int = 2048,
     *,
-    index: str | os.PathLike | None = None,
+    index_dir: str | os.PathLike | None = None,
     n_queries: int = 200,
     settings: tuple = ANN_SETTINGS,
     json_path: str | os.PathLike | None = None,
@@ -431,10 +431,10 @@ def run_ann_benchmark(
     Args:
         n_items: Clustered vectors to index (see :func:`clustered_vectors`).
         dim: Their dimension.
-        index: Also measure on the real embeddings of this index folder.
+        index_dir: Also measure on the real embeddings of this index folder.
         n_queries: Queries per measurement (held out of the clustered data; for an
             index, catalog items left out of their own results).
-        settings: ``(type, params)`` pairs to measure.
+        settings: ``(ann type, params)`` pairs to measure.
         json_path: Also write the figures to this JSON file.
         print_fn: Where lines go.
 
@@ -444,8 +444,8 @@ def run_ann_benchmark(
 
     Raises:
         MissingDependencyError: faiss is not installed.
-        MissingFileError: ``index`` does not exist, or holds no ``meta.json``.
-        IndexIntegrityError: ``index`` is not a complete index.
+        MissingFileError: ``index_dir`` does not exist, or holds no ``meta.json``.
+        IndexIntegrityError: ``index_dir`` is not a complete index.
     """
     from simrec.search.approximate import import_faiss
 
@@ -458,13 +458,13 @@ def run_ann_benchmark(
     data, queries = data[:n_items], data[n_items:]
     figures = _ann_figures(f"clustered {n_items}x{dim}", data, queries, settings, print_fn, exclude_self=False)
     del data
-    if index is not None:
+    if index_dir is not None:
         from simrec.storage.index_folder import load_index
 
-        embedded = load_index(index, mmap=True)
+        embedded = load_index(index_dir, mmap=True)
         rows = np.random.default_rng(2).choice(len(embedded), size=min(n_queries, len(embedded)), replace=False)
         real = _ann_figures(
-            f"index {index} {len(embedded)}x{embedded.meta.dim}",
+            f"index {index_dir} {len(embedded)}x{embedded.meta.dim}",
             embedded.embeddings,
             rows,
             settings,
@@ -540,15 +540,15 @@ def _ann_figures(
     print_fn(f"{name}: exact query_ms {exact_ms:.2f}, {data.shape[1] * 4 + 4} bytes/vector")
     figures: dict[str, Any] = {"exact_query_ms": exact_ms}
     best = None
-    for kind, params, variants in settings:
+    for ann_type, params, variants in settings:
         started = time.perf_counter()
-        index, info = build_ann(data, inverse_norms, kind=kind, **params)
+        index, info = build_ann(data, inverse_norms, ann_type=ann_type, **params)
         build_s = time.perf_counter() - started
         for at_search in variants:
             search = ApproximateNeighbors(index, info, embeddings=data, inverse_norms=exact._inv_norms, **at_search)
             ms, found = latency_and_results(lambda v, s=search: s.kneighbors(v, n_neighbors=k + extra))
             recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
-            label = kind + (f" rerank={search.rerank}" if kind == "ivf-pq" else "")
+            label = ann_type + (f" rerank={search.rerank}" if ann_type == "ivf-pq" else "")
             settings_text = ", ".join(f"{p}={v}" for p, v in info["params"].items() if p != "rerank")
             print_fn(
                 f"{name}: {label} ({settings_text}): build_s {build_s:.1f}, "

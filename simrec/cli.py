@@ -152,7 +152,13 @@ def _add_colour_weight(sub: argparse.ArgumentParser) -> None:
 def _add_index_command(commands: argparse._SubParsersAction) -> None:
     index = commands.add_parser("index", help="embed a zip or folder of photos into an index folder")
     index.add_argument("source", help="a .zip file or a folder of photos (subfolders are labels)")
-    index.add_argument("--out", required=True, help="index folder (zips are extracted into OUT/images-GEN)")
+    index.add_argument(
+        "--out",
+        dest="index_dir",
+        metavar="INDEX_DIR",
+        required=True,
+        help="the index folder to write (zips are extracted into INDEX_DIR/images-GEN)",
+    )
     index.add_argument("--metadata", help="optional CSV with a product_id column to join")
     index.add_argument(
         "--rebuild",
@@ -195,9 +201,9 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_export_command(commands: argparse._SubParsersAction) -> None:
-    export = commands.add_parser("export", help="write every product's nearest neighbours to a Parquet or CSV file")
+    export = commands.add_parser("export", help="write every product's nearest neighbors to a Parquet or CSV file")
     export.add_argument("index_dir", metavar="INDEX_DIR")
-    export.add_argument("-k", type=_positive, default=10, help="neighbours per product (default: %(default)s)")
+    export.add_argument("-k", type=_positive, default=10, help="neighbors per product (default: %(default)s)")
     export.add_argument(
         "--embeddings",
         action="store_true",
@@ -239,7 +245,7 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         type=_positive,
         default=DUPLICATE_CANDIDATES,
         metavar="N",
-        help="nearest neighbours of each product looked at (default: %(default)s)",
+        help="nearest neighbors of each product looked at (default: %(default)s)",
     )
     duplicates.add_argument(
         "--vectors-only", action="store_true", help="judge by the vectors alone, without decoding any photo"
@@ -281,7 +287,7 @@ def _add_ann_command(commands: argparse._SubParsersAction) -> None:
         "ann", help="build (or remove) an approximate-search structure inside an index (pip install 'simrec[faiss]')"
     )
     ann.add_argument("index_dir", metavar="INDEX_DIR")
-    ann.add_argument("--type", required=True, choices=(*ANN_TYPES, "none"), help="none removes it")
+    ann.add_argument("--type", dest="ann_type", required=True, choices=(*ANN_TYPES, "none"), help="none removes it")
     ann.add_argument("--nlist", type=_positive, help="IVF lists (default: about 2 sqrt(items))")
     ann.add_argument("--nprobe", type=_positive, help="IVF lists searched by default (default: nlist / 16)")
     ann.add_argument("--m", type=_positive, help="hnsw: links per node (32); ivf-pq: bytes per vector (128 at 2048-d)")
@@ -302,7 +308,7 @@ def _add_verify_command(commands: argparse._SubParsersAction) -> None:
 def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="leave-one-out precision@k and mAP@k by label")
     evaluate.add_argument("index_dir", metavar="INDEX_DIR")
-    evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
+    evaluate.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbors per query (default: %(default)s)")
     evaluate.add_argument("--format", choices=("table", "json"), default="table")
     _add_colour_weight(evaluate)
     evaluate.add_argument(
@@ -348,7 +354,7 @@ def _add_colours_command(commands: argparse._SubParsersAction) -> None:
 def _add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="run the whole pipeline on a built-in synthetic catalog")
     demo.add_argument("--out", default=DEMO_DIR, help="output folder (default: %(default)s)")
-    demo.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbours per query (default: %(default)s)")
+    demo.add_argument("-k", type=_positive, default=N_NEIGHBORS, help="neighbors per query (default: %(default)s)")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _add_model_options(demo)
     demo.set_defaults(handler=_cmd_demo)
@@ -383,7 +389,12 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
         const=200_000,
         help="instead: approximate vs exact search on ANN clustered 2048-d vectors (default 200000; needs faiss)",
     )
-    bench.add_argument("--index", help="with --ann: also measure on this index folder's embeddings")
+    bench.add_argument(
+        "--index",
+        dest="index_dir",
+        metavar="INDEX_DIR",
+        help="with --ann: also measure on this index folder's embeddings",
+    )
     bench.add_argument(
         "--ray", action="store_true", help="instead: the Ray engine on a local Ray vs the local engine (needs ray)"
     )
@@ -468,21 +479,21 @@ def _cmd_index(args: argparse.Namespace) -> int:
         logging.getLogger("ray").setLevel(logging.WARNING)  # Ray Data logs every stage at INFO
     embedded, report = build_index(
         args.source,
-        args.out,
+        args.index_dir,
         rebuild=args.rebuild,
         metadata=args.metadata,
         engine=args.engine,
         engine_options=ray_options,
         **_build_options(args),
     )
-    _print_build(embedded, report, args.out)
+    _print_build(embedded, report, args.index_dir)
     return 0
 
 
-def _print_build(embedded, report, out) -> None:
+def _print_build(embedded, report, index_dir) -> None:
 
     rate = report.embedded / report.embed_seconds if report.embed_seconds > 0 and report.embedded else 0.0
-    print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {out}")
+    print(f"indexed {report.indexed} images, skipped {report.skipped} (of {report.candidates} files) into {index_dir}")
     if formats := count_formats(embedded.catalog):
         print(f"formats: {formats}")
     print(
@@ -491,7 +502,7 @@ def _print_build(embedded, report, out) -> None:
     )
     if report.skipped:
         table = embedded.meta.files.get("failures", {}).get("name", "")
-        print(f"skipped files and reasons: {Path(out) / table}")
+        print(f"skipped files and reasons: {Path(index_dir) / table}")
         for row in embedded.failures.head(5).itertuples(index=False):
             print(f"  {_one_line(row.path)}: {row.reason}")
         if report.skipped > 5:
@@ -563,7 +574,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     )
     print(
         f"wrote {report.rows} rows ({report.products} products x {'up to ' if args.distinct else ''}{args.k} "
-        f"neighbours) to {report.path} "
+        f"neighbors) to {report.path} "
         f"in {report.seconds:.1f}s"
     )
     if embedded.warning:
@@ -664,7 +675,7 @@ def _cmd_ann(args: argparse.Namespace) -> int:
 
     params = {"nlist": args.nlist, "nprobe": args.nprobe, "m": args.m, "nbits": args.nbits}
     params.update(ef_construction=args.ef_construction, ef=args.ef, rerank=args.rerank)
-    info = attach_ann(args.index_dir, args.type, seed=args.seed, **params)
+    info = attach_ann(args.index_dir, args.ann_type, seed=args.seed, **params)
     if info is None:
         print(f"{args.index_dir}: no ann structure; queries use exact search")
         return 0
@@ -812,10 +823,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
 
-    if args.index and not args.ann:
+    if args.index_dir and not args.ann:
         raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
     if args.ann:
-        run_ann_benchmark(args.ann, index=args.index, json_path=args.out)
+        run_ann_benchmark(args.ann, index_dir=args.index_dir, json_path=args.out)
         return 0
     if args.ray:
         import_backend_quietly(args.verbose)

@@ -325,7 +325,7 @@ def resolve_colour_weight(embedded: EmbeddedCatalog, colour_weight: float | None
     return default_colour_weight(embedded) if colour_weight is None else check_colour_weight(colour_weight)
 
 
-def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None:
+def require_colours(embedded: EmbeddedCatalog, index_dir: str = "INDEX_DIR") -> None:
     """Refuse a colour weight above 0 on an index whose signatures are missing or made differently.
 
     Raises:
@@ -333,30 +333,30 @@ def require_colours(embedded: EmbeddedCatalog, index: str = "INDEX_DIR") -> None
             how to make them).
     """
     if embedded.colours is None:
-        raise InvalidArgumentError(missing_colours_message(index, embedded.meta))
+        raise InvalidArgumentError(missing_colours_message(index_dir, embedded.meta))
     method = embedded.meta.colour_signature
     if method not in (None, SIGNATURE_METHOD):
         raise InvalidArgumentError(
-            f"the index {index} has colour signatures made by {method!r}, this simrec makes {SIGNATURE_METHOD!r}; "
-            f"make them again with 'simrec colours {index}'"
+            f"the index {index_dir} has colour signatures made by {method!r}, this simrec makes {SIGNATURE_METHOD!r}; "
+            f"make them again with 'simrec colours {index_dir}'"
         )
 
 
-def missing_colours_message(index: str = "INDEX_DIR", meta: IndexMeta | None = None) -> str:
+def missing_colours_message(index_dir: str = "INDEX_DIR", meta: IndexMeta | None = None) -> str:
     """What to do when an index has no colour signatures and a colour weight above 0 is asked for.
 
     Args:
-        index: The index folder, as the user named it.
+        index_dir: The index folder, as the user named it.
         meta: Its manifest: an index of vectors made outside simrec (``save_vectors``) never had
             signatures, while one of simrec's own was made before simrec stored them.
     """
     if meta is not None and meta.made_outside:
         why = f"it holds vectors from {meta.model!r} made outside simrec, written without them"
-        how = f"add them with 'simrec colours {index}' if its path column names the photos (reads them, no model)"
+        how = f"add them with 'simrec colours {index_dir}' if its path column names the photos (reads them, no model)"
     else:
         why = "it was made before simrec stored them"
         how = (
-            f"add them with 'simrec colours {index}' (reads the photos, no model) or embed everything again with "
-            f"'simrec index SOURCE --out {index} --rebuild'"
+            f"add them with 'simrec colours {index_dir}' (reads the photos, no model) or embed everything again with "
+            f"'simrec index SOURCE --out {index_dir} --rebuild'"
         )
-    return f"the index {index} has no colour signatures ({why}), so only colour_weight 0 works on it; {how}"
+    return f"the index {index_dir} has no colour signatures ({why}), so only colour_weight 0 works on it; {how}"

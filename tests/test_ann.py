@@ -47,25 +47,25 @@ def built(colour_tree, tmp_path):
     return colour_tree, out
 
 
-@pytest.mark.parametrize("kind", TYPES)
-def test_searching_every_list_gives_the_exact_neighbours_and_cosine_distances(kind):
+@pytest.mark.parametrize("ann_type", TYPES)
+def test_searching_every_list_gives_the_exact_neighbors_and_cosine_distances(ann_type):
     X = clustered()
-    params = {"nprobe": default_params(kind, len(X), X.shape[1])["nlist"]} if kind != "hnsw" else {"ef": 600}
-    index, info = build_ann(X, kind=kind, **params)
+    params = {"nprobe": default_params(ann_type, len(X), X.shape[1])["nlist"]} if ann_type != "hnsw" else {"ef": 600}
+    index, info = build_ann(X, ann_type=ann_type, **params)
     exact_d, exact_i = CosineNeighbors().fit(X).kneighbors(X[:50] + 0.01, n_neighbors=10)
-    rerank = 60 if kind == "ivf-pq" else 1  # lossy codes: exact re-scoring of every candidate list
+    rerank = 60 if ann_type == "ivf-pq" else 1  # lossy codes: exact re-scoring of every candidate list
     approx = ApproximateNeighbors(read_ann(serialize(index)), info, embeddings=X, rerank=rerank)
     d, i = approx.kneighbors(X[:50] + 0.01, n_neighbors=10)
     assert d.dtype == np.float32 and i.dtype == np.int64 and d.shape == (50, 10)
     np.testing.assert_array_equal(i, exact_i)
     np.testing.assert_allclose(d, exact_d, atol=1e-5)
-    assert info["count"] == len(X) and info["type"] == kind
-    assert info["recall_at_10"] == 1.0 or kind == "ivf-pq"
+    assert info["count"] == len(X) and info["type"] == ann_type
+    assert info["recall_at_10"] == 1.0 or ann_type == "ivf-pq"
 
 
 def test_all_items_query_leaves_each_item_out_of_its_own_results():
     X = clustered(n=300)
-    index, info = build_ann(X, kind="ivf-flat", nprobe=7)
+    index, info = build_ann(X, ann_type="ivf-flat", nprobe=7)
     d, i = ApproximateNeighbors(index, info, embeddings=X).kneighbors(n_neighbors=5)
     assert i.shape == (300, 5)
     assert not (i == np.arange(300)[:, None]).any()
@@ -74,28 +74,28 @@ def test_all_items_query_leaves_each_item_out_of_its_own_results():
 
 def test_too_few_found_are_completed_by_exact_search():
     X = clustered(n=400)
-    index, info = build_ann(X, kind="ivf-flat", nlist=10, nprobe=1)
+    index, info = build_ann(X, ann_type="ivf-flat", nlist=10, nprobe=1)
     _, i = ApproximateNeighbors(index, info, embeddings=X, rerank=0).kneighbors(X[:5], n_neighbors=390)
     assert (i >= 0).all() and all(len(set(row)) == 390 for row in i)
 
 
 def test_ivf_pq_stores_far_fewer_bytes_per_vector_than_the_vectors():
     X = clustered(n=2000, dim=256)
-    _, info = build_ann(X, kind="ivf-pq", m=16)
+    _, info = build_ann(X, ann_type="ivf-pq", m=16)
     assert info["bytes_per_vector"] < 256 * 4 / 4
     assert info["params"]["m"] == 16
 
 
 def test_bad_parameters_are_refused_naming_them():
     X = clustered(n=100)
-    with pytest.raises(ValueError, match="nlist does not apply to ann type 'hnsw'"):
-        build_ann(X, kind="hnsw", nlist=4)
+    with pytest.raises(ValueError, match="nlist does not apply to --type 'hnsw'"):
+        build_ann(X, ann_type="hnsw", nlist=4)
     with pytest.raises(ValueError, match="Expected nlist <= the number of items"):
-        build_ann(X, kind="ivf-flat", nlist=1000)
+        build_ann(X, ann_type="ivf-flat", nlist=1000)
     with pytest.raises(ValueError, match="m to divide the dimension 32"):
-        build_ann(X, kind="ivf-pq", m=5)
-    with pytest.raises(ValueError, match="ann type in"):
-        build_ann(X, kind="lsh")
+        build_ann(X, ann_type="ivf-pq", m=5)
+    with pytest.raises(ValueError, match="--type in"):
+        build_ann(X, ann_type="lsh")
 
 
 def test_ann_command_stores_the_structure_and_query_uses_it_with_the_same_json(built, capsys):
@@ -133,10 +133,10 @@ def test_type_none_removes_the_structure(built, capsys):
     assert embedded.ann is None and embedded.meta.ann is None and "ann" not in embedded.meta.files
 
 
-@pytest.mark.parametrize(("kind", "how"), [("ivf-flat", "updated without retraining"), ("hnsw", "rebuilt")])
-def test_reindexing_keeps_the_structure_up_to_date(built, kind, how, capsys):
+@pytest.mark.parametrize(("ann_type", "how"), [("ivf-flat", "updated without retraining"), ("hnsw", "rebuilt")])
+def test_reindexing_keeps_the_structure_up_to_date(built, ann_type, how, capsys):
     tree, out = built
-    assert main(["ann", str(out), "--type", kind]) == 0
+    assert main(["ann", str(out), "--type", ann_type]) == 0
     before = json.loads((out / "meta.json").read_text())["ann"]
     (tree / "red" / "item_2.jpg").unlink()
     write_image(tree / "blue" / "item_9.jpg", COLOURS["blue"], size=(50, 40))
@@ -144,14 +144,14 @@ def test_reindexing_keeps_the_structure_up_to_date(built, kind, how, capsys):
     capsys.readouterr()
     assert main(["index", str(tree), "--out", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
-    assert f"ann {kind}: {how}" in printed
+    assert f"ann {ann_type}: {how}" in printed
     embedded = load_index(out)
     assert embedded.meta.ann["count"] == len(embedded) == 12
-    if kind == "ivf-flat":
+    if ann_type == "ivf-flat":
         assert embedded.meta.ann["params"] == before["params"]
     index = read_ann(embedded.ann)
     assert index.ntotal == 12
-    wide = {"nprobe": 64} if kind != "hnsw" else {"ef": 64}
+    wide = {"nprobe": 64} if ann_type != "hnsw" else {"ef": 64}
     approx = embedded.search(**wide)
     exact_d, exact_i = embedded.neighbors.kneighbors(n_neighbors=5)
     d, i = approx.kneighbors(n_neighbors=5)
@@ -212,7 +212,7 @@ def test_missing_faiss_is_one_line_and_exit_2(built, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "pip install 'simrec[faiss]'" in err
     with pytest.raises(MissingDependencyError):
-        build_ann(clustered(n=10), kind="hnsw")
+        build_ann(clustered(n=10), ann_type="hnsw")
 
 
 def test_bench_ann_prints_each_type_and_the_ratio_line(built):
@@ -220,7 +220,7 @@ def test_bench_ann_prints_each_type_and_the_ratio_line(built):
 
     _, out = built
     lines = []
-    figures = run_ann_benchmark(600, 32, index=out, n_queries=10, print_fn=lines.append)
+    figures = run_ann_benchmark(600, 32, index_dir=out, n_queries=10, print_fn=lines.append)
     text = "\n".join(lines)
     for label in ("hnsw", "ivf-flat", "ivf-pq rerank=0", "ivf-pq rerank=8"):
         assert f"clustered 600x32: {label} (" in text and f"index {out} 12x2048: {label} (" in text
@@ -256,7 +256,7 @@ def test_ivf_training_reads_a_bounded_sample(monkeypatch):
 
     monkeypatch.setattr(simrec.search.approximate, "TRAIN_SAMPLE", 200)
     monkeypatch.setattr(simrec.search.approximate, "normalized_blocks", spy)
-    _, info = build_ann(clustered(n=1000), kind="ivf-flat", nlist=4)
+    _, info = build_ann(clustered(n=1000), ann_type="ivf-flat", nlist=4)
     assert seen[0] == 200  # the training sample; then every row is added
     assert info["count"] == 1000
 
@@ -275,12 +275,12 @@ def test_export_and_the_service_use_the_ann_structure(tmp_path):
     embedded = load_index(out)
     approximate = pd.read_csv(export_neighbors(embedded, tmp_path / "a.csv", n_neighbors=5, verbose=False).path)
     exact = pd.read_csv(export_neighbors(embedded, tmp_path / "e.csv", n_neighbors=5, exact=True, verbose=False).path)
-    assert not approximate["neighbour_id"].equals(exact["neighbour_id"])
+    assert not approximate["neighbor_id"].equals(exact["neighbor_id"])
     search = embedded.search()
     for product_id in ("sku/0", "sku/17", "sku/599"):
         rows = approximate[approximate["product_id"] == product_id].sort_values("rank")
         expected = recommend(embedded, product_id=product_id, n_neighbors=5, search=search)
-        assert rows["neighbour_id"].tolist() == expected["product_id"].tolist()
+        assert rows["neighbor_id"].tolist() == expected["product_id"].tolist()
         with TestClient(create_app(out)) as client:
             answer = client.get(f"/api/products/{product_id}/similar", params={"k": 5}).json()
         assert [r["product_id"] for r in answer["results"]] == expected["product_id"].tolist()

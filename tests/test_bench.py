@@ -36,7 +36,7 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
     assert "colour_overhead=" in lines[-1] and "colour_signature_ms" in names
     assert "knn_single_speedup=" in lines[-1] and "knn_single_speedup_vs_normalized=" in lines[-1]
     assert "knn_all_items_speedup=" in lines[-1] and "knn_all_items_speedup_vs_normalized=" in lines[-1]
-    assert figures["knn_identical_neighbours"] == 1.0
+    assert figures["knn_identical_neighbors"] == 1.0
     assert (tmp_path / "b.json").is_file()
 
 

@@ -377,15 +377,15 @@ def test_half_weight_keeps_both_look_and_colour_when_each_separates():
     rng = np.random.default_rng(0)
     n_types, n_colours, n_variants = 3, 3, 6
     types = np.repeat(np.arange(n_types), n_colours * n_variants)
-    colours = np.tile(np.repeat(np.arange(n_colours), n_variants), n_types)
+    colour_labels = np.tile(np.repeat(np.arange(n_colours), n_variants), n_types)
     X = (np.eye(8)[types] + rng.normal(0, 0.05, size=(len(types), 8))).astype(np.float32)
-    signatures = np.abs(np.eye(N_BINS)[colours * 40] + rng.normal(0, 0.01, size=(len(types), N_BINS)))
-    signatures = (signatures / signatures.sum(axis=1, keepdims=True)).astype(np.float32)
+    colours = np.abs(np.eye(N_BINS)[colour_labels * 40] + rng.normal(0, 0.01, size=(len(types), N_BINS)))
+    colours = (colours / colours.sum(axis=1, keepdims=True)).astype(np.float32)
     cosine = CosineNeighbors().fit(X)
     scores = {}
     for weight in (0.0, 0.5, 1.0):
-        by_type = evaluate(cosine, types.astype(str), k=5, colour_weight=weight, colours=signatures)
-        by_colour = evaluate(cosine, colours.astype(str), k=5, colour_weight=weight, colours=signatures)
+        by_type = evaluate(cosine, types.astype(str), k=5, colour_weight=weight, colours=colours)
+        by_colour = evaluate(cosine, colour_labels.astype(str), k=5, colour_weight=weight, colours=colours)
         scores[weight] = (by_type["precision_at_k"], by_colour["precision_at_k"])
     assert scores[0.5] == (1.0, 1.0)
     assert scores[0.0][0] == 1.0 and scores[0.0][1] < 0.5  # look only: colour near chance (1/3)

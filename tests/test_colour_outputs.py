@@ -30,9 +30,9 @@ def test_export_with_a_colour_weight_equals_recommend(index_dir, tmp_path):
     )
     for product_id, rows in table.groupby("product_id"):
         expected = recommend(embedded, product_id=product_id, n_neighbors=3, colour_weight=0.5)
-        assert rows.sort_values("rank")["neighbour_id"].tolist() == expected["product_id"].tolist()
+        assert rows.sort_values("rank")["neighbor_id"].tolist() == expected["product_id"].tolist()
     plain = pd.read_csv(export_neighbors(embedded, tmp_path / "p.csv", n_neighbors=3, verbose=False).path)
-    assert not plain["neighbour_id"].equals(table["neighbour_id"])  # the weight changed something
+    assert not plain["neighbor_id"].equals(table["neighbor_id"])  # the weight changed something
 
 
 def test_the_service_takes_a_colour_weight(index_dir):

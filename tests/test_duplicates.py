@@ -149,11 +149,11 @@ def test_export_distinct_equals_query_distinct(planted, tmp_path):
     index, truth = planted
     embedded = simrec.load_index(index)
     export_neighbors(embedded, tmp_path / "recs.csv", n_neighbors=4, distinct=True, verbose=False)
-    exported = pd.read_csv(tmp_path / "recs.csv", dtype={"product_id": str, "neighbour_id": str})
+    exported = pd.read_csv(tmp_path / "recs.csv", dtype={"product_id": str, "neighbor_id": str})
     for product_id in list(truth["original"][:8]) + list(truth["copy"][:4]):
         rows = exported[exported["product_id"] == product_id]
         query = simrec.recommend(embedded, product_id=product_id, n_neighbors=4, distinct=True)
-        assert rows["neighbour_id"].tolist() == query["product_id"].tolist()
+        assert rows["neighbor_id"].tolist() == query["product_id"].tolist()
         np.testing.assert_allclose(rows["distance"], query["distance"], atol=1e-5)
 
 

@@ -22,10 +22,10 @@ def test_hand_computed_precision_and_average_precision():
     data = np.c_[np.cos(angles), np.sin(angles)]
     labels = ["x", "y", "x", "y", ""]  # the unlabelled item is never a query
     report = evaluate(CosineNeighbors().fit(data), labels, k=2)
-    # item0 neighbours: 1(y), 2(x) -> P=1/2, AP=(1/2)/min(2,1)=0.5
-    # item1 neighbours: 0(x), 2(x) -> P=0, AP=0
-    # item2 neighbours: 1(y), 0(x) -> P=1/2, AP=0.5
-    # item3 neighbours: 4(''), 2(x) -> P=0, AP=0
+    # item0 neighbors: 1(y), 2(x) -> P=1/2, AP=(1/2)/min(2,1)=0.5
+    # item1 neighbors: 0(x), 2(x) -> P=0, AP=0
+    # item2 neighbors: 1(y), 0(x) -> P=1/2, AP=0.5
+    # item3 neighbors: 4(''), 2(x) -> P=0, AP=0
     assert report["n"] == 4
     assert report["precision_at_k"] == pytest.approx(0.25)
     assert report["map_at_k"] == pytest.approx(0.25)

@@ -1,4 +1,4 @@
-"""Every product's neighbours written to Parquet or CSV, equal to one query at a time."""
+"""Every product's neighbors written to Parquet or CSV, equal to one query at a time."""
 
 import json
 import tracemalloc
@@ -31,7 +31,7 @@ def _read(path):
 def test_export_rows_equal_query_by_id(index_dir, tmp_path, capsys, suffix):
     out = tmp_path / f"recs{suffix}"
     assert main(["export", str(index_dir), "-k", "3", "--out", str(out), "--colour-weight", "0", "-q"]) == 0
-    assert "wrote 36 rows (12 products x 3 neighbours)" in capsys.readouterr().out
+    assert "wrote 36 rows (12 products x 3 neighbors)" in capsys.readouterr().out
     table = _read(out)
     assert list(table.columns) == EXPORT_COLUMNS and len(table) == 36
     for product_id, rows in table.groupby("product_id", sort=False):
@@ -42,10 +42,10 @@ def test_export_rows_equal_query_by_id(index_dir, tmp_path, capsys, suffix):
         payload = json.loads(capsys.readouterr().out)
         expected = payload["results"]
         assert rows["rank"].tolist() == [r["rank"] for r in expected]
-        assert rows["neighbour_id"].tolist() == [r["product_id"] for r in expected]
-        assert rows["neighbour_label"].tolist() == [r["label"] for r in expected]
+        assert rows["neighbor_id"].tolist() == [r["product_id"] for r in expected]
+        assert rows["neighbor_label"].tolist() == [r["label"] for r in expected]
         assert (rows["label"] == payload["query"]["label"]).all()
-        assert product_id not in rows["neighbour_id"].tolist()
+        assert product_id not in rows["neighbor_id"].tolist()
         # One query is a matrix-vector product, a block a matrix product: float32 rounding may differ.
         np.testing.assert_allclose(rows["distance"], [r["distance"] for r in expected], rtol=0, atol=1e-6)
 

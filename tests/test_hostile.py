@@ -213,7 +213,7 @@ def test_unwritable_output_folder_is_a_clear_error(colour_tree, tmp_path, capsys
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(["index", str(colour_tree), "--out", str(blocker / "idx"), "--weights", "random"]) == 2
-    assert "cannot write to the output folder" in capsys.readouterr().err
+    assert "cannot write to the index folder" in capsys.readouterr().err
 
 
 def test_folder_without_images_is_a_clear_error(tmp_path, capsys):

@@ -92,9 +92,9 @@ def test_a_csv_export_reads_back_every_hostile_name(tmp_path, extractor):
         write_image(source / ("red", "blue")[i % 2] / f"{name}.jpg", (200 - 10 * i, 30, 30 + 10 * i))
     embedded, _ = build_index(source, tmp_path / "idx", extractor=extractor, verbose=False)
     report = export_neighbors(embedded, tmp_path / "recs.csv", n_neighbors=2, verbose=False)
-    exported = pd.read_csv(report.path, keep_default_na=False, dtype={"product_id": str, "neighbour_id": str})
+    exported = pd.read_csv(report.path, keep_default_na=False, dtype={"product_id": str, "neighbor_id": str})
     assert len(exported) == 2 * len(HOSTILE)
-    assert set(exported["product_id"]) == set(exported["neighbour_id"]) == set(embedded.catalog["product_id"])
+    assert set(exported["product_id"]) == set(exported["neighbor_id"]) == set(embedded.catalog["product_id"])
 
 
 def test_a_zip_whose_names_claim_utf8_falsely_is_one_clear_error(tmp_path):

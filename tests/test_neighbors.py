@@ -10,7 +10,7 @@ VECTORS = np.c_[np.cos(ANGLES), np.sin(ANGLES)].astype(np.float32)
 VECTORS = np.vstack([VECTORS, 3 * VECTORS[:1]])
 
 
-def test_hand_made_neighbours_and_distances():
+def test_hand_made_neighbors_and_distances():
     index = CosineNeighbors(n_neighbors=2).fit(VECTORS)
     distances, indices = index.kneighbors(np.array([1.0, 0.05]))
     assert indices.tolist() == [[0, 4]]  # same direction, whatever the length

@@ -95,7 +95,7 @@ def test_drive_is_mounted_before_anything_reads_a_drive_path(cells):
         for i, c in enumerate(cells)
         if c["cell_type"] == "code"
         and i != parameters
-        and any(name in _code(c) for name in ("SIMREC_SOURCE", "ZIP_PATH", "SAVE_DIR"))
+        and any(name in _code(c) for name in ("SIMREC_SOURCE", "ZIP_PATH", "INDEX_DIR"))
     ]
     assert readers and mount < min(readers)
 

@@ -3,7 +3,7 @@
 Untrained weights cannot notice a preprocessing mistake; these tests can. They index a few
 hundred photos of ``../shared/data/fashion-small`` (real catalogue photos labelled by the
 shop) with the shared ImageNet MobileNet v1 0.25 through simrec's own command, and check
-that neighbours share the product type well above chance, and that a wrong preprocessing
+that neighbors share the product type well above chance, and that a wrong preprocessing
 costs a margin. Outside CI they are skipped when ``../shared`` is absent; in CI, which has
 it, they fail instead.
 """
@@ -68,7 +68,7 @@ def test_the_index_records_the_model_and_its_preprocessing(shop):
     assert "mobilenet.preprocess_input (tf: scaled to [-1, 1])" in embedded.meta.preprocessing
 
 
-def test_neighbours_share_the_product_type_on_real_photos(shop):
+def test_neighbors_share_the_product_type_on_real_photos(shop):
     embedded = load_index(shop[1])
     report = evaluate(embedded.neighbors, labels_from_table(embedded.catalog["product_id"], STYLES, "articleType"))
     assert report["n"] == N_TYPES * PER_TYPE and report["chance_precision"] < 0.07
@@ -118,7 +118,7 @@ def test_the_shared_weights_refused_by_another_model_name_the_model_they_fit(sho
         build_extractor(WEIGHTS, model="mobilenet-0.5")
 
 
-def test_bfloat16_neighbours_agree_with_float32_on_real_features(shop):
+def test_bfloat16_neighbors_agree_with_float32_on_real_features(shop):
     """How far bfloat16's top 5 strays from float32's on real features: the figure README gives."""
     embedded = load_index(shop[1])
     low = build_extractor(WEIGHTS, model="mobilenet-0.25", precision="bfloat16")

@@ -38,7 +38,7 @@ def _approximate(X, colours):
     pytest.importorskip("faiss", reason="pip install 'simrec[faiss]' runs the approximate search's contract")
     from simrec.search.approximate import ApproximateNeighbors, build_ann
 
-    index, info = build_ann(X, kind="hnsw", seed=0)
+    index, info = build_ann(X, ann_type="hnsw", seed=0)
     return ApproximateNeighbors(index, info, embeddings=X, n_neighbors=4, ef=200), lambda Q, rows=None: {}
 
 
@@ -58,7 +58,7 @@ def test_all_items_answer_shapes_dtypes_and_order(search):
     assert distances.shape == indices.shape == (N, 4)
     assert distances.dtype == np.float32 and indices.dtype == np.int64
     assert np.all(np.diff(distances, axis=1) >= 0), "nearest first"
-    assert not np.any(indices == np.arange(N)[:, None]), "each item is left out of its own neighbours"
+    assert not np.any(indices == np.arange(N)[:, None]), "each item is left out of its own neighbors"
     assert np.all((indices >= 0) & (indices < N))
 
 

@@ -343,11 +343,11 @@ def test_static_files_are_package_data():
 
 
 def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_dir, monkeypatch):
-    from simrec.serve.batching import NeighbourBatcher
+    from simrec.serve.batching import NeighborBatcher
 
     embedded = load_index(index_dir, mmap=True)
     version = SimpleNamespace(embedded=embedded, search=embedded.search())
-    batcher = NeighbourBatcher()
+    batcher = NeighborBatcher()
     neighbors = embedded.neighbors
     original = neighbors.kneighbors
     release = threading.Event()

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from simrec import build_index, load_index, save_vectors  # noqa: E402
 from simrec.cli import main  # noqa: E402
 from simrec.serve import create_app  # noqa: E402
-from simrec.serve.batching import NeighbourBatcher  # noqa: E402
+from simrec.serve.batching import NeighborBatcher  # noqa: E402
 from simrec.serve.limits import DecodeGate, ServiceBusy  # noqa: E402
 
 
@@ -122,7 +122,7 @@ def test_a_full_queue_is_refused_at_once_and_a_late_query_is_withdrawn_unanswere
             return np.zeros((len(vectors), n_neighbors)), np.tile(np.arange(n_neighbors), (len(vectors), 1))
 
     version = SimpleNamespace(embedded=_Sized(embedded, 4), search=HeldSearch())
-    batcher = NeighbourBatcher(max_pending=1)
+    batcher = NeighborBatcher(max_pending=1)
     first = threading.Thread(target=batcher.query, args=(version, 0, 1, time.monotonic() + 60))
     first.start()
     assert _wait_for(lambda: batcher._pending.qsize() == 0)  # the worker holds the first query
@@ -271,7 +271,7 @@ def test_port_out_of_range_and_port_in_use_are_one_line_errors(tmp_path, capsys)
 
 
 def test_a_query_the_queue_would_keep_past_its_deadline_is_refused_at_once():
-    batcher = NeighbourBatcher()
+    batcher = NeighborBatcher()
     batcher.seconds_per_query = 10.0  # as measured after slow batches
     batcher._pending.qsize = lambda: 1  # one query waiting ahead
     version = SimpleNamespace(embedded=_Sized(SimpleNamespace(embeddings=np.eye(4, dtype=np.float32)), 4), search=None)

@@ -13,20 +13,20 @@ from simrec.storage.locking import writer_lock
 
 
 def attach_ann(
-    directory: str | os.PathLike,
-    kind: str,
+    index_dir: str | os.PathLike,
+    ann_type: str,
     *,
     seed: int = 0,
     **params: Any,
 ) -> dict[str, Any] | None:
-    """Build (or with ``kind="none"`` remove) the ann structure of an index folder and commit it.
+    """Build (or with ``ann_type="none"`` remove) the ann structure of an index folder and commit it.
 
     The structure is committed with the index's own manifest: whatever stops the
     writer, the folder loads as before or with the complete new structure.
 
     Args:
-        directory: The index folder.
-        kind: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
+        index_dir: The index folder.
+        ann_type: ``"hnsw"``, ``"ivf-flat"``, ``"ivf-pq"`` or ``"none"``.
         seed: Seed of the training sample and held-back queries.
         **params: See :func:`default_params`.
 
@@ -42,19 +42,19 @@ def attach_ann(
         NotWritableError: The folder cannot be written.
         DiskFullError: The disk has no room left (or is read-only); the previous version is kept.
     """
-    directory = Path(directory)
-    if kind != "none":
-        if kind not in ANN_TYPES:
-            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {kind!r}")
+    index_dir = Path(index_dir)
+    if ann_type != "none":
+        if ann_type not in ANN_TYPES:
+            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {ann_type!r}")
         import_faiss()
-    read_manifest(directory)  # a missing or foreign folder is reported before the lock file is made
-    with writer_lock(directory):
-        embedded = load_index(directory, mmap=True)
-        if kind == "none":
+    read_manifest(index_dir)  # a missing or foreign folder is reported before the lock file is made
+    with writer_lock(index_dir):
+        embedded = load_index(index_dir, mmap=True)
+        if ann_type == "none":
             embedded.set_ann(None, None)
         else:
-            index, info = build_ann(embedded.embeddings, embedded.inverse_norms, kind=kind, seed=seed, **params)
+            index, info = build_ann(embedded.embeddings, embedded.inverse_norms, ann_type=ann_type, seed=seed, **params)
             embedded.set_ann(serialize(index), info)
             del index
-        save_index(embedded, directory)
-    return None if kind == "none" else info
+        save_index(embedded, index_dir)
+    return None if ann_type == "none" else info

@@ -236,7 +236,7 @@ def find_duplicates(
             :data:`DUPLICATE_THRESHOLD`, 0.10, when photos are compared;
             :data:`VECTOR_DUPLICATE_THRESHOLD`, 0.02, for the vectors alone).
         photo_threshold: Largest photo difference of a copy (default 0.05).
-        n_candidates: Nearest neighbours of each product looked at.
+        n_candidates: Nearest neighbors of each product looked at.
         photos: ``"auto"`` compares photos when the catalog names readable ones; False
             uses the vectors alone; True requires photos.
         exact: Exact search even when the index has an approximate-search structure.
@@ -380,7 +380,7 @@ def copy_test_for(embedded: EmbeddedCatalog) -> DuplicateTest:
     return test
 
 
-def distinct_neighbours(
+def distinct_neighbors(
     test: DuplicateTest,
     neighbors: Any,
     n_neighbors: int,
@@ -403,7 +403,7 @@ def distinct_neighbours(
         query_row: The query's catalog row (left out of its results), or None for a photo.
         query_vector: The photo query's vector.
         search_options: Extra ``kneighbors`` arguments (the blend's ``colours``).
-        first: The first ``2 * n_neighbors + 10`` neighbours (the query left out), when known.
+        first: The first ``2 * n_neighbors + 10`` neighbors (the query left out), when known.
 
     Returns:
         ``(distances, indices)``, 1-D, at most ``n_neighbors`` each (fewer only when the

@@ -1,4 +1,4 @@
-"""How well neighbours share a label: leave-one-out precision@k and mAP@k."""
+"""How well neighbors share a label: leave-one-out precision@k and mAP@k."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def evaluate(
     colour_weight: float = 0.0,
     colours: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Leave-one-out retrieval quality over the labelled items of fitted neighbours.
+    """Leave-one-out retrieval quality over the labelled items of fitted neighbors.
 
     Each labelled item whose label is shared by at least one other item is a query;
     its ``k`` nearest other items are relevant when they carry the same label.
@@ -44,7 +44,7 @@ def evaluate(
         neighbors: A fitted :class:`CosineNeighbors`.
         labels: One label per fitted item. ``""``, ``None`` and NaN (``pd.NA``, ``NaT``)
             mean unlabelled: such an item is never a query and never relevant.
-        k: Neighbours per query, ``1 <= k < n_items``.
+        k: Neighbors per query, ``1 <= k < n_items``.
         colour_weight: Rank by a blend of look and colour, from 0 (default: the
             embedding alone) to 1 (colour alone); see :mod:`simrec.core.colour_signature`.
         colours: ``(n_items, N_BINS)`` colour signatures aligned with the fitted items
@@ -78,9 +78,9 @@ def evaluate(
     queries = np.flatnonzero([label != "" and count_of[label] > 1 for label in labels])
     if len(queries) == 0:
         raise InvalidArgumentError("No label is shared by two items: nothing to evaluate")
-    _, neighbours = neighbors.kneighbors(n_neighbors=k)  # validates k
-    neighbours = neighbours[queries]
-    relevant = labels[neighbours] == labels[queries][:, None]
+    _, neighbors = neighbors.kneighbors(n_neighbors=k)  # validates k
+    neighbors = neighbors[queries]
+    relevant = labels[neighbors] == labels[queries][:, None]
     precision = relevant.mean(axis=1)
     hits_so_far = np.cumsum(relevant, axis=1)
     precision_at_rank = hits_so_far / np.arange(1, k + 1)
@@ -120,7 +120,7 @@ def sweep_colour_weight(
         labellings: ``{name: labels}``, one label per item each, e.g. ``{"label":
             embedded.catalog["label"], "type": label_from(embedded.catalog["product_id"],
             r"/([a-z]+)_\\d+$")}``.
-        k: Neighbours per query.
+        k: Neighbors per query.
         colour_weights: The weights to try, each from 0 to 1.
 
     Returns:
@@ -258,7 +258,7 @@ def joint_labels(labellings: Mapping[str, Sequence[str] | np.ndarray]) -> np.nda
     """One labelling that two items share exactly when they share every label of ``labellings``.
 
     An item unlabelled in any of them is unlabelled in the joint one. For a type and a colour
-    labelling, its precision@k is the share of neighbours of the same type *and* colour.
+    labelling, its precision@k is the share of neighbors of the same type *and* colour.
     """
     columns = [["" if _is_missing(label) else str(label) for label in labels] for labels in labellings.values()]
     return np.asarray([" & ".join(parts) if all(parts) else "" for parts in zip(*columns)], dtype=object)
@@ -268,7 +268,7 @@ def distinguishes(labels: Sequence[str] | np.ndarray) -> bool:
     """Whether a labelling can be evaluated and means something: two labels or more, one of them on two items.
 
     Photos at the top of a source have no label, and photos all in one folder share one:
-    neither says anything about the neighbours.
+    neither says anything about the neighbors.
     """
     present = pd.Series(["" if _is_missing(label) else str(label) for label in labels])
     present = present[present != ""]
@@ -276,7 +276,7 @@ def distinguishes(labels: Sequence[str] | np.ndarray) -> bool:
 
 
 class _Precomputed:
-    """Fitted neighbours whose all-items top ``k`` is searched once and then reused."""
+    """Fitted neighbors whose all-items top ``k`` is searched once and then reused."""
 
     def __init__(self, neighbors: CosineNeighbors | ColourBlendNeighbors, k: int) -> None:
         self.n_samples_fit_ = neighbors.n_samples_fit_
@@ -285,7 +285,7 @@ class _Precomputed:
 
     def kneighbors(self, X: None = None, n_neighbors: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         if X is not None or n_neighbors not in (None, self._k):
-            raise AssertionError("precomputed neighbours answer only all-items queries with their own k")
+            raise AssertionError("precomputed neighbors answer only all-items queries with their own k")
         return self._result
 
 

@@ -1,4 +1,4 @@
-"""Recommendations in the shapes other systems read: a table of every product's neighbours, and JSON.
+"""Recommendations in the shapes other systems read: a table of every product's neighbors, and JSON.
 
 :func:`export_neighbors` writes every product's ``k`` nearest other products to a
 Parquet or CSV file, one row per pair, computing and writing one block of products at a
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbours
+from simrec.app.duplicates import copy_test_for, distinct_neighbors
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
 from simrec.core.validation import check_enough_items, check_n_neighbors
@@ -30,8 +30,8 @@ from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for, resolve_colo
 
 logger = logging.getLogger(__name__)
 
-EXPORT_COLUMNS = ["product_id", "rank", "neighbour_id", "distance", "label", "neighbour_label"]
-"""Columns of an export: the product, the neighbour's rank (1 = closest), the neighbour, the
+EXPORT_COLUMNS = ["product_id", "rank", "neighbor_id", "distance", "label", "neighbor_label"]
+"""Columns of an export: the product, the neighbor's rank (1 = closest), the neighbor, the
 cosine distance, and both products' labels."""
 
 FORMATS = {".parquet": "parquet", ".csv": "csv"}
@@ -74,27 +74,27 @@ def export_neighbors(
 
     Each product's rows equal ``recommend(embedded, product_id=..., n_neighbors=...,
     colour_weight=..., search=embedded.search(exact=exact))``, which is what ``simrec query
-    --id`` prints: the same neighbours in the same order, distances equal up to float32
+    --id`` prints: the same neighbors in the same order, distances equal up to float32
     rounding.
 
     Args:
         embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
         out: ``.parquet`` (needs ``pyarrow``) or ``.csv`` file; the suffix picks the format.
-        n_neighbors: Neighbours per product (at most ``len(embedded) - 1``).
+        n_neighbors: Neighbors per product (at most ``len(embedded) - 1``).
         colour_weight: As in :func:`simrec.recommend`: 0 ranks by look alone; above 0 the
             blended distance is exported (the index needs colour signatures); None (default)
             is the index's default, as for ``simrec query``.
         exact: Exact search even when the index has an approximate-search structure
             (``simrec ann``), which is used otherwise.
-        distinct: As in :func:`simrec.recommend`: leave out each neighbour that is a
-            duplicate of the product or of a higher-ranked neighbour (a product may then
+        distinct: As in :func:`simrec.recommend`: leave out each neighbor that is a
+            duplicate of the product or of a higher-ranked neighbor (a product may then
             have fewer rows when the catalog runs out of distinct products).
         verbose: Show a progress bar.
 
     Returns:
         An :class:`ExportReport`. The file has the columns :data:`EXPORT_COLUMNS`:
-        ``product_id`` (str), ``rank`` (int, 1 = closest), ``neighbour_id`` (str),
-        ``distance`` (float64 cosine distance), ``label`` and ``neighbour_label`` (str).
+        ``product_id`` (str), ``rank`` (int, 1 = closest), ``neighbor_id`` (str),
+        ``distance`` (float64 cosine distance), ``label`` and ``neighbor_label`` (str).
 
     Raises:
         InvalidArgumentError: Unknown suffix, ``n_neighbors`` or ``colour_weight`` out of range, or a colour weight
@@ -130,7 +130,7 @@ def export_neighbors(
     rows = 0
     from tqdm.auto import tqdm
 
-    opener = (lambda path: _ParquetFile(path, _neighbour_schema())) if fmt == "parquet" else _CsvFile
+    opener = (lambda path: _ParquetFile(path, _neighbor_schema())) if fmt == "parquet" else _CsvFile
     with _renamed_when_complete(out, opener) as writer:
         with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
             for start, distances, indices in blocks:
@@ -245,12 +245,12 @@ def _distinct_frame(
     indices: np.ndarray,
     n_neighbors: int,
 ) -> pd.DataFrame:
-    """Rows of one block of products with each neighbour that duplicates a better-ranked one left out."""
+    """Rows of one block of products with each neighbor that duplicates a better-ranked one left out."""
     queries, ranks, found, kept = [], [], [], []
     for offset in range(len(distances)):
         row = start + offset
         colours = {"colours": embedded.colours[row]} if hasattr(neighbors, "colour_weight") else {}
-        best, rows = distinct_neighbours(
+        best, rows = distinct_neighbors(
             test,
             neighbors,
             n_neighbors,
@@ -262,15 +262,15 @@ def _distinct_frame(
         ranks.append(np.arange(1, len(rows) + 1, dtype=np.int64))
         found.append(rows)
         kept.append(best)
-    queries, neighbours = np.concatenate(queries), np.concatenate(found).astype(np.int64)
+    queries, neighbors = np.concatenate(queries), np.concatenate(found).astype(np.int64)
     return pd.DataFrame(
         {
             "product_id": product_ids[queries],
             "rank": np.concatenate(ranks),
-            "neighbour_id": product_ids[neighbours],
+            "neighbor_id": product_ids[neighbors],
             "distance": np.concatenate(kept).astype(np.float64),
             "label": labels[queries],
-            "neighbour_label": labels[neighbours],
+            "neighbor_label": labels[neighbors],
         },
         columns=EXPORT_COLUMNS,
     )
@@ -298,15 +298,15 @@ def _block_frame(
 ) -> pd.DataFrame:
     n_rows, k = distances.shape
     queries = np.repeat(np.arange(start, start + n_rows), k)
-    neighbours = indices.ravel()
+    neighbors = indices.ravel()
     return pd.DataFrame(
         {
             "product_id": product_ids[queries],
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int64), n_rows),
-            "neighbour_id": product_ids[neighbours],
+            "neighbor_id": product_ids[neighbors],
             "distance": distances.ravel().astype(np.float64),
             "label": labels[queries],
-            "neighbour_label": labels[neighbours],
+            "neighbor_label": labels[neighbors],
         },
         columns=EXPORT_COLUMNS,
     )
@@ -369,17 +369,17 @@ class _ParquetFile:
             self._handle.close()
 
 
-def _neighbour_schema() -> Any:
+def _neighbor_schema() -> Any:
     import pyarrow as pa
 
     return pa.schema(
         [
             ("product_id", pa.string()),
             ("rank", pa.int64()),
-            ("neighbour_id", pa.string()),
+            ("neighbor_id", pa.string()),
             ("distance", pa.float64()),
             ("label", pa.string()),
-            ("neighbour_label", pa.string()),
+            ("neighbor_label", pa.string()),
         ]
     )
 

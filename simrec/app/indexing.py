@@ -81,7 +81,7 @@ class BuildReport:
 
 def build_index(
     source: str | os.PathLike,
-    out: str | os.PathLike,
+    index_dir: str | os.PathLike,
     *,
     weights: str | os.PathLike | None = "auto",
     model: str | None = None,
@@ -96,11 +96,11 @@ def build_index(
     engine: str = "local",
     engine_options: dict[str, Any] | None = None,
 ) -> tuple[EmbeddedCatalog, BuildReport]:
-    """Index a zip or folder of photos into ``out``, reusing an existing index there.
+    """Index a zip or folder of photos into ``index_dir``, reusing an existing index there.
 
     Args:
         source: ``.zip`` file or folder of photos.
-        out: Index folder (created if missing); a zip is extracted into it.
+        index_dir: Index folder (created if missing); a zip is extracted into it.
         weights: ``"auto"`` (default): the existing index's own weights, or for a new
             index ImageNet when available, else untrained with a warning. Otherwise as
             in :func:`simrec.build_extractor` (``"imagenet"``, ``"random"``/None, a file).
@@ -125,13 +125,13 @@ def build_index(
 
     Raises:
         MissingFileError: ``source`` does not exist, or the existing index's weights are not available here.
-        NotWritableError: ``out`` cannot be written.
-        DiskFullError: The disk of ``out`` has no room left (or is read-only); the previous version stays, and nothing
-            of this run is left behind.
-        IndexLockedError: Another process is writing ``out``.
-        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``out`` is empty, ``out`` is inside the
-            source folder, an unknown ``model`` or ``engine``, or the model, weights, precision or image size differ
-            from the existing index's without ``rebuild``.
+        NotWritableError: ``index_dir`` cannot be written.
+        DiskFullError: The disk of ``index_dir`` has no room left (or is read-only); the previous version stays, and
+            nothing of this run is left behind.
+        IndexLockedError: Another process is writing ``index_dir``.
+        InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``index_dir`` is empty, ``index_dir`` is
+            inside the source folder, an unknown ``model`` or ``engine``, or the model, weights, precision or image size
+            differ from the existing index's without ``rebuild``.
         UnsafeArchiveError: A zip ``source`` is not a readable zip.
         MissingDependencyError: ``engine="ray"`` without Ray, or an existing index with an ann structure without faiss.
         TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
@@ -139,41 +139,42 @@ def build_index(
     """
     started = time.perf_counter()
     check_path_argument(source, "the source")
-    check_path_argument(out, "--out")
+    check_path_argument(index_dir, "--out")
     if model is not None:
         backbone(model)  # an unknown name is reported before anything else
     embed = _embed_function(engine, engine_options or {})
-    source, out = Path(source), Path(out)
+    source, index_dir = Path(source), Path(index_dir)
     if not source.exists():
         raise MissingFileError(f"catalog source not found: {source}")
-    _check_outside_source(source, out)
-    with _full_disk_named(out):
-        _check_writable(out)
-        with writer_lock(out):
+    _check_outside_source(source, index_dir)
+    with _full_disk_named(index_dir):
+        _check_writable(index_dir)
+        with writer_lock(index_dir):
             crash_point("locked")
-            previous_meta = None if rebuild else _existing_manifest(out)
+            previous_meta = None if rebuild else _existing_manifest(index_dir)
             if extractor is None:
-                spec = _extractor_spec(previous_meta, out, model, weights, seed, image_size, precision)
+                spec = _extractor_spec(previous_meta, index_dir, model, weights, seed, image_size, precision)
                 extractor = build_extractor(**spec)
             info = extractor_info(extractor)
             if previous_meta is not None:
-                _check_same_model(previous_meta, info, out)
+                _check_same_model(previous_meta, info, index_dir)
                 if previous_meta.ann:
                     from simrec.search.approximate import import_faiss
 
                     import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
-            elif rebuild and _had_ann(out):
+            elif rebuild and _had_ann(index_dir):
                 logger.warning(
-                    "--rebuild drops the index's approximate-search structure: build it again with 'simrec ann %s'", out
+                    "--rebuild drops the index's approximate-search structure: build it again with 'simrec ann %s'",
+                    index_dir,
                 )
-            generation = new_generation(out)
+            generation = new_generation(index_dir)
             is_zip = source.is_file() and source.suffix.lower() == ".zip"
-            photos = out / f"images-{generation}"
+            photos = index_dir / f"images-{generation}"
             with _removed_on_failure(photos):
                 catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
                 crash_point("catalogued")
                 catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
-                previous = _previous_index(out) if previous_meta is not None else None
+                previous = _previous_index(index_dir) if previous_meta is not None else None
 
                 reuse_rows, status = _match(catalog, previous)
                 todo = np.flatnonzero(reuse_rows < 0)
@@ -213,7 +214,7 @@ def build_index(
                 )
                 ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
                 del previous  # release the memory map before the old files are removed
-                save_index(embedded, out, generation=generation)
+                save_index(embedded, index_dir, generation=generation)
 
         counts = pd.Series(status[ok]).value_counts()
         report = BuildReport(
@@ -231,10 +232,10 @@ def build_index(
         )
         if ann_how:
             logger.info("%s", ann_how)
-        return load_index(out, mmap=True), report
+        return load_index(index_dir, mmap=True), report
 
 
-def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, verbose: bool = True) -> EmbeddedCatalog:
+def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, verbose: bool = True) -> EmbeddedCatalog:
     """Give an index colour signatures, computed from its photos, without the model.
 
     This is ``simrec colours``: for an index made before simrec stored signatures, whose
@@ -244,7 +245,7 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     embeddings are kept as they are and the result is committed as a new generation.
 
     Args:
-        directory: The index folder.
+        index_dir: The index folder.
         batch_size: Photos decoded per batch.
         verbose: Show a progress bar.
 
@@ -263,15 +264,15 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     from simrec.core.colour_signature import SIGNATURE_METHOD
     from simrec.pipeline.embedding import compute_colours
 
-    directory = Path(directory)
-    read_manifest(directory)  # a clear error for a folder that is not an index, before anything is written
-    with writer_lock(directory):
-        embedded = load_index(directory, mmap=True)
+    index_dir = Path(index_dir)
+    read_manifest(index_dir)  # a clear error for a folder that is not an index, before anything is written
+    with writer_lock(index_dir):
+        embedded = load_index(index_dir, mmap=True)
         outside = embedded.meta.made_outside
         paths = embedded.catalog["path"].fillna("").astype(str)
         if outside and (paths == "").any():
             raise InvalidArgumentError(
-                f"{directory} holds vectors from {embedded.meta.model!r} made outside simrec, and "
+                f"{index_dir} holds vectors from {embedded.meta.model!r} made outside simrec, and "
                 f"{int((paths == '').sum())} of its rows name no photo in the path column: colour signatures "
                 "need every row's photo"
             )
@@ -284,10 +285,10 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
             remedy = (
                 "write the index again with save_vectors, with a path column that names readable photos"
                 if outside
-                else f"re-index with 'simrec index SOURCE --out {directory} --rebuild'"
+                else f"re-index with 'simrec index SOURCE --out {index_dir} --rebuild'"
             )
             raise MissingFileError(
-                f"cannot add colour signatures to {directory}: {len(failures)} photos cannot be read, e.g. "
+                f"cannot add colour signatures to {index_dir}: {len(failures)} photos cannot be read, e.g. "
                 f"{first['path']} ({first['reason']}); {remedy}"
             )
         meta = embedded.meta.replace(colour_signature=SIGNATURE_METHOD)
@@ -300,9 +301,9 @@ def add_colours(directory: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
             colours,
             embedded.ann,
         )
-        save_index(updated, directory)
+        save_index(updated, index_dir)
         del embedded, updated  # release the arrays of the previous generation
-    return load_index(directory, mmap=True)
+    return load_index(index_dir, mmap=True)
 
 
 @dataclass
@@ -340,9 +341,9 @@ def _aligned_colours(
     return _Colours(colours, failures)
 
 
-def _had_ann(out: Path) -> bool:
+def _had_ann(index_dir: Path) -> bool:
     try:
-        return bool(read_manifest(out).ann)
+        return bool(read_manifest(index_dir).ann)
     except (MissingFileError, IndexIntegrityError):
         return False
 
@@ -391,18 +392,18 @@ def _keep_ann(
     return how
 
 
-def _existing_manifest(out: Path) -> IndexMeta | None:
-    """The manifest of the index already in ``out``, or None for a new or unreadable one."""
+def _existing_manifest(index_dir: Path) -> IndexMeta | None:
+    """The manifest of the index already in ``index_dir``, or None for a new or unreadable one."""
     try:
-        meta = read_manifest(out)
+        meta = read_manifest(index_dir)
     except MissingFileError:
         return None
     except IndexIntegrityError as error:
-        logger.warning("the index in %s cannot be read (%s); embedding everything", out, error)
+        logger.warning("the index in %s cannot be read (%s); embedding everything", index_dir, error)
         return None
     if meta.made_outside:
         raise InvalidArgumentError(
-            f"the index {out} holds vectors from {meta.model!r} made outside simrec; "
+            f"the index {index_dir} holds vectors from {meta.model!r} made outside simrec; "
             "pass --rebuild (rebuild=True) to replace them with simrec's own"
         )
     return meta
@@ -410,7 +411,7 @@ def _existing_manifest(out: Path) -> IndexMeta | None:
 
 def _extractor_spec(
     previous: IndexMeta | None,
-    out: Path,
+    index_dir: Path,
     model: str | None,
     weights: Any,
     seed: int | None,
@@ -426,7 +427,7 @@ def _extractor_spec(
             "seed": SEED if seed is None else seed,
             "precision": precision or "auto",
         }
-    own_weights, own_seed = _own_weights(previous, out, weights)
+    own_weights, own_seed = _own_weights(previous, index_dir, weights)
     asked = {
         "model": model,
         "weights": None if weights == "auto" else weights_name(weights, seed),
@@ -443,7 +444,7 @@ def _extractor_spec(
     if different:
         details = ", ".join(f"{key} {asked[key]!r} (the index has {own[key]!r})" for key in different)
         raise InvalidArgumentError(
-            f"the index {out} was embedded differently: you asked for {details}; pass --rebuild "
+            f"the index {index_dir} was embedded differently: you asked for {details}; pass --rebuild "
             "(rebuild=True) to embed everything again that way, or leave the option out to keep the index's own"
         )
     return {
@@ -455,38 +456,38 @@ def _extractor_spec(
     }
 
 
-def _own_weights(previous: IndexMeta, out: Path, weights: Any) -> tuple[Any, int]:
+def _own_weights(previous: IndexMeta, index_dir: Path, weights: Any) -> tuple[Any, int]:
     """The weights argument that rebuilds the index's extractor, or an error naming what is missing."""
     explicit_file = weights not in ("auto", "imagenet", "random", None)
     moved = Path(weights) if explicit_file else None
     own, seed = previous.weights_argument(moved)
     if own == "imagenet" and not imagenet_available(previous.model):
         raise MissingFileError(
-            f"the index {out} was embedded with {previous.model}'s ImageNet weights, which are not cached here "
+            f"the index {index_dir} was embedded with {previous.model}'s ImageNet weights, which are not cached here "
             f"and cannot be downloaded: copy {backbone(previous.model).weights_file} into ~/.keras/models/ "
             "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
         )
     return own, seed
 
 
-def _check_same_model(previous: IndexMeta, info: ExtractorInfo, out: Path) -> None:
+def _check_same_model(previous: IndexMeta, info: ExtractorInfo, index_dir: Path) -> None:
     different = previous.differences(info, REUSE_KEYS)
     if different:
         raise InvalidArgumentError(
-            f"the index {out} was embedded differently ({'; '.join(different)}); pass --rebuild (rebuild=True) to "
-            "embed everything again"
+            f"the index {index_dir} was embedded differently ({'; '.join(different)}); pass --rebuild (rebuild=True) "
+            "to embed everything again"
         )
 
 
 @contextlib.contextmanager
-def _full_disk_named(out: Path):
+def _full_disk_named(index_dir: Path):
     """Wherever the disk fills up (extracting, locking, saving), one message that names the index folder."""
     try:
         yield
     except DiskFullError as error:
         if error.os_error is None:
             raise
-        raise no_room_error(out, error.os_error, "the previous version is unchanged") from error
+        raise no_room_error(index_dir, error.os_error, "the previous version is unchanged") from error
 
 
 @contextlib.contextmanager
@@ -498,37 +499,37 @@ def _removed_on_failure(path: Path):
         raise
 
 
-def _previous_index(out: Path) -> EmbeddedCatalog | None:
-    """The index already in ``out``; None, with a warning, when it cannot be opened (everything is embedded)."""
+def _previous_index(index_dir: Path) -> EmbeddedCatalog | None:
+    """The index already in ``index_dir``; None, with a warning, when it cannot be opened (everything is embedded)."""
     try:
-        return load_index(out, mmap=True)
+        return load_index(index_dir, mmap=True)
     except IndexIntegrityError as error:
-        logger.warning("the index in %s cannot be opened (%s); embedding everything", out, error)
+        logger.warning("the index in %s cannot be opened (%s); embedding everything", index_dir, error)
         return None
 
 
-def _check_outside_source(source: Path, out: Path) -> None:
+def _check_outside_source(source: Path, index_dir: Path) -> None:
     """Refuse an index folder inside the folder it indexes: its files would be scanned as photos."""
     if not source.is_dir():
         return
-    real_source, real_out = source.resolve(), out.resolve()
-    if real_out == real_source or real_out.is_relative_to(real_source):
+    real_source, real_index_dir = source.resolve(), index_dir.resolve()
+    if real_index_dir == real_source or real_index_dir.is_relative_to(real_source):
         raise InvalidArgumentError(
-            f"--out {out} is inside the source folder {source}: the index's own files would be scanned as "
+            f"--out {index_dir} is inside the source folder {source}: the index's own files would be scanned as "
             f"photos and a new folder beside the labels changes them; choose a folder outside it, e.g. "
             f"--out {source.absolute().parent / (source.absolute().name + '-index')}"
         )
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(index_dir: Path) -> None:
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+        index_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=index_dir, prefix=".write-test-"):
             pass
     except OSError as error:
         if is_no_room(error):
-            raise no_room_error(out, error) from None
-        raise NotWritableError(f"cannot write to the output folder {out}: {error.strerror or error}") from None
+            raise no_room_error(index_dir, error) from None
+        raise NotWritableError(f"cannot write to the index folder {index_dir}: {error.strerror or error}") from None
 
 
 def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbours
+from simrec.app.duplicates import copy_test_for, distinct_neighbors
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError
@@ -211,7 +211,7 @@ def recommend(
     if product_id is not None:
         colours = {"colours": embedded.colours[row]} if blend else {}
         if distinct:
-            distances, indices = distinct_neighbours(
+            distances, indices = distinct_neighbors(
                 copy_test_for(embedded), neighbors, n_neighbors, query_row=row, search_options=colours
             )
         else:
@@ -227,7 +227,7 @@ def recommend(
         vector, pixels, query = _embed_query(embedded, image, extractor)
         colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
         if distinct:
-            distances, indices = distinct_neighbours(
+            distances, indices = distinct_neighbors(
                 copy_test_for(embedded), neighbors, n_neighbors, query_vector=vector[0], search_options=colours
             )
         else:
@@ -246,7 +246,7 @@ def results_frame(
     query: dict[str, Any],
     warning: str | None = None,
 ) -> pd.DataFrame:
-    """Recommendation rows for one query from neighbour distances and row numbers."""
+    """Recommendation rows for one query from neighbor distances and row numbers."""
     picked = catalog.iloc[indices]
     frame = pd.DataFrame(
         {
@@ -294,7 +294,7 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
     ``uint8`` arrays are used as they are; float arrays must hold values in [0, 1] (what
     ``img_to_array(...) / 255`` and most image libraries give) and are scaled to 0-255.
     Float arrays in 0-255, other dtypes, NaN and other shapes are refused rather than
-    clipped, which would turn a [0, 1] photo black and still return neighbours.
+    clipped, which would turn a [0, 1] photo black and still return neighbors.
     """
     shapes = "(H, W, 3) RGB, (H, W, 4) RGBA or (H, W) greyscale"
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)) or 0 in array.shape:

@@ -18,7 +18,7 @@ was already decoded for the model (no second decode) and stored in the index:
    background), the whole photo, centre-weighted, is used instead, so every photo gets a
    signature.
 3. The product pixels go into a soft histogram of ``4 x 9 x 9`` bins over ``L*`` (0 to
-   100), ``a*`` and ``b*`` (-80 to 80), each pixel shared between its neighbouring bins,
+   100), ``a*`` and ``b*`` (-80 to 80), each pixel shared between its neighboring bins,
    then blurred by one bin so near colours overlap. The histogram sums to 1: a
    ``(N_BINS,)`` float32 vector of colour weights.
 
@@ -117,17 +117,17 @@ def colour_signatures(pixels: np.ndarray) -> np.ndarray:
     return out
 
 
-def colour_distances(signatures: np.ndarray, others: np.ndarray) -> np.ndarray:
+def colour_distances(colours: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Hellinger distances between two sets of signatures.
 
     Args:
-        signatures: ``(n, N_BINS)`` colour weights.
+        colours: ``(n, N_BINS)`` colour weights.
         others: ``(m, N_BINS)`` colour weights.
 
     Returns:
         ``(n, m)`` float32 distances in ``[0, 1]``.
     """
-    roots = np.sqrt(np.clip(np.atleast_2d(signatures).astype(np.float32), 0, None))
+    roots = np.sqrt(np.clip(np.atleast_2d(colours).astype(np.float32), 0, None))
     other_roots = np.sqrt(np.clip(np.atleast_2d(others).astype(np.float32), 0, None))
     return hellinger(roots @ other_roots.T)
 
@@ -198,7 +198,7 @@ def _product_weights(lab: np.ndarray) -> np.ndarray:
     # Pixels count more the more they stand out (fully from three thresholds on), so edges
     # blended with the background count less than the product itself.
     strength = np.clip((nearest - 1) / 2, 0.05, 1.0)
-    # A pixel counts as product only if most of its 3 x 3 neighbourhood does: drops speckle.
+    # A pixel counts as product only if most of its 3 x 3 neighborhood does: drops speckle.
     padded = np.pad(product, 1).astype(np.uint8)
     rows = padded[:-2] + padded[1:-1] + padded[2:]
     votes = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]

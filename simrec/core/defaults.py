@@ -44,4 +44,4 @@ VECTOR_DUPLICATE_THRESHOLD = 0.02
 """Largest cosine distance of a duplicate pair judged by the vectors alone (no photos to compare)."""
 
 DUPLICATE_CANDIDATES = 10
-"""Nearest neighbours of each product looked at for its duplicates."""
+"""Nearest neighbors of each product looked at for its duplicates."""

@@ -77,9 +77,9 @@ def decoded_batches(
     prefetch: int = 2,
     signature: bool = False,
 ) -> Iterator[Batch]:
-    """Yield ``(row indices, pixels, signatures, failures)`` per batch of ``paths``, in order.
+    """Yield ``(row indices, pixels, colours, failures)`` per batch of ``paths``, in order.
 
-    ``pixels`` is ``(len(indices), image_size, image_size, 3)`` uint8; ``signatures`` is
+    ``pixels`` is ``(len(indices), image_size, image_size, 3)`` uint8; ``colours`` (the colour signatures) is
     ``(len(indices), N_BINS)`` float32 with ``signature``, else ``(len(indices), 0)``;
     ``failures`` holds ``(path, reason, "decode")`` for the files that could not be read.
 
@@ -140,7 +140,7 @@ def _thread_batches(
             while pending:
                 begin, futures = pending.popleft()
                 submit_next()
-                indices, arrays, signatures, failures = [], [], [], []
+                indices, arrays, colour_rows, failures = [], [], [], []
                 for offset, future in enumerate(futures):
                     value = future.result()
                     if isinstance(value, ImageDecodeError):
@@ -148,9 +148,9 @@ def _thread_batches(
                     else:
                         indices.append(begin + offset)
                         arrays.append(value[0])
-                        signatures.append(value[1])
+                        colour_rows.append(value[1])
                 pixels = np.stack(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
-                colours = np.stack(signatures) if signatures else np.zeros((0, width), np.float32)
+                colours = np.stack(colour_rows) if colour_rows else np.zeros((0, width), np.float32)
                 yield np.asarray(indices, dtype=np.int64), pixels, colours, failures
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)

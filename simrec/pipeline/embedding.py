@@ -106,17 +106,17 @@ def embed_images(
     n = len(paths)
     embeddings = output_array(n, dim, out)
     ok = np.zeros(n, dtype=bool)
-    signatures = np.full((n, N_BINS), np.nan, dtype=np.float32) if colours else None
+    all_colours = np.full((n, N_BINS), np.nan, dtype=np.float32) if colours else None
     failures: list[tuple[str, str, str]] = []
     forward = compiled_forward(extractor)
     batches = decoded_batches(paths, image_size, batch_size, decoder=decoder, n_workers=n_workers, signature=colours)
 
     start = time.perf_counter()
     with tqdm(total=n, unit="img", desc="embedding", disable=not verbose) as bar:
-        for indices, pixels, batch_signatures, batch_failures in batches:
+        for indices, pixels, batch_colours, batch_failures in batches:
             failures.extend(batch_failures)
-            if signatures is not None and len(indices):
-                signatures[indices] = batch_signatures
+            if all_colours is not None and len(indices):
+                all_colours[indices] = batch_colours
             if len(indices):
                 vectors = forward(pixels)
                 finite = np.isfinite(vectors).all(axis=1)
@@ -132,9 +132,9 @@ def embed_images(
     for path, reason, _ in failures:
         logger.warning("skipped %s: %s", path, reason)
     failure_frame = pd.DataFrame(failures, columns=FAILURE_COLUMNS)
-    if signatures is not None:
-        signatures[~ok] = np.nan
-    return EmbeddingResult(embeddings, ok, failure_frame, seconds, signatures)
+    if all_colours is not None:
+        all_colours[~ok] = np.nan
+    return EmbeddingResult(embeddings, ok, failure_frame, seconds, all_colours)
 
 
 def output_array(n: int, dim: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -264,12 +264,12 @@ def compute_colours(
     from tqdm.auto import tqdm
 
     paths = [os.fspath(p) for p in paths]
-    signatures = np.full((len(paths), N_BINS), np.nan, dtype=np.float32)
+    colours = np.full((len(paths), N_BINS), np.nan, dtype=np.float32)
     failures: list[tuple[str, str, str]] = []
     batches = decoded_batches(paths, image_size, batch_size, n_workers=n_workers, signature=True)
     with tqdm(total=len(paths), unit="img", desc="colours", disable=not verbose) as bar:
-        for indices, _, batch_signatures, batch_failures in batches:
-            signatures[indices] = batch_signatures
+        for indices, _, batch_colours, batch_failures in batches:
+            colours[indices] = batch_colours
             failures.extend(batch_failures)
             bar.update(len(indices) + len(batch_failures))
-    return signatures, pd.DataFrame(failures, columns=FAILURE_COLUMNS)
+    return colours, pd.DataFrame(failures, columns=FAILURE_COLUMNS)

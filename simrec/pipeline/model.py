@@ -69,7 +69,7 @@ def build_extractor(
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
             bfloat16 is faster on CPUs that run it natively
             (:func:`simrec.pipeline.backend.native_bfloat16`), but on real photos its top-5
-            neighbours agree with float32's less than a default should (README: "Backends
+            neighbors agree with float32's less than a default should (README: "Backends
             and GPU"), so it is only used when asked for.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Approximate nearest-neighbour search with faiss, stored inside an index folder.
+"""Approximate nearest-neighbor search with faiss, stored inside an index folder.
 
 ``simrec ann INDEX --type hnsw|ivf-flat|ivf-pq`` builds a faiss structure over the
 index's normalised vectors (inner product of unit vectors = cosine similarity), trains
@@ -59,8 +59,8 @@ def import_faiss():
     return faiss
 
 
-def default_params(kind: str, n_items: int, dim: int, **asked: Any) -> dict[str, Any]:
-    """Build and search parameters for ``kind``, the asked ones (not None) taking precedence.
+def default_params(ann_type: str, n_items: int, dim: int, **asked: Any) -> dict[str, Any]:
+    """Build and search parameters for ``ann_type``, the asked ones (not None) taking precedence.
 
     * ``hnsw``: ``m`` links per node (32), ``ef_construction`` (80), ``ef`` at search (128).
     * ``ivf-flat``: ``nlist`` lists (about ``2 sqrt(n)``), ``nprobe`` lists searched (``nlist / 16``).
@@ -68,33 +68,33 @@ def default_params(kind: str, n_items: int, dim: int, **asked: Any) -> dict[str,
       and ``rerank``: candidates per result re-scored with exact distances (8; 0 = none).
 
     Raises:
-        InvalidArgumentError: Unknown ``kind``, a parameter that does not apply to it, is not a positive int, or does
-            not fit ``n_items`` or ``dim``.
+        InvalidArgumentError: Unknown ``ann_type``, a parameter that does not apply to it, is not a positive int, or
+            does not fit ``n_items`` or ``dim``.
     """
-    if kind not in ANN_TYPES:
-        raise InvalidArgumentError(f"Expected an ann type in {ANN_TYPES}, got {kind!r}")
+    if ann_type not in ANN_TYPES:
+        raise InvalidArgumentError(f"Expected --type in {ANN_TYPES}, got {ann_type!r}")
     asked = {key: value for key, value in asked.items() if value is not None}
-    if kind == "hnsw":
+    if ann_type == "hnsw":
         params = {"m": 32, "ef_construction": 80, "ef": 128}
     else:
         # faiss wants at least 39 training points per list, and training stays bounded.
         nlist = max(1, min(int(2 * math.sqrt(n_items)), min(n_items, TRAIN_SAMPLE) // 39 or 1))
         params = {"nlist": nlist, "nprobe": max(1, nlist // 16)}
-        if kind == "ivf-pq":
+        if ann_type == "ivf-pq":
             m = max(d for d in range(1, min(128, max(1, dim // 16)) + 1) if dim % d == 0)
             sample = min(n_items, TRAIN_SAMPLE)
             # faiss wants about 39 training points per code centroid: small catalogs get smaller codes.
             params.update(m=m, nbits=max(1, min(8, int(math.log2(max(2, sample // 39))))), rerank=8)
     unknown = set(asked) - set(params)
     if unknown:
-        raise InvalidArgumentError(f"{', '.join(sorted(unknown))} does not apply to ann type {kind!r}")
+        raise InvalidArgumentError(f"{', '.join(sorted(unknown))} does not apply to --type {ann_type!r}")
     params.update(asked)
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if key == "rerank" else 1):
-            raise InvalidArgumentError(f"Expected {key} to be a positive int for ann type {kind!r}, got {value!r}")
-    if kind == "ivf-pq" and dim % params["m"]:
+            raise InvalidArgumentError(f"Expected {key} to be a positive int for --type {ann_type!r}, got {value!r}")
+    if ann_type == "ivf-pq" and dim % params["m"]:
         raise InvalidArgumentError(f"Expected m to divide the dimension {dim} for ivf-pq, got m = {params['m']}")
-    if kind != "hnsw" and params["nlist"] > n_items:
+    if ann_type != "hnsw" and params["nlist"] > n_items:
         raise InvalidArgumentError(f"Expected nlist <= the number of items ({n_items}), got nlist = {params['nlist']}")
     return {key: int(value) for key, value in params.items()}
 
@@ -116,7 +116,7 @@ def build_ann(
     embeddings: np.ndarray,
     inverse_norms: np.ndarray | None = None,
     *,
-    kind: str = "hnsw",
+    ann_type: str = "hnsw",
     seed: int = 0,
     **params: Any,
 ) -> tuple[Any, dict[str, Any]]:
@@ -125,7 +125,7 @@ def build_ann(
     Args:
         embeddings: ``(n_items, dim)`` float32 (a memmap is read in blocks).
         inverse_norms: ``(n_items,)`` ``1 / ||row||``, as stored in an index.
-        kind: ``"hnsw"``, ``"ivf-flat"`` or ``"ivf-pq"``.
+        ann_type: ``"hnsw"``, ``"ivf-flat"`` or ``"ivf-pq"``.
         seed: Seed of the training sample and of the held-back queries.
         **params: See :func:`default_params` (``nlist``, ``nprobe``, ``m``, ``nbits``,
             ``ef_construction``, ``ef``, ``rerank``).
@@ -143,18 +143,18 @@ def build_ann(
     n_items, dim = embeddings.shape
     if n_items < 2:
         raise InvalidArgumentError(f"Expected at least 2 items for an ann structure, got {n_items}")
-    params = default_params(kind, n_items, dim, **params)
+    params = default_params(ann_type, n_items, dim, **params)
     if inverse_norms is None:
         inverse_norms = compute_inverse_norms(embeddings)
-    index = _empty_index(faiss, kind, dim, params)
+    index = _empty_index(faiss, ann_type, dim, params)
     rng = np.random.default_rng(seed)
-    if kind != "hnsw":
+    if ann_type != "hnsw":
         sample = np.sort(rng.choice(n_items, size=min(n_items, TRAIN_SAMPLE), replace=False))
         train = np.concatenate([block for _, block in normalized_blocks(embeddings, inverse_norms, sample)])
         index.train(train)
         del train
     add_vectors(index, embeddings, inverse_norms)
-    info: dict[str, Any] = {"type": kind, "params": params}
+    info: dict[str, Any] = {"type": ann_type, "params": params}
     info.update(measure(index, embeddings, inverse_norms, info, seed=seed))
     info["build_seconds"] = round(time.perf_counter() - started, 3)
     return index, info
@@ -225,14 +225,14 @@ def update_ann(
     Raises:
         MissingDependencyError: faiss is not installed.
     """
-    kind = info["type"]
+    ann_type = info["type"]
     unchanged = np.array_equal(np.asarray(old_to_new), np.arange(len(embeddings))) and not len(added_rows)
     if unchanged:  # the same vectors in the same rows: nothing to rebuild or renumber
-        return index, dict(info), f"ann {kind}: kept as it was (no vector added or removed)"
-    if kind == "hnsw" or len(embeddings) < 2:
+        return index, dict(info), f"ann {ann_type}: kept as it was (no vector added or removed)"
+    if ann_type == "hnsw" or len(embeddings) < 2:
         params = {key: value for key, value in info["params"].items()}
-        index, new_info = build_ann(embeddings, inverse_norms, kind=kind, **params)
-        return index, new_info, f"ann {kind}: rebuilt ({len(embeddings)} vectors; HNSW cannot remove vectors)"
+        index, new_info = build_ann(embeddings, inverse_norms, ann_type=ann_type, **params)
+        return index, new_info, f"ann {ann_type}: rebuilt ({len(embeddings)} vectors; HNSW cannot remove vectors)"
     faiss = import_faiss()
     old_to_new = np.asarray(old_to_new, dtype=np.int64)
     dropped = np.flatnonzero(old_to_new < 0).astype(np.int64)
@@ -246,10 +246,10 @@ def update_ann(
             ids = faiss.rev_swig_ptr(lists.get_ids(number), size)
             ids[:] = old_to_new[ids]
     add_vectors(index, embeddings, inverse_norms, np.asarray(added_rows, dtype=np.int64))
-    new_info = {"type": kind, "params": dict(info["params"])}
+    new_info = {"type": ann_type, "params": dict(info["params"])}
     new_info.update(measure(index, embeddings, inverse_norms, new_info))
     new_info["build_seconds"] = info.get("build_seconds")
-    how = f"ann {kind}: updated without retraining (+{len(added_rows)} -{len(dropped)} vectors)"
+    how = f"ann {ann_type}: updated without retraining (+{len(added_rows)} -{len(dropped)} vectors)"
     return index, new_info, how
 
 
@@ -279,7 +279,7 @@ def read_ann(source: str | os.PathLike | np.ndarray) -> Any:
 
 
 class ApproximateNeighbors(NeighborsSearch):
-    """Approximate k-nearest-neighbour search by cosine distance, over a faiss structure.
+    """Approximate k-nearest-neighbor search by cosine distance, over a faiss structure.
 
     Same ``kneighbors`` as :class:`simrec.CosineNeighbors`: ``(distances, indices)``,
     float32 cosine distances (``1 -`` inner product of unit vectors) and int64 rows,
@@ -293,7 +293,7 @@ class ApproximateNeighbors(NeighborsSearch):
         info: Its ``meta.json`` entry (type and parameters).
         embeddings: The fitted vectors, for ``X=None``, re-ranking and completion.
         inverse_norms: Their inverse norms.
-        n_neighbors: Default number of neighbours.
+        n_neighbors: Default number of neighbors.
         nprobe: IVF lists searched (default: the stored one).
         ef: HNSW search breadth (default: the stored one).
         rerank: Candidates per result re-scored with exact distances (default: the
@@ -417,14 +417,14 @@ class ApproximateNeighbors(NeighborsSearch):
         return similarity, indices
 
 
-def _empty_index(faiss, kind: str, dim: int, params: dict[str, Any]) -> Any:
-    if kind == "hnsw":
+def _empty_index(faiss, ann_type: str, dim: int, params: dict[str, Any]) -> Any:
+    if ann_type == "hnsw":
         index = faiss.index_factory(dim, f"HNSW{params['m']},Flat", faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params["ef_construction"]
         return index
-    codes = "Flat" if kind == "ivf-flat" else f"PQ{params['m']}x{params['nbits']}"
+    codes = "Flat" if ann_type == "ivf-flat" else f"PQ{params['m']}x{params['nbits']}"
     index = faiss.index_factory(dim, f"IVF{params['nlist']},{codes}", faiss.METRIC_INNER_PRODUCT)
-    if kind == "ivf-pq":
+    if ann_type == "ivf-pq":
         index.do_polysemous_training = False  # simrec does not use polysemous codes; it costs minutes
         index.pq.cp.max_points_per_centroid = 64  # each code book learns from at most 64 x 2^nbits vectors
         index.pq.cp.niter = 15

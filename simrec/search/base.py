@@ -21,11 +21,11 @@ Blocks = Iterator[tuple[int, np.ndarray, np.ndarray]]
 
 
 class NeighborsSearch(abc.ABC):
-    """k-nearest-neighbour search over fitted vectors, answered in blocks of queries.
+    """k-nearest-neighbor search over fitted vectors, answered in blocks of queries.
 
     Subclasses set ``n_neighbors``, ``n_samples_fit_`` and ``n_features_in_`` when fitted
     and implement :meth:`_blocks`. ``kneighbors(X=None)`` leaves each fitted item out of
-    its own neighbours; results are nearest first, float32 distances and int64 rows, equal
+    its own neighbors; results are nearest first, float32 distances and int64 rows, equal
     distances ordered by row number.
     """
 
@@ -42,8 +42,8 @@ class NeighborsSearch(abc.ABC):
 
         Args:
             X: ``(n_queries, dim)`` or ``(dim,)`` query vectors. ``None`` queries every
-                fitted item, leaving each one out of its own neighbours.
-            n_neighbors: Neighbours per query (default: the constructor's).
+                fitted item, leaving each one out of its own neighbors.
+            n_neighbors: Neighbors per query (default: the constructor's).
             return_distance: Also return the distances.
 
         Returns:

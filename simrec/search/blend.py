@@ -29,7 +29,7 @@ _SCALE_SAMPLE = 512  # products sampled to measure the spread of the distances
 
 
 class ColourBlendNeighbors(NeighborsSearch):
-    """Exact k-nearest-neighbour search by a blend of cosine and colour distance.
+    """Exact k-nearest-neighbor search by a blend of cosine and colour distance.
 
     The distance is ``(1 - colour_weight) * cosine / cosine_scale_ + colour_weight *
     colour / colour_scale_`` (see the module docstring), computed over every fitted item
@@ -37,7 +37,7 @@ class ColourBlendNeighbors(NeighborsSearch):
 
     Args:
         colour_weight: ``W`` from 0 (look only) to 1 (colour only).
-        n_neighbors: Default number of neighbours returned by :meth:`kneighbors`.
+        n_neighbors: Default number of neighbors returned by :meth:`kneighbors`.
         chunk_size: Most query rows scored at once when querying many items.
 
     Attributes:
@@ -47,7 +47,7 @@ class ColourBlendNeighbors(NeighborsSearch):
         colour_scale_: Standard deviation of the colour distance over the same pairs.
 
     Example:
-        >>> blend = ColourBlendNeighbors(colour_weight=0.5).fit(embeddings, signatures)  # doctest: +SKIP
+        >>> blend = ColourBlendNeighbors(colour_weight=0.5).fit(embeddings, colours)  # doctest: +SKIP
         >>> distances, indices = blend.kneighbors()  # each item's 5 nearest others
     """
 
@@ -115,9 +115,9 @@ class ColourBlendNeighbors(NeighborsSearch):
 
         Args:
             X: ``(n_queries, dim)`` or ``(dim,)`` query vectors, with ``colours``. None
-                queries every fitted item, leaving each out of its own neighbours.
+                queries every fitted item, leaving each out of its own neighbors.
             colours: ``(n_queries, N_BINS)`` or ``(N_BINS,)`` query signatures.
-            n_neighbors: Neighbours per query (default: the constructor's).
+            n_neighbors: Neighbors per query (default: the constructor's).
             return_distance: Also return the distances.
 
         Returns:

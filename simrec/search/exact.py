@@ -1,4 +1,4 @@
-"""Exact cosine nearest-neighbour search over embeddings, in the scikit-learn style.
+"""Exact cosine nearest-neighbor search over embeddings, in the scikit-learn style.
 
 The default ``implementation="numpy"`` keeps the fitted vectors as they are plus one inverse
 norm per row (no second copy of the catalog), answers a query with one matrix-vector
@@ -24,10 +24,10 @@ IMPLEMENTATIONS = ("numpy", "sklearn")
 
 
 class CosineNeighbors(NeighborsSearch):
-    """Exact k-nearest-neighbour search by cosine distance.
+    """Exact k-nearest-neighbor search by cosine distance.
 
     Args:
-        n_neighbors: Default number of neighbours returned by :meth:`kneighbors`.
+        n_neighbors: Default number of neighbors returned by :meth:`kneighbors`.
         metric: Only ``"cosine"`` (``1 - cos(angle)``, in ``[0, 2]``).
         implementation: ``"numpy"`` (fast, memory-bounded) or ``"sklearn"``.
         chunk_size: Most query rows scored at once when querying many items.

@@ -12,14 +12,14 @@ def close_pairs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every pair of fitted items among each other's ``n_neighbors`` nearest within ``threshold``.
 
-    The search answers every item's neighbours one block of items at a time (exact in
+    The search answers every item's neighbors one block of items at a time (exact in
     blocks of bounded scratch memory, or the approximate structure), so memory holds one
     block and the pairs found, at most ``n_items * n_neighbors``, never ``n_items ** 2``.
 
     Args:
         search: A fitted search over the items (exact or approximate).
         threshold: Largest cosine distance of a pair.
-        n_neighbors: Neighbours looked at per item (cut to ``n_items - 1``).
+        n_neighbors: Neighbors looked at per item (cut to ``n_items - 1``).
 
     Returns:
         ``(first, second, distances)``: int64 rows with ``first < second``, each pair

@@ -179,7 +179,7 @@ def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadli
 
 
 def _payload(version: IndexVersion, distances: np.ndarray, indices: np.ndarray, query: dict) -> dict[str, Any]:
-    """What :func:`_answer` gives for these neighbours, built from plain lists (no DataFrame on the hot path)."""
+    """What :func:`_answer` gives for these neighbors, built from plain lists (no DataFrame on the hot path)."""
     ids, labels = version.ids, version.label_of
     results = [
         {

@@ -141,7 +141,7 @@ def _by_version(batch: list[_Query]) -> list[list[_Query]]:
     return list(groups.values())
 
 
-class NeighbourBatcher(_Batcher):
+class NeighborBatcher(_Batcher):
     """The nearest other products of catalog products, for concurrent requests.
 
     Args:
@@ -150,7 +150,7 @@ class NeighbourBatcher(_Batcher):
     """
 
     def __init__(self, max_batch: int = MAX_BATCH, max_pending: int = MAX_PENDING) -> None:
-        super().__init__(max_batch, max_pending, "simrec-neighbours", "similar-product queries")
+        super().__init__(max_batch, max_pending, "simrec-neighbors", "similar-product queries")
 
     def query(
         self, version: IndexVersion, row: int, k: int, deadline: float, colour_weight: float = 0.0

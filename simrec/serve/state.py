@@ -24,7 +24,7 @@ from urllib.parse import quote
 from fastapi import Request
 
 from simrec.embedded_catalog import EmbeddedCatalog
-from simrec.serve.batching import NeighbourBatcher, PhotoBatcher
+from simrec.serve.batching import NeighborBatcher, PhotoBatcher
 from simrec.serve.limits import DecodeGate, ServiceBusy
 from simrec.storage.following import POLL_SECONDS, IndexFollower
 
@@ -145,7 +145,7 @@ class Service:
         self.poll_seconds = poll_seconds
         self.decode_gate = decode_gate or DecodeGate()
         self.follower = IndexFollower(index_dir, mmap=True, poll_seconds=poll_seconds, prepare=self._prepare)
-        self.batcher = NeighbourBatcher()
+        self.batcher = NeighborBatcher()
         self.photo_batcher = PhotoBatcher(weights_path)
         self._stop = threading.Event()
         self._follow = threading.Thread(target=self._follow_commits, name="simrec-follow", daemon=True)

@@ -58,7 +58,7 @@ class IndexFollower(Generic[T]):
     """Follow the commits of one index folder.
 
     Args:
-        directory: The index folder.
+        index_dir: The index folder.
         mmap: Memory-map the vectors (see :func:`simrec.load_index`).
         poll_seconds: Least time between two looks at the manifest.
         prepare: Called with each newly opened :class:`EmbeddedCatalog`, before it becomes
@@ -75,18 +75,18 @@ class IndexFollower(Generic[T]):
 
     def __init__(
         self,
-        directory: str | os.PathLike,
+        index_dir: str | os.PathLike,
         *,
         mmap: bool = True,
         poll_seconds: float = POLL_SECONDS,
         prepare: Callable[[EmbeddedCatalog], T] | None = None,
     ) -> None:
-        self.directory = Path(directory)
+        self.index_dir = Path(index_dir)
         self.mmap = mmap
         self.poll_seconds = poll_seconds
         self._prepare: Callable[[EmbeddedCatalog], Any] = prepare or (lambda embedded: embedded)
         self._lock = threading.Lock()
-        self._stamp = _stamp(self.directory)
+        self._stamp = _stamp(self.index_dir)
         self._current = self._open()
         self._checked = time.monotonic()
 
@@ -115,32 +115,32 @@ class IndexFollower(Generic[T]):
             return False
         try:
             self._checked = now
-            stamp = _stamp(self.directory)
+            stamp = _stamp(self.index_dir)
             if stamp is None or stamp == self._stamp:  # no manifest now: nothing newer to open
                 return False
             try:
                 version = self._open()
             except (MissingFileError, IndexIntegrityError, OSError) as error:
-                logger.warning("%s: keeping generation %s: %s", self.directory, self._current.generation, error)
+                logger.warning("%s: keeping generation %s: %s", self.index_dir, self._current.generation, error)
                 return False
             self._stamp = stamp
             if version.generation == self._current.generation and version.generation is not None:
                 return False
             self._current = version  # one assignment: every caller sees the old version or the new one
             logger.info(
-                "%s: now at generation %s (%d items)", self.directory, version.generation, len(version.embedded)
+                "%s: now at generation %s (%d items)", self.index_dir, version.generation, len(version.embedded)
             )
             return True
         finally:
             self._lock.release()
 
     def _open(self) -> Version[T]:
-        embedded = load_index(self.directory, mmap=self.mmap)
+        embedded = load_index(self.index_dir, mmap=self.mmap)
         return Version(embedded.meta.generation, embedded, self._prepare(embedded))
 
 
 def follow_index(
-    directory: str | os.PathLike, *, mmap: bool = True, poll_seconds: float = POLL_SECONDS
+    index_dir: str | os.PathLike, *, mmap: bool = True, poll_seconds: float = POLL_SECONDS
 ) -> IndexFollower[EmbeddedCatalog]:
     """Open an index folder and follow its commits: ``follower.snapshot()`` is always the newest version.
 
@@ -156,13 +156,13 @@ def follow_index(
         >>> follower = simrec.follow_index("data/index")  # doctest: +SKIP
         >>> simrec.recommend(follower.snapshot(), product_id="red/shirt_1")  # doctest: +SKIP
     """
-    return IndexFollower(directory, mmap=mmap, poll_seconds=poll_seconds)
+    return IndexFollower(index_dir, mmap=mmap, poll_seconds=poll_seconds)
 
 
-def _stamp(directory: Path) -> tuple[int, int, int] | None:
+def _stamp(index_dir: Path) -> tuple[int, int, int] | None:
     """What changes when a commit renames a new manifest into place: inode, modification time, size."""
     try:
-        status = os.stat(directory / META_FILE)
+        status = os.stat(index_dir / META_FILE)
     except OSError:
         return None
     return status.st_ino, status.st_mtime_ns, status.st_size

@@ -93,25 +93,25 @@ _BUFFER = 1024**2
 _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "failures": "failures.csv"}
 
 
-def new_generation(directory: str | os.PathLike) -> str:
-    """A fresh generation name for the next save into ``directory`` (``000004-1f2e3d4c``)."""
+def new_generation(index_dir: str | os.PathLike) -> str:
+    """A fresh generation name for the next save into ``index_dir`` (``000004-1f2e3d4c``)."""
     try:
-        previous = read_manifest(directory).generation or "000000-"
+        previous = read_manifest(index_dir).generation or "000000-"
         number = int(str(previous).split("-")[0]) + 1
     except (MissingFileError, IndexIntegrityError, ValueError):
         number = 1
     return f"{number:06d}-{secrets.token_hex(4)}"
 
 
-def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, generation: str | None = None) -> Path:
-    """Commit ``embedded`` as the new version of the index folder ``directory``.
+def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, generation: str | None = None) -> Path:
+    """Commit ``embedded`` as the new version of the index folder ``index_dir``.
 
     The previous version stays loadable until the single commit (see the module
     docstring). One writer at a time: the folder's writer lock is held throughout.
 
     Args:
         embedded: What to save.
-        directory: The index folder; created if missing. Files simrec did not write are
+        index_dir: The index folder; created if missing. Files simrec did not write are
             left alone.
         generation: Name of the new generation (default: a fresh one); ``simrec index``
             passes the one its extracted photos already use.
@@ -127,26 +127,26 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
         IndexIntegrityError: What was written does not read back as written (nothing was
             committed).
     """
-    directory = Path(directory)
+    index_dir = Path(index_dir)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        index_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         if is_no_room(error):
-            raise no_room_error(directory, error) from None
-        raise NotWritableError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
+            raise no_room_error(index_dir, error) from None
+        raise NotWritableError(f"cannot write the index folder {index_dir}: {error.strerror or error}") from None
     embeddings = np.asarray(embedded.embeddings, dtype=np.float32)
     inverse_norms = compute_inverse_norms(embeddings)
     if not np.isfinite(inverse_norms).all():
         bad = np.flatnonzero(~np.isfinite(inverse_norms))
         raise InvalidArgumentError(f"embeddings hold NaN or infinite values in {len(bad)} rows, e.g. row {bad[0]}")
-    with writer_lock(directory):
-        generation = generation or new_generation(directory)
+    with writer_lock(index_dir):
+        generation = generation or new_generation(index_dir)
         roles = ROLES + tuple(role for role in OPTIONAL_ROLES if getattr(embedded, role) is not None)
         names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in roles}
-        temporary = directory / f".meta.json.{generation}.tmp"
+        temporary = index_dir / f".meta.json.{generation}.tmp"
         committed = False
         try:
-            files, photo_folders, paths = _write_data(embedded, embeddings, inverse_norms, directory, names)
+            files, photo_folders, paths = _write_data(embedded, embeddings, inverse_norms, index_dir, names)
             meta = embedded.meta.replace(
                 colour_signature=None if embedded.colours is None else embedded.meta.colour_signature,
                 ann=None if embedded.ann is None else embedded.meta.ann,
@@ -157,41 +157,41 @@ def save_index(embedded: EmbeddedCatalog, directory: str | os.PathLike, *, gener
                 dim=int(embeddings.shape[1]),
                 failures=len(embedded.failures),
                 files=files,
-                format_1_files=_format_1_leftovers(directory),
-                retired_photos=_retired_photos(directory, paths),
+                format_1_files=_format_1_leftovers(index_dir),
+                retired_photos=_retired_photos(index_dir, paths),
             )
-            _check_written(directory, meta, embedded)
+            _check_written(index_dir, meta, embedded)
             _write_manifest(temporary, meta)
-            fsync_folder(directory)  # the new files' names are durable before the manifest names them
+            fsync_folder(index_dir)  # the new files' names are durable before the manifest names them
             with deferred_interrupt():
-                os.replace(temporary, directory / META_FILE)  # the commit
+                os.replace(temporary, index_dir / META_FILE)  # the commit
                 committed = True
                 crash_point("committed")
         except BaseException as error:
             if committed:  # e.g. Ctrl-C held back during the commit: the new version stands
                 raise
-            for path in [temporary, *(directory / name for name in names.values())]:
+            for path in [temporary, *(index_dir / name for name in names.values())]:
                 path.unlink(missing_ok=True)
             if is_no_room(error) and not isinstance(error, NotWritableError):
-                raise no_room_error(directory, error, "the previous version is unchanged") from error
+                raise no_room_error(index_dir, error, "the previous version is unchanged") from error
             if isinstance(error, OSError) and not isinstance(error, NotWritableError):
                 raise NotWritableError(
-                    f"cannot write the index {directory}: {error}; the previous version is unchanged"
+                    f"cannot write the index {index_dir}: {error}; the previous version is unchanged"
                 ) from error
             raise
         try:  # the new version is committed: a failure to tidy up is only worth a warning
-            fsync_folder(directory)
-            remove_unreferenced(directory)
+            fsync_folder(index_dir)
+            remove_unreferenced(index_dir)
         except OSError as error:
-            logger.warning("saved %s, but could not remove the previous version's files: %s", directory, error)
-    logger.info("saved index of %d items to %s (generation %s)", len(embedded), directory, generation)
-    return directory
+            logger.warning("saved %s, but could not remove the previous version's files: %s", index_dir, error)
+    logger.info("saved index of %d items to %s (generation %s)", len(embedded), index_dir, generation)
+    return index_dir
 
 
 def save_vectors(
     catalog: pd.DataFrame,
     vectors: np.ndarray,
-    directory: str | os.PathLike,
+    index_dir: str | os.PathLike,
     *,
     model: str,
 ) -> Path:
@@ -242,10 +242,10 @@ def save_vectors(
         [],
         IndexMeta(model=model.strip(), weights=EXTERNAL_WEIGHTS),
     )
-    return save_index(embedded, directory)
+    return save_index(embedded, index_dir)
 
 
-def load_index(directory: str | os.PathLike, *, mmap: bool = False, verify: bool = False) -> EmbeddedCatalog:
+def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool = False) -> EmbeddedCatalog:
     """Open an index folder.
 
     Opening reads the manifest, the catalog and the stored inverse norms, and checks the
@@ -253,7 +253,7 @@ def load_index(directory: str | os.PathLike, *, mmap: bool = False, verify: bool
     checked only with ``verify=True`` (or ``simrec verify``).
 
     Args:
-        directory: Folder written by :func:`save_index` or ``simrec index``.
+        index_dir: Folder written by :func:`save_index` or ``simrec index``.
         mmap: Memory-map the embeddings instead of reading them (large catalogs).
         verify: Also check every checksum and that every vector is finite.
 
@@ -267,58 +267,58 @@ def load_index(directory: str | os.PathLike, *, mmap: bool = False, verify: bool
     Example:
         >>> embedded = load_index("simrec-demo/index", mmap=True)  # doctest: +SKIP
     """
-    directory = Path(directory)
+    index_dir = Path(index_dir)
     for attempt in range(3):
-        meta = read_manifest(directory)
+        meta = read_manifest(index_dir)
         try:
-            return _load_files(directory, meta, mmap, verify)
+            return _load_files(index_dir, meta, mmap, verify)
         except FileNotFoundError:
             # A writer may have committed and removed the files this manifest named.
-            if attempt == 2 or read_manifest(directory).generation == meta.generation:
+            if attempt == 2 or read_manifest(index_dir).generation == meta.generation:
                 raise IndexIntegrityError(
-                    f"{directory} is not a complete simrec index: a file named by meta.json is missing"
+                    f"{index_dir} is not a complete simrec index: a file named by meta.json is missing"
                 ) from None
     raise AssertionError("unreachable")
 
 
-def verify_index(directory: str | os.PathLike) -> EmbeddedCatalog:
+def verify_index(index_dir: str | os.PathLike) -> EmbeddedCatalog:
     """Check everything in an index folder: checksums, shapes, finite vectors.
 
     Raises:
         MissingFileError: The folder does not exist.
         IndexIntegrityError: What is damaged, naming the file.
     """
-    return load_index(directory, verify=True)
+    return load_index(index_dir, verify=True)
 
 
-def read_manifest(directory: str | os.PathLike) -> IndexMeta:
+def read_manifest(index_dir: str | os.PathLike) -> IndexMeta:
     """The ``meta.json`` of an index folder, read into its record.
 
     Raises:
         MissingFileError: No folder, or no ``meta.json`` in it.
         IndexIntegrityError: ``meta.json`` is damaged or of an unknown format.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise MissingFileError(f"index folder not found: {directory}")
-    path = directory / META_FILE
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise MissingFileError(f"index folder not found: {index_dir}")
+    path = index_dir / META_FILE
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise MissingFileError(f"{directory} is not a simrec index: it has no {META_FILE}") from None
+        raise MissingFileError(f"{index_dir} is not a simrec index: it has no {META_FILE}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise IndexIntegrityError(f"{path} is damaged: {error}") from None
     meta = IndexMeta.from_dict(meta, str(path))
     if meta.format_version not in READABLE_FORMATS:
         raise IndexIntegrityError(
-            f"{directory} uses index format {meta.format_version}; this simrec reads formats "
+            f"{index_dir} uses index format {meta.format_version}; this simrec reads formats "
             f"{', '.join(map(str, READABLE_FORMATS))} (upgrade simrec)"
         )
     return meta
 
 
-def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
-    """Remove what simrec wrote in ``directory`` that the manifest does not name.
+def remove_unreferenced(index_dir: str | os.PathLike) -> list[str]:
+    """Remove what simrec wrote in ``index_dir`` that the manifest does not name.
 
     That is older generations' files and photo folders, and the leftovers of writes that
     were interrupted. Call only with the writer lock held.
@@ -330,19 +330,19 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
         MissingFileError: The folder does not exist, or holds no ``meta.json``.
         IndexIntegrityError: The manifest or the catalog it names is damaged.
     """
-    directory = Path(directory)
-    meta = read_manifest(directory)
+    index_dir = Path(index_dir)
+    meta = read_manifest(index_dir)
     keep = {entry["name"] for entry in meta.files.values()} if meta.format_version > 1 else set()
     keep |= set(meta.photo_folders)
     retired = set(meta.retired_photos)
     keep |= {name for name in retired if "/" not in name}  # a photo folder of the layout before the store
     format_1 = set(meta.format_1_files)  # what the index's first format left, recorded at the upgrade
     removed = []
-    for entry in sorted(os.listdir(directory)):
+    for entry in sorted(os.listdir(index_dir)):
         ours = _GENERATION_FILE.match(entry) or _GENERATION_FOLDER.match(entry) or _LEFTOVER.match(entry)
         if entry in keep or not (ours or entry in format_1):
             continue
-        path = directory / entry
+        path = index_dir / entry
         crash_point("cleanup")
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -350,44 +350,44 @@ def remove_unreferenced(directory: str | os.PathLike) -> list[str]:
             path.unlink(missing_ok=True)
         removed.append(entry)
     if removed:
-        fsync_folder(directory)
+        fsync_folder(index_dir)
     if meta.format_version > 1 and "catalog" in meta.files:
-        named = _catalog_paths(directory / meta.files["catalog"]["name"])
-        removed += collect_photos(directory, photos_named(named) | retired)
+        named = _catalog_paths(index_dir / meta.files["catalog"]["name"])
+        removed += collect_photos(index_dir, photos_named(named) | retired)
     if removed:
-        logger.info("removed %d files and folders from %s, e.g. %s", len(removed), directory, removed[0])
+        logger.info("removed %d files and folders from %s, e.g. %s", len(removed), index_dir, removed[0])
     return removed
 
 
-def _format_1_leftovers(directory: Path) -> list[str]:
+def _format_1_leftovers(index_dir: Path) -> list[str]:
     """The files of the first index format that the commit about to happen makes obsolete.
 
     Only files that index wrote: its manifest names them (and a photo folder simrec
     extracted). A user's own ``catalog.csv`` beside a format-2 index is never touched.
     """
     try:
-        previous = read_manifest(directory)
+        previous = read_manifest(index_dir)
     except (MissingFileError, IndexIntegrityError):
         return []
     if previous.format_version == 1:
         names = [name for name in _FORMAT_1_FILES.values() if name in previous.files]
-        if (directory / "images" / ".simrec-extracted").exists():
+        if (index_dir / "images" / ".simrec-extracted").exists():
             names.append("images")
     else:
         names = previous.format_1_files  # still there after an interrupted clean-up
-    return sorted(name for name in names if (directory / name).exists())
+    return sorted(name for name in names if (index_dir / name).exists())
 
 
 def _write_data(
     embedded: EmbeddedCatalog,
     embeddings: np.ndarray,
     inverse_norms: np.ndarray,
-    directory: Path,
+    index_dir: Path,
     names: dict[str, str],
 ) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
     """Write the data files; return their manifest entries, the photo folders the catalog uses and its paths."""
     catalog = embedded.catalog.copy()
-    catalog["path"] = _stored_paths(catalog, directory)
+    catalog["path"] = _stored_paths(catalog, index_dir)
     writers = {
         "catalog": lambda handle: _write_table(catalog, handle),
         "embeddings": lambda handle: np.save(handle, embeddings),
@@ -398,7 +398,7 @@ def _write_data(
     }
     files = {}
     for role in names:
-        path = directory / names[role]
+        path = index_dir / names[role]
         with NewFile(path) as handle:  # unbuffered: numpy writes its arrays in 16 MB pieces
             writers[role](handle)
             fsync_file(handle)
@@ -408,34 +408,34 @@ def _write_data(
     return files, sorted(photo_folders), catalog["path"].tolist()
 
 
-def _stored_paths(catalog: pd.DataFrame, directory: Path) -> list[str]:
+def _stored_paths(catalog: pd.DataFrame, index_dir: Path) -> list[str]:
     """The catalog's paths as the folder records them: relative inside it, its own photos in the photo store."""
-    relative = [_relative_to(p, directory) for p in catalog["path"]]
+    relative = [_relative_to(p, index_dir) for p in catalog["path"]]
     # Only photos simrec extracted (images-GEN/) enter the store; a caller's own files stay where they are.
     extracted = [bool(p) and _GENERATION_FOLDER.match(Path(p).parts[0]) is not None for p in relative]
     if "sha256" in catalog.columns:
         digests = [d if ours else "" for d, ours in zip(catalog["sha256"].astype(str), extracted)]
     else:  # vectors saved by a caller whose catalog names photos simrec extracted
-        digests = [file_fingerprint(directory / p)["sha256"] if ours else "" for p, ours in zip(relative, extracted)]
-    return store_photos(directory, relative, digests)
+        digests = [file_fingerprint(index_dir / p)["sha256"] if ours else "" for p, ours in zip(relative, extracted)]
+    return store_photos(index_dir, relative, digests)
 
 
-def _retired_photos(directory: Path, new_paths: list[str]) -> list[str]:
+def _retired_photos(index_dir: Path, new_paths: list[str]) -> list[str]:
     """What the version being replaced names and the new one does not: kept until the commit after next.
 
     Store objects of changed and removed products, and photo folders of the layout before the store.
     """
     try:
-        previous = read_manifest(directory)
+        previous = read_manifest(index_dir)
         entry = previous.files.get("catalog") if previous.format_version > 1 else None
         if entry is None:
             return []
-        old_paths = _catalog_paths(directory / entry["name"])
+        old_paths = _catalog_paths(index_dir / entry["name"])
     except (MissingFileError, IndexIntegrityError, FileNotFoundError, ValueError):
         return []
     retired = photos_named(old_paths) - photos_named(new_paths)
     retired |= {folder for folder in previous.photo_folders if folder != STORE}
-    return sorted(name for name in retired if (directory / name).exists())
+    return sorted(name for name in retired if (index_dir / name).exists())
 
 
 def _write_table(frame: pd.DataFrame, handle) -> None:
@@ -495,7 +495,7 @@ def _catalog_paths(path: Path) -> pd.Series:
     return _read_table(path)["path"].astype(str)
 
 
-def _check_written(directory: Path, meta: IndexMeta, embedded: EmbeddedCatalog) -> None:
+def _check_written(index_dir: Path, meta: IndexMeta, embedded: EmbeddedCatalog) -> None:
     """Read the new version back as a reader will, before anything names it.
 
     The same checks as opening (sizes, shapes, row counts, columns), and every
@@ -505,7 +505,7 @@ def _check_written(directory: Path, meta: IndexMeta, embedded: EmbeddedCatalog) 
         IndexIntegrityError: The version would not load, or loads differently.
     """
     try:
-        written = _load_files(directory, meta, mmap=True, verify=False)
+        written = _load_files(index_dir, meta, mmap=True, verify=False)
     except IndexIntegrityError as error:
         raise IndexIntegrityError(f"{error}; it was not committed, and the previous version is unchanged") from None
     problems = []
@@ -518,7 +518,7 @@ def _check_written(directory: Path, meta: IndexMeta, embedded: EmbeddedCatalog) 
             problems.append(f"the failures' {column} column")
     if problems:
         raise IndexIntegrityError(
-            f"the new version of {directory} does not read back as written ({', '.join(problems)}); it was not "
+            f"the new version of {index_dir} does not read back as written ({', '.join(problems)}); it was not "
             "committed, and the previous version is unchanged"
         )
 
@@ -544,16 +544,16 @@ def _write_manifest(temporary: Path, meta: IndexMeta) -> None:
     crash_point("manifest-written")
 
 
-def _load_files(directory: Path, meta: IndexMeta, mmap: bool, verify: bool) -> EmbeddedCatalog:
+def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> EmbeddedCatalog:
     if meta.format_version == 1:
         files = {role: {"name": name, **meta.files.get(name, {})} for role, name in _FORMAT_1_FILES.items()}
     else:
         files = meta.files
     missing = [role for role in ("catalog", "embeddings", "failures") if role not in files]
     if missing:
-        raise IndexIntegrityError(f"{directory / META_FILE} names no {', '.join(missing)} file")
+        raise IndexIntegrityError(f"{index_dir / META_FILE} names no {', '.join(missing)} file")
     for entry in files.values():
-        path = directory / entry["name"]
+        path = index_dir / entry["name"]
         size = path.stat().st_size  # FileNotFoundError: see load_index
         if "bytes" in entry and size != entry["bytes"]:
             raise IndexIntegrityError(
@@ -565,24 +565,24 @@ def _load_files(directory: Path, meta: IndexMeta, mmap: bool, verify: bool) -> E
                 f"{path} does not match its checksum in meta.json (modified or damaged); "
                 "rebuild the index with 'simrec index ... --rebuild'"
             )
-    embeddings = _read_array(directory / files["embeddings"]["name"], mmap)
+    embeddings = _read_array(index_dir / files["embeddings"]["name"], mmap)
     inverse_norms = colours = None
     if "inverse_norms" in files:
-        inverse_norms = _read_array(directory / files["inverse_norms"]["name"], mmap)
+        inverse_norms = _read_array(index_dir / files["inverse_norms"]["name"], mmap)
     if "colours" in files:
-        colours = _read_array(directory / files["colours"]["name"], mmap)
-    catalog = _read_table(directory / files["catalog"]["name"], dtype={"product_id": str, "label": str, "path": str})
-    failures = _read_table(directory / files["failures"]["name"], dtype=str)
-    _check_consistent(directory, meta, catalog, embeddings, inverse_norms, failures, verify)
-    _check_colours(directory, colours, len(embeddings), verify)
-    base = directory.absolute()
+        colours = _read_array(index_dir / files["colours"]["name"], mmap)
+    catalog = _read_table(index_dir / files["catalog"]["name"], dtype={"product_id": str, "label": str, "path": str})
+    failures = _read_table(index_dir / files["failures"]["name"], dtype=str)
+    _check_consistent(index_dir, meta, catalog, embeddings, inverse_norms, failures, verify)
+    _check_colours(index_dir, colours, len(embeddings), verify)
+    base = index_dir.absolute()
     catalog["path"] = [p if not p or os.path.isabs(p) else str(base / p) for p in catalog["path"]]
     ann = None
     if "ann" in files:
-        ann = directory / files["ann"]["name"]
+        ann = index_dir / files["ann"]["name"]
         if not isinstance(meta.ann, dict) or meta.ann.get("count") != meta.count:
             raise IndexIntegrityError(
-                f"{directory} is inconsistent: its ann structure does not describe the {meta.count} items; "
+                f"{index_dir} is inconsistent: its ann structure does not describe the {meta.count} items; "
                 "rebuild it with 'simrec ann'"
             )
     embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours, ann)
@@ -599,7 +599,7 @@ def _read_array(path: Path, mmap: bool) -> np.ndarray:
 
 
 def _check_consistent(
-    directory: Path,
+    index_dir: Path,
     meta: IndexMeta,
     catalog: pd.DataFrame,
     embeddings: np.ndarray,
@@ -630,28 +630,28 @@ def _check_consistent(
         elif inverse_norms is not None and not np.allclose(computed, inverse_norms, rtol=1e-5, atol=0):
             problems.append("the stored inverse norms do not match the embeddings")
     if problems:
-        raise IndexIntegrityError(f"{directory} is inconsistent: " + "; ".join(problems))
+        raise IndexIntegrityError(f"{index_dir} is inconsistent: " + "; ".join(problems))
 
 
-def _check_colours(directory: Path, colours: np.ndarray | None, count: int, verify: bool) -> None:
+def _check_colours(index_dir: Path, colours: np.ndarray | None, count: int, verify: bool) -> None:
     from simrec.core.colour_signature import N_BINS
 
     if colours is None:
         return
     if colours.dtype != np.float32 or colours.shape != (count, N_BINS):
         raise IndexIntegrityError(
-            f"{directory} is inconsistent: colour signatures are {colours.dtype} {colours.shape}, "
-            f"expected float32 ({count}, {N_BINS}); add them again with 'simrec colours {directory}'"
+            f"{index_dir} is inconsistent: colour signatures are {colours.dtype} {colours.shape}, "
+            f"expected float32 ({count}, {N_BINS}); add them again with 'simrec colours {index_dir}'"
         )
     if verify and not np.isfinite(colours).all():
-        raise IndexIntegrityError(f"{directory} is inconsistent: the colour signatures contain NaN or infinite values")
+        raise IndexIntegrityError(f"{index_dir} is inconsistent: the colour signatures contain NaN or infinite values")
 
 
-def _relative_to(path: str, directory: Path) -> str:
+def _relative_to(path: str, index_dir: Path) -> str:
     if not path:
         return path
     absolute = Path(path).absolute()
     try:
-        return absolute.relative_to(directory.absolute()).as_posix()
+        return absolute.relative_to(index_dir.absolute()).as_posix()
     except ValueError:
         return str(absolute)

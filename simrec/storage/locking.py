@@ -24,7 +24,7 @@ _guard = threading.Lock()
 
 
 @contextlib.contextmanager
-def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
+def writer_lock(index_dir: str | os.PathLike) -> Iterator[None]:
     """Hold the folder's writer lock for the block.
 
     Raises:
@@ -33,21 +33,21 @@ def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
         NotWritableError: The lock file cannot be created there.
         DiskFullError: The disk has no room left for the lock file (or is read-only).
     """
-    directory = Path(directory)
-    key = str(directory.resolve())
+    index_dir = Path(index_dir)
+    key = str(index_dir.resolve())
     me = threading.get_ident()
     with _guard:
         owner, depth = _held.get(key, (me, 0))
         if owner != me:
             raise IndexLockedError(
-                f"another thread of this process is writing the index {directory}; wait for it to finish"
+                f"another thread of this process is writing the index {index_dir}; wait for it to finish"
             )
         _held[key] = (me, depth + 1)
     try:
         if depth:  # re-entry by the thread that holds it
             yield
         else:
-            with _os_lock(directory):
+            with _os_lock(index_dir):
                 yield
     finally:
         with _guard:
@@ -58,17 +58,17 @@ def writer_lock(directory: str | os.PathLike) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _os_lock(directory: Path) -> Iterator[None]:
+def _os_lock(index_dir: Path) -> Iterator[None]:
     import fcntl
 
     try:
-        descriptor = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        descriptor = os.open(index_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:
-        raise MissingFileError(f"index folder not found: {directory}") from None
+        raise MissingFileError(f"index folder not found: {index_dir}") from None
     except OSError as error:
         if is_no_room(error):
-            raise no_room_error(directory, error) from None
-        raise NotWritableError(f"cannot write the index folder {directory}: {error.strerror or error}") from None
+            raise no_room_error(index_dir, error) from None
+        raise NotWritableError(f"cannot write the index folder {index_dir}: {error.strerror or error}") from None
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -76,19 +76,19 @@ def _os_lock(directory: Path) -> Iterator[None]:
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 holder = os.pread(descriptor, 64, 0).decode(errors="replace").strip() or "unknown"
                 raise IndexLockedError(
-                    f"another simrec process (pid {holder}) is writing the index {directory}; "
+                    f"another simrec process (pid {holder}) is writing the index {index_dir}; "
                     "wait for it to finish (readers are not affected)"
                 ) from None
             if error.errno not in REFUSED:
                 raise
-            warn_unsupported("file locks", directory, error)
+            warn_unsupported("file locks", index_dir, error)
         try:
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
         except OSError as error:
             if not is_no_room(error):
                 raise
-            raise no_room_error(directory, error) from None
+            raise no_room_error(index_dir, error) from None
         yield
     finally:
         os.close(descriptor)  # closing releases the lock

@@ -57,15 +57,15 @@ def in_store(relative: str) -> bool:
     return relative.startswith(STORE + "/")
 
 
-def store_photos(directory: Path, relative_paths: list[str], digests: list[str]) -> list[str]:
-    """Put the photos inside ``directory`` into its store; return the catalog paths to record.
+def store_photos(index_dir: Path, relative_paths: list[str], digests: list[str]) -> list[str]:
+    """Put the photos inside ``index_dir`` into its store; return the catalog paths to record.
 
     Paths outside the folder (a folder source's own photos), empty ones, those already in
     the store and those given no digest are returned as they are.
 
     Args:
-        directory: The index folder.
-        relative_paths: One path per catalog row, relative to ``directory`` when inside it.
+        index_dir: The index folder.
+        relative_paths: One path per catalog row, relative to ``index_dir`` when inside it.
         digests: The photos' SHA-256 (the catalog's ``sha256`` column), same order.
 
     Returns:
@@ -77,17 +77,17 @@ def store_photos(directory: Path, relative_paths: list[str], digests: list[str])
             stored.append(relative)
             continue
         name = object_name(str(digest), Path(relative).suffix)
-        target = directory / name
+        target = index_dir / name
         if not target.exists():
-            _put(directory / relative, target)
+            _put(index_dir / relative, target)
             touched.add(target.parent)
             crash_point("photo-stored")
         stored.append(name)
     for folder in sorted(touched):
         fsync_folder(folder)
     if touched:  # the objects' names are durable before a manifest names them
-        fsync_folder(directory / STORE)
-        fsync_folder(directory)
+        fsync_folder(index_dir / STORE)
+        fsync_folder(index_dir)
     return stored
 
 
@@ -96,12 +96,12 @@ def photos_named(relative_paths: Iterable[str]) -> set[str]:
     return {path for path in relative_paths if path and in_store(path)}
 
 
-def collect_photos(directory: Path, keep: set[str]) -> list[str]:
+def collect_photos(index_dir: Path, keep: set[str]) -> list[str]:
     """Remove every file of the store that ``keep`` does not name; return the names removed.
 
     Call only with the writer lock held, after a commit.
     """
-    store = directory / STORE
+    store = index_dir / STORE
     removed: list[str] = []
     if not store.is_dir():
         return removed
