@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from paths import SHARED
 from PIL import Image, ImageEnhance, ImageOps
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = SHARED / "data" / "fashion-small" / "images"
 WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 MODEL = "mobilenet-0.25"

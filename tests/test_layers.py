@@ -104,6 +104,13 @@ def test_the_readme_diagram_names_every_module_of_the_lower_layers(graph):
     assert modules and sorted(modules - named) == []
 
 
+def test_the_tests_mirror_the_package():
+    """Each folder of tests is named for a folder of the package; entry points and package-wide rules are on top."""
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    package = {p.name for p in (ROOT / "simrec").iterdir() if (p / "__init__.py").is_file()}
+    assert folders and folders <= package, sorted(folders - package)
+
+
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan), each sorted."""
     index: dict[str, int] = {}

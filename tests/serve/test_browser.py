@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 from processes import free_port
 
 from simrec import make_synthetic_catalog
@@ -22,7 +23,7 @@ from simrec.cli import main
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).parents[1]
+
 K = 5
 
 

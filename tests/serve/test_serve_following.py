@@ -9,12 +9,12 @@ import textwrap
 import threading
 import time
 import zipfile
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from paths import ROOT
 from photos import write_image
 
 pytest.importorskip("fastapi")
@@ -242,7 +242,7 @@ def test_memory_of_large_decodes_goes_back_to_the_system(tmp_path):
             capture_output=True,
             text=True,
             timeout=600,
-            env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         )
         assert done.returncode == 0, done.stderr[-2000:]
         grown[mode] = float(done.stdout.split()[-1])

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from paths import ROOT
 from PIL import Image
 from processes import free_port
 
@@ -338,7 +339,7 @@ def test_serve_says_the_untrained_weights_warning_once(index_dir, tmp_path, work
 
 
 def test_static_files_are_package_data():
-    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    text = (ROOT / "pyproject.toml").read_text()
     assert '"simrec.serve" = ["static/*"]' in text
 
 

@@ -14,11 +14,11 @@ import dataclasses
 import json
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from paths import SHARED
 
 from simrec import build_extractor, embed_images, evaluate, load_index
 from simrec.app.evaluate import labels_from_table
@@ -26,7 +26,6 @@ from simrec.cli import main
 from simrec.core.backbones import backbone
 from simrec.search.exact import CosineNeighbors
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 PHOTOS = SHARED / "data" / "fashion-small"
 STYLES = PHOTOS / "styles.csv"
 WEIGHTS = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
