@@ -154,3 +154,6 @@ def test_the_readme_options_table_names_every_option_of_every_command():
                 assert any(f"`{o}" in rows[name] or f" {o} " in rows[name] for o in names), (
                     f"README's row for {name} does not name {names[-1]}"
                 )
+            elif not action.option_strings:  # a positional: the row's usage calls it what --help calls it
+                usage = rows[name].split("|")[1]
+                assert (action.metavar or action.dest.upper()) in usage.split("`")[1].split(), (name, action.metavar)

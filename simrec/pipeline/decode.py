@@ -15,7 +15,7 @@ that dies (a crash inside an image decoder, the out-of-memory killer) is reporte
 files of its batch are listed as failures with that reason, a new pool takes over, and
 the run goes on.
 
-With ``signature=True`` each photo's colour signature (:mod:`simrec.core.colour_signature`) is computed by
+With ``colours=True`` each photo's colour signature (:mod:`simrec.core.colour_signature`) is computed by
 the same worker from the same decoded pixels, so the colour costs no second decode.
 """
 
@@ -75,12 +75,12 @@ def decoded_batches(
     decoder: str = "auto",
     n_workers: int | None = None,
     prefetch: int = 2,
-    signature: bool = False,
+    colours: bool = False,
 ) -> Iterator[Batch]:
     """Yield ``(row indices, pixels, colours, failures)`` per batch of ``paths``, in order.
 
     ``pixels`` is ``(len(indices), image_size, image_size, 3)`` uint8; ``colours`` (the colour signatures) is
-    ``(len(indices), N_BINS)`` float32 with ``signature``, else ``(len(indices), 0)``;
+    ``(len(indices), N_BINS)`` float32 when ``colours=True``, else ``(len(indices), 0)``;
     ``failures`` holds ``(path, reason, "decode")`` for the files that could not be read.
 
     Raises:
@@ -88,18 +88,18 @@ def decoded_batches(
     """
     decoder, n_workers = choose_decoder(decoder, len(paths), n_workers)
     if decoder == "threads":
-        yield from _thread_batches(paths, image_size, batch_size, n_workers, prefetch, signature)
+        yield from _thread_batches(paths, image_size, batch_size, n_workers, prefetch, colours)
         return
     try:
-        yield from _process_batches(paths, image_size, batch_size, n_workers, prefetch, signature)
+        yield from _process_batches(paths, image_size, batch_size, n_workers, prefetch, colours)
     except _ProcessesUnavailable as unavailable:
         logger.warning("decoding processes cannot start here (%s); decoding with threads instead", unavailable.reason)
         rest = paths[unavailable.begin :]
         threads = min(MAX_THREADS, n_workers)
-        for indices, pixels, colours, failures in _thread_batches(
-            rest, image_size, batch_size, threads, prefetch, signature
+        for indices, pixels, batch_colours, failures in _thread_batches(
+            rest, image_size, batch_size, threads, prefetch, colours
         ):
-            yield indices + unavailable.begin, pixels, colours, failures
+            yield indices + unavailable.begin, pixels, batch_colours, failures
 
 
 class _ProcessesUnavailable(Exception):
@@ -110,21 +110,21 @@ class _ProcessesUnavailable(Exception):
         self.begin, self.reason = begin, reason
 
 
-def _decode(path: str, image_size: int, signature: bool = False) -> tuple[np.ndarray, np.ndarray] | ImageDecodeError:
+def _decode(path: str, image_size: int, colours: bool = False) -> tuple[np.ndarray, np.ndarray] | ImageDecodeError:
     try:
         pixels = load_image(path, image_size)
     except ImageDecodeError as error:
         return error
     except MemoryError:
         return ImageDecodeError(path, "not enough memory to decode")
-    return pixels, (colour_signature(pixels) if signature else np.zeros(0, np.float32))
+    return pixels, (colour_signature(pixels) if colours else np.zeros(0, np.float32))
 
 
 def _thread_batches(
-    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int, signature: bool
+    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int, colours: bool
 ) -> Iterator[Batch]:
     pending: deque[tuple[int, list[Future]]] = deque()
-    width = N_BINS if signature else 0
+    width = N_BINS if colours else 0
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="simrec-decode") as pool:
         try:
             starts = iter(range(0, len(paths), batch_size))
@@ -133,7 +133,7 @@ def _thread_batches(
                 begin = next(starts, None)
                 if begin is not None:
                     chunk = paths[begin : begin + batch_size]
-                    pending.append((begin, [pool.submit(_decode, p, image_size, signature) for p in chunk]))
+                    pending.append((begin, [pool.submit(_decode, p, image_size, colours) for p in chunk]))
 
             for _ in range(prefetch + 1):
                 submit_next()
@@ -150,8 +150,8 @@ def _thread_batches(
                         arrays.append(value[0])
                         colour_rows.append(value[1])
                 pixels = np.stack(arrays) if arrays else np.zeros((0, image_size, image_size, 3), np.uint8)
-                colours = np.stack(colour_rows) if colour_rows else np.zeros((0, width), np.float32)
-                yield np.asarray(indices, dtype=np.int64), pixels, colours, failures
+                batch_colours = np.stack(colour_rows) if colour_rows else np.zeros((0, width), np.float32)
+                yield np.asarray(indices, dtype=np.int64), pixels, batch_colours, failures
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -195,15 +195,14 @@ def _attach(name: str) -> shared_memory.SharedMemory:
 
 
 def _process_batches(
-    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int, signature: bool
+    paths: list[str], image_size: int, batch_size: int, workers: int, prefetch: int, colours: bool
 ) -> Iterator[Batch]:
     item = image_size * image_size * 3
     n_slots = prefetch + 1
     blocks = [shared_memory.SharedMemory(create=True, size=max(1, batch_size * item)) for _ in range(n_slots)]
-    width = N_BINS if signature else 0
+    width = N_BINS if colours else 0
     colour_blocks = [
-        shared_memory.SharedMemory(create=True, size=batch_size * N_BINS * 4)
-        for _ in range(n_slots if signature else 0)
+        shared_memory.SharedMemory(create=True, size=batch_size * N_BINS * 4) for _ in range(n_slots if colours else 0)
     ]
     context = multiprocessing.get_context("spawn")  # never fork a process that runs a model
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
@@ -212,7 +211,7 @@ def _process_batches(
 
     def submit(slot: int, chunk: list[str]) -> list[Future]:
         step = max(1, math.ceil(len(chunk) / workers))
-        names = blocks[slot].name, colour_blocks[slot].name if signature else None
+        names = blocks[slot].name, colour_blocks[slot].name if colours else None
         return [
             pool.submit(_decode_into, *names, chunk[i : i + step], i, image_size) for i in range(0, len(chunk), step)
         ]
@@ -251,14 +250,14 @@ def _process_batches(
             view = np.ndarray((len(chunk), image_size, image_size, 3), np.uint8, buffer=blocks[slot].buf)
             pixels = view[good]  # a copy: the block is refilled by the next submission
             del view
-            colours = np.zeros((len(good), 0), np.float32)
-            if signature:
+            batch_colours = np.zeros((len(good), 0), np.float32)
+            if colours:
                 colour_view = np.ndarray((len(chunk), width), np.float32, buffer=colour_blocks[slot].buf)
-                colours = colour_view[good]
+                batch_colours = colour_view[good]
                 del colour_view
             failures = [(path, reason, "decode") for _, (path, reason) in sorted(errors.items())]
             submit_next()
-            yield np.asarray([begin + offset for offset in good], dtype=np.int64), pixels, colours, failures
+            yield np.asarray([begin + offset for offset in good], dtype=np.int64), pixels, batch_colours, failures
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         for block in blocks + colour_blocks:

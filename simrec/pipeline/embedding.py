@@ -109,7 +109,7 @@ def embed_images(
     all_colours = np.full((n, N_BINS), np.nan, dtype=np.float32) if colours else None
     failures: list[tuple[str, str, str]] = []
     forward = compiled_forward(extractor)
-    batches = decoded_batches(paths, image_size, batch_size, decoder=decoder, n_workers=n_workers, signature=colours)
+    batches = decoded_batches(paths, image_size, batch_size, decoder=decoder, n_workers=n_workers, colours=colours)
 
     start = time.perf_counter()
     with tqdm(total=n, unit="img", desc="embedding", disable=not verbose) as bar:
@@ -266,7 +266,7 @@ def compute_colours(
     paths = [os.fspath(p) for p in paths]
     colours = np.full((len(paths), N_BINS), np.nan, dtype=np.float32)
     failures: list[tuple[str, str, str]] = []
-    batches = decoded_batches(paths, image_size, batch_size, n_workers=n_workers, signature=True)
+    batches = decoded_batches(paths, image_size, batch_size, n_workers=n_workers, colours=True)
     with tqdm(total=len(paths), unit="img", desc="colours", disable=not verbose) as bar:
         for indices, _, batch_colours, batch_failures in batches:
             colours[indices] = batch_colours

@@ -84,7 +84,7 @@ def test_colour_signatures_come_with_the_pixels_from_both_engines(mixed):
     from simrec.core.colour_signature import colour_signature
 
     for decoder in ("threads", "processes"):
-        for indices, pixels, colours, _ in decoded_batches(mixed, 48, 4, decoder=decoder, signature=True):
+        for indices, pixels, colours, _ in decoded_batches(mixed, 48, 4, decoder=decoder, colours=True):
             assert colours.shape == (len(indices), 324)
             for photo, signature in zip(pixels, colours):
                 assert signature.tobytes() == colour_signature(photo).tobytes()
