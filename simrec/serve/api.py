@@ -92,7 +92,9 @@ def similar_to_product(
         ServiceBusy: No answer came by the request's deadline (answered 503).
     """
     embedded = version.embedded
-    row = embedded.row_of(product_id)  # an unknown one: 404 with the close matches
+    row = version.rows.get(product_id)
+    if row is None:
+        row = embedded.row_of(product_id)  # an unknown one raises: 404 with the close matches
     plan = plan_query(
         embedded, k, colour_weight=colour_weight, look=version.search, index_name=str(service.index_dir)
     )  # every refusal before queueing
