@@ -22,6 +22,7 @@ recommendations use it.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
@@ -41,6 +42,7 @@ from simrec.core.defaults import (
     PHOTO_DUPLICATE_THRESHOLD,
     VECTOR_DUPLICATE_THRESHOLD,
 )
+from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError, MissingDependencyError, NotWritableError
 from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
@@ -305,6 +307,7 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
     Raises:
         InvalidArgumentError: Another suffix.
         MissingDependencyError: ``.parquet`` without pyarrow.
+        DiskFullError: The disk has no room left (or is read-only); no file was written.
         NotWritableError: ``out`` cannot be written.
     """
     out = Path(out)
@@ -321,14 +324,20 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
     partial = out.with_name(f".{out.name}.partial")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if suffix == ".csv":
-            report.pairs.to_csv(partial, index=False)
-        else:
-            report.pairs.to_parquet(partial, index=False)
+        partial.unlink(missing_ok=True)  # what a run killed earlier left
+        with NewFile(partial) as raw, io.BufferedWriter(raw, 1024**2) as handle:
+            if suffix == ".csv":
+                report.pairs.to_csv(handle, index=False, encoding="utf-8")
+            else:
+                report.pairs.to_parquet(handle, index=False)
+            handle.flush()
+            fsync_file(raw)
         os.replace(partial, out)
     except OSError as error:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
+        if is_no_room(error):
+            raise no_room_error(out, error, "no file was written") from None
         raise NotWritableError(f"cannot write {out}: {error.strerror or error}") from None
     return out
 

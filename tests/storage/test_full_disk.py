@@ -19,6 +19,7 @@ import subprocess
 import zipfile
 from collections import Counter
 
+import pandas as pd
 import pytest
 from photos import write_image
 
@@ -339,3 +340,24 @@ def test_a_full_disk_while_photos_are_copied_where_links_are_refused_leaves_no_f
     disk.at(None)
     embedded, report = build_index(sources["zip"], out, extractor=small_extractor, verbose=False)
     assert len(embedded) == NEW and report.removed == 0
+
+
+@pytest.mark.parametrize("room", [0, 300])
+@pytest.mark.parametrize("what", ["pairs.csv", "pairs.parquet"])
+def test_a_duplicates_table_to_a_full_disk_leaves_no_partial_file(what, room, shop, tmp_path, monkeypatch):
+    from simrec import find_duplicates
+    from simrec.app.duplicates import write_duplicates
+
+    sources, pristine = shop
+    report = find_duplicates(load_index(pristine["folder"], mmap=True), threshold=2.0, photos=False)
+    assert len(report.pairs)  # every pair is within distance 2: something to write
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    FullDisk(monkeypatch).after(room)
+    with pytest.raises(DiskFullError, match=f"cannot write {tables / what}: the disk is full"):
+        write_duplicates(report, tables / what)
+    assert os.listdir(tables) == []
+    monkeypatch.undo()
+    written = write_duplicates(report, tables / what)
+    back = pd.read_csv(written, dtype=str) if what.endswith(".csv") else pd.read_parquet(written)
+    assert back["product_id"].astype(str).tolist() == report.pairs["product_id"].astype(str).tolist()
