@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=ROOT, help="the simrec checkout whose serve is measured")
     parser.add_argument("--endpoints", nargs="+", default=["similar", "products", "photos", "upload"])
     args = parser.parse_args()
+    if args.photos < 10:
+        parser.error(f"--photos must be at least 10 (each upload asks for 10 similar products), got {args.photos}")
     if shutil.which("wrk") is None:
         raise SystemExit("benchmarks/load.py needs wrk: apt-get install wrk")
     args.source = args.source.resolve()

@@ -2,8 +2,7 @@
 
 Every request must succeed, new products must be served without a restart, memory must
 stay flat, the start must be quiet, and a client that sends its request head one byte a
-second must be cut off. Short here (three re-indexes); ``benchmarks/load.py --soak`` runs
-it longer.
+second must be cut off. Short here: three re-indexes.
 """
 
 from __future__ import annotations
