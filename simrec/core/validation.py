@@ -52,6 +52,23 @@ def check_colour_weight(colour_weight: object) -> float:
     return value
 
 
+def check_image_size(image_size: object) -> int:
+    """``image_size`` (the side of the model's square input) as an int of at least 32, or a clear error.
+
+    Raises:
+        InvalidArgumentError: Not an int (``True`` included), or below 32.
+
+    Example:
+        >>> check_image_size(31)
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected image_size >= 32 (an int), got 31
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 32:
+        raise InvalidArgumentError(f"Expected image_size >= 32 (an int), got {image_size!r}")
+    return int(image_size)
+
+
 def check_n_neighbors(n_neighbors: object) -> int:
     """``n_neighbors`` as a positive int, or a clear error.
 

@@ -26,6 +26,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from simrec.core.defaults import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from simrec.core.errors import ImageDecodeError
+from simrec.core.validation import check_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +61,14 @@ def load_image(
     Raises:
         ImageDecodeError: The file is missing, empty, not an image, truncated, or too
             large. The message names the file and the reason.
+        InvalidArgumentError: ``image_size`` is not an int of at least 32.
 
     Example:
         >>> pixels = load_image("data/red/shirt_1.jpg")  # doctest: +SKIP
         >>> pixels.shape
         (224, 224, 3)
     """
+    check_image_size(image_size)  # a bad argument is the caller's mistake, not the file's
     path = Path(path)
     register_openers()
     if not path.is_file():
@@ -110,12 +113,11 @@ def prepare_image(image: Image.Image, image_size: int = IMAGE_SIZE) -> np.ndarra
 
     Raises:
         TypeError: ``image`` is not a PIL image.
-        ValueError: ``image_size`` is not an int of at least 32.
+        InvalidArgumentError: ``image_size`` is not an int of at least 32.
     """
     if not isinstance(image, Image.Image):
         raise TypeError(f"Expected a PIL.Image.Image, got {type(image).__name__}")
-    if not isinstance(image_size, int) or image_size < 32:
-        raise ValueError(f"Expected image_size >= 32, got {image_size!r}")
+    check_image_size(image_size)
     image = apply_exif_orientation(image)
     rgb = to_rgb(image)
     return _pad_and_resize(rgb, image_size)

@@ -30,6 +30,7 @@ from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
 from simrec.core.index_meta import IndexMeta, weights_name
 from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo
+from simrec.core.validation import check_image_size
 from simrec.pipeline.backend import accelerators
 
 if TYPE_CHECKING:
@@ -104,9 +105,7 @@ def _build_extractor(
     """:func:`build_extractor` without its untrained-weights warning, for an index's own extractor:
     whoever opened the index says its warning (:attr:`EmbeddedCatalog.warning`) once."""
     spec = backbone(model)
-    image_size = spec.image_size if image_size is None else image_size
-    if not isinstance(image_size, int) or image_size < 32:
-        raise InvalidArgumentError(f"Expected image_size to be an int >= 32, got {image_size!r}")
+    image_size = check_image_size(spec.image_size if image_size is None else image_size)
     if precision not in PRECISIONS:
         raise InvalidArgumentError(f"Expected precision in {PRECISIONS}, got {precision!r}")
     weights_spec = _resolve_weights(weights, spec)

@@ -121,3 +121,13 @@ def test_letterbox_is_identical_to_the_hand_written_one(image_size):
             image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
             expected = _letterbox_by_hand(image, image_size)
             assert np.array_equal(prepare_image(image, image_size), expected), (width, height, image_size)
+
+
+def test_a_bad_image_size_is_the_callers_mistake_not_the_files(tmp_path):
+    from simrec.core.errors import InvalidArgumentError
+
+    path = write_image(tmp_path / "fine.jpg", (200, 30, 30))
+    for size in (16, 64.0, True):
+        with pytest.raises(InvalidArgumentError, match=r"Expected image_size >= 32 \(an int\)") as raised:
+            load_image(path, size)
+        assert not isinstance(raised.value, ImageDecodeError)
