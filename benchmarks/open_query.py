@@ -53,7 +53,7 @@ def main() -> None:
         writer = [sys.executable, __file__, "--items", str(args.items), "--dim", str(args.dim)]
         subprocess.run([*writer, "--write-only", str(index_dir)], check=True)
         meta = simrec.storage.index_folder.read_manifest(index_dir)
-        file_mb = meta["files"]["embeddings"]["bytes"] / 1024**2
+        file_mb = meta.files["embeddings"]["bytes"] / 1024**2
         print(f"wrote {args.items} x {args.dim} ({file_mb:.0f} MB embeddings) in {time.perf_counter() - started:.1f}s")
 
         product = products["product_id"].iloc[args.items // 2]

@@ -518,6 +518,8 @@ def _one_line(name: str) -> str:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     embedded = load_index(args.index_dir, mmap=True)
+    if args.product_id is not None:
+        embedded.row_of(args.product_id)  # an unknown product is the first thing to say, as recommend says it
     plan = plan_query(
         embedded,
         args.k,

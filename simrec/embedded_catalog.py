@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import difflib
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,10 @@ class EmbeddedCatalog:
     DataFrames and arrays inside.
 
     Raises:
-        InvalidArgumentError: ``embeddings`` or ``colours`` has another number of rows than ``catalog``.
+        InvalidArgumentError: ``embeddings`` or ``colours`` has another number of rows than ``catalog``, or a
+            ``meta`` mapping names no model.
+        TypeError: ``meta`` is neither an :class:`~simrec.core.index_meta.IndexMeta` nor a mapping (a mapping is
+            deprecated and read with :meth:`~simrec.core.index_meta.IndexMeta.from_mapping`).
 
     Example:
         >>> import numpy as np, pandas as pd
@@ -79,6 +84,15 @@ class EmbeddedCatalog:
     ann: Path | np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.meta, Mapping):
+            warnings.warn(
+                "EmbeddedCatalog(..., meta=dict) is deprecated: pass simrec.IndexMeta(model=..., weights=...)",
+                FutureWarning,
+                stacklevel=3,
+            )
+            self.meta = IndexMeta.from_mapping(self.meta)
+        elif not isinstance(self.meta, IndexMeta):
+            raise TypeError(f"Expected meta to be a simrec.IndexMeta, got {type(self.meta).__name__}")
         self._neighbors: CosineNeighbors | None = None
         self._ann_index: Any = None
         self._rows: dict[str, int] | None = None
@@ -152,12 +166,7 @@ class EmbeddedCatalog:
         """
         if self._rows is None:
             self._rows = {pid: row for row, pid in enumerate(self.catalog["product_id"].tolist())}
-        row = self._rows.get(product_id)
-        if row is None:
-            close = difflib.get_close_matches(str(product_id), list(self._rows), n=3)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise UnknownProductError(f"unknown product_id {product_id!r}{hint}")
-        return row
+        return row_in(self._rows, product_id)
 
     def search(
         self,
@@ -209,6 +218,20 @@ class EmbeddedCatalog:
     def warning(self) -> str | None:
         """A warning to show beside results, or None when the weights are pretrained."""
         return None if self.meta.pretrained else UNTRAINED_WARNING
+
+
+def row_in(rows: dict[str, int], product_id: str) -> int:
+    """``rows[product_id]``, or the one error for an unknown product: the message suggests close matches.
+
+    Raises:
+        UnknownProductError: No such product.
+    """
+    row = rows.get(product_id)
+    if row is None:
+        close = difflib.get_close_matches(str(product_id), list(rows), n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownProductError(f"unknown product_id {product_id!r}{hint}")
+    return row
 
 
 def fingerprint_columns(paths: pd.Series) -> dict[str, list]:

@@ -34,6 +34,7 @@ import pandas as pd
 from simrec.core.backbones import DEFAULT_BACKBONE, backbone
 from simrec.core.crashpoints import crash_point
 from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
+from simrec.core.deprecation import renamed_keyword
 from simrec.core.durability import is_no_room, no_room_error
 from simrec.core.errors import (
     DiskFullError,
@@ -79,6 +80,7 @@ class BuildReport:
         return asdict(self)
 
 
+@renamed_keyword("out", "index_dir")
 def build_index(
     source: str | os.PathLike,
     index_dir: str | os.PathLike,

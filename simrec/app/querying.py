@@ -82,7 +82,7 @@ def plan_query(
     nprobe: int | None = None,
     ef: int | None = None,
     look: Any = None,
-    index_name: str = "INDEX_DIR",
+    index_name: str | None = None,
 ) -> QueryPlan:
     """The one policy for a query, shared by :func:`recommend`, ``simrec query`` and the service.
 
@@ -102,7 +102,7 @@ def plan_query(
         ef: HNSW search breadth of the approximate search.
         look: The search for look alone (default: ``embedded.search(exact, nprobe=..., ef=...)``);
             the service passes the one it prepared.
-        index_name: The index as the user named it, for messages.
+        index_name: The index as the user named it, for messages (default: ``INDEX_DIR``, as in ``--help``).
 
     Raises:
         InvalidArgumentError: ``n_neighbors`` out of range, ``colour_weight`` outside [0, 1], above 0
@@ -112,8 +112,9 @@ def plan_query(
     """
     if photo and embedded.meta.made_outside:
         raise IndexIntegrityError(
-            f"the index {index_name} holds vectors from {embedded.meta.model!r}, made outside simrec, so simrec "
-            "cannot embed photos comparable with them; ask for a catalog product's similar products instead"
+            f"the index {index_name or 'INDEX_DIR'} holds vectors from {embedded.meta.model!r}, made outside "
+            "simrec, so simrec cannot embed photos comparable with them; ask for a catalog product's similar "
+            "products instead"
         )
     k = check_recommendations(n_neighbors, len(embedded), product_query=not photo)
     tuned = bool(nprobe or ef)
@@ -126,7 +127,7 @@ def plan_query(
             "--nprobe and --ef tune approximate search, which --colour-weight does not use: the blend of look "
             "and colour compares every product exactly"
         )
-    require_colours(embedded, index_name)
+    require_colours(embedded, index_name or "INDEX_DIR")
     return QueryPlan(k, weight, neighbors_for(embedded, weight))
 
 

@@ -1,9 +1,10 @@
 """The index's manifest as one typed record: what made its vectors, how many there are, which files hold them.
 
 ``meta.json`` in an index folder is :meth:`IndexMeta.to_dict` written as JSON, and
-:meth:`IndexMeta.from_dict` reads it back. A key this simrec does not know is kept in
-:attr:`IndexMeta.extra` and written again unchanged, so an older simrec re-saving a newer
-index loses nothing it could not read.
+:meth:`IndexMeta.from_dict` reads it back, refusing a manifest whose required entries are missing,
+null or of the wrong type. A key this simrec does not know is kept in :attr:`IndexMeta.extra`, and
+saving a loaded index again (``save_index``, ``simrec colours``, ``simrec ann``) writes it unchanged;
+``simrec index`` writes a new manifest describing the model it ran.
 
 Three rules about an index's model live here and nowhere else: whether its vectors were made
 outside simrec (:attr:`IndexMeta.made_outside`), how weights are named (:func:`weights_name`),
@@ -14,13 +15,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from simrec.core.backbones import BACKBONES
 from simrec.core.defaults import SEED
-from simrec.core.errors import IndexIntegrityError, MissingFileError
+from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
 from simrec.core.records import FORMAT_VERSION, ExtractorInfo
 
 EXTERNAL_WEIGHTS = "external"
@@ -37,8 +40,26 @@ REUSE_KEYS = (*QUERY_KEYS, "precision")
 
 _REQUIRED = ("format_version", "model", "weights", "count", "dim", "files")
 _ALWAYS_WRITTEN = ("files", "photo_folders")
+_TYPES = {
+    "format_version": int,
+    "model": str,
+    "weights": str,
+    "count": int,
+    "dim": int,
+    "failures": int,
+    "image_size": int,
+    "pretrained": bool,
+    "files": dict,
+    "photo_folders": list,
+    "ann": dict,
+}
 _RANDOM = "random(seed="
 _FILE = "file:"
+
+
+def _is_a(value: Any, kind: type) -> bool:
+    """JSON types as Python reads them: a bool is not a count."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
 def weights_name(weights: str | os.PathLike | None, seed: int | None = None) -> str:
@@ -133,13 +154,43 @@ class IndexMeta:
         Raises:
             IndexIntegrityError: A required key is missing.
         """
-        absent = [key for key in _REQUIRED if key not in manifest] if isinstance(manifest, dict) else list(_REQUIRED)
+        if not isinstance(manifest, dict):
+            raise IndexIntegrityError(f"{where} lacks {', '.join(_REQUIRED)}: it is not a JSON object")
+        absent = [key for key in _REQUIRED if manifest.get(key) is None]
         if absent:
             raise IndexIntegrityError(f"{where} lacks {', '.join(absent)}")
+        wrong = [
+            f"{key} is {manifest[key]!r}, expected {kind.__name__}"
+            for key, kind in _TYPES.items()
+            if key in manifest and manifest[key] is not None and not _is_a(manifest[key], kind)
+        ]
+        if wrong:
+            raise IndexIntegrityError(f"{where} is damaged: {'; '.join(wrong)}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {key: value for key, value in manifest.items() if key in names}
         extra = {key: value for key, value in manifest.items() if key not in names}
+        if known.get("pretrained", True) is None:  # unknown: say the results may not be meaningful
+            known["pretrained"] = False
         return cls(**{key: value for key, value in known.items() if value is not None}, extra=extra)
+
+    @classmethod
+    def from_mapping(cls, described: Mapping[str, Any]) -> IndexMeta:
+        """The record of a plain mapping that describes vectors, as ``EmbeddedCatalog`` once took.
+
+        Only ``model`` is needed; ``weights`` defaults to ``"external"`` (vectors made outside simrec).
+
+        Raises:
+            InvalidArgumentError: No ``model`` in it.
+        """
+        if not described.get("model"):
+            raise InvalidArgumentError(
+                f"Expected meta to name the model that made the vectors, got {dict(described)!r}; "
+                "pass simrec.IndexMeta(model=..., weights=...)"
+            )
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {key: value for key, value in described.items() if key in names and value is not None}
+        extra = {key: value for key, value in described.items() if key not in names}
+        return cls(**{"weights": EXTERNAL_WEIGHTS, **known}, extra=extra)
 
     @classmethod
     def from_extractor(cls, info: ExtractorInfo, **fields: Any) -> IndexMeta:
@@ -155,6 +206,22 @@ class IndexMeta:
                 continue
             written[f.name] = value
         return {**written, **{key: value for key, value in self.extra.items() if key not in written}}
+
+    def __getitem__(self, key: str) -> Any:
+        """``meta["model"]`` as when the manifest was a dict (deprecated: use ``meta.model``).
+
+        Raises:
+            KeyError: The manifest has no such entry.
+        """
+        warnings.warn(f'meta["{key}"] is now meta.{key}; the dict access will be removed', FutureWarning, stacklevel=2)
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``meta.get("model")`` as when the manifest was a dict (deprecated: use ``meta.model``)."""
+        warnings.warn(
+            f'meta.get("{key}") is now meta.{key}; the dict access will be removed', FutureWarning, stacklevel=2
+        )
+        return self.to_dict().get(key, default)
 
     def replace(self, **changes: Any) -> IndexMeta:
         """A copy with ``changes``."""

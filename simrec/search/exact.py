@@ -67,6 +67,12 @@ class CosineNeighbors(NeighborsSearch):
         self.implementation = implementation
         self.chunk_size = chunk_size
 
+    @property
+    def backend(self) -> str:
+        """The former name of :attr:`implementation` (deprecated: it is not the Keras backend)."""
+        warnings.warn("CosineNeighbors.backend is now CosineNeighbors.implementation", FutureWarning, stacklevel=2)
+        return self.implementation
+
     def fit(self, X: np.ndarray, y: object = None, *, inverse_norms: np.ndarray | None = None) -> CosineNeighbors:
         """Remember the catalog vectors.
 

@@ -16,6 +16,7 @@ from simrec.app.export import results_payload
 from simrec.app.querying import plan_query, recommend
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError
+from simrec.embedded_catalog import row_in
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
@@ -92,12 +93,8 @@ def similar_to_product(
         ServiceBusy: No answer came by the request's deadline (answered 503).
     """
     embedded = version.embedded
-    row = version.rows.get(product_id)
-    if row is None:
-        row = embedded.row_of(product_id)  # an unknown one raises: 404 with the close matches
-    plan = plan_query(
-        embedded, k, colour_weight=colour_weight, look=version.search, index_name=str(service.index_dir)
-    )  # every refusal before queueing
+    row = row_in(version.rows, product_id)  # an unknown one: 404 with the close matches
+    plan = plan_query(embedded, k, colour_weight=colour_weight, look=version.search)  # every refusal before queueing
     if distinct:
         results = recommend(
             embedded,
@@ -138,16 +135,14 @@ def similar_to_photo(
     """The k catalog products most like an uploaded photo: ``simrec query --image``.
     \f
     Raises:
-        fastapi.HTTPException: 409 on an index of vectors made outside simrec; 415 or 422 for an upload that cannot be
-            decoded.
+        IndexIntegrityError: The index holds vectors made outside simrec (answered 409).
+        fastapi.HTTPException: 415 or 422 for an upload that cannot be decoded.
         InvalidArgumentError: ``k`` above the number of products, ``colour_weight`` out of range, or a colour weight
             above 0 on an index without colour signatures (answered 422).
         ServiceBusy: No place to decode, or no answer, came by the request's deadline (answered 503).
     """
     embedded = version.embedded
-    plan = plan_query(
-        embedded, k, photo=True, colour_weight=colour_weight, look=version.search, index_name=str(service.index_dir)
-    )  # every refusal before the upload is read
+    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=version.search)  # before the upload
     k, colour_weight = plan.n_neighbors, plan.colour_weight
     deadline = deadline_of(request, service)
     pixels = _decode_upload(image, int(embedded.meta.image_size), service, deadline)

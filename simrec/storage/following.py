@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from simrec.core.deprecation import renamed_keyword
 from simrec.core.errors import IndexIntegrityError, MissingFileError
 from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.storage.index_folder import META_FILE, load_index
@@ -73,6 +74,7 @@ class IndexFollower(Generic[T]):
         >>> embedded = follower.snapshot()  # the newest committed version, checked at most once a second
     """
 
+    @renamed_keyword("directory", "index_dir")
     def __init__(
         self,
         index_dir: str | os.PathLike,
@@ -139,6 +141,7 @@ class IndexFollower(Generic[T]):
         return Version(embedded.meta.generation, embedded, self._prepare(embedded))
 
 
+@renamed_keyword("directory", "index_dir")
 def follow_index(
     index_dir: str | os.PathLike, *, mmap: bool = True, poll_seconds: float = POLL_SECONDS
 ) -> IndexFollower[EmbeddedCatalog]:

@@ -59,6 +59,7 @@ import pandas as pd
 
 from simrec.core.checksum import file_fingerprint
 from simrec.core.crashpoints import crash_point
+from simrec.core.deprecation import renamed_keyword
 from simrec.core.durability import NewFile, fsync_file, fsync_folder, is_no_room, no_room_error
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError, NotWritableError
 from simrec.core.index_meta import EXTERNAL_WEIGHTS, IndexMeta
@@ -103,6 +104,7 @@ def new_generation(index_dir: str | os.PathLike) -> str:
     return f"{number:06d}-{secrets.token_hex(4)}"
 
 
+@renamed_keyword("directory", "index_dir")
 def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, generation: str | None = None) -> Path:
     """Commit ``embedded`` as the new version of the index folder ``index_dir``.
 
@@ -188,6 +190,7 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
     return index_dir
 
 
+@renamed_keyword("directory", "index_dir")
 def save_vectors(
     catalog: pd.DataFrame,
     vectors: np.ndarray,
@@ -245,6 +248,7 @@ def save_vectors(
     return save_index(embedded, index_dir)
 
 
+@renamed_keyword("directory", "index_dir")
 def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool = False) -> EmbeddedCatalog:
     """Open an index folder.
 
@@ -281,6 +285,7 @@ def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool
     raise AssertionError("unreachable")
 
 
+@renamed_keyword("directory", "index_dir")
 def verify_index(index_dir: str | os.PathLike) -> EmbeddedCatalog:
     """Check everything in an index folder: checksums, shapes, finite vectors.
 

@@ -1,9 +1,14 @@
-"""One query policy: ``simrec query``, the service and :func:`simrec.recommend` refuse the same queries with
-the same words, because all three ask :func:`simrec.app.querying.plan_query`."""
+"""One query policy: ``simrec query``, the service and :func:`simrec.recommend` answer and refuse the same
+queries alike, because all three ask :func:`simrec.app.querying.plan_query`.
+
+The command line names the index folder in its messages; the service and the Python call say
+``INDEX_DIR`` there, as ``--help`` does (the service never shows its server's paths).
+"""
 
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pandas as pd
@@ -25,6 +30,12 @@ def outside(tmp_path_factory):
     return save_vectors(catalog, vectors, tmp_path_factory.mktemp("plan") / "idx", model="clip-vit-b32")
 
 
+@pytest.fixture(scope="module")
+def client(outside):
+    with TestClient(create_app(outside)) as client:
+        yield client
+
+
 def _png(path=None):
     buffer = io.BytesIO()
     Image.new("RGB", (40, 30), (30, 60, 200)).save(buffer, format="PNG")
@@ -33,40 +44,76 @@ def _png(path=None):
     return buffer.getvalue()
 
 
-QUERIES = [
-    # (command line arguments, HTTP request, recommend() arguments, expected status)
-    (
+def _ask(client, request):
+    method, url, params = request
+    if method == "post":
+        return client.post(url, params=params, files={"image": ("a.png", _png(), "image/png")})
+    return client.get(url, params=params)
+
+
+REFUSED = {
+    # name: (command line arguments, HTTP request, recommend() arguments, HTTP status)
+    "k": (
         ["--id", "a/1", "-k", "4"],
         ("get", "/api/products/a/1/similar", {"k": 4}),
         {"product_id": "a/1", "n_neighbors": 4},
+        422,
     ),
-    (
+    "photo k": (
+        ["--image", "PHOTO", "-k", "5"],
+        ("post", "/api/similar", {"k": 5}),
+        {"image": "PHOTO", "n_neighbors": 5},
+        409,  # the photo cannot be embedded at all: said before the k
+    ),
+    "colour": (
         ["--id", "a/1", "-k", "1", "--colour-weight", "0.5"],
         ("get", "/api/products/a/1/similar", {"k": 1, "colour_weight": 0.5}),
         {"product_id": "a/1", "n_neighbors": 1, "colour_weight": 0.5},
+        422,
     ),
-    (["--image", "PHOTO", "-k", "1"], ("post", "/api/similar", {"k": 1}), {"image": "PHOTO", "n_neighbors": 1}),
-]
+    "photo": (
+        ["--image", "PHOTO", "-k", "1"],
+        ("post", "/api/similar", {"k": 1}),
+        {"image": "PHOTO", "n_neighbors": 1},
+        409,
+    ),
+    "unknown product first": (
+        ["--id", "a/9", "-k", "99", "--colour-weight", "0.5"],
+        ("get", "/api/products/a/9/similar", {"k": 99, "colour_weight": 0.5}),
+        {"product_id": "a/9", "n_neighbors": 99, "colour_weight": 0.5},
+        404,
+    ),
+}
 
 
-@pytest.mark.parametrize("arguments, request_, call", QUERIES, ids=["k", "colour", "photo"])
-def test_the_command_line_the_service_and_recommend_refuse_alike(outside, tmp_path, capsys, arguments, request_, call):
+@pytest.mark.parametrize("name", REFUSED)
+def test_the_command_line_the_service_and_recommend_refuse_alike(outside, client, tmp_path, capsys, name):
+    arguments, request, call, status = REFUSED[name]
     photo = tmp_path / "photo.png"
     _png(photo)
-    arguments = [str(photo) if a == "PHOTO" else a for a in arguments]
-    assert main(["query", str(outside), *arguments]) == 2
+    assert main(["query", str(outside), *[str(photo) if a == "PHOTO" else a for a in arguments]]) == 2
     said = capsys.readouterr().err.strip().removeprefix("simrec: error: ")
-    method, url, params = request_
-    with TestClient(create_app(outside)) as client:
-        if method == "post":
-            response = client.post(url, params=params, files={"image": ("a.png", _png(), "image/png")})
-        else:
-            response = client.get(url, params=params)
-    assert response.status_code in (409, 422) and response.json()["detail"] == said
-    call = {key: str(photo) if value == "PHOTO" else value for key, value in call.items()}
+    said = said.replace(str(outside), "INDEX_DIR")
+    response = _ask(client, request)
+    assert response.status_code == status and response.json()["detail"] == said
     with pytest.raises(Exception) as raised:
-        recommend(load_index(outside), **call)
-    assert str(raised.value).replace("INDEX_DIR", str(outside)) == said
+        recommend(load_index(outside), **{key: str(photo) if v == "PHOTO" else v for key, v in call.items()})
+    assert str(raised.value) == said
+
+
+@pytest.mark.parametrize("k, colour_weight", [(1, None), (3, 0.0)])
+def test_the_command_line_the_service_and_recommend_answer_alike(outside, client, capsys, k, colour_weight):
+    weight = [] if colour_weight is None else ["--colour-weight", str(colour_weight)]
+    assert main(["query", str(outside), "--id", "b/1", "-k", str(k), "--format", "json", *weight]) == 0
+    said = [(r["product_id"], round(r["distance"], 6)) for r in json.loads(capsys.readouterr().out)["results"]]
+    params = {"k": k} if colour_weight is None else {"k": k, "colour_weight": colour_weight}
+    served = [
+        (r["product_id"], round(r["distance"], 6))
+        for r in _ask(client, ("get", "/api/products/b/1/similar", params)).json()["results"]
+    ]
+    frame = recommend(load_index(outside), product_id="b/1", n_neighbors=k, colour_weight=colour_weight)
+    called = list(zip(frame["product_id"], frame["distance"].round(6)))
+    assert said == served == called and len(said) == k and said[0][0] == "b/2"
 
 
 def test_the_plan_picks_the_search(outside):

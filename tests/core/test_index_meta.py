@@ -1,10 +1,11 @@
-"""The index's manifest as one typed record: it reads and writes meta.json exactly, and is the one home
-of the rules about what made an index's vectors."""
+"""The index's manifest as one typed record: it reads back every meta.json this simrec writes exactly,
+refuses damaged ones, and is the one home of the rules about what made an index's vectors."""
 
 from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,36 @@ def test_keys_it_does_not_know_survive_a_save(embedded, tmp_path):
     assert loaded.meta.extra == {"written_by_a_newer_simrec": {"anything": [1, 2]}}
     save_index(loaded, folder)
     assert json.loads(path.read_text())["written_by_a_newer_simrec"] == {"anything": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    "entry, value, words",
+    [
+        ("format_version", None, "lacks format_version"),
+        ("model", None, "lacks model"),
+        ("weights", None, "lacks weights"),
+        ("count", "5", "count is '5', expected int"),
+        ("count", True, "count is True, expected int"),
+        ("pretrained", "false", "pretrained is 'false', expected bool"),
+        ("files", [], "files is [], expected dict"),
+        ("format_version", 3.0, "format_version is 3.0, expected int"),
+    ],
+)
+def test_a_damaged_manifest_is_one_line_naming_the_file(embedded, tmp_path, entry, value, words):
+    folder = save_index(embedded, tmp_path / "idx")
+    manifest = json.loads((folder / "meta.json").read_text())
+    manifest[entry] = value
+    (folder / "meta.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexIntegrityError, match=rf"{folder / 'meta.json'} (is damaged: )?.*{re.escape(words)}"):
+        load_index(folder)
+
+
+def test_a_manifest_that_does_not_say_whether_the_weights_were_trained_warns(embedded, tmp_path):
+    folder = save_index(embedded, tmp_path / "idx")
+    manifest = json.loads((folder / "meta.json").read_text())
+    manifest["pretrained"] = None
+    (folder / "meta.json").write_text(json.dumps(manifest))
+    assert load_index(folder).warning is not None
 
 
 def test_a_manifest_without_its_required_keys_is_named(tmp_path):
