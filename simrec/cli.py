@@ -813,7 +813,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     catalog = embedded.catalog
     queries = catalog.groupby("label", sort=True)["product_id"].first().tolist()[:4]
     results = [recommend(embedded, product_id=pid, n_neighbors=args.k) for pid in queries]
-    print()
+    weight = results[0].attrs.get("colour_weight", 0.0)
+    print(f"\nthe {args.k} products most like {queries[0]} (colour weight {weight:g}):")
     print(results[0].to_string(index=False, formatters={"distance": "{:.4f}".format}))
     grid = out / "recommendations.png"
     _save_figure(plot_recommendation_grid(results, title="simrec demo: query, then its nearest products"), grid)

@@ -157,3 +157,13 @@ def test_the_readme_options_table_names_every_option_of_every_command():
             elif not action.option_strings:  # a positional: the row's usage calls it what --help calls it
                 usage = rows[name].split("|")[1]
                 assert (action.metavar or action.dest.upper()) in usage.split("`")[1].split(), (name, action.metavar)
+
+
+def test_demo_says_what_it_queried_and_where_it_wrote(tmp_path, capsys):
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--model", "mobilenet-0.25", "--weights", "random", "--image-size", "32"]
+    assert main([*argv, "-k", "3", "-q"]) == 0
+    said = capsys.readouterr().out
+    first = sorted(load_index(out / "index").catalog["label"].unique())[0]
+    assert f"the 3 products most like {first}/" in said and "(colour weight 0.15)" in said
+    assert f"result grid: {out / 'recommendations.png'}" in said and (out / "recommendations.png").is_file()

@@ -83,10 +83,18 @@ class NeighborsSearch(abc.ABC):
     def _is_fitted(self) -> bool:
         return hasattr(self, "n_samples_fit_")
 
-    def _check_query(self, X: object, n_neighbors: object) -> tuple[np.ndarray | None, int]:
-        """The checked queries (float32, 2-D) and ``k``, or the one error for each mistake."""
+    def check_fitted(self) -> None:
+        """Refuse to answer before :meth:`fit`.
+
+        Raises:
+            InvalidArgumentError: Not fitted yet; the message says how to fit it.
+        """
         if not self._is_fitted():
             raise InvalidArgumentError(f"This {type(self).__name__} is not fitted yet: {self._fit_hint}")
+
+    def _check_query(self, X: object, n_neighbors: object) -> tuple[np.ndarray | None, int]:
+        """The checked queries (float32, 2-D) and ``k``, or the one error for each mistake."""
+        self.check_fitted()
         k = check_n_neighbors(self.n_neighbors if n_neighbors is None else n_neighbors)
         check_enough_items(k, self.n_samples_fit_, X is None)
         if X is None:

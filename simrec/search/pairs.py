@@ -27,7 +27,11 @@ def close_pairs(
 
     Example:
         >>> first, second, distances = close_pairs(embedded.neighbors, 0.1, 10)  # doctest: +SKIP
+
+    Raises:
+        InvalidArgumentError: ``search`` is not fitted.
     """
+    search.check_fitted()
     n_items = int(search.n_samples_fit_)
     k = min(int(n_neighbors), n_items - 1)
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))

@@ -12,6 +12,7 @@ import pytest
 
 from simrec import ColourBlendNeighbors, CosineNeighbors, InvalidArgumentError
 from simrec.core.colour_signature import N_BINS
+from simrec.search.pairs import close_pairs
 
 N, DIM = 40, 8
 
@@ -125,3 +126,5 @@ def test_queries_of_the_wrong_dimension_or_not_finite_are_refused(search):
 def test_an_unfitted_search_says_so(make):
     with pytest.raises(InvalidArgumentError, match=r"is not fitted yet: call fit\(embeddings"):
         make().kneighbors()
+    with pytest.raises(InvalidArgumentError, match=r"is not fitted yet: call fit\(embeddings"):
+        close_pairs(make(), 0.1, 5)
