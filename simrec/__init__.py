@@ -1,8 +1,9 @@
 """simrec: recommend products that look alike, from their photos.
 
-A pre-trained ResNet50 turns each product photo into a 2048-d vector; a query's nearest
-neighbors by cosine distance are its recommendations. TensorFlow and Matplotlib are
-imported only by the functions that need them, so ``import simrec`` is fast.
+A pre-trained image network (ResNet50 by default, or another backbone) turns each product
+photo into a vector; a query's nearest neighbors by cosine distance are its recommendations.
+TensorFlow and Matplotlib are imported only by the functions that need them, so ``import simrec``
+is fast.
 """
 
 from simrec.app.duplicates import DuplicateReport, find_duplicates

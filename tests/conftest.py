@@ -38,6 +38,36 @@ def colour_zip(colour_tree: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def checkout(tmp_path_factory) -> Path:
+    """What a user uploads: the repository's files, in a folder like GitHub's zip has."""
+    import shutil
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path_factory.mktemp("upload") / "simrec-main"
+    folder.mkdir()
+    for name in ("pyproject.toml", "README.md", "requirements.txt"):
+        shutil.copy(repo / name, folder / name)
+    shutil.copytree(repo / "simrec", folder / "simrec", ignore=shutil.ignore_patterns("__pycache__"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def simrec_wheel(checkout, tmp_path_factory) -> Path:
+    """simrec's wheel, built once per test run from the checkout, offline (no build isolation, no index)."""
+    import subprocess
+    import sys
+
+    wheels = tmp_path_factory.mktemp("wheels")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env.update(PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(checkout)]
+    build = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("simrec-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="session")
 def extractor():
     """One small untrained extractor for the whole test run."""
     from simrec import build_extractor

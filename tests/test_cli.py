@@ -137,22 +137,37 @@ def test_python_dash_m_works_the_same(built):
     assert bad.stderr.strip().splitlines() == [bad.stderr.strip()] and "unknown product_id" in bad.stderr
 
 
-def test_the_readme_options_table_names_every_option_of_every_command():
+def _table_rows(text: str) -> dict[str, str]:
+    """The rows of a Markdown table whose first cell is a command's usage, by command name."""
     import re
-    from pathlib import Path
 
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)(?: [^`]*)?` \| .* \|$", text, re.M)}
+
+
+def _commands() -> dict:
     from simrec.cli import _build_parser
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `(\w+)(?: [^`]*)?` \| .* \|$", readme, re.M)}
-    commands = next(a for a in _build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
-    for name, sub in commands.items():
-        assert name in rows, f"README's command table has no row for {name}"
+    return next(a for a in _build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+
+
+def test_the_readme_command_table_names_every_command():
+    from pathlib import Path
+
+    rows = _table_rows((Path(__file__).parent.parent / "README.md").read_text())
+    assert sorted(_commands()) == sorted(rows), "README's command table and simrec's commands differ"
+
+
+def test_the_options_table_names_every_option_of_every_command():
+    from pathlib import Path
+
+    rows = _table_rows((Path(__file__).parent.parent / "docs" / "commands.md").read_text())
+    for name, sub in _commands().items():
+        assert name in rows, f"docs/commands.md's options table has no row for {name}"
         for action in sub._actions:
             names = [o for o in action.option_strings if o not in ("-h", "--help")]
             if names:
                 assert any(f"`{o}" in rows[name] or f" {o} " in rows[name] for o in names), (
-                    f"README's row for {name} does not name {names[-1]}"
+                    f"docs/commands.md's row for {name} does not name {names[-1]}"
                 )
             elif not action.option_strings:  # a positional: the row's usage calls it what --help calls it
                 usage = rows[name].split("|")[1]

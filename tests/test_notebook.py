@@ -9,7 +9,6 @@ import os
 import shutil
 import site
 import subprocess
-import sys
 import venv
 import zipfile
 from pathlib import Path
@@ -134,18 +133,6 @@ def install_cells(cells) -> str:
     return fake_colab + "SIMREC_SOURCE = <source>\n" + body + "\nimport simrec\nprint('simrec from', simrec.__file__)\n"
 
 
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
-    """What a user uploads: the repository's files, in a folder like GitHub's zip has."""
-    repo = Path(__file__).resolve().parents[1]
-    folder = tmp_path_factory.mktemp("upload") / "simrec-main"
-    folder.mkdir()
-    for name in ("pyproject.toml", "README.md", "requirements.txt"):
-        shutil.copy(repo / name, folder / name)
-    shutil.copytree(repo / "simrec", folder / "simrec", ignore=shutil.ignore_patterns("__pycache__"))
-    return folder
-
-
 def _fresh_venv(where: Path) -> tuple[Path, dict[str, str]]:
     """A new virtual environment without simrec that still sees this one's other packages.
 
@@ -186,13 +173,11 @@ def _zip_of(folder: Path, zip_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["wheel", "zip", "folder"])
-def test_install_cell_installs_simrec_from_a_wheel_a_zip_or_a_folder(install_cells, checkout, tmp_path, kind):
+def test_install_cell_installs_simrec_from_a_wheel_a_zip_or_a_folder(
+    install_cells, checkout, simrec_wheel, tmp_path, kind
+):
     if kind == "wheel":
-        wheels = tmp_path / "wheels"
-        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(checkout)]
-        build = subprocess.run(command, capture_output=True, text=True, env=_offline_pip_env())
-        assert build.returncode == 0, build.stderr
-        (source,) = wheels.glob("simrec-*.whl")
+        source = simrec_wheel
     elif kind == "zip":
         source = _zip_of(checkout, tmp_path / "simrec-main.zip")
     else:

@@ -497,7 +497,7 @@ BACKBONES: dict[str, Backbone] = {
         Backbone("nasnet-large", "NASNetLarge", "nasnet", 331, 4032, 84_916_818, "tf", "nasnet_large_no_top.h5"),
     ]
 }
-"""Every backbone by name, in the order of the README's table."""
+"""Every backbone by name, in the order of the table in docs/backbones.md."""
 
 
 def backbone(name: str | Backbone) -> Backbone:

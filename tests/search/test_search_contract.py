@@ -53,6 +53,14 @@ def search(request):
     return built, extra, X
 
 
+def test_every_search_is_built_on_the_one_kneighbors(search):
+    """One skeleton (simrec.search.base) answers for all, so the contract below holds by construction."""
+    from simrec.search.base import NeighborsSearch
+
+    built, _, _ = search
+    assert isinstance(built, NeighborsSearch)
+
+
 def test_all_items_answer_shapes_dtypes_and_order(search):
     built, _, _ = search
     distances, indices = built.kneighbors()

@@ -338,9 +338,11 @@ def test_serve_says_the_untrained_weights_warning_once(index_dir, tmp_path, work
     assert printed.count("UNTRAINED WEIGHTS") == 1, printed
 
 
-def test_static_files_are_package_data():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert '"simrec.serve" = ["static/*"]' in text
+def test_static_files_are_in_the_wheel(simrec_wheel):
+    import zipfile
+
+    static = {p.relative_to(ROOT).as_posix() for p in (ROOT / "simrec" / "serve" / "static").iterdir()}
+    assert static and static <= set(zipfile.ZipFile(simrec_wheel).namelist())
 
 
 def test_concurrent_product_queries_are_batched_and_equal_one_at_a_time(index_dir, monkeypatch):
