@@ -65,7 +65,7 @@ def print_sweep(embedded, styles: Path, k: int) -> None:
         "colour": labels_from_table(ids, styles, "baseColour"),
     }
     labellings["type and colour"] = joint_labels(labellings)
-    sweep = sweep_colour_weight(embedded, labellings, k=k, colour_weights=COLOUR_WEIGHTS)
+    sweep = sweep_colour_weight(embedded, labellings, n_neighbors=k, colour_weights=COLOUR_WEIGHTS)
     overall = sweep[sweep["label"] == "(all)"].set_index(["colour_weight", "labelling"])
     meta = embedded.meta
     print(

@@ -36,7 +36,7 @@ figure.savefig(DOCS / "colour_weight.png", dpi=72)
 Image.open(DOCS / "colour_weight.png").convert("RGB").quantize(128).save(DOCS / "colour_weight.png", optimize=True)
 
 types = simrec.label_from(embedded.catalog["product_id"], r"/([a-z]+)_\d+$")
-sweep = simrec.sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "type": types}, k=5)
+sweep = simrec.sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "type": types}, n_neighbors=5)
 simrec.plot_colour_sweep(sweep, title=f"harder synthetic catalog, {weights} weights").savefig(
     DOCS / "colour_sweep.png", dpi=80
 )

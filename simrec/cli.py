@@ -708,7 +708,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.sweep or args.label_from or args.labels_csv or args.colour_weight > 0:
         _colour_evaluation(args, embedded)
     else:
-        report = evaluate(embedded.neighbors, embedded.catalog["label"], k=args.k)
+        report = evaluate(embedded.neighbors, embedded.catalog["label"], n_neighbors=args.k)
         if args.format == "json":
             print(json.dumps(report, indent=2))
         else:
@@ -725,7 +725,7 @@ def _colour_evaluation(args: argparse.Namespace, embedded) -> None:
     weights = SWEEP_COLOUR_WEIGHTS if args.sweep else (args.colour_weight,)
     if max(weights) > 0:
         require_colours(embedded, args.index_dir)
-    sweep = sweep_colour_weight(embedded, labellings, k=args.k, colour_weights=weights)
+    sweep = sweep_colour_weight(embedded, labellings, n_neighbors=args.k, colour_weights=weights)
     if args.format == "json":
         records = sweep.astype(object).where(sweep.notna(), None).to_dict(orient="records")  # NaN -> null
         print(json.dumps({"k": args.k, "results": records}, indent=2))
@@ -819,7 +819,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     grid = out / "recommendations.png"
     _save_figure(plot_recommendation_grid(results, title="simrec demo: query, then its nearest products"), grid)
     print()
-    _print_evaluation(evaluate(embedded.neighbors, catalog["label"], k=args.k))
+    _print_evaluation(evaluate(embedded.neighbors, catalog["label"], n_neighbors=args.k))
     print(f"\nresult grid: {grid}\nindex: {out / 'index'}")
     return 0
 

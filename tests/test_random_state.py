@@ -65,7 +65,7 @@ def test_the_whole_pipeline_leaves_global_random_state_alone(untouched, tmp_path
         embedded = simrec.EmbeddedCatalog.from_embeddings(catalog[:12], result, extractor, skipped)
         simrec.recommend(embedded, product_id=embedded.catalog["product_id"].iloc[0], n_neighbors=3)
         simrec.recommend(embedded, image=np.zeros((SMALL, SMALL, 3), np.uint8), n_neighbors=3)
-        simrec.evaluate(embedded.neighbors, embedded.catalog["label"], k=3)
+        simrec.evaluate(embedded.neighbors, embedded.catalog["label"], n_neighbors=3)
         simrec.save_index(embedded, tmp_path / "index")
         simrec.load_index(tmp_path / "index")
 

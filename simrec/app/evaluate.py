@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from simrec.core.defaults import N_NEIGHBORS
+from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
+from simrec.core.deprecation import renamed_keyword
 from simrec.core.errors import InvalidArgumentError, MissingFileError
 from simrec.core.validation import check_colour_weight
 from simrec.embedded_catalog import neighbors_for
@@ -21,14 +22,15 @@ from simrec.search.exact import CosineNeighbors
 if TYPE_CHECKING:
     from simrec.embedded_catalog import EmbeddedCatalog
 
-SWEEP_COLOUR_WEIGHTS = (0.0, 0.15, 0.25, 0.5, 0.75, 1.0)
-"""The colour weights ``simrec evaluate --sweep`` tries."""
+SWEEP_COLOUR_WEIGHTS = tuple(sorted({0.0, COLOUR_WEIGHT, 0.25, 0.5, 0.75, 1.0}))
+"""The colour weights ``simrec evaluate --sweep`` tries: look alone, the default, and up to colour alone."""
 
 
+@renamed_keyword("k", "n_neighbors")
 def evaluate(
     neighbors: CosineNeighbors,
     labels: Sequence[str] | np.ndarray,
-    k: int = N_NEIGHBORS,
+    n_neighbors: int = N_NEIGHBORS,
     *,
     colour_weight: float = 0.0,
     colours: np.ndarray | None = None,
@@ -36,7 +38,7 @@ def evaluate(
     """Leave-one-out retrieval quality over the labelled items of fitted neighbors.
 
     Each labelled item whose label is shared by at least one other item is a query;
-    its ``k`` nearest other items are relevant when they carry the same label.
+    its ``k = n_neighbors`` nearest other items are relevant when they carry the same label.
     ``AP@k`` divides by ``min(k, number of other items with the label)``, so a perfect
     ranking scores 1.0 even for small labels.
 
@@ -44,27 +46,28 @@ def evaluate(
         neighbors: A fitted :class:`CosineNeighbors`.
         labels: One label per fitted item. ``""``, ``None`` and NaN (``pd.NA``, ``NaT``)
             mean unlabelled: such an item is never a query and never relevant.
-        k: Neighbors per query, ``1 <= k < n_items``.
+        n_neighbors: Neighbors per query (the ``k`` of precision@k), ``1 <= n_neighbors < n_items``.
+            Formerly ``k``, which still works with a ``FutureWarning``.
         colour_weight: Rank by a blend of look and colour, from 0 (default: the
             embedding alone) to 1 (colour alone); see :mod:`simrec.core.colour_signature`.
         colours: ``(n_items, N_BINS)`` colour signatures aligned with the fitted items
             (``embedded.colours``); needed when ``colour_weight > 0``.
 
     Returns:
-        A dict with ``k``, ``n`` (queries evaluated), ``n_unlabelled`` (items without a
-        label), ``precision_at_k``, ``map_at_k``,
+        A dict with ``k`` (``n_neighbors``, as in precision@k), ``n`` (queries evaluated),
+        ``n_unlabelled`` (items without a label), ``precision_at_k``, ``map_at_k``,
         ``chance_precision`` (expected precision of a random ranking) and
         ``per_label`` (``{label: {"n", "precision_at_k", "map_at_k"}}``).
 
     Raises:
-        InvalidArgumentError: ``labels`` does not match the index, ``k`` or ``colour_weight`` is out of range, no label
-            is shared by two items, or ``colour_weight > 0`` without ``colours``.
+        InvalidArgumentError: ``labels`` does not match the index, ``n_neighbors`` or ``colour_weight`` is out
+            of range, no label is shared by two items, or ``colour_weight > 0`` without ``colours``.
 
     Example:
         >>> import numpy as np
         >>> from simrec import CosineNeighbors
         >>> X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
-        >>> report = evaluate(CosineNeighbors().fit(X), ["red", "red", "blue", "blue"], k=1)
+        >>> report = evaluate(CosineNeighbors().fit(X), ["red", "red", "blue", "blue"], n_neighbors=1)
         >>> float(report["precision_at_k"])
         1.0
     """
@@ -78,6 +81,7 @@ def evaluate(
     queries = np.flatnonzero([label != "" and count_of[label] > 1 for label in labels])
     if len(queries) == 0:
         raise InvalidArgumentError("No label is shared by two items: nothing to evaluate")
+    k = n_neighbors
     _, neighbors = neighbors.kneighbors(n_neighbors=k)  # validates k
     neighbors = neighbors[queries]
     relevant = labels[neighbors] == labels[queries][:, None]
@@ -107,10 +111,11 @@ def evaluate(
     }
 
 
+@renamed_keyword("k", "n_neighbors")
 def sweep_colour_weight(
     embedded: EmbeddedCatalog,
     labellings: Mapping[str, Sequence[str] | np.ndarray],
-    k: int = N_NEIGHBORS,
+    n_neighbors: int = N_NEIGHBORS,
     colour_weights: Sequence[float] = SWEEP_COLOUR_WEIGHTS,
 ) -> pd.DataFrame:
     """:func:`evaluate` at several colour weights, for one or more labellings of the items.
@@ -120,7 +125,7 @@ def sweep_colour_weight(
         labellings: ``{name: labels}``, one label per item each, e.g. ``{"label":
             embedded.catalog["label"], "type": label_from(embedded.catalog["product_id"],
             r"/([a-z]+)_\\d+$")}``.
-        k: Neighbors per query.
+        n_neighbors: Neighbors per query (formerly ``k``, which still works with a ``FutureWarning``).
         colour_weights: The weights to try, each from 0 to 1.
 
     Returns:
@@ -141,9 +146,9 @@ def sweep_colour_weight(
     weights = [check_colour_weight(w) for w in colour_weights]
     rows = []
     for weight in weights:
-        neighbors = _Precomputed(neighbors_for(embedded, weight), k)  # one search per weight, for every labelling
+        neighbors = _Precomputed(neighbors_for(embedded, weight), n_neighbors)  # one search per weight
         for name, labels in labellings.items():
-            report = evaluate(neighbors, labels, k=k)
+            report = evaluate(neighbors, labels, n_neighbors=n_neighbors)
             common = {"labelling": name, "colour_weight": weight}
             rows.append(
                 {

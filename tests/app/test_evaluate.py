@@ -10,7 +10,7 @@ def test_perfect_clusters_score_one():
     centres = np.eye(3) * 10
     data = np.vstack([c + rng.normal(0, 0.1, size=(4, 3)) for c in centres])
     labels = ["a"] * 4 + ["b"] * 4 + ["c"] * 4
-    report = evaluate(CosineNeighbors().fit(data), labels, k=3)
+    report = evaluate(CosineNeighbors().fit(data), labels, n_neighbors=3)
     assert report["precision_at_k"] == pytest.approx(1.0) and report["map_at_k"] == pytest.approx(1.0)
     assert report["n"] == 12 and set(report["per_label"]) == {"a", "b", "c"}
     assert report["chance_precision"] == pytest.approx(3 / 11)
@@ -21,7 +21,7 @@ def test_hand_computed_precision_and_average_precision():
     angles = np.radians([0, 5, 10, 60, 65])
     data = np.c_[np.cos(angles), np.sin(angles)]
     labels = ["x", "y", "x", "y", ""]  # the unlabelled item is never a query
-    report = evaluate(CosineNeighbors().fit(data), labels, k=2)
+    report = evaluate(CosineNeighbors().fit(data), labels, n_neighbors=2)
     # item0 neighbors: 1(y), 2(x) -> P=1/2, AP=(1/2)/min(2,1)=0.5
     # item1 neighbors: 0(x), 2(x) -> P=0, AP=0
     # item2 neighbors: 1(y), 0(x) -> P=1/2, AP=0.5
@@ -37,9 +37,9 @@ def test_evaluate_errors():
     with pytest.raises(ValueError, match="Expected 3 labels"):
         evaluate(index, ["a", "b"])
     with pytest.raises(ValueError, match="No label is shared"):
-        evaluate(index, ["a", "b", "c"], k=1)
+        evaluate(index, ["a", "b", "c"], n_neighbors=1)
     with pytest.raises(ValueError, match="n_neighbors"):
-        evaluate(index, ["a", "a", "b"], k=3)
+        evaluate(index, ["a", "a", "b"], n_neighbors=3)
 
 
 @pytest.mark.parametrize("missing", ["", None, float("nan"), np.nan, pd.NA])
@@ -47,7 +47,7 @@ def test_missing_labels_are_unlabelled_not_a_class(missing):
     angles = np.radians([0, 5, 12, 60, 65, 67])
     data = np.c_[np.cos(angles), np.sin(angles)]
     labels = pd.Series(["x", "x", missing, "y", "y", missing], dtype=object)
-    report = evaluate(CosineNeighbors().fit(data), labels, k=1)
+    report = evaluate(CosineNeighbors().fit(data), labels, n_neighbors=1)
     assert report["n"] == 4 and report["n_unlabelled"] == 2
     assert set(report["per_label"]) == {"x", "y"}
     # item 4 (y) has the unlabelled item 5 nearest: a miss; items 2 and 5 are no "nan" class.
@@ -55,7 +55,7 @@ def test_missing_labels_are_unlabelled_not_a_class(missing):
 
 
 def test_the_string_nan_is_a_label():
-    report = evaluate(CosineNeighbors().fit(np.eye(4) + 0.1), ["nan", "nan", "a", "a"], k=1)
+    report = evaluate(CosineNeighbors().fit(np.eye(4) + 0.1), ["nan", "nan", "a", "a"], n_neighbors=1)
     assert report["n_unlabelled"] == 0 and set(report["per_label"]) == {"nan", "a"}
 
 

@@ -57,7 +57,7 @@ def shop(tmp_path_factory):
 
 
 def _type_precision(neighbors: CosineNeighbors, product_ids) -> float:
-    return evaluate(neighbors, labels_from_table(product_ids, STYLES, "articleType"), k=5)["precision_at_k"]
+    return evaluate(neighbors, labels_from_table(product_ids, STYLES, "articleType"), n_neighbors=5)["precision_at_k"]
 
 
 def test_the_index_records_the_model_and_its_preprocessing(shop):

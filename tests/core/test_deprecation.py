@@ -52,3 +52,11 @@ def test_the_former_name_of_the_exact_search_implementation():
         search = CosineNeighbors(backend="sklearn")
     with pytest.warns(FutureWarning, match="CosineNeighbors.backend is now CosineNeighbors.implementation"):
         assert search.backend == "sklearn"
+
+
+def test_the_former_neighbor_count_keyword_of_evaluate():
+    X = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
+    labels = ["red", "red", "blue", "blue"]
+    with pytest.warns(FutureWarning, match=r"evaluate\(k=...\) is now evaluate\(n_neighbors=...\)"):
+        former = simrec.evaluate(CosineNeighbors().fit(X), labels, k=1)
+    assert former == simrec.evaluate(CosineNeighbors().fit(X), labels, n_neighbors=1)

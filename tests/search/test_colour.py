@@ -206,7 +206,7 @@ def test_colour_weight_zero_is_exactly_todays_search(embedded):
         after = recommend(embedded, product_id=pid, n_neighbors=5, colour_weight=0)
         pd.testing.assert_frame_equal(before, after)
     labels = embedded.catalog["label"]
-    assert evaluate(embedded.neighbors, labels, k=3) == evaluate(
+    assert evaluate(embedded.neighbors, labels, n_neighbors=3) == evaluate(
         embedded.neighbors, labels, k=3, colour_weight=0.0, colours=embedded.colours
     )
 
@@ -233,7 +233,7 @@ def test_bad_colour_weights_are_refused(embedded):
         with pytest.raises(ValueError, match="colour_weight"):
             recommend(embedded, product_id="red/item_1", colour_weight=bad)
     with pytest.raises(ValueError, match="colours=embedded.colours"):
-        evaluate(embedded.neighbors, embedded.catalog["label"], k=3, colour_weight=0.5)
+        evaluate(embedded.neighbors, embedded.catalog["label"], n_neighbors=3, colour_weight=0.5)
     with pytest.raises(ValueError, match="Expected colours of shape"):
         ColourBlendNeighbors().fit(np.eye(3, dtype=np.float32), np.ones((2, N_BINS), np.float32))
 
@@ -337,11 +337,12 @@ def test_label_from_takes_one_group():
 
 def test_sweep_table_and_plot(embedded):
     types = label_from(embedded.catalog["product_id"], r"/([a-z]+)_\d+$")
-    sweep = sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "item": types}, k=3)
+    sweep = sweep_colour_weight(embedded, {"colour": embedded.catalog["label"], "item": types}, n_neighbors=3)
     overall = sweep[sweep["label"] == "(all)"]
     assert len(overall) == 12 and sorted(overall["colour_weight"].unique()) == [0, 0.15, 0.25, 0.5, 0.75, 1]
     at_zero = overall[(overall["colour_weight"] == 0) & (overall["labelling"] == "colour")].iloc[0]
-    assert at_zero["precision_at_k"] == evaluate(embedded.neighbors, embedded.catalog["label"], k=3)["precision_at_k"]
+    look_alone = evaluate(embedded.neighbors, embedded.catalog["label"], n_neighbors=3)
+    assert at_zero["precision_at_k"] == look_alone["precision_at_k"]
     at_one = overall[(overall["colour_weight"] == 1) & (overall["labelling"] == "colour")].iloc[0]
     assert at_one["precision_at_k"] == 1.0  # three flat colours: colour alone separates them
     figure = plot_colour_sweep(sweep, title="sweep")
@@ -384,8 +385,8 @@ def test_half_weight_keeps_both_look_and_colour_when_each_separates():
     cosine = CosineNeighbors().fit(X)
     scores = {}
     for weight in (0.0, 0.5, 1.0):
-        by_type = evaluate(cosine, types.astype(str), k=5, colour_weight=weight, colours=colours)
-        by_colour = evaluate(cosine, colour_labels.astype(str), k=5, colour_weight=weight, colours=colours)
+        by_type = evaluate(cosine, types.astype(str), n_neighbors=5, colour_weight=weight, colours=colours)
+        by_colour = evaluate(cosine, colour_labels.astype(str), n_neighbors=5, colour_weight=weight, colours=colours)
         scores[weight] = (by_type["precision_at_k"], by_colour["precision_at_k"])
     assert scores[0.5] == (1.0, 1.0)
     assert scores[0.0][0] == 1.0 and scores[0.0][1] < 0.5  # look only: colour near chance (1/3)
