@@ -69,6 +69,53 @@ def check_image_size(image_size: object) -> int:
     return int(image_size)
 
 
+def check_int(value: object, name: str, minimum: int, *, context: str = "") -> int:
+    """``value`` as an int of at least ``minimum``, or a clear error naming ``name``.
+
+    Args:
+        value: What the caller passed.
+        name: The argument's name, as the caller knows it.
+        minimum: The smallest value accepted.
+        context: Said after the expectation, e.g. ``" for --type 'hnsw'"``.
+
+    Raises:
+        InvalidArgumentError: Not an int (``True`` included), or below ``minimum``.
+
+    Example:
+        >>> check_int(3, "nprobe", 0)
+        3
+        >>> check_int(0.5, "nlist", 1, context=" for ivf-flat")
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected nlist >= 1 (an int) for ivf-flat, got 0.5
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidArgumentError(f"Expected {name} >= {minimum} (an int){context}, got {value!r}")
+    return int(value)
+
+
+def check_number_in(value: object, name: str, low: float, high: float) -> float:
+    """``value`` as a float in ``[low, high]``, or a clear error naming ``name``.
+
+    Raises:
+        InvalidArgumentError: Not a number (``True`` included), or outside ``[low, high]``.
+
+    Example:
+        >>> check_number_in(0.05, "photo_threshold", 0, 1)
+        0.05
+        >>> check_number_in(3, "threshold", 0, 2)
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected threshold in [0, 2], got 3.0
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise InvalidArgumentError(f"Expected {name} to be a number in [{low:g}, {high:g}], got {value!r}")
+    value = float(value)
+    if not low <= value <= high:
+        raise InvalidArgumentError(f"Expected {name} in [{low:g}, {high:g}], got {value!r}")
+    return value
+
+
 def check_n_neighbors(n_neighbors: object) -> int:
     """``n_neighbors`` as a positive int, or a clear error.
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingDependencyError
+from simrec.core.validation import check_int
 from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
 from simrec.search.exact import CosineNeighbors, compute_inverse_norms
 
@@ -90,8 +91,7 @@ def default_params(ann_type: str, n_items: int, dim: int, **asked: Any) -> dict[
         raise InvalidArgumentError(f"{', '.join(sorted(unknown))} does not apply to --type {ann_type!r}")
     params.update(asked)
     for key, value in params.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if key == "rerank" else 1):
-            raise InvalidArgumentError(f"Expected {key} to be a positive int for --type {ann_type!r}, got {value!r}")
+        check_int(value, key, 0 if key == "rerank" else 1, context=f" for --type {ann_type!r}")
     if ann_type == "ivf-pq" and dim % params["m"]:
         raise InvalidArgumentError(f"Expected m to divide the dimension {dim} for ivf-pq, got m = {params['m']}")
     if ann_type != "hnsw" and params["nlist"] > n_items:
@@ -334,8 +334,8 @@ class ApproximateNeighbors(NeighborsSearch):
         self.rerank = rerank if rerank is not None else params.get("rerank", 0)
         for name in ("nprobe", "ef", "rerank"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
-                raise InvalidArgumentError(f"Expected {name} to be a non-negative int, got {value!r}")
+            if value is not None:
+                check_int(value, name, 0)
         self._fit_X = embeddings
         self._inv_norms = compute_inverse_norms(embeddings) if inverse_norms is None else inverse_norms
         self.n_samples_fit_, self.n_features_in_ = embeddings.shape
