@@ -69,3 +69,20 @@ def test_the_site_builds_strictly(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     assert 'id="simrec.recommend"' in api and 'id="simrec.build_index"' in api
+
+
+def test_the_default_colour_weight_is_written_only_in_core_defaults():
+    """Code, notebook and pages say the default by its name (the site fills the value in from it)."""
+    from simrec.core.defaults import COLOUR_WEIGHT
+
+    value = re.compile(rf"(?<![\d.]){re.escape(f'{COLOUR_WEIGHT:g}')}(?![\d])")
+    places = [*(ROOT / "simrec").rglob("*.py"), *(ROOT / "docs").glob("*.md"), README]
+    places += [*(ROOT / "notebooks").glob("*.ipynb")]
+    said = [
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for path in places
+        if path != ROOT / "simrec" / "core" / "defaults.py"
+        for line in path.read_text().splitlines()
+        if "default" in line.lower() and value.search(line)
+    ]
+    assert said == []

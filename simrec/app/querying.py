@@ -161,8 +161,8 @@ def recommend(
         colour_weight: From 0 (rank by look, the embedding alone) to 1 (rank by the
             product's colour alone); in between, the blend of
             :class:`simrec.search.blend.ColourBlendNeighbors`. Above 0 needs an index with
-            colour signatures. Default (None): 0.15 on an index with colour signatures and
-            exact search, else 0 (see :func:`simrec.embedded_catalog.default_colour_weight`);
+            colour signatures. Default (None): ``simrec.core.defaults.COLOUR_WEIGHT`` on an index
+            with colour signatures and exact search, else 0 (see :func:`simrec.embedded_catalog.default_colour_weight`);
             0 with a ``search`` given.
         search: The search to use (default: exact, ``embedded.neighbors``); e.g.
             ``embedded.search()``, approximate when the index has an ann structure.

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Upl
 from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
 from simrec.app.querying import plan_query, recommend
-from simrec.core.defaults import N_NEIGHBORS
+from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError
 from simrec.embedded_catalog import row_in
 from simrec.pipeline.images import load_image
@@ -32,7 +32,7 @@ ColourWeight = Annotated[
         ge=0,
         le=1,
         description="0 ranks by look, 1 by the product's colour alone, between: a blend "
-        "(default: 0.15 on an index with colour signatures and exact search, else 0)",
+        f"(default: {COLOUR_WEIGHT:g} on an index with colour signatures and exact search, else 0)",
     ),
 ]
 Distinct = Annotated[
