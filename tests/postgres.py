@@ -116,3 +116,15 @@ def start_server(settings: dict[str, str] | None = None) -> Server:
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return server
+
+
+def server_or_skip() -> Server:
+    """A started server; without one the test skips saying what to install, except in CI (``CI=true``): it fails."""
+    import pytest
+
+    reason = missing_server()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
+        pytest.skip(reason)
+    return start_server()

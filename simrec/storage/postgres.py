@@ -64,17 +64,13 @@ class Tables:
     recommendations: str = "simrec_recommendations"
 
     def __post_init__(self) -> None:
-        for option, name in (("schema", self.schema), ("products", self.products)):
+        options = {"--schema": self.schema, "--products-table": self.products}
+        options["--recommendations-table"] = self.recommendations
+        for option, name in options.items():
             if not isinstance(name, str) or not _NAME.match(name):
                 raise InvalidArgumentError(
-                    f"Expected --{option.replace('_', '-')} to be a lower-case SQL name (letters, digits, _), "
-                    f"got {name!r}"
+                    f"Expected {option} to be a lower-case SQL name (letters, digits, _), got {name!r}"
                 )
-        if not isinstance(self.recommendations, str) or not _NAME.match(self.recommendations):
-            raise InvalidArgumentError(
-                f"Expected --recommendations-table to be a lower-case SQL name (letters, digits, _), "
-                f"got {self.recommendations!r}"
-            )
         if len({self.products, self.recommendations, self.state}) < 3:
             raise InvalidArgumentError(
                 f"Expected different names for the products and recommendations tables, got {self.products!r} twice"
