@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from paths import ROOT
 from photos import write_image
 from postgres import server_or_skip
 
@@ -53,7 +55,7 @@ def database(server):
 
 def _clustered(n, dim, seed=0, clusters=20, pool=500):
     """``n`` vectors around ``clusters`` centres; the first rows are the same whatever ``n``."""
-    rng = np.random.default_rng(seed)
+    rng, pool = np.random.default_rng(seed), max(pool, n)
     centres = rng.normal(size=(clusters, dim))
     vectors = centres[rng.integers(0, clusters, pool)] + 0.6 * rng.normal(size=(pool, dim))
     return vectors[:n].astype(np.float32)
@@ -278,3 +280,23 @@ def test_kill_at_every_moment_of_a_sync_leaves_the_previous_catalog(tmp_path, se
     fresh = server.create_database(f"fresh{next(_names)}", vector=True)
     _kill_at("sync-product@30", tmp_path / "idx", fresh)
     assert _tables(fresh) == []
+
+
+def test_the_product_page_sql_of_the_docs_answers_and_uses_the_hnsw_index(tmp_path, database):
+    import psycopg
+
+    blocks = re.findall(r"```sql\n(.*?)```", (ROOT / "docs" / "postgres.md").read_text(), flags=re.S)
+    precomputed, live = (block.replace("$1", "%(id)s").rstrip().rstrip(";") for block in blocks[:2])
+    sync_index(_index(tmp_path / "idx", 3000), database, n_neighbors=10, verbose=False)
+    with psycopg.connect(database) as connection:
+        connection.execute("ANALYZE simrec_products")
+        rows = connection.execute(precomputed, {"id": "p0007"}).fetchall()
+        stored = connection.execute(
+            "SELECT rank, neighbor_id FROM simrec_recommendations WHERE product_id = 'p0007' ORDER BY rank"
+        ).fetchall()
+        assert [(rank, pid) for rank, pid, *_ in rows] == stored and len(rows) == 10
+        plan = "\n".join(line for (line,) in connection.execute("EXPLAIN " + live, {"id": "p0007"}).fetchall())
+        assert "Index Scan using simrec_products_embedding_hnsw" in plan, plan
+        found = connection.execute(live, {"id": "p0007"}).fetchall()
+        assert len(found) == 10 and "p0007" not in [row[0] for row in found]
+        assert len({row[0] for row in found} & {pid for _, pid in stored}) >= 8  # approximate, close to exact
