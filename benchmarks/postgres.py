@@ -81,7 +81,9 @@ def measure(server, n: int, dim: int, n_queries: int, folder: Path) -> dict[str,
         register_vector(connection)
 
         def ask(query):
-            return [r[0] for r in connection.execute(sql, [wrap(query / np.linalg.norm(query))]).fetchall()]
+            # never prepared: a plan cached while index scans were off would stay a full scan
+            vector = wrap(query / np.linalg.norm(query))
+            return [r[0] for r in connection.execute(sql, [vector], prepare=False).fetchall()]
 
         connection.execute("SET enable_indexscan = off")
         exact_ids = [ask(q) for q in queries]
