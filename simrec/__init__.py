@@ -11,9 +11,11 @@ from simrec.app.evaluate import evaluate, label_from, sweep_colour_weight
 from simrec.app.indexing import BuildReport, build_index
 from simrec.app.plot import plot_colour_sweep, plot_recommendation_grid, plot_recommendations
 from simrec.app.querying import recommend
+from simrec.app.sync import SyncReport, sync_index
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.core.colour_signature import colour_signature
 from simrec.core.errors import (
+    DatabaseError,
     DiskFullError,
     ImageDecodeError,
     IndexIntegrityError,
@@ -41,6 +43,7 @@ from simrec.storage.index_folder import load_index, save_index, save_vectors, ve
 
 __all__ = [
     "BuildReport",
+    "DatabaseError",
     "DiskFullError",
     "DuplicateReport",
     "EmbeddedCatalog",
@@ -58,6 +61,7 @@ __all__ = [
     "ColourBlendNeighbors",
     "CosineNeighbors",
     "SimrecError",
+    "SyncReport",
     "UnsafeArchiveError",
     "__version__",
     "build_extractor",
@@ -80,5 +84,6 @@ __all__ = [
     "save_index",
     "save_vectors",
     "sweep_colour_weight",
+    "sync_index",
     "verify_index",
 ]

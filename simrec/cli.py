@@ -1,4 +1,4 @@
-"""The ``simrec`` command: index, query, ann, export, duplicates, serve, verify, evaluate, colours, demo, bench.
+"""The ``simrec`` command: index, query, ann, export, sync, duplicates, serve, verify, evaluate, colours, demo, bench.
 
 User errors (simrec's own exceptions: missing file, unknown id, bad option, damaged or
 locked index) print one line on stderr and exit with status 2; anything else is a bug and
@@ -31,6 +31,7 @@ from simrec.app.export import export_embeddings, export_neighbors, results_paylo
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_duplicate_groups, plot_recommendation_grid, plot_recommendations
 from simrec.app.querying import plan_query, query_extractor, recommend
+from simrec.app.sync import PHOTO_FIELDS, sync_index
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
@@ -221,6 +222,38 @@ def _add_export_command(commands: argparse._SubParsersAction) -> None:
     export.set_defaults(handler=_cmd_export)
 
 
+def _add_sync_command(commands: argparse._SubParsersAction) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="write an index into PostgreSQL with pgvector, changes only, in one transaction (pip install "
+        "'simrec[postgres]')",
+    )
+    sync.add_argument("index_dir", metavar="INDEX_DIR")
+    sync.add_argument("url", metavar="URL", help="postgresql://user:password@host:port/dbname")
+    sync.add_argument(
+        "--neighbors",
+        type=_non_negative,
+        metavar="K",
+        help="also write each product's K recommendations, the rows of simrec export (0 deletes them; default: "
+        "as the database's last sync)",
+    )
+    _add_colour_weight(sync)
+    sync.add_argument("--distinct", action="store_true", help="with --neighbors: leave out duplicates")
+    sync.add_argument("--exact", action="store_true", help="with --neighbors: exact search even with an ann structure")
+    sync.add_argument(
+        "--photo",
+        default="{path}",
+        metavar="TEMPLATE",
+        help=f"what the photo column holds: a template naming {', '.join('{' + f + '}' for f in PHOTO_FIELDS)}, "
+        "e.g. 'https://cdn.example.com/{name}' (default: %(default)s, the photo file)",
+    )
+    sync.add_argument("--schema", default="public", help="schema of the tables (default: %(default)s)")
+    sync.add_argument("--products-table", default="simrec_products", help="(default: %(default)s)")
+    sync.add_argument("--recommendations-table", default="simrec_recommendations", help="(default: %(default)s)")
+    sync.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sync.set_defaults(handler=_cmd_sync)
+
+
 def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
     duplicates = commands.add_parser(
         "duplicates", help="find products photographed twice: the same file, or a resized, mirrored or cropped copy"
@@ -405,6 +438,7 @@ _COMMANDS = (
     _add_index_command,
     _add_query_command,
     _add_export_command,
+    _add_sync_command,
     _add_duplicates_command,
     _add_serve_command,
     _add_ann_command,
@@ -424,6 +458,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {value}")
     return value
 
 
@@ -581,6 +625,31 @@ def _cmd_export(args: argparse.Namespace) -> int:
     )
     if embedded.warning:
         print(f"WARNING: {embedded.warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    report = sync_index(
+        args.index_dir,
+        args.url,
+        n_neighbors=args.neighbors,
+        colour_weight=args.colour_weight,
+        distinct=args.distinct,
+        exact=args.exact,
+        photo=args.photo,
+        schema=args.schema,
+        products_table=args.products_table,
+        recommendations_table=args.recommendations_table,
+        verbose=not args.quiet,
+    )
+    if not report.wrote:
+        print(f"{report.url} already holds this index (generation {report.generation}): nothing written")
+        return 0
+    print(
+        f"synced {report.products} products into {report.url} in one transaction: added {report.added}, "
+        f"changed {report.changed}, removed {report.removed}, unchanged {report.unchanged}; recommendations "
+        f"rewritten for {report.recommended} products ({report.recommendation_rows} rows); {report.seconds:.1f}s"
+    )
     return 0
 
 

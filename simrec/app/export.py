@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,58 @@ def export_neighbors(
         _require_pyarrow()
     started = time.perf_counter()
     catalog = embedded.catalog
-    # Validates n_neighbors and colour_weight before anything is written.
+    rows = 0
+    blocks = neighbor_frames(
+        embedded, n_neighbors=n_neighbors, colour_weight=colour_weight, exact=exact, distinct=distinct
+    )  # validates n_neighbors and colour_weight before anything is written
+    from tqdm.auto import tqdm
+
+    opener = (lambda path: _ParquetFile(path, _neighbor_schema())) if fmt == "parquet" else _CsvFile
+    with _renamed_when_complete(out, opener) as writer:
+        with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
+            for products, frame in blocks:
+                writer.write(frame)
+                rows += len(frame)
+                progress.update(products)
+    seconds = time.perf_counter() - started
+    logger.info("exported %d rows for %d products to %s in %.1fs", rows, len(catalog), out, seconds)
+    return ExportReport(out, len(catalog), rows, seconds)
+
+
+def neighbor_frames(
+    embedded: EmbeddedCatalog,
+    *,
+    n_neighbors: int = 10,
+    colour_weight: float | None = None,
+    exact: bool = False,
+    distinct: bool = False,
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    """The rows of :func:`export_neighbors`, one block of products at a time, without writing them.
+
+    ``simrec export`` writes these frames to a file and ``simrec sync`` to a database table,
+    so both hold the same rows. Arguments are validated when this is called, before the
+    first block is computed.
+
+    Args:
+        embedded: From :func:`simrec.load_index`.
+        n_neighbors: Neighbors per product (at most ``len(embedded) - 1``).
+        colour_weight: As in :func:`export_neighbors`.
+        exact: As in :func:`export_neighbors`.
+        distinct: As in :func:`export_neighbors`.
+
+    Returns:
+        An iterator of ``(products, frame)``: how many products the block covers, and their
+        rows with the columns :data:`EXPORT_COLUMNS`, in catalog order then rank.
+
+    Raises:
+        InvalidArgumentError: ``n_neighbors`` or ``colour_weight`` out of range, or a colour weight above 0 on
+            an index without colour signatures.
+        MissingDependencyError: An ann structure used without faiss.
+    """
+    catalog = embedded.catalog
     colour_weight = resolve_colour_weight(embedded, colour_weight)
     neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
+    test = None
     if distinct:  # each product's first candidates, as recommend(distinct=True) looks at them
         test = copy_test_for(embedded)
         fetch = min(len(catalog) - 1, 2 * n_neighbors + 10)
@@ -127,25 +177,26 @@ def export_neighbors(
         blocks = neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
-    rows = 0
-    from tqdm.auto import tqdm
+    return _frames(blocks, test, neighbors, embedded, product_ids, labels, n_neighbors)
 
-    opener = (lambda path: _ParquetFile(path, _neighbor_schema())) if fmt == "parquet" else _CsvFile
-    with _renamed_when_complete(out, opener) as writer:
-        with tqdm(total=len(catalog), unit="product", desc="export", disable=not verbose) as progress:
-            for start, distances, indices in blocks:
-                if distinct:
-                    frame = _distinct_frame(
-                        test, neighbors, embedded, product_ids, labels, start, distances, indices, n_neighbors
-                    )
-                else:
-                    frame = _block_frame(product_ids, labels, start, distances, indices)
-                writer.write(frame)
-                rows += len(frame)
-                progress.update(len(distances))
-    seconds = time.perf_counter() - started
-    logger.info("exported %d rows for %d products to %s in %.1fs", rows, len(catalog), out, seconds)
-    return ExportReport(out, len(catalog), rows, seconds)
+
+def _frames(
+    blocks: Any,
+    test: Any,
+    neighbors: Any,
+    embedded: EmbeddedCatalog,
+    product_ids: np.ndarray,
+    labels: np.ndarray,
+    n_neighbors: int,
+) -> Iterator[tuple[int, pd.DataFrame]]:
+    for start, distances, indices in blocks:
+        if test is not None:
+            frame = _distinct_frame(
+                test, neighbors, embedded, product_ids, labels, start, distances, indices, n_neighbors
+            )
+        else:
+            frame = _block_frame(product_ids, labels, start, distances, indices)
+        yield len(distances), frame
 
 
 def export_embeddings(

@@ -78,3 +78,10 @@ class IndexLockedError(SimrecError):
 
 class MissingDependencyError(SimrecError, ImportError):
     """An optional dependency (faiss, Ray, pyarrow) is not installed; the message says what to install."""
+
+
+class DatabaseError(SimrecError):
+    """A database cannot be used: unreachable, without pgvector, a permission missing, or tables of another shape.
+
+    The message names the database (never its password) and what is wrong; nothing was written.
+    """

@@ -250,6 +250,28 @@ class IndexMeta:
         own = {key: self.keras_backend if key == "backend" else getattr(self, key) for key in keys}
         return [f"{key}: index {own[key]!r}, {other} {actual[key]!r}" for key in keys if own[key] != actual[key]]
 
+    def identity(self) -> dict[str, Any]:
+        """What vectors must share to sit beside the index's: the keys ``simrec index`` compares before it
+        reuses vectors (:data:`REUSE_KEYS`, and the Keras backend of untrained weights), as a JSON-ready dict.
+
+        Example:
+            >>> IndexMeta(model="resnet50", weights="imagenet", image_size=224).identity()["model"]
+            'resnet50'
+        """
+        keys = REUSE_KEYS + (("backend",) if not self.pretrained else ())
+        return {key: self.keras_backend if key == "backend" else getattr(self, key) for key in keys}
+
+    def identity_differences(self, identity: Mapping[str, Any], other: str) -> list[str]:
+        """How :meth:`identity` differs from another ``identity``, one ``"key: OTHER X, index Y"`` each
+        (``other`` names where that identity comes from); empty when the vectors are comparable."""
+        own = self.identity()
+        keys = list(dict.fromkeys([*own, *identity]))
+        return [
+            f"{key}: {other} {identity.get(key)!r}, index {own.get(key)!r}"
+            for key in keys
+            if identity.get(key) != own.get(key)
+        ]
+
     def weights_argument(self, weights_path: str | os.PathLike | None = None) -> tuple[str | Path | None, int]:
         """The ``(weights, seed)`` that rebuild the index's extractor with :func:`simrec.build_extractor`.
 
