@@ -45,3 +45,11 @@ VECTOR_DUPLICATE_THRESHOLD = 0.02
 
 DUPLICATE_CANDIDATES = 10
 """Nearest neighbors of each product looked at for its duplicates."""
+
+STORED_NEIGHBORS = 20
+"""Nearest products stored for every product at each commit (``K``): id queries with ``k <= K`` at the
+stored colour weight are answered from them without a scan (see ``docs/precomputed.md``)."""
+
+STORE_NEIGHBORS_UP_TO = 200_000
+"""Largest catalog whose neighbors a commit stores by default: the cost grows with the square of the
+products (measured in ``benchmarks/precompute.py``), so larger indexes store them only when asked."""
