@@ -50,6 +50,7 @@ STORED_NEIGHBORS = 20
 """Nearest products stored for every product at each commit (``K``): id queries with ``k <= K`` at the
 stored colour weight are answered from them without a scan (see ``docs/precomputed.md``)."""
 
-STORE_NEIGHBORS_UP_TO = 200_000
-"""Largest catalog whose neighbors a commit stores by default: the cost grows with the square of the
-products (measured in ``benchmarks/precompute.py``), so larger indexes store them only when asked."""
+STORE_NEIGHBORS_UP_TO = 50_000
+"""Largest catalog whose neighbors a commit stores by default. The cost grows with the square of the
+products: 126 s at 20,000 x 2048 on 2 AMD EPYC cores under load (``benchmarks/precompute.py``), so
+about 13 minutes projected at 50,000; larger indexes store them when asked (``simrec neighbors``)."""
