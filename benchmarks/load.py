@@ -8,7 +8,9 @@ Two indexes are served from a temporary folder, each by ``simrec serve`` in a ch
 process on a loopback port:
 
 * 20,000 x 2048 generated vectors (``simrec.save_vectors``; ``--items``, ``--dim``), whose
-  products name 24 generated photos, for id queries (``GET /api/products/{id}/similar?k=10``),
+  products name 24 generated photos, with stored neighbors (``simrec neighbors``; not with
+  ``--no-stored``, and not for a ``--source`` whose simrec does not look them up), for id
+  queries (``GET /api/products/{id}/similar?k=10``),
   product pages (``GET /api/products?limit=50``) and photos (``GET /images/{id}``);
 * 24 generated photos embedded by ResNet50 at 224 px (untrained weights), for photo
   uploads (``POST /api/similar``, multipart).
@@ -53,6 +55,9 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--source", type=Path, default=ROOT, help="the simrec checkout whose serve is measured")
     parser.add_argument("--endpoints", nargs="+", default=["similar", "products", "photos", "upload"])
+    parser.add_argument(
+        "--no-stored", action="store_true", help="serve the vectors index without stored neighbors (id queries scan)"
+    )
     args = parser.parse_args()
     if args.photos < 10:
         parser.error(f"--photos must be at least 10 (each upload asks for 10 similar products), got {args.photos}")
@@ -65,6 +70,14 @@ def main() -> None:
         folder = Path(folder)
         photos = _photos(folder / "photos", args.photos)
         vectors = _vectors_index(folder / "vectors", args.items, args.dim, photos)
+        if not args.no_stored:
+            started = time.perf_counter()
+            from simrec.app.precompute import store_neighbors
+
+            store_neighbors(vectors)
+            size = sum(p.stat().st_size for p in vectors.glob("neighbor_*")) / 1e6
+            seconds = time.perf_counter() - started
+            print(f"stored neighbors of {args.items:,} products in {seconds:.1f} s, {size:.1f} MB", flush=True)
         ids_file = folder / "ids.txt"
         ids_file.write_text("".join(quote(f"c{i % 50:02d}/item_{i}", safe="/") + "\n" for i in range(args.items)))
         photo_index = _photo_index(folder / "photo-index", photos, args.image_size, args.source)

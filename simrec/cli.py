@@ -30,6 +30,7 @@ from simrec.app.evaluate import (
 from simrec.app.export import export_embeddings, export_neighbors, results_payload
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_duplicate_groups, plot_recommendation_grid, plot_recommendations
+from simrec.app.precompute import store_neighbors
 from simrec.app.querying import plan_query, query_extractor, recommend
 from simrec.app.sync import PHOTO_FIELDS, sync_index
 from simrec.app.synthetic import make_synthetic_catalog
@@ -43,6 +44,7 @@ from simrec.core.defaults import (
     N_NEIGHBORS,
     PHOTO_DUPLICATE_THRESHOLD,
     SEED,
+    STORED_NEIGHBORS,
 )
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
 from simrec.core.validation import check_path_argument
@@ -372,6 +374,32 @@ def _add_evaluate_command(commands: argparse._SubParsersAction) -> None:
     evaluate.set_defaults(handler=_cmd_evaluate)
 
 
+def _add_neighbors_command(commands: argparse._SubParsersAction) -> None:
+    neighbors = commands.add_parser(
+        "neighbors", help="store every product's nearest products in an index, so id queries need no scan"
+    )
+    neighbors.add_argument("index_dir", metavar="INDEX_DIR")
+    neighbors.add_argument(
+        "-k", type=_positive, default=STORED_NEIGHBORS, help="products stored per product (default: %(default)s)"
+    )
+    neighbors.add_argument("--remove", action="store_true", help="remove them instead")
+    neighbors.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    neighbors.set_defaults(handler=_cmd_neighbors)
+
+
+def _cmd_neighbors(args: argparse.Namespace) -> int:
+    embedded = store_neighbors(args.index_dir, args.k, store=not args.remove, verbose=not args.quiet)
+    stored = embedded.stored_neighbors
+    if stored is None:
+        print(f"{args.index_dir}: no stored neighbors; id queries scan")
+    else:
+        print(
+            f"{args.index_dir}: stored the {stored.n_neighbors} nearest products of {len(embedded)} products "
+            f"at colour weight {stored.colour_weight:g}"
+        )
+    return 0
+
+
 def _add_colours_command(commands: argparse._SubParsersAction) -> None:
     colours = commands.add_parser(
         "colours", help="add colour signatures to an index made without them (reads the photos, no model)"
@@ -445,6 +473,7 @@ _COMMANDS = (
     _add_verify_command,
     _add_evaluate_command,
     _add_colours_command,
+    _add_neighbors_command,
     _add_demo_command,
     _add_bench_command,
 )

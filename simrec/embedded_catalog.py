@@ -31,6 +31,7 @@ from simrec.core.validation import check_colour_weight
 from simrec.core.version import __version__
 from simrec.search.blend import ColourBlendNeighbors
 from simrec.search.exact import CosineNeighbors
+from simrec.search.stored import StoredNeighbors
 
 
 @dataclass(eq=False)
@@ -52,6 +53,9 @@ class EmbeddedCatalog:
         ann: The approximate-search structure (``simrec ann``), or None: the path of the
             index folder's ``ann`` file when loaded, or serialized faiss bytes (uint8
             array) when just built. Its description is ``meta.ann``.
+        stored_neighbors: Every product's nearest products at one colour weight, computed when
+            the version was committed (:class:`~simrec.search.stored.StoredNeighbors`), or None.
+            Id queries they cover are looked up instead of scanned.
 
     Two objects are equal only when they are the same object: ``==`` never compares the
     DataFrames and arrays inside.
@@ -82,6 +86,7 @@ class EmbeddedCatalog:
     inverse_norms: np.ndarray | None = None
     colours: np.ndarray | None = None
     ann: Path | np.ndarray | None = None
+    stored_neighbors: StoredNeighbors | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.meta, Mapping):

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from simrec.app.precompute import with_stored_neighbors
 from simrec.core.errors import InvalidArgumentError
 from simrec.search.approximate import ANN_TYPES, build_ann, import_faiss, serialize
 from simrec.storage.index_folder import load_index, read_manifest, save_index
@@ -56,5 +57,5 @@ def attach_ann(
             index, info = build_ann(embedded.embeddings, embedded.inverse_norms, ann_type=ann_type, seed=seed, **params)
             embedded.set_ann(serialize(index), info)
             del index
-        save_index(embedded, index_dir)
+        save_index(with_stored_neighbors(embedded), index_dir)
     return None if ann_type == "none" else info

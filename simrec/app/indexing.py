@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simrec.app.precompute import with_stored_neighbors
 from simrec.core.backbones import DEFAULT_BACKBONE, backbone
 from simrec.core.crashpoints import crash_point
 from simrec.core.defaults import BATCH_SIZE, IMAGE_SIZE, SEED
@@ -216,7 +217,7 @@ def build_index(
                 )
                 ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
                 del previous  # release the memory map before the old files are removed
-                save_index(embedded, index_dir, generation=generation)
+                save_index(with_stored_neighbors(embedded, verbose=verbose), index_dir, generation=generation)
 
         counts = pd.Series(status[ok]).value_counts()
         report = BuildReport(
@@ -303,7 +304,7 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
             colours,
             embedded.ann,
         )
-        save_index(updated, index_dir)
+        save_index(with_stored_neighbors(updated), index_dir)
         del embedded, updated  # release the arrays of the previous generation
     return load_index(index_dir, mmap=True)
 

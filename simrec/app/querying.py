@@ -211,7 +211,10 @@ def recommend(
     blend = isinstance(neighbors, ColourBlendNeighbors)
     if product_id is not None:
         colours = {"colours": embedded.colours[row]} if blend else {}
-        if distinct:
+        stored = stored_answer(embedded, neighbors, row, n_neighbors, plan.colour_weight, distinct)
+        if stored is not None:
+            distances, indices = stored
+        elif distinct:
             distances, indices = distinct_neighbors(
                 copy_test_for(embedded), neighbors, n_neighbors, query_row=row, search_options=colours
             )
@@ -238,6 +241,27 @@ def recommend(
     if blend:  # shown in plot captions
         frame.attrs["colour_weight"] = neighbors.colour_weight
     return frame
+
+
+def stored_answer(
+    embedded: EmbeddedCatalog, search: Any, row: int, n_neighbors: int, colour_weight: float, distinct: bool = False
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A catalog product's neighbors looked up in the version's stored neighbors, or None when they do not cover it.
+
+    They cover a query by the exact search (the index's own, or its blend of look and colour)
+    for ``n_neighbors <= K`` at the colour weight they were stored at, and give what that
+    search would (:mod:`simrec.app.precompute`).
+
+    Returns:
+        ``(distances, indices)``, 1-D, nearest first, or None: scan.
+    """
+    stored = embedded.stored_neighbors
+    if stored is None or not stored.answers(n_neighbors, colour_weight):
+        return None
+    exact = embedded._neighbors is not None and (
+        search is embedded._neighbors or getattr(search, "_cosine", None) is embedded._neighbors
+    )
+    return stored.lookup(row, n_neighbors, distinct) if exact else None
 
 
 def results_frame(

@@ -45,3 +45,12 @@ VECTOR_DUPLICATE_THRESHOLD = 0.02
 
 DUPLICATE_CANDIDATES = 10
 """Nearest neighbors of each product looked at for its duplicates."""
+
+STORED_NEIGHBORS = 20
+"""Nearest products stored for every product at each commit (``K``): id queries with ``k <= K`` at the
+stored colour weight are answered from them without a scan (see ``docs/precomputed.md``)."""
+
+STORE_NEIGHBORS_UP_TO = 50_000
+"""Largest catalog whose neighbors a commit stores by default. The cost grows with the square of the
+products: 126 s at 20,000 x 2048 on 2 AMD EPYC cores under load (``benchmarks/precompute.py``), so
+about 13 minutes projected at 50,000; larger indexes store them when asked (``simrec neighbors``)."""

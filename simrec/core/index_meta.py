@@ -52,6 +52,7 @@ _TYPES = {
     "files": dict,
     "photo_folders": list,
     "ann": dict,
+    "stored_neighbors": dict,
 }
 _RANDOM = "random(seed="
 _FILE = "file:"
@@ -104,6 +105,8 @@ class IndexMeta:
         generation: The committed version of the folder.
         colour_signature: How the colour signatures were made, or None without them.
         ann: Description of the approximate-search structure (type, parameters, recall), or None.
+        stored_neighbors: Description of the stored nearest products (``n_neighbors``,
+            ``colour_weight``, ``seconds``), or None without them.
         files: Each stored file by role: ``{"name", "bytes", "sha256"}``.
         photo_folders: Folders inside the index holding its photos.
         format_1_files: Files the index's first format left, recorded at the upgrade.
@@ -137,6 +140,7 @@ class IndexMeta:
     generation: str | None = None
     colour_signature: str | None = None
     ann: dict[str, Any] | None = None
+    stored_neighbors: dict[str, Any] | None = None
     files: dict[str, Any] = field(default_factory=dict)
     photo_folders: list[str] = field(default_factory=list)
     format_1_files: list[str] = field(default_factory=list)

@@ -24,6 +24,7 @@ from simrec.core.errors import InvalidArgumentError
 from simrec.core.validation import check_colour_weight
 from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
 from simrec.search.exact import CosineNeighbors
+from simrec.search.rerank import UNIT_ROUNDOFF, canonical_cosine, canonical_top_k, cosine_bound
 
 _SCALE_SAMPLE = 512  # products sampled to measure the spread of the distances
 
@@ -100,6 +101,7 @@ class ColourBlendNeighbors(NeighborsSearch):
             raise InvalidArgumentError("colours contain NaN or infinite values")
         self._cosine = cosine
         self._roots = np.sqrt(np.clip(colours, 0, None))
+        self._largest_root_norm: float | None = None
         self.n_samples_fit_, self.n_features_in_ = cosine.n_samples_fit_, cosine.n_features_in_
         self.cosine_scale_, self.colour_scale_ = self._typical_distances()
         return self
@@ -169,13 +171,64 @@ class ColourBlendNeighbors(NeighborsSearch):
         # Per query row and fitted item: the colour and cosine blocks (float32, computed in
         # place), argpartition's int64 and a comparison byte: at most 20 bytes.
         rows = max(1, min(self.chunk_size, SCRATCH_BYTES // (20 * n_fit)))
+        bound = self.error_bound(query_roots)
         for start in range(0, n_queries, rows):
             stop = min(start + rows, n_queries)
             blend = self._blend(queries[start:stop], query_inv[start:stop], query_roots[start:stop])
             if X is None:
                 blend[np.arange(stop - start), np.arange(start, stop)] = np.inf
-            distances, indices = _smallest_k(blend, k)
+            distances = np.empty((stop - start, k), dtype=np.float32)
+            indices = np.empty((stop - start, k), dtype=np.int64)
+            for j in range(stop - start):
+                q, roots = queries[start + j], query_roots[start + j]
+                distances[j], indices[j] = canonical_top_k(
+                    blend[j],
+                    k,
+                    lambda candidates, q=q, roots=roots: self.canonical_distances(q, roots, candidates),
+                    bound,
+                    n_fit - (X is None),
+                )
             yield start, distances, indices
+
+    def canonical_distances(self, query: np.ndarray, query_roots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows),)`` float64 blended distances of one query to ``rows``, computed the same way every time.
+
+        See :mod:`simrec.search.rerank`: the float32 blocks pick the candidates, these rank them.
+
+        Args:
+            query: ``(dim,)`` float32 query vector.
+            query_roots: ``(N_BINS,)`` float32 square roots of its colour signature.
+            rows: Candidate rows.
+        """
+        weight = self.colour_weight
+        roots = np.asarray(self._roots[rows], dtype=np.float64)
+        coefficients = (roots * np.asarray(query_roots, dtype=np.float64)).sum(axis=1)
+        blend = np.sqrt(np.clip(1.0 - coefficients, 0.0, 1.0)) * (weight / self.colour_scale_)
+        if weight < 1.0:
+            cosine = canonical_cosine(self._cosine._fit_X, query, rows)
+            blend = blend + cosine * ((1.0 - weight) / self.cosine_scale_)
+        return blend
+
+    def error_bound(self, query_roots: np.ndarray) -> float:
+        """Most a float32 blended distance of these queries can differ from the canonical one.
+
+        The colour term's Bhattacharyya coefficient is a dot product of ``N_BINS`` terms
+        (off by ``γ`` times the product of the two roots' norms); the square root of the
+        Hellinger distance turns an error ``e`` into at most ``sqrt(e)``. The cosine term
+        is off by :func:`~simrec.search.rerank.cosine_bound`. Each scaling, the sum and the
+        final rounding add a few ``u`` of the largest possible distance.
+        """
+        u = UNIT_ROUNDOFF
+        colour_factor = self.colour_weight / self.colour_scale_
+        cosine_factor = (1.0 - self.colour_weight) / self.cosine_scale_
+        largest = colour_factor + 2.0 * cosine_factor
+        if self._largest_root_norm is None:
+            self._largest_root_norm = float(np.sqrt(np.einsum("ij,ij->i", self._roots, self._roots).max()))
+        query_norm = float(np.sqrt(np.einsum("ij,ij->i", query_roots, query_roots).max())) if len(query_roots) else 0
+        coefficient_error = (N_BINS + 4) * u * (1.0 + 1e-6) * query_norm * self._largest_root_norm + 2 * u
+        colour_error = np.sqrt(coefficient_error) + 3 * u
+        cosine_error = cosine_bound(self.n_features_in_) + 4 * u
+        return 1.05 * (colour_factor * colour_error + cosine_factor * cosine_error + 6 * u * largest)
 
     def _blend(self, queries: np.ndarray, query_inv: np.ndarray, query_roots: np.ndarray) -> np.ndarray:
         """``(rows, n_fit)`` float32 blended distances of a few queries to every fitted item."""
@@ -206,20 +259,3 @@ class ColourBlendNeighbors(NeighborsSearch):
         colour = hellinger(roots @ roots.T)[upper]
         scales = [float(np.std(values, dtype=np.float64)) for values in (cosine, colour)]
         return tuple(s if s > 1e-9 else 1.0 for s in scales)  # all alike: any scale ranks the same
-
-
-def _smallest_k(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-first k smallest of each row, ties by row number."""
-    n = distances.shape[1]
-    if k < n:
-        candidates = np.argpartition(distances, k - 1, axis=1)[:, :k]
-        # argpartition may split a tie at the k-th distance arbitrarily: such rows are sorted fully.
-        kth = np.take_along_axis(distances, candidates, axis=1).max(axis=1, keepdims=True)
-        for row in np.flatnonzero((distances <= kth).sum(axis=1) > k):
-            candidates[row] = np.lexsort((np.arange(n), distances[row]))[:k]
-    else:
-        candidates = np.broadcast_to(np.arange(n), distances.shape).copy()
-    scores = np.take_along_axis(distances, candidates, axis=1)
-    order = np.lexsort((candidates, scores), axis=1)
-    candidates = np.take_along_axis(candidates, order, axis=1)
-    return np.take_along_axis(distances, candidates, axis=1).astype(np.float32), candidates.astype(np.int64)

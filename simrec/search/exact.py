@@ -18,6 +18,7 @@ from simrec.core.defaults import N_NEIGHBORS, SCRATCH_BYTES, SEARCH_CHUNK_SIZE
 from simrec.core.errors import InvalidArgumentError
 from simrec.core.validation import as_matrix, check_n_neighbors
 from simrec.search.base import Blocks, NeighborsSearch, query_inverse_norms
+from simrec.search.rerank import canonical_cosine, canonical_top_k, cosine_bound
 
 IMPLEMENTATIONS = ("numpy", "sklearn")
 """What computes an exact search: simrec's own NumPy code, or scikit-learn's brute-force search."""
@@ -140,10 +141,25 @@ class CosineNeighbors(NeighborsSearch):
             else:
                 similarity = scaled @ fit_X.T
             similarity *= inv_norms
+            fast = np.subtract(np.float32(1.0), similarity, out=similarity)  # fast distances, in place
             if X is None:
-                similarity[np.arange(stop - start), np.arange(start, stop)] = -np.inf
-            distances, indices = _top_k(similarity, k)
-            yield start, distances, indices
+                fast[np.arange(stop - start), np.arange(start, stop)] = np.inf
+            yield start, *self._rank(fast, queries[start:stop], k, valid=n_fit - (X is None))
+
+    def _rank(self, fast: np.ndarray, queries: np.ndarray, k: int, valid: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's ``k`` nearest by canonical distance (:mod:`simrec.search.rerank`), from its fast distances."""
+        fit_X, bound = self._fit_X, cosine_bound(self.n_features_in_)
+        distances = np.empty((len(fast), k), dtype=np.float32)
+        indices = np.empty((len(fast), k), dtype=np.int64)
+        for j in range(len(fast)):
+            distances[j], indices[j] = canonical_top_k(
+                fast[j],
+                k,
+                lambda rows, q=queries[j]: canonical_cosine(fit_X, q, rows),
+                bound,
+                valid,
+            )
+        return distances, indices
 
 
 def compute_inverse_norms(X: np.ndarray, block_rows: int = 8192) -> np.ndarray:
@@ -161,18 +177,3 @@ def compute_inverse_norms(X: np.ndarray, block_rows: int = 8192) -> np.ndarray:
             inverse = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
         out[start : start + len(block)] = np.where(finite, inverse, np.nan)
     return out
-
-
-def _top_k(similarity: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest-first top k of each row of a similarity block, ties by row number."""
-    n = similarity.shape[1]
-    if k < n:
-        candidates = np.argpartition(similarity, n - k, axis=1)[:, n - k :]
-    else:
-        candidates = np.broadcast_to(np.arange(n), similarity.shape).copy()
-    scores = np.take_along_axis(similarity, candidates, axis=1)
-    order = np.lexsort((candidates, -scores), axis=1)
-    candidates = np.take_along_axis(candidates, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
-    distances = np.clip(1.0 - scores, 0.0, 2.0).astype(np.float32)
-    return distances, candidates.astype(np.int64)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -9,11 +10,11 @@ from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
 
 from simrec.app.duplicates import copy_test_for, distinct_positions
 from simrec.app.export import results_payload
-from simrec.app.querying import plan_query, recommend
+from simrec.app.querying import plan_query, recommend, stored_answer
 from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError
 from simrec.embedded_catalog import row_in
@@ -59,12 +60,10 @@ def list_products(
     label: Annotated[str | None, Query(description="only products with this label")] = None,
 ) -> dict[str, Any]:
     """One page of the catalog, in index order, optionally of one label."""
-    total, page = version.products(label, offset, limit)
-    items = [
-        {"product_id": pid, "label": lab, "image_url": version.image_url(pid)}
-        for pid, lab in zip(page["product_id"].astype(str), page["label"].astype(str))
-    ]
-    return {
+    total, rows = version.product_rows(label, offset, limit)
+    ids, labels = version.ids, version.label_of
+    items = [{"product_id": ids[row], "label": labels[row], "image_url": version.image_url(ids[row])} for row in rows]
+    page = {
         "total": total,
         "offset": offset,
         "limit": limit,
@@ -72,6 +71,7 @@ def list_products(
         "items": items,
         "warning": version.warning(),
     }
+    return json_response(page)
 
 
 @router.get("/api/products/{product_id:product_id}/similar", response_model=Similar, responses=ERRORS)
@@ -95,6 +95,10 @@ def similar_to_product(
     embedded = version.embedded
     row = row_in(version.rows, product_id)  # an unknown one: 404 with the close matches
     plan = plan_query(embedded, k, colour_weight=colour_weight, look=version.search)  # every refusal before queueing
+    query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url(product_id)}
+    stored = stored_answer(embedded, plan.search, row, plan.n_neighbors, plan.colour_weight, distinct)
+    if stored is not None:  # looked up in the version's stored neighbors: no scan, no queue
+        return json_response(_payload(version, *stored, query))
     if distinct:
         results = recommend(
             embedded,
@@ -108,8 +112,7 @@ def similar_to_product(
     distances, indices = service.batcher.query(
         version, row, plan.n_neighbors, deadline_of(request, service), plan.colour_weight
     )
-    query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url(product_id)}
-    return _payload(version, distances, indices, query)
+    return json_response(_payload(version, distances, indices, query))
 
 
 @router.post(
@@ -154,7 +157,7 @@ def similar_to_photo(
     else:
         distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
     query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
-    return _payload(version, distances, indices, query)
+    return json_response(_payload(version, distances, indices, query))
 
 
 def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadline: float) -> np.ndarray:
@@ -173,6 +176,18 @@ def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadli
         ) from None
     finally:
         os.unlink(temporary)
+
+
+def json_response(payload: dict[str, Any]) -> Response:
+    """``payload`` as the JSON its route's response model describes, without validating it again.
+
+    The routes build their answers from plain lists, exactly in the shape and order of
+    :mod:`simrec.serve.schemas` (a test compares them with the models' own JSON), so the
+    models only describe ``/docs``; validating every answer through them cost more than
+    the rest of a product page.
+    """
+    body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    return Response(body, media_type="application/json")
 
 
 def _payload(version: IndexVersion, distances: np.ndarray, indices: np.ndarray, query: dict) -> dict[str, Any]:

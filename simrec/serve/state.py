@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request
@@ -27,9 +27,6 @@ from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.serve.batching import NeighborBatcher, PhotoBatcher
 from simrec.serve.limits import DecodeGate, ServiceBusy
 from simrec.storage.following import POLL_SECONDS, IndexFollower
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +63,7 @@ class IndexVersion:
         self.rows = {product_id: row for row, product_id in enumerate(self.ids)}
         self.labels = sorted(set(catalog["label"].astype(str))) if "label" in catalog.columns else []
         self._has_photo = [bool(p) for p in catalog["path"].astype(str)] if "path" in catalog.columns else []
+        self._rows_of_label: dict[str, list[int]] | None = None
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
         self.search = self.embedded.search(exact=self.exact)
 
@@ -87,11 +85,17 @@ class IndexVersion:
             return None
         return Path(self.embedded.catalog["path"].iat[row])
 
-    def products(self, label: str | None, offset: int, limit: int) -> tuple[int, pd.DataFrame]:
-        catalog = self.embedded.catalog
-        if label:
-            catalog = catalog[catalog["label"].astype(str) == label]
-        return len(catalog), catalog.iloc[offset : offset + limit]
+    def product_rows(self, label: str | None, offset: int, limit: int) -> tuple[int, range | list[int]]:
+        """How many products have ``label`` (all: None or empty), and the catalog rows of one page of them."""
+        if not label:
+            return len(self.ids), range(min(offset, len(self.ids)), min(offset + limit, len(self.ids)))
+        if self._rows_of_label is None:
+            by_label: dict[str, list[int]] = {}
+            for row, name in enumerate(self.label_of):
+                by_label.setdefault(name, []).append(row)
+            self._rows_of_label = by_label
+        rows = self._rows_of_label.get(label, [])
+        return len(rows), rows[offset : offset + limit]
 
     def warning(self) -> str | None:
         return self.embedded.warning

@@ -16,6 +16,8 @@ An index folder (format 3) holds:
   them have none, and ``simrec colours`` adds them;
 * ``ann-GEN.faiss`` (optional): the approximate-search structure of ``simrec ann``,
   described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
+* ``neighbor_rows-GEN.npy`` and ``neighbor_distances-GEN.npy`` (optional): every product's
+  nearest products, stored with the version (:mod:`simrec.storage.stored_neighbors`);
 * ``photos/``: the photos of a zip source, stored once by content (``photos/ab/<sha256>.jpg``,
   see :mod:`simrec.storage.photo_store`): unchanged photos never move between versions, and
   the previous version's photos stay until the commit after next (``retired_photos``), so a
@@ -67,6 +69,7 @@ from simrec.core.records import CATALOG_COLUMNS, FAILURE_COLUMNS, FORMAT_VERSION
 from simrec.core.signals import deferred_interrupt
 from simrec.embedded_catalog import EmbeddedCatalog, assemble
 from simrec.search.exact import compute_inverse_norms
+from simrec.storage import stored_neighbors
 from simrec.storage.locking import writer_lock
 from simrec.storage.photo_store import STORE, collect_photos, photos_named, store_photos
 
@@ -84,9 +87,11 @@ _SUFFIX = {
     "failures": ".parquet",
     "colours": ".npy",
     "ann": ".faiss",
+    **{role: ".npy" for role in stored_neighbors.ROLES},
 }
 _GENERATION_FILE = re.compile(
-    r"^(catalog|embeddings|inverse_norms|failures|colours|ann)-\d{6}-[0-9a-f]{8}\.(parquet|csv|npy|faiss)$"
+    r"^(catalog|embeddings|inverse_norms|failures|colours|ann|neighbor_rows|neighbor_distances)"
+    r"-\d{6}-[0-9a-f]{8}\.(parquet|csv|npy|faiss)$"
 )
 _GENERATION_FOLDER = re.compile(r"^images-\d{6}-[0-9a-f]{8}$")
 _LEFTOVER = re.compile(r"^\.(meta\.json\..*\.tmp|images-.*|staging-.*|write-test-.*)$")
@@ -144,6 +149,7 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
     with writer_lock(index_dir):
         generation = generation or new_generation(index_dir)
         roles = ROLES + tuple(role for role in OPTIONAL_ROLES if getattr(embedded, role) is not None)
+        roles += tuple(stored_neighbors.writers(embedded.stored_neighbors))
         names = {role: f"{role}-{generation}{_SUFFIX[role]}" for role in roles}
         temporary = index_dir / f".meta.json.{generation}.tmp"
         committed = False
@@ -152,6 +158,7 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
             meta = embedded.meta.replace(
                 colour_signature=None if embedded.colours is None else embedded.meta.colour_signature,
                 ann=None if embedded.ann is None else embedded.meta.ann,
+                stored_neighbors=stored_neighbors.describe(embedded.stored_neighbors),
                 format_version=FORMAT_VERSION,
                 photo_folders=photo_folders,
                 generation=generation,
@@ -400,6 +407,7 @@ def _write_data(
         "failures": lambda handle: _write_table(embedded.failures, handle),
         "colours": lambda handle: np.save(handle, np.asarray(embedded.colours, dtype=np.float32)),
         "ann": lambda handle: _write_ann(embedded.ann, handle),
+        **stored_neighbors.writers(embedded.stored_neighbors),
     }
     files = {}
     for role in names:
@@ -590,8 +598,8 @@ def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> E
                 f"{index_dir} is inconsistent: its ann structure does not describe the {meta.count} items; "
                 "rebuild it with 'simrec ann'"
             )
-    embedded = EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours, ann)
-    return embedded
+    stored = stored_neighbors.read_stored(index_dir, meta, files, lambda path: _read_array(path, mmap))
+    return EmbeddedCatalog(catalog, embeddings, meta, failures, inverse_norms, colours, ann, stored)
 
 
 def _read_array(path: Path, mmap: bool) -> np.ndarray:

@@ -22,17 +22,26 @@ from photos import write_image
 from tables import read_table
 
 from simrec import build_extractor, build_index, load_index
+from simrec.core.defaults import STORED_NEIGHBORS
 from simrec.storage.locking import LOCK_FILE
 from simrec.storage.photo_store import STORE
 
 OLD, NEW = 6, 18  # photos before and after the source grew
 # Moments before the commit leave the previous version, the commit and later the new one.
 BEFORE_COMMIT = ["locked", "catalogued", *(f"batch@{i}" for i in range(1, NEW - OLD + 1))]
-BEFORE_COMMIT += [f"data-file@{i}" for i in range(1, 5)] + ["manifest-written"]
+# Seven data files: catalog, embeddings, inverse norms, failures, colours and the two of the stored neighbors.
+BEFORE_COMMIT += [f"data-file@{i}" for i in range(1, 8)] + ["manifest-written"]
 AFTER_COMMIT = ["committed", *(f"cleanup@{i}" for i in range(1, 5))]
 ZIP_MOMENTS = [("zip-entry@1", OLD), ("zip-entry@9", OLD), ("zip-entry@17", OLD), ("batch@3", OLD)]
 ZIP_MOMENTS += [("photo-stored@1", OLD), ("photo-stored@12", OLD)]  # the 12 new photos enter the store
-ZIP_MOMENTS += [("data-file@2", OLD), ("committed", NEW), ("cleanup@2", NEW), ("cleanup@5", NEW), ("cleanup@6", NEW)]
+ZIP_MOMENTS += [
+    ("data-file@2", OLD),
+    ("data-file@7", OLD),
+    ("committed", NEW),
+    ("cleanup@2", NEW),
+    ("cleanup@5", NEW),
+    ("cleanup@6", NEW),
+]
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +84,8 @@ def _check_trials(source, out, pristine, moments, small_extractor, tmp_path):
         assert len(survived) == expected, (moment, len(survived))
         assert survived.meta.count == len(survived.embeddings) == expected
         assert all(os.path.isfile(p) for p in survived.catalog["path"]), moment
+        stored = survived.stored_neighbors  # the stored neighbors of the version that survived, not of another
+        assert stored is not None and stored.rows.shape == (expected, 2, min(expected - 1, STORED_NEIGHBORS)), moment
         embedded, report = build_index(source, out, extractor=small_extractor, verbose=False)
         assert len(embedded) == NEW and report.unchanged == expected, moment
         ids = sorted(embedded.catalog["product_id"])
@@ -91,7 +102,7 @@ def test_kill_at_every_moment_of_a_folder_reindex_leaves_a_working_index(tmp_pat
     _grow(source, OLD, NEW)
     moments = [(m, OLD) for m in BEFORE_COMMIT] + [(m, NEW) for m in AFTER_COMMIT]
     covered = _check_trials(source, tmp_path / "idx", pristine, moments, small_extractor, tmp_path)
-    assert covered >= 24
+    assert covered >= 27
 
 
 def test_kill_during_a_zip_reindex_leaves_a_working_index_and_its_photos(tmp_path, small_extractor):
@@ -107,4 +118,4 @@ def test_kill_during_a_zip_reindex_leaves_a_working_index_and_its_photos(tmp_pat
         for path in sorted(tree.rglob("*.jpg")):
             archive.write(path, path.relative_to(tree).as_posix())
     covered = _check_trials(source, tmp_path / "idx", pristine, ZIP_MOMENTS, small_extractor, tmp_path)
-    assert covered == 11  # with the 24 above: 35 kill moments
+    assert covered == 12  # with the 27 above: 39 kill moments
