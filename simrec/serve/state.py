@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from simrec.serve.limits import DecodeGate, ServiceBusy
 from simrec.storage.following import POLL_SECONDS, IndexFollower
 
 logger = logging.getLogger(__name__)
+
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
+"""The characters ``urllib.parse.quote(..., safe="/")`` never percent-encodes."""
 
 
 @dataclass
@@ -74,8 +78,15 @@ class IndexVersion:
     def image_url(self, product_id: str) -> str | None:
         """The URL of a product's photo, or None when the index holds none for it."""
         row = self.rows.get(product_id)
-        if row is None or not self._has_photo[row]:
+        return None if row is None else self.image_url_of(row)
+
+    def image_url_of(self, row: int) -> str | None:
+        """The URL of catalog row ``row``'s photo, or None when the index holds none for it."""
+        if not self._has_photo[row]:
             return None
+        product_id = self.ids[row]
+        if _URL_SAFE.fullmatch(product_id):  # what quote() would leave as it is: skip its per-character work
+            return "/images/" + product_id
         return "/images/" + quote(product_id, safe="/")
 
     def photo_path(self, product_id: str) -> Path | None:
@@ -184,16 +195,22 @@ class Service:
                 logger.exception("could not look for a new version of %s", self.index_dir)
 
 
-def get_service(request: Request) -> Service:
-    """FastAPI dependency: the :class:`Service` of the app serving this request."""
+async def get_service(request: Request) -> Service:
+    """FastAPI dependency: the :class:`Service` of the app serving this request.
+
+    ``async`` so FastAPI calls it on the event loop: a plain function would be sent to a
+    worker thread and back on every request.
+    """
     return request.app.state.service
 
 
-def get_version(request: Request) -> IndexVersion:
+async def get_version(request: Request) -> IndexVersion:
     """FastAPI dependency: the version this request is answered from, taken once when it starts.
 
+    ``async``, as :func:`get_service`.
+
     Raises:
-        ServiceBusy: The request waited for a worker thread past its deadline.
+        ServiceBusy: The request reached its route past its deadline.
     """
     deadline = getattr(request.state, "deadline", None)
     if deadline is not None and time.monotonic() >= deadline:

@@ -45,7 +45,43 @@ def test_a_version_looks_up_rows_labels_and_pages(index_dir):
     version = IndexVersion(load_index(index_dir, mmap=True))
     assert [version.rows[i] for i in IDS] == [0, 1, 2, 3]
     assert version.labels == ["odd", "plain", "red"]
-    total, page = version.products("odd", offset=1, limit=5)
-    assert total == 2 and page["product_id"].tolist() == ["50%"]
+    total, rows = version.product_rows("odd", offset=1, limit=5)
+    assert total == 2 and [version.ids[row] for row in rows] == ["50%"]
     assert version.image_url("plain") is None  # vectors made outside simrec: no photo to serve
     assert version.describe()["items"] == len(IDS)
+
+
+def test_answers_are_written_as_json_dumps_writes_them():
+    import json
+
+    from simrec.serve.api import json_float, json_response
+
+    odd = ["line\nbreak", 'quote " and \\', "tab\t\x01\x1f\x7f", "é 漢字 \u2028 😀", "50%", ""]
+    payload = {
+        "query": {"product_id": odd[0], "label": "", "image_url": None},
+        "results": [
+            {"rank": i, "product_id": text, "label": text, "distance": distance, "image_url": "/images/" + text}
+            for i, (text, distance) in enumerate(zip(odd, [0.0, 1e-7, 0.1234567, 1 / 3, 2.0, 5e-324]), 1)
+        ],
+        "labels": odd,
+        "warning": None,
+        "total": 2**40,
+    }
+    expected = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    for result in payload["results"]:
+        result["distance"] = json_float(result["distance"])
+    assert json_response(payload).body == expected
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        json_float(float("nan"))
+
+
+def test_photo_urls_are_quoted_as_quote_writes_them(tmp_path):
+    from urllib.parse import quote
+
+    from simrec import load_index
+
+    ids = ["plain_1.jpg", "a/b-c~d", "red/shirt 1", "line\nbreak", "50%", "é", "x?y#z", "+&=;"]
+    catalog = pd.DataFrame({"product_id": ids, "label": ["x"] * len(ids), "path": [f"/p/{i}.jpg" for i in range(8)]})
+    vectors = np.random.default_rng(0).normal(size=(len(ids), 4)).astype(np.float32)
+    version = IndexVersion(load_index(save_vectors(catalog, vectors, tmp_path / "idx", model="generated"), mmap=True))
+    assert [version.image_url(i) for i in ids] == ["/images/" + quote(i, safe="/") for i in ids]
