@@ -43,7 +43,7 @@ BACKLOG = 2048
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol on httptools (llhttp, in C), plus a deadline and a size limit for each request's head.
+    """uvicorn's HTTP/1.1 protocol on httptools (llhttp, in C), with a deadline and a size limit for a head.
 
     httptools parses a request in a few microseconds where h11, in Python, took about half
     of a product page's time. It has no limit of its own on a head's size, so a head's
