@@ -55,6 +55,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     header_timeout = HEADER_TIMEOUT
     max_head_bytes = MAX_HEAD_BYTES
+    join_writes = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -92,6 +93,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_complete = True
         super().on_headers_complete()
+        if self.join_writes and self.cycle is not None:
+            self.cycle.transport = JoinedWrites(self.transport, self.loop)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -114,6 +117,48 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()  # no complete request head in time
 
 
+class JoinedWrites:
+    """A transport whose writes in one step of the event loop go to the socket as one.
+
+    uvicorn writes an answer's head and its body separately, and asyncio sends each at
+    once (``TCP_NODELAY``): two system calls and two TCP segments for every small JSON
+    answer, the largest single cost of a product page. Held until the end of the loop's
+    current step, they leave in one ``send``; their order, and what a streamed answer
+    writes in later steps, are unchanged. Everything else is the transport's own.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held.clear()
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(data) for data in self._held)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def _flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+
 def check_port(port: int) -> int:
     """The port, if it is one a server can listen on.
 
@@ -133,7 +178,9 @@ def bind(host: str, port: int) -> socket.socket:
     """
     check_port(port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say TCP. Without it Nagle's algorithm
+    # held an answer's body until the client's delayed ACK, up to 40 ms per request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -28,7 +28,8 @@ class _QuickHead(GuardedHttpToolsProtocol):
 
 
 @pytest.fixture
-def port():
+def server():
+    """A uvicorn server of :func:`_echo_length` with simrec's settings, and its port."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free = probe.getsockname()[1]
@@ -40,9 +41,14 @@ def port():
     thread.start()
     while not server.started:
         time.sleep(0.01)
-    yield free
+    yield server, free
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def port(server):
+    return server[1]
 
 
 def _exchange(port: int, data: bytes) -> bytes:
@@ -101,3 +107,59 @@ def test_a_head_that_does_not_end_is_refused_once_past_the_limit(port):
                 time.sleep(0.001)
             raise OSError("the server read 100 times the limit without refusing it")
         assert sent < 10 * MAX_HEAD_BYTES
+
+
+def test_connections_send_without_delay_and_answers_whole(server):
+    """TCP_NODELAY: without it, Nagle's algorithm held each answer's body until the client's delayed ACK (40 ms)."""
+    uvicorn_server, port = server
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head is not complete: the connection stays open
+        time.sleep(0.2)
+        (protocol,) = uvicorn_server.server_state.connections
+        sock = protocol.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_writes_in_one_step_of_the_loop_leave_as_one():
+    import asyncio
+
+    from simrec.serve.running import JoinedWrites
+
+    class Recorder:
+        def __init__(self):
+            self.writes, self.closed, self.aborted = [], False, False
+
+        def write(self, data):
+            self.writes.append(data)
+
+        def is_closing(self):
+            return self.closed
+
+        def close(self):
+            self.closed = True
+
+        def abort(self):
+            self.aborted = True
+
+        def get_write_buffer_size(self):
+            return 0
+
+    async def scenario():
+        recorder = Recorder()
+        joined = JoinedWrites(recorder, asyncio.get_running_loop())
+        joined.write(b"head ")
+        joined.write(b"body")
+        assert recorder.writes == [] and joined.get_write_buffer_size() == 9
+        await asyncio.sleep(0)
+        assert recorder.writes == [b"head body"]
+        joined.write(b"chunk 2")
+        await asyncio.sleep(0)
+        joined.write(b"last")
+        joined.close()  # what was held leaves before the connection closes
+        assert recorder.writes == [b"head body", b"chunk 2", b"last"] and recorder.closed
+        joined.write(b"never sent")
+        joined.abort()
+        await asyncio.sleep(0)
+        assert recorder.writes[-1] == b"last" and recorder.aborted
+
+    asyncio.run(scenario())
