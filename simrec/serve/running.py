@@ -204,6 +204,8 @@ def uvicorn_config(app: Any, *, workers: int, verbose: int, **kwargs: Any) -> uv
         limit_concurrency=MAX_CONNECTIONS,
         backlog=BACKLOG,
         log_level="warning" if verbose == 0 else "info",
+        access_log=verbose > 0,  # logged at info, which verbose 0 does not show: not even formatted then
+        proxy_headers=False,  # nothing simrec answers depends on the client's address or scheme
         **kwargs,
     )
 

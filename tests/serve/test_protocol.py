@@ -163,3 +163,41 @@ def test_writes_in_one_step_of_the_loop_leave_as_one():
         assert recorder.writes[-1] == b"last" and recorder.aborted
 
     asyncio.run(scenario())
+
+
+def test_a_late_answer_is_503_at_its_deadline_and_the_connection_serves_the_next():
+    import asyncio
+
+    from simrec.serve.limits import Deadline
+
+    async def slow_then_fast(scope, receive, send):
+        if scope["path"] == "/slow":
+            await asyncio.sleep(3)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn_config(Deadline(slow_then_fast, timeout=0.3), workers=1, verbose=0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [bind("127.0.0.1", free)]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    try:
+        with socket.create_connection(("127.0.0.1", free), timeout=5) as conn:
+            started = time.monotonic()
+            conn.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while b"retry in" not in answer:
+                answer += conn.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in answer.lower()
+            assert time.monotonic() - started < 2  # at the deadline, not when the slow request ends
+            conn.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"ok"):
+                answer += conn.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 200" not in answer[12:]
+    finally:
+        server.should_exit = True
+        thread.join(10)
