@@ -27,9 +27,11 @@ async def product_photo(product_id: str, version: Annotated[IndexVersion, Depend
     """A catalog product's photo, with its content type.
 
     The product id is looked up in the catalog and only that row's photo file is served,
-    so no path in the URL ever reaches the file system. ``async``: the lookup and one
-    ``stat`` take microseconds, and ``FileResponse`` reads the file off the event loop.
+    so no path in the URL ever reaches the file system.
     \f
+    ``async``: the lookup and one ``stat`` take microseconds, and ``FileResponse`` reads
+    the file off the event loop.
+
     Raises:
         fastapi.HTTPException: 404: no such product, or it has no photo file.
     """
