@@ -16,6 +16,7 @@ RUNS = {
     "open_query": (["--items", "200", "--dim", "8"], "ratio query_cli_s/target="),
     "export": (["--items", "300", "--dim", "8"], "peak_allocated_mb"),
     "scan": (["--files", "100", "--rounds", "1"], "ratio content/extension-only:"),
+    "half_scan": (["--items", "500", "--dim", "64", "--queries", "3"], "bound on a distance"),
     "duplicates": (
         ["--skip-planted", "--items", "2000", "--dim", "16", "--ann-items", "500", "--project", "10000"],
         "projected to 10,000 x 16",
@@ -36,3 +37,26 @@ def test_the_benchmark_runs_on_small_inputs(name, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert expected in run.stdout
+
+
+def test_a_float16_copy_stays_within_its_bound_of_the_canonical_distance():
+    """The bound benchmarks/half_scan.py derives holds, subnormal float16 components included."""
+    import importlib.util
+
+    import numpy as np
+
+    from simrec.search.rerank import canonical_cosine
+
+    spec = importlib.util.spec_from_file_location("half_scan", ROOT / "benchmarks" / "half_scan.py")
+    half_scan = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(half_scan)
+    rng = np.random.default_rng(0)
+    for dim in (16, 256, 2048):
+        vectors = rng.normal(size=(400, dim)) * rng.choice([1.0, 1e-6], size=(400, dim), p=[0.7, 0.3])
+        units = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        half = units.astype(np.float16).astype(np.float32)
+        assert (np.abs(half) < 2.0**-14).any()  # some components are float16 subnormals
+        for q in units[:20]:
+            fast = 1.0 - half @ q
+            canonical = canonical_cosine(units, q, np.arange(len(units)))
+            assert np.abs(fast - canonical).max() <= half_scan.half_bound(dim)
