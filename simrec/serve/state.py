@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 
-from simrec.embedded_catalog import EmbeddedCatalog
+from simrec.embedded_catalog import EmbeddedCatalog, default_colour_weight, neighbors_for
 from simrec.serve.batching import NeighborBatcher, PhotoBatcher
 from simrec.serve.limits import DecodeGate, ServiceBusy
 from simrec.storage.following import POLL_SECONDS, IndexFollower
@@ -70,6 +70,9 @@ class IndexVersion:
         self._rows_of_label: dict[str, list[int]] | None = None
         _ = self.embedded.neighbors  # fit once now, not racing in the first requests
         self.search = self.embedded.search(exact=self.exact)
+        weight = default_colour_weight(self.embedded)
+        if weight > 0:  # the blend too: id queries are planned on the event loop, which must not wait for a fit
+            neighbors_for(self.embedded, weight)
 
     @property
     def generation(self) -> str | None:
