@@ -304,7 +304,7 @@ class TextEmbedder:
         self._image_size = image_size
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """The vectors of ``texts``: ``(len(texts), dim)`` float32.
+        """The vectors of ``texts``: ``(len(texts), dim)`` float32, of unit length (only their direction counts).
 
         Raises:
             InvalidArgumentError: An empty text.
@@ -315,8 +315,10 @@ class TextEmbedder:
         # The preprocessors take images and prompts together; blank images stand in for the ones not used.
         blank = np.zeros((len(texts), self._image_size, self._image_size, 3), np.float32)
         tokens = self._preprocessor({"images": blank, "prompts": texts})["token_ids"]
-        vectors = self._backbone.get_text_embeddings(tokens)
-        return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        from sklearn.preprocessing import normalize
+
+        vectors = np.asarray(self._backbone.get_text_embeddings(tokens), dtype=np.float32).reshape(len(texts), -1)
+        return normalize(vectors).astype(np.float32)
 
 
 def text_embedder_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None) -> TextEmbedder:

@@ -37,6 +37,7 @@ class QueryInfo(BaseModel):
     product_id: str | None = Field(description="the catalog product asked about, or null for a photo")
     label: str
     image_url: str | None = Field(default=None, description="its photo, for a catalog product")
+    text: str | None = Field(default=None, description="the words searched with, for a text query")
 
 
 class Result(BaseModel):
