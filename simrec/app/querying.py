@@ -212,14 +212,16 @@ def recommend(
         weights.
 
     Raises:
-        InvalidArgumentError: Not exactly one query given, a text query on an index without a text tower, ``n_neighbors`` or ``colour_weight`` out of range, an empty
-            catalog, ``colour_weight > 0`` on an index without colour signatures (the message says how to add them), or
+        InvalidArgumentError: Not exactly one query given, a text query on an index without a text tower,
+            ``n_neighbors`` or ``colour_weight`` out of range, an empty catalog, ``colour_weight > 0`` on an index
+            without colour signatures (the message says how to add them), or
             an ``image`` array of a refused shape, dtype or range.
         UnknownProductError: Unknown ``product_id`` (the message suggests close matches).
         TypeError: ``image`` is not a path, PIL image or array, or ``extractor`` was not made by
             :func:`simrec.build_extractor`.
         ImageDecodeError: The query image cannot be read.
-        MissingFileError: A photo query on an index whose weights file is not there.
+        MissingFileError: A photo or text query on an index whose weights file or preset folder is not there.
+        MissingDependencyError: A text query without keras-hub installed.
         IndexIntegrityError: ``extractor`` differs from the index's, or a photo query on an index of vectors made
             outside simrec.
 

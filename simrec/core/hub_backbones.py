@@ -94,7 +94,9 @@ def _siglip(name: str, preset: str, size: int, patch: int, width: tuple[int, int
     return HubBackbone(name, "siglip", preset, size, dim, counts[0], counts[1], vision)
 
 
-def _clip(name: str, preset: str, size: int, patch: int, width: tuple[int, int, int, int, int], counts: tuple[int, int]):
+def _clip(
+    name: str, preset: str, size: int, patch: int, width: tuple[int, int, int, int, int], counts: tuple[int, int]
+):
     dim, layers, heads, mlp, projection = width
     vision = {"patch_size": patch, "hidden_dim": dim, "num_layers": layers, "num_heads": heads, "intermediate_dim": mlp}
     vision["projection_dim"] = projection

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from simrec.core.backbones import BACKBONES
-from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file
 from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
+from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file
 from simrec.core.records import FORMAT_VERSION, ExtractorInfo
 
 EXTERNAL_WEIGHTS = "external"

@@ -87,7 +87,9 @@ def build_hub_extractor(
         MissingDependencyError: keras-hub is not installed.
     """
     if precision not in ("auto", *_POLICIES):
-        raise InvalidArgumentError(f"Expected precision in ('auto', {', '.join(map(repr, _POLICIES))}), got {precision!r}")
+        raise InvalidArgumentError(
+            f"Expected precision in ('auto', {', '.join(map(repr, _POLICIES))}), got {precision!r}"
+        )
     preset = _resolve_preset(spec, weights)
     keras_hub = keras_hub_module()
     import keras
@@ -113,7 +115,9 @@ def build_hub_extractor(
         converter_name = f"{type(converter).__name__} of the preset"
         tower = _load_tower(keras_hub, spec, preset, size, policy)
     pixels = keras.Input((size, size, 3), name="pixels")
-    scaled = keras.layers.Rescaling(_as_array(scale, 1.0), _as_array(offset, 0.0), dtype="float32", name="image_converter")
+    scaled = keras.layers.Rescaling(
+        _as_array(scale, 1.0), _as_array(offset, 0.0), dtype="float32", name="image_converter"
+    )
     vector = keras.layers.Activation("linear", dtype="float32", name="embedding")
     extractor = keras.Model(pixels, vector(tower(scaled(pixels))), name=f"simrec_{spec.name}")
 
@@ -224,7 +228,9 @@ def check_preset_family(spec: HubBackbone, backbone: Any, preset: str | Path) ->
     config = backbone.get_config() if spec.family == "dinov2" else backbone.vision_encoder.get_config()
     if spec.family == "clip":
         config = {**config, "projection_dim": backbone.projection_dim}
-    wrong = [f"{key} {config.get(key)!r} (not {value!r})" for key, value in spec.vision.items() if config.get(key) != value]
+    wrong = [
+        f"{key} {config.get(key)!r} (not {value!r})" for key, value in spec.vision.items() if config.get(key) != value
+    ]
     if wrong:
         raise InvalidArgumentError(
             f"KerasHub preset {str(preset)!r} is not {spec.name}: its image tower has {', '.join(wrong)}; "
@@ -256,7 +262,9 @@ def _untrained_tower(keras_hub: Any, spec: HubBackbone, size: int, policy: str) 
     vision = {key: value for key, value in spec.vision.items() if key != "projection_dim"}
     encoder = models.CLIPVisionEncoder(**vision, image_shape=shape, dtype=policy)
     pooler = _first_token("vision_pooler")  # what CLIP's own pooler does
-    projection = keras.layers.Dense(spec.vision["projection_dim"], use_bias=False, dtype=policy, name="vision_projection")
+    projection = keras.layers.Dense(
+        spec.vision["projection_dim"], use_bias=False, dtype=policy, name="vision_projection"
+    )
     return lambda images: projection(pooler(encoder({"images": images})))
 
 
@@ -353,7 +361,9 @@ def text_embedder_for(meta: IndexMeta, weights_path: str | os.PathLike | None = 
     preset = _resolve_preset(spec, weights)
     keras_hub = keras_hub_module()
     preprocessor_class = {"siglip": keras_hub.models.SigLIPPreprocessor, "clip": keras_hub.models.CLIPPreprocessor}
-    preprocessor = _load("text preprocessor", spec, preset, lambda: preprocessor_class[spec.family].from_preset(str(preset)))
+    preprocessor = _load(
+        "text preprocessor", spec, preset, lambda: preprocessor_class[spec.family].from_preset(str(preset))
+    )
     backbone = _load("backbone", spec, preset, lambda: keras_hub.models.Backbone.from_preset(str(preset)))
     check_preset_family(spec, backbone, preset)
     embedder = TextEmbedder(meta.model, meta.weights, backbone, preprocessor, int(meta.image_size))

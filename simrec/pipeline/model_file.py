@@ -42,7 +42,9 @@ def preprocessing_description(mode: str) -> str:
         InvalidArgumentError: ``mode`` is not a key of :data:`~simrec.core.backbones.PREPROCESSING_MODES`.
     """
     if mode not in PREPROCESSING_MODES:
-        raise InvalidArgumentError(f"Expected --preprocessing to be one of {', '.join(PREPROCESSING_MODES)}, got {mode!r}")
+        raise InvalidArgumentError(
+            f"Expected --preprocessing to be one of {', '.join(PREPROCESSING_MODES)}, got {mode!r}"
+        )
     return f"{DECODING}; {_DESCRIBED}{PREPROCESSING_MODES[mode]}"
 
 
