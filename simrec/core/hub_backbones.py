@@ -56,9 +56,10 @@ class HubBackbone:
             takes any preset folder of its family.
         image_size: The input side of the preset's image converter: the default.
         dim: Length of its vector.
-        parameters: Parameters of the image tower that embeds (what runs per photo).
-        preset_parameters: Parameters of the whole preset (with a text tower for SigLIP and CLIP),
-            as KerasHub's preset list states them.
+        parameters: Parameters of the extractor at ``image_size`` (the image tower that runs per photo),
+            counted on the published architecture built with untrained weights.
+        preset_parameters: Parameters of the whole preset (with a text tower for SigLIP and CLIP; DINOv2's
+            with position embeddings for 518 px), as KerasHub's preset list states them.
         vision: The image tower's architecture (KerasHub constructor arguments).
     """
 
@@ -112,18 +113,22 @@ _CLIP_LARGE = (1024, 24, 16, 4096, 768)
 HUB_BACKBONES: dict[str, HubBackbone] = {
     spec.name: spec
     for spec in [
-        _dinov2("dinov2-small", "dinov2_small", 384, 12, 6, 22_582_656, 22_582_656),
-        _dinov2("dinov2-base", "dinov2_base", 768, 12, 12, 87_632_640, 87_632_640),
-        _dinov2("dinov2-large", "dinov2_large", 1024, 24, 16, 305_771_520, 305_771_520),
-        _siglip("siglip2-base-16-224", "siglip2_base_patch16_224", 224, 16, _SIGLIP_BASE, (0, 375_188_230)),
-        _siglip("siglip2-base-16-256", "siglip2_base_patch16_256", 256, 16, _SIGLIP_BASE, (0, 375_234_370)),
-        _siglip("siglip2-base-16-384", "siglip2_base_patch16_384", 384, 16, _SIGLIP_BASE, (0, 376_856_194)),
-        _siglip("siglip2-base-32-256", "siglip2_base_patch32_256", 256, 32, _SIGLIP_BASE, (0, 376_856_194)),
-        _siglip("siglip2-large-16-256", "siglip2_large_patch16_256", 256, 16, _SIGLIP_LARGE, (0, 881_527_106)),
-        _siglip("siglip2-so400m-14-224", "siglip2_so400m_patch14_224", 224, 14, _SIGLIP_SO400M, (0, 1_135_463_922)),
-        _clip("clip-vit-b32", "clip_vit_base_patch32", 224, 32, _CLIP_BASE, (0, 151_277_363)),
-        _clip("clip-vit-b16", "clip_vit_base_patch16", 224, 16, _CLIP_BASE, (0, 149_620_934)),
-        _clip("clip-vit-l14", "clip_vit_large_patch14", 224, 14, _CLIP_LARGE, (0, 427_616_770)),
+        _dinov2("dinov2-small", "dinov2_small", 384, 12, 6, 22_155_264, 22_582_656),
+        _dinov2("dinov2-base", "dinov2_base", 768, 12, 12, 86_777_856, 87_632_640),
+        _dinov2("dinov2-large", "dinov2_large", 1024, 24, 16, 304_631_808, 305_771_520),
+        _siglip("siglip2-base-16-224", "siglip2_base_patch16_224", 224, 16, _SIGLIP_BASE, (92_884_420, 375_188_230)),
+        _siglip("siglip2-base-16-256", "siglip2_base_patch16_256", 256, 16, _SIGLIP_BASE, (92_930_560, 375_234_370)),
+        _siglip("siglip2-base-16-384", "siglip2_base_patch16_384", 384, 16, _SIGLIP_BASE, (93_176_640, 376_856_194)),
+        _siglip("siglip2-base-32-256", "siglip2_base_patch32_256", 256, 32, _SIGLIP_BASE, (94_552_384, 376_856_194)),
+        _siglip(
+            "siglip2-large-16-256", "siglip2_large_patch16_256", 256, 16, _SIGLIP_LARGE, (315_956_480, 881_527_106)
+        ),
+        _siglip(
+            "siglip2-so400m-14-224", "siglip2_so400m_patch14_224", 224, 14, _SIGLIP_SO400M, (427_680_960, 1_135_463_922)
+        ),
+        _clip("clip-vit-b32", "clip_vit_base_patch32", 224, 32, _CLIP_BASE, (87_849_266, 151_277_363)),
+        _clip("clip-vit-b16", "clip_vit_base_patch16", 224, 16, _CLIP_BASE, (86_192_837, 149_620_934)),
+        _clip("clip-vit-l14", "clip_vit_large_patch14", 224, 14, _CLIP_LARGE, (303_966_465, 427_616_770)),
         HubBackbone("dinov2", "dinov2"),
         HubBackbone("siglip", "siglip"),
         HubBackbone("clip", "clip"),

@@ -94,12 +94,11 @@ def test_untrained_weights_follow_the_published_architecture(pixels):
 
 
 def test_the_published_configurations_have_the_stated_sizes():
-    """The registry's DINOv2 parameter counts are KerasHub's own for its presets (built here untrained)."""
-    for name in ("dinov2-small",):
-        spec = HUB_BACKBONES[name]
-        backbone = keras_hub.models.DINOV2Backbone(**spec.vision, image_shape=(518, 518, 3))  # as KerasHub counts
-        assert backbone.count_params() == spec.parameters == spec.preset_parameters
-        assert backbone.output_shape[-1] == spec.dim
+    """dinov2-small built untrained: the registry's count at 224 px, and KerasHub's own count of its preset at 518."""
+    spec = HUB_BACKBONES["dinov2-small"]
+    assert build_extractor("random", model="dinov2-small").count_params() == spec.parameters
+    backbone = keras_hub.models.DINOV2Backbone(**spec.vision, image_shape=(518, 518, 3))  # as KerasHub counts
+    assert backbone.count_params() == spec.preset_parameters and backbone.output_shape[-1] == spec.dim
 
 
 def test_text_vectors_come_from_the_preset_the_index_was_embedded_with(presets, pixels):
