@@ -19,7 +19,7 @@ from simrec.core.errors import ImageDecodeError
 from simrec.embedded_catalog import row_in
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
-from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
+from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar, TextSimilar
 from simrec.serve.state import IndexVersion, Service, deadline_of, get_service, get_version
 
 router = APIRouter()
@@ -159,7 +159,7 @@ def similar_to_photo(
 
 @router.get(
     "/api/search",
-    response_model=Similar,
+    response_model=TextSimilar,
     responses={
         409: {"model": ErrorDetail, "description": "the index's preset is not there or cannot be downloaded"},
         422: {"model": ErrorDetail, "description": "k out of range, or an index without a text tower"},

@@ -37,7 +37,6 @@ class QueryInfo(BaseModel):
     product_id: str | None = Field(description="the catalog product asked about, or null for a photo")
     label: str
     image_url: str | None = Field(default=None, description="its photo, for a catalog product")
-    text: str | None = Field(default=None, description="the words searched with, for a text query")
 
 
 class Result(BaseModel):
@@ -50,6 +49,18 @@ class Result(BaseModel):
 
 class Similar(BaseModel):
     query: QueryInfo
+    results: list[Result]
+    warning: str | None
+
+
+class TextQueryInfo(BaseModel):
+    text: str = Field(description="the words searched with")
+    product_id: None = Field(default=None, description="always null: the query is no catalog product")
+    label: str = ""
+
+
+class TextSimilar(BaseModel):
+    query: TextQueryInfo
     results: list[Result]
     warning: str | None
 
