@@ -255,10 +255,10 @@ def run_model_benchmark(
 
     import keras
 
-    from simrec.core.backbones import BACKBONES, backbone
+    from simrec.core.backbones import BACKBONES
     from simrec.pipeline.backend import framework_version
 
-    names = list(BACKBONES) if models == ["all"] else [backbone(name).name for name in models]
+    names = list(BACKBONES) if models == ["all"] else [_model_name(name) for name in models]
     print_fn(
         f"machine {_cpu_name()}, {os.cpu_count()} CPUs, Keras {keras.__version__} on {framework_version()}; "
         f"untrained weights, {precision}, batch_size {batch_size}, {n_images} images, best of {repeats}"
@@ -291,11 +291,12 @@ def run_model_benchmark(
 def _model_figures(name: str, paths: list[str], batch_size: int, precision: str, repeats: int) -> dict[str, float]:
     """One backbone's forward-only and end-to-end images per second (best of ``repeats``)."""
     from simrec.core.backbones import backbone
+    from simrec.core.hub_backbones import HUB_BACKBONES
     from simrec.pipeline.embedding import compiled_forward, embed_images
     from simrec.pipeline.images import load_image
     from simrec.pipeline.model import build_extractor
 
-    spec = backbone(name)
+    spec = HUB_BACKBONES[name] if name in HUB_BACKBONES else backbone(name)
     extractor = build_extractor(weights=None, model=name, precision=precision)
     pixels = np.stack([load_image(p, spec.image_size) for p in paths])
     forward = compiled_forward(extractor)
@@ -308,6 +309,14 @@ def _model_figures(name: str, paths: list[str], batch_size: int, precision: str,
         figures["model_only_img_per_s"] = max(figures.get("model_only_img_per_s", 0.0), model_only)
         figures["pipeline_img_per_s"] = max(figures.get("pipeline_img_per_s", 0.0), pipeline)
     return figures
+
+
+def _model_name(name: str) -> str:
+    """A backbone's name, a KerasHub one's included (an unknown one is refused with close names)."""
+    from simrec.core.backbones import backbone
+    from simrec.core.hub_backbones import HUB_BACKBONES
+
+    return name if name in HUB_BACKBONES else backbone(name).name
 
 
 def _drain(batches) -> None:

@@ -31,11 +31,11 @@ from simrec.app.export import export_embeddings, export_neighbors, results_paylo
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_duplicate_groups, plot_recommendation_grid, plot_recommendations
 from simrec.app.precompute import store_neighbors
-from simrec.app.querying import plan_query, query_extractor, recommend
+from simrec.app.querying import plan_query, query_extractor, query_text_embedder, recommend
 from simrec.app.sync import PHOTO_FIELDS, sync_index
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
-from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
+from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE, PREPROCESSING_MODES
 from simrec.core.defaults import (
     BATCH_SIZE,
     COLOUR_WEIGHT,
@@ -47,6 +47,7 @@ from simrec.core.defaults import (
     STORED_NEIGHBORS,
 )
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
+from simrec.core.hub_backbones import HUB_BACKBONES
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
 from simrec.embedded_catalog import require_colours
@@ -108,15 +109,18 @@ def _add_model_options(sub: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="NAME",
-        help=f"the backbone: {', '.join(BACKBONES)} (default: an existing index's own, else "
-        f"{DEFAULT_BACKBONE}); a different one than the index's needs --rebuild",
+        help=f"the backbone: {', '.join(BACKBONES)}; a KerasHub one: {', '.join(HUB_BACKBONES)} "
+        "(pip install 'simrec[hub]'; --weights auto, a preset folder or random); or a Keras model file "
+        f"PATH.keras (default: an existing index's own, else {DEFAULT_BACKBONE}); a different one than the "
+        "index's needs --rebuild",
     )
     sub.add_argument(
         "--weights",
         default="auto",
         help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
-        "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file "
-        "holding the model's weights",
+        "downloadable, else untrained with a warning; for a KerasHub model its preset, downloaded by KerasHub, "
+        "never untrained), imagenet, random, a local .h5/.weights.h5 file holding the model's weights, or a "
+        "KerasHub preset folder",
     )
     sub.add_argument(
         "--image-size",
@@ -170,6 +174,13 @@ def _add_index_command(commands: argparse._SubParsersAction) -> None:
     )
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     index.add_argument(
+        "--preprocessing",
+        choices=tuple(PREPROCESSING_MODES),
+        default=None,
+        help="for a .keras model file: the pixel preprocessing it expects (default: an existing index's own, else "
+        "model = inside the model, 0-255 pixels in)",
+    )
+    index.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="where to embed (ray: pip install 'simrec[ray]')"
     )
     index.add_argument("--ray-address", help="Ray cluster to use: auto, ray://host:port (default: a local Ray)")
@@ -185,12 +196,17 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
     target = query.add_mutually_exclusive_group(required=True)
     target.add_argument("--id", dest="product_id", help="a catalog product_id, e.g. red/shirt_1")
     target.add_argument("--image", help="a photo file to search with")
+    target.add_argument(
+        "--text", help="words to search with, e.g. 'red checked shirt' (an index made with a SigLIP or CLIP preset)"
+    )
     query.add_argument(
         "-k", type=_positive, default=N_NEIGHBORS, help="number of recommendations (default: %(default)s)"
     )
     query.add_argument("--plot", help="write the result grid to this PNG file")
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    query.add_argument(
+        "--weights", help="weights file or preset folder, if the index was built from one that has moved"
+    )
     _add_colour_weight(query)
     query.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     query.add_argument("--nprobe", type=_positive, help="IVF lists to search (default: the one stored by simrec ann)")
@@ -557,6 +573,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         engine=args.engine,
         engine_options=ray_options,
+        preprocessing=args.preprocessing,
         **_build_options(args),
     )
     _print_build(embedded, report, args.index_dir)
@@ -596,7 +613,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     plan = plan_query(
         embedded,
         args.k,
-        photo=args.image is not None,
+        photo=args.product_id is None,
         colour_weight=args.colour_weight,
         exact=args.exact,
         nprobe=args.nprobe,
@@ -608,6 +625,9 @@ def _cmd_query(args: argparse.Namespace) -> int:
         load_image(args.image, int(embedded.meta.image_size))  # report a bad file before loading the model
         import_backend_quietly(args.verbose)
         extractor = query_extractor(embedded, args.weights)
+    if args.text is not None:
+        import_backend_quietly(args.verbose)
+        query_text_embedder(embedded, args.weights)  # refusals and the preset's loading, before the search
     results = recommend(
         embedded,
         product_id=args.product_id,
@@ -617,6 +637,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         colour_weight=plan.colour_weight,
         search=plan.search,
         distinct=args.distinct,
+        text=args.text,
     )
     if args.format == "json":
         print(json.dumps(results_payload(results), indent=2, default=_json_default))

@@ -44,6 +44,7 @@ from simrec.core.errors import (
     MissingFileError,
     NotWritableError,
 )
+from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file, model_label
 from simrec.core.index_meta import REUSE_KEYS, IndexMeta, weights_name
 from simrec.core.records import ExtractorInfo, extractor_info
 from simrec.core.validation import check_path_argument
@@ -92,6 +93,7 @@ def build_index(
     seed: int | None = None,
     image_size: int | None = None,
     precision: str | None = None,
+    preprocessing: str | None = None,
     rebuild: bool = False,
     metadata: str | os.PathLike | None = None,
     extractor: keras.Model | None = None,
@@ -113,6 +115,8 @@ def build_index(
         seed: Seed for untrained weights (default: the index's, else 0).
         image_size: Side of the square model input (default: the index's, else the backbone's own).
         precision: As in :func:`simrec.build_extractor` (default: the index's, else "auto").
+        preprocessing: For a ``.keras`` model file, as in :func:`simrec.build_extractor` (default: the index's,
+            else inside the model).
         rebuild: Embed everything again, with the model, weights, precision and image size
             asked for, even if an index is already there.
         metadata: Optional CSV joined on ``product_id``.
@@ -143,7 +147,7 @@ def build_index(
     started = time.perf_counter()
     check_path_argument(source, "the source")
     check_path_argument(index_dir, "--out")
-    if model is not None:
+    if model is not None and model not in HUB_BACKBONES and not is_model_file(model):
         backbone(model)  # an unknown name is reported before anything else
     embed = _embed_function(engine, engine_options or {})
     source, index_dir = Path(source), Path(index_dir)
@@ -156,7 +160,9 @@ def build_index(
             crash_point("locked")
             previous_meta = None if rebuild else _existing_manifest(index_dir)
             if extractor is None:
-                spec = _extractor_spec(previous_meta, index_dir, model, weights, seed, image_size, precision)
+                spec = _extractor_spec(
+                    previous_meta, index_dir, model, weights, seed, image_size, precision, preprocessing
+                )
                 extractor = build_extractor(**spec)
             info = extractor_info(extractor)
             if previous_meta is not None:
@@ -420,6 +426,7 @@ def _extractor_spec(
     seed: int | None,
     image_size: int | None,
     precision: str | None,
+    preprocessing: str | None = None,
 ) -> dict[str, Any]:
     """Arguments of :func:`build_extractor`: the existing index's own unless asked otherwise."""
     if previous is None:
@@ -429,10 +436,13 @@ def _extractor_spec(
             "image_size": image_size,
             "seed": SEED if seed is None else seed,
             "precision": precision or "auto",
+            "preprocessing": preprocessing,
         }
-    own_weights, own_seed = _own_weights(previous, index_dir, weights)
+    # A model file given again is where the index's model is now (its checksum says whether it changed).
+    moved = model if model is not None and is_model_file(model) else weights
+    own_weights, own_seed = _own_weights(previous, index_dir, moved)
     asked = {
-        "model": model,
+        "model": model and model_label(model),
         "weights": None if weights == "auto" else weights_name(weights, seed),
         "precision": None if precision in (None, "auto") else precision,
         "image_size": image_size,
@@ -456,6 +466,7 @@ def _extractor_spec(
         "image_size": int(own["image_size"]),
         "seed": own_seed,
         "precision": own["precision"],
+        "preprocessing": previous.preprocessing if is_model_file(previous.model) else None,
     }
 
 

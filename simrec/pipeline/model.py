@@ -28,6 +28,7 @@ import numpy as np
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, backbone, backbones_with_parameters
 from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
+from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file
 from simrec.core.index_meta import IndexMeta, weights_name
 from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo
 from simrec.core.validation import check_image_size
@@ -50,6 +51,7 @@ def build_extractor(
     model: str | Backbone = DEFAULT_BACKBONE,
     seed: int = SEED,
     precision: str = "auto",
+    preprocessing: str | None = None,
 ) -> keras.Model:
     """Build the feature extractor of one backbone.
 
@@ -63,7 +65,10 @@ def build_extractor(
         image_size: Side of the square input images, in pixels (>= 32); default: the
             backbone's own (224 for ResNet50 and MobileNet, 600 for EfficientNet-B7).
         model: A name of :data:`simrec.core.backbones.BACKBONES` (``"resnet50"``,
-            ``"mobilenet-0.25"``, ...) or a :class:`~simrec.core.backbones.Backbone`.
+            ``"mobilenet-0.25"``, ...) or a :class:`~simrec.core.backbones.Backbone`; a name of
+            :data:`simrec.core.hub_backbones.HUB_BACKBONES` (``"dinov2-small"``, ``"clip-vit-b32"``: ``weights``
+            is then a KerasHub preset folder, ``"auto"`` or ``"random"``, see :mod:`simrec.pipeline.hub`); or
+            the path of a Keras model file ending in ``.keras`` (see :mod:`simrec.pipeline.model_file`).
         seed: Seed for untrained weights. Only Python's ``random`` is seeded, while the
             network is built, and then put back: no global random state changes.
         precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on a CPU),
@@ -72,6 +77,8 @@ def build_extractor(
             (:func:`simrec.pipeline.backend.native_bfloat16`), but on real photos its top-5
             neighbors agree with float32's less than a default should (README: "Backends
             and GPU"), so it is only used when asked for.
+        preprocessing: For a model file only: a mode of
+            :data:`~simrec.core.backbones.PREPROCESSING_MODES` (default ``"model"``, inside the model).
 
     Returns:
         A ``keras.Model`` mapping ``(batch, image_size, image_size, 3)`` RGB pixels to
@@ -81,14 +88,18 @@ def build_extractor(
     Raises:
         InvalidArgumentError: Bad ``model``/``image_size``/``precision``/``weights``, or a weights file that does not
             fit (the message says what the model expected and, where it can tell, which model the file fits).
-        MissingFileError: A weights path that does not exist.
+        MissingFileError: A weights path, preset folder or model file that does not exist, or a KerasHub preset that
+            cannot be downloaded.
+        MissingDependencyError: A KerasHub backbone without keras-hub installed.
 
     Example:
         >>> extractor = build_extractor("mobilenet_2_5_224_tf_no_top.h5", model="mobilenet-0.25")  # doctest: +SKIP
         >>> extractor.output_shape
         (None, 256)
     """
-    extractor = _build_extractor(weights, image_size, model=model, seed=seed, precision=precision)
+    extractor = _build_extractor(
+        weights, image_size, model=model, seed=seed, precision=precision, preprocessing=preprocessing
+    )
     if not extractor.simrec_info.pretrained:
         logger.warning(UNTRAINED_WARNING)
     return extractor
@@ -101,9 +112,14 @@ def _build_extractor(
     model: str | Backbone,
     seed: int,
     precision: str,
+    preprocessing: str | None = None,
 ) -> keras.Model:
     """:func:`build_extractor` without its untrained-weights warning, for an index's own extractor:
     whoever opened the index says its warning (:attr:`EmbeddedCatalog.warning`) once."""
+    if isinstance(model, str) and (model in HUB_BACKBONES or is_model_file(model)):
+        return _build_other_extractor(weights, image_size, model, seed, precision, preprocessing)
+    if preprocessing is not None:
+        raise InvalidArgumentError(f"--preprocessing is for a .keras model file; {model} brings its own")
     spec = backbone(model)
     image_size = check_image_size(spec.image_size if image_size is None else image_size)
     if precision not in PRECISIONS:
@@ -163,6 +179,31 @@ def _build_extractor(
     )
     logger.info("extractor: %s, weights=%s, %s, input %dpx", spec.name, named, precision, image_size)
     return extractor
+
+
+def _build_other_extractor(
+    weights: str | os.PathLike | None,
+    image_size: int | None,
+    model: str,
+    seed: int,
+    precision: str,
+    preprocessing: str | None,
+) -> keras.Model:
+    """The extractor of a KerasHub backbone or of a Keras model file."""
+    if is_model_file(model):
+        from simrec.pipeline.model_file import build_model_file_extractor
+
+        # An index's model file is where it was last seen: weights_argument hands that path over.
+        path = weights if isinstance(weights, Path) and is_model_file(weights) else Path(model)
+        return build_model_file_extractor(
+            path, image_size, preprocessing=preprocessing, precision=precision, preprocess_function=preprocess_function
+        )
+    if preprocessing is not None:
+        raise InvalidArgumentError(f"--preprocessing is for a .keras model file; {model} brings its own")
+    from simrec.pipeline.hub import build_hub_extractor
+
+    with python_random_seeded(seed):
+        return build_hub_extractor(HUB_BACKBONES[model], weights, image_size, seed=seed, precision=precision)
 
 
 def _application(spec: Backbone, imagenet: bool, image_size: int) -> keras.Model:
@@ -390,5 +431,10 @@ def extractor_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None
         )
     weights, seed = meta.weights_argument(weights_path)
     return _build_extractor(
-        weights, int(meta.image_size), model=meta.model, seed=seed, precision=meta.precision or "auto"
+        weights,
+        int(meta.image_size),
+        model=meta.model,
+        seed=seed,
+        precision=meta.precision or "auto",
+        preprocessing=meta.preprocessing if is_model_file(meta.model) else None,
     )

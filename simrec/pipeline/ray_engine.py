@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simrec.core.backbones import BACKBONES
 from simrec.core.colour_signature import N_BINS
 from simrec.core.defaults import BATCH_SIZE
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError
+from simrec.core.index_meta import IndexMeta
 from simrec.core.records import FAILURE_COLUMNS
 from simrec.pipeline.embedding import EmbeddingResult, output_array
 
@@ -125,6 +127,8 @@ def embed_images_ray(
     try:
         weights = ray.put(extractor.get_weights())
         spec = {"model": info.model, "image_size": info.image_size, "precision": info.precision, "weights": weights}
+        if info.model not in BACKBONES:  # KerasHub backbones and model files: rebuilt from the preset or file
+            spec["info"] = info
         ray.data.DataContext.get_current().enable_progress_bars = False  # the tqdm bar below is the progress
         dataset = ray.data.from_items([{"row": i, "path": p} for i, p in enumerate(paths)])
         embedded = dataset.map_batches(
@@ -174,13 +178,16 @@ class _EmbedActor:
         import ray
 
         from simrec.pipeline.embedding import compiled_forward
-        from simrec.pipeline.model import build_extractor
+        from simrec.pipeline.model import build_extractor, extractor_for
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         weights = spec["weights"]
         if isinstance(weights, ray.ObjectRef):
             weights = ray.get(weights)
-        extractor = build_extractor(None, spec["image_size"], model=spec["model"], precision=spec["precision"])
+        if "info" in spec:
+            extractor = extractor_for(IndexMeta.from_extractor(spec["info"]))
+        else:
+            extractor = build_extractor(None, spec["image_size"], model=spec["model"], precision=spec["precision"])
         extractor.set_weights(weights)
         self.image_size = int(spec["image_size"])
         self.dim = int(extractor.output_shape[-1])

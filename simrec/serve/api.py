@@ -20,7 +20,7 @@ from simrec.core.errors import ImageDecodeError
 from simrec.embedded_catalog import row_in
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
-from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
+from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar, TextSimilar
 from simrec.serve.state import IndexVersion, Service, deadline_of, get_service, get_version
 
 router = APIRouter()
@@ -158,6 +158,41 @@ def similar_to_photo(
         distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
     query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
     return json_response(_payload(version, distances, indices, query))
+
+
+@router.get(
+    "/api/search",
+    response_model=TextSimilar,
+    responses={
+        409: {"model": ErrorDetail, "description": "the index's preset is not there or cannot be downloaded"},
+        422: {"model": ErrorDetail, "description": "k out of range, or an index without a text tower"},
+    },
+)
+def search_by_text(
+    version: VersionDep,
+    text: Annotated[str, Query(min_length=1, max_length=1000, description="words, e.g. red checked shirt")],
+    k: K = N_NEIGHBORS,
+    colour_weight: ColourWeight = None,
+    distinct: Distinct = False,
+) -> dict[str, Any]:
+    """The k catalog products a text describes best: ``simrec query --text`` (SigLIP and CLIP indexes).
+    \f
+    Raises:
+        InvalidArgumentError: ``k`` or ``colour_weight`` out of range, or an index whose backbone has no text tower or
+            was embedded with untrained weights (answered 422).
+        MissingFileError: The index's preset folder is not there (answered 409).
+    """
+    embedded = version.embedded
+    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=version.search)
+    results = recommend(
+        embedded,
+        text=text,
+        n_neighbors=plan.n_neighbors,
+        colour_weight=plan.colour_weight,
+        search=plan.search,
+        distinct=distinct,
+    )
+    return _answer(version, results)
 
 
 def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadline: float) -> np.ndarray:
