@@ -184,3 +184,16 @@ def test_a_full_size_dinov2_small_preset_indexes_offline(catalog, tmp_path, caps
     assert main(argv) == 0
     meta = load_index(index).meta
     assert (meta.model, meta.dim, meta.image_size, meta.weights) == ("dinov2-small", 384, 224, "preset:dinov2_small")
+
+
+def test_the_ray_engine_embeds_with_the_index_preset(indexes, catalog, presets, tmp_path):
+    pytest.importorskip("ray")
+    index = tmp_path / "ray"
+    argv = ["index", str(catalog), "--out", str(index), "--model", "clip", "--weights", str(presets["clip"])]
+    assert main([*argv, "--engine", "ray", "-q"]) == 0
+    by_ray, local = load_index(index), load_index(indexes["clip"])
+    assert by_ray.meta.weights == local.meta.weights == "preset:clip"
+    order_ray, order_local = by_ray.catalog.product_id.argsort(), local.catalog.product_id.argsort()
+    np.testing.assert_allclose(
+        np.asarray(by_ray.embeddings)[order_ray], np.asarray(local.embeddings)[order_local], atol=1e-6
+    )
