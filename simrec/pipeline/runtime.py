@@ -106,7 +106,9 @@ def choose_runtime(runtime: str, *, device: str, backend: str, precision: str = 
                 "set KERAS_BACKEND=tensorflow, or use runtime 'keras'"
             )
         if not openvino_installed():
-            raise MissingDependencyError(f"{what} needs OpenVINO: pip install openvino")
+            raise MissingDependencyError(
+                f"{what} needs OpenVINO: pip install 'simrec[openvino]' (or pip install openvino)"
+            )
         return "openvino"
     if runtime == "keras":
         return "keras"
@@ -117,7 +119,7 @@ def choose_runtime(runtime: str, *, device: str, backend: str, precision: str = 
         logger.info("runtime auto: Keras, as OpenVINO converts TensorFlow functions and the backend is %s", backend)
         return "keras"
     if not openvino_installed():
-        logger.info("runtime auto: Keras, as OpenVINO is not installed (pip install openvino)")
+        logger.info("runtime auto: Keras, as OpenVINO is not installed (pip install 'simrec[openvino]')")
         return "keras"
     return "openvino"
 
