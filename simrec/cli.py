@@ -55,6 +55,7 @@ from simrec.pipeline.backend import backend_name, import_backend_quietly
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
 from simrec.pipeline.model import PRECISIONS
+from simrec.pipeline.runtime import RUNTIMES
 from simrec.search.approximate import ANN_TYPES
 from simrec.storage.index_folder import load_index, verify_index
 
@@ -139,8 +140,21 @@ def _add_model_options(sub: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         default=None,
         help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
-        "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16); a different one than the "
-        "index's needs --rebuild",
+        "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16; int8 runs on OpenVINO, "
+        "calibrated on the catalog's photos); a different one than the index's needs --rebuild",
+    )
+    _add_runtime_option(sub)
+
+
+def _add_runtime_option(sub: argparse.ArgumentParser) -> None:
+    """--runtime: what executes the network (not part of an index's model)."""
+    sub.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the network: auto (default: OpenVINO on a CPU when installed and the model converts, "
+        "else Keras), keras or openvino; vectors agree to float32 rounding, so an index can be extended or "
+        "queried with either",
     )
 
 
@@ -207,6 +221,7 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
     query.add_argument(
         "--weights", help="weights file or preset folder, if the index was built from one that has moved"
     )
+    _add_runtime_option(query)
     _add_colour_weight(query)
     query.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     query.add_argument("--nprobe", type=_positive, help="IVF lists to search (default: the one stored by simrec ann)")
@@ -317,6 +332,7 @@ def _add_serve_command(commands: argparse._SubParsersAction) -> None:
         "--max-upload-mb", type=_positive, default=20, help="largest photo upload in MB (default: %(default)s)"
     )
     serve.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    _add_runtime_option(serve)
     serve.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     serve.add_argument(
         "--workers",
@@ -444,6 +460,7 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--batch-size", type=_positive, default=BATCH_SIZE)
     bench.add_argument("--precision", choices=PRECISIONS, default="float32")
+    _add_runtime_option(bench)
     bench.add_argument(
         "--items", type=_positive, default=20_000, help="vectors for the search benchmark (default: %(default)s)"
     )
@@ -555,6 +572,7 @@ def _build_options(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "image_size": args.image_size,
         "precision": args.precision,
+        "runtime": args.runtime,
         "verbose": not args.quiet,
     }
 
@@ -624,7 +642,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     if args.image is not None:
         load_image(args.image, int(embedded.meta.image_size))  # report a bad file before loading the model
         import_backend_quietly(args.verbose)
-        extractor = query_extractor(embedded, args.weights)
+        extractor = query_extractor(embedded, args.weights, runtime=args.runtime)
     if args.text is not None:
         import_backend_quietly(args.verbose)
         query_text_embedder(embedded, args.weights)  # refusals and the preset's loading, before the search
@@ -775,6 +793,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "index_dir": args.index_dir,
         "max_upload_bytes": args.max_upload_mb * 1024**2,
         "weights_path": args.weights,
+        "runtime": args.runtime,
         "exact": args.exact,
         "timeout": args.timeout,
     }
@@ -952,11 +971,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.ray:
         import_backend_quietly(args.verbose)
-        run_ray_benchmark(args.images or 96, args.batch_size)
+        run_ray_benchmark(args.images or 96, args.batch_size, runtime=args.runtime)
         return 0
     if args.model:
         import_backend_quietly(args.verbose)
-        run_model_benchmark(args.model, args.images or 32, args.batch_size, args.precision, args.repeats, args.out)
+        run_model_benchmark(
+            args.model, args.images or 32, args.batch_size, args.precision, args.repeats, args.out, runtime=args.runtime
+        )
         return 0
 
     import_backend_quietly(args.verbose)
@@ -968,6 +989,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         memory_items=args.memory_items,
         repeats=args.repeats,
         json_path=args.out,
+        runtime=args.runtime,
     )
     return 0
 

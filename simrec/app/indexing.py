@@ -52,6 +52,7 @@ from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_colum
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
 from simrec.pipeline.model import build_extractor, imagenet_available
+from simrec.pipeline.runtime import calibration_photos, needs_calibration, use_openvino
 from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
 from simrec.storage.locking import writer_lock
 
@@ -100,6 +101,7 @@ def build_index(
     verbose: bool = True,
     engine: str = "local",
     engine_options: dict[str, Any] | None = None,
+    runtime: str = "auto",
 ) -> tuple[EmbeddedCatalog, BuildReport]:
     """Index a zip or folder of photos into ``index_dir``, reusing an existing index there.
 
@@ -126,6 +128,10 @@ def build_index(
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install simrec[ray]``).
         engine_options: For ``"ray"``: ``address``, ``workers``, ``gpus_per_worker``
             (see :func:`simrec.pipeline.ray_engine.embed_images_ray`).
+        runtime: What executes the network, as in :func:`simrec.build_extractor` (``"auto"``,
+            ``"keras"``, ``"openvino"``). It is not part of the index's model: an index embedded
+            with one is kept and extended with the other. int8 is calibrated on up to
+            :data:`~simrec.pipeline.runtime.CALIBRATION_PHOTOS` photos spread over the catalog.
 
     Returns:
         ``(embedded, report)``.
@@ -138,9 +144,11 @@ def build_index(
         IndexLockedError: Another process is writing ``index_dir``.
         InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``index_dir`` is empty, ``index_dir`` is
             inside the source folder, an unknown ``model`` or ``engine``, or the model, weights, precision or image size
-            differ from the existing index's without ``rebuild``.
+            differ from the existing index's without ``rebuild``, or a bad ``runtime`` (or one the network does not
+            run on).
         UnsafeArchiveError: A zip ``source`` is not a readable zip.
-        MissingDependencyError: ``engine="ray"`` without Ray, or an existing index with an ann structure without faiss.
+        MissingDependencyError: ``engine="ray"`` without Ray, an existing index with an ann structure without faiss,
+            or ``runtime="openvino"``/``precision="int8"`` without OpenVINO (or NNCF).
         TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
         IndexIntegrityError: What was written does not read back as written (nothing was committed).
     """
@@ -163,7 +171,7 @@ def build_index(
                 spec = _extractor_spec(
                     previous_meta, index_dir, model, weights, seed, image_size, precision, preprocessing
                 )
-                extractor = build_extractor(**spec)
+                extractor = build_extractor(**spec, runtime=runtime)
             info = extractor_info(extractor)
             if previous_meta is not None:
                 _check_same_model(previous_meta, info, index_dir)
@@ -188,6 +196,9 @@ def build_index(
                 reuse_rows, status = _match(catalog, previous)
                 todo = np.flatnonzero(reuse_rows < 0)
                 reused = np.flatnonzero(reuse_rows >= 0)
+                if len(todo) and needs_calibration(extractor):
+                    calibration = calibration_photos(catalog["path"].tolist(), info.image_size)
+                    use_openvino(extractor, calibration=calibration, strict=True)
                 dim = int(extractor.output_shape[-1])
                 # One (n_items, dim) array holds everything; a full build embeds straight into it.
                 embeddings = np.empty((len(catalog), dim), dtype=np.float32)

@@ -41,22 +41,27 @@ _EXTRACTORS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakre
 _TEXT_EMBEDDERS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def query_extractor(embedded: EmbeddedCatalog, weights_path: str | os.PathLike | None = None) -> keras.Model:
+def query_extractor(
+    embedded: EmbeddedCatalog, weights_path: str | os.PathLike | None = None, *, runtime: str = "auto"
+) -> keras.Model:
     """The extractor ``embedded`` was made with, built once per loaded index and kept while it lives.
 
     Args:
         embedded: From :func:`simrec.load_index`.
         weights_path: Where the index's weights file is now, if it has moved.
+        runtime: What executes the network (``"auto"``, ``"keras"``, ``"openvino"``); it may
+            differ from the one that embedded the index (see :func:`simrec.build_extractor`).
 
     Raises:
         MissingFileError: The index used a weights file that is not there.
         IndexIntegrityError: The index holds vectors made outside simrec.
-        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model, or a bad ``runtime``.
+        MissingDependencyError: ``runtime="openvino"`` without OpenVINO.
     """
     built = _EXTRACTORS.setdefault(embedded, {})
-    key = str(weights_path or "")
+    key = (str(weights_path or ""), runtime)
     if key not in built:
-        built[key] = extractor_for(embedded.meta, weights_path)
+        built[key] = extractor_for(embedded.meta, weights_path, runtime=runtime)
     return built[key]
 
 

@@ -34,10 +34,11 @@ OLDER_BACKEND = "tensorflow"
 """The Keras backend of indexes written before simrec recorded it."""
 
 QUERY_KEYS = ("model", "weights", "image_size", "preprocessing")
-"""What a query extractor must share with the index (its precision may differ)."""
+"""What a query extractor must share with the index (its precision and runtime may differ)."""
 
 REUSE_KEYS = (*QUERY_KEYS, "precision")
-"""What an extractor must share with the index for ``simrec index`` to keep the index's vectors."""
+"""What an extractor must share with the index for ``simrec index`` to keep the index's vectors (the runtime
+may differ: Keras and OpenVINO give the same vectors to float32 rounding)."""
 
 _REQUIRED = ("format_version", "model", "weights", "count", "dim", "files")
 _ALWAYS_WRITTEN = ("files", "photo_folders")
@@ -50,6 +51,7 @@ _TYPES = {
     "failures": int,
     "image_size": int,
     "pretrained": bool,
+    "runtime": str,
     "files": dict,
     "photo_folders": list,
     "ann": dict,
@@ -106,6 +108,8 @@ class IndexMeta:
         device: ``"GPU"`` or ``"CPU"``.
         weights_path: Absolute path of the weights file when it was last used.
         backend: The Keras backend that embedded it (None in older indexes: see :attr:`keras_backend`).
+        runtime: What executed the network, ``"keras"`` or ``"openvino"`` (None in older indexes: Keras).
+            Not part of what queries and re-indexing must share (:data:`QUERY_KEYS`, :data:`REUSE_KEYS`).
         format_version: The index folder format.
         simrec_version: The simrec that wrote it.
         count: Number of embedded items.
@@ -141,6 +145,7 @@ class IndexMeta:
     device: str | None = None
     weights_path: str | None = None
     backend: str | None = None
+    runtime: str | None = None
     format_version: int = FORMAT_VERSION
     simrec_version: str | None = None
     count: int = 0

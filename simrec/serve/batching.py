@@ -194,14 +194,21 @@ class PhotoBatcher(_Batcher):
 
     Args:
         weights_path: Where the index's weights file is now, if it has moved.
+        runtime: What runs the network (``"auto"``, ``"keras"``, ``"openvino"``).
         max_batch: Most photos embedded by one model call.
         max_pending: Most photos waiting; one more is refused with :class:`ServiceBusy`.
     """
 
     def __init__(
-        self, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH, max_pending: int = MAX_PENDING_PHOTOS
+        self,
+        weights_path: Any = None,
+        max_batch: int = MAX_PHOTO_BATCH,
+        max_pending: int = MAX_PENDING_PHOTOS,
+        *,
+        runtime: str = "auto",
     ) -> None:
         self.weights_path = weights_path
+        self.runtime = runtime
         self._extractors: dict[tuple, keras.Model] = {}
         super().__init__(max_batch, max_pending, "simrec-photos", "photo queries")
 
@@ -233,7 +240,7 @@ class PhotoBatcher(_Batcher):
     def _extractor(self, version: IndexVersion) -> keras.Model:
         key = tuple(str(getattr(version.embedded.meta, name)) for name in _MODEL_KEYS)
         if key not in self._extractors:
-            self._extractors[key] = query_extractor(version.embedded, self.weights_path)
+            self._extractors[key] = query_extractor(version.embedded, self.weights_path, runtime=self.runtime)
         return self._extractors[key]
 
     def _answer(self, batch: list[_Query]) -> None:
