@@ -245,7 +245,7 @@ def use_openvino(
 
     The precision is the extractor's own (:attr:`ExtractorInfo.precision`). Where the network does
     not convert or its vectors disagree with Keras's (:func:`checked_forward`), it stays on Keras
-    with one warning, unless ``strict``.
+    with one warning, unless ``strict``, and computes in float32 (the precision it was built in).
 
     Args:
         extractor: From :func:`simrec.build_extractor`, built in float32 on TensorFlow.
@@ -279,7 +279,8 @@ def use_openvino(
         if strict or info.precision == "int8":
             raise InvalidArgumentError(f"{info.model} does not run on OpenVINO: {reason}") from None
         logger.warning("%s does not run on OpenVINO (%s): embedding with Keras instead", info.model, reason)
-        extractor.simrec_info = dataclasses.replace(info, runtime="keras")
+        # The Keras network was built in float32 for OpenVINO to lower: that is what now runs.
+        extractor.simrec_info = dataclasses.replace(info, runtime="keras", precision="float32")
         return "keras"
     extractor._simrec_forward = forward
     extractor._simrec_calibration = calibration  # the Ray engine's workers quantise on the same photos
