@@ -696,7 +696,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     meta = embedded.meta
     files = meta.files.values()
     checked = ", ".join(e["name"] for e in files) if meta.format_version > 1 else "all files"
-    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked})")
+    inside = str(Path(args.index_dir).absolute()) + os.sep
+    photos = sum(str(path).startswith(inside) for path in embedded.catalog["path"])
+    held = f" and the {photos} photos it holds" if photos else ""
+    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked}{held})")
     return 0
 
 

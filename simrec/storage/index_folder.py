@@ -583,6 +583,8 @@ def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> E
     catalog = _read_table(index_dir / files["catalog"]["name"], dtype={"product_id": str, "label": str, "path": str})
     failures = _read_table(index_dir / files["failures"]["name"], dtype=str)
     names = {role: entry["name"] for role, entry in files.items()}
+    if verify:
+        _check_photos(index_dir, catalog)
     _check_consistent(index_dir, names, meta, catalog, embeddings, inverse_norms, failures, verify)
     _check_colours(index_dir, names.get("colours", ""), colours, len(embeddings), verify)
     base = index_dir.absolute()
@@ -674,6 +676,37 @@ def _check_consistent(
             problems.append(f"the stored inverse norms do not match the embeddings ({names['inverse_norms']})")
     if problems:
         raise IndexIntegrityError(f"{index_dir} is inconsistent: " + "; ".join(problems))
+
+
+def _check_photos(index_dir: Path, catalog: pd.DataFrame) -> None:
+    """Every photo the folder holds for its catalog (the photo store, a folder simrec extracted) is there whole.
+
+    Only the photos inside the folder: a caller's own photo folder is theirs to move. A
+    photo is checked by its size, not read: a damaged one is refused when it is decoded.
+
+    Raises:
+        IndexIntegrityError: A photo is missing or has another size; the message names the first.
+    """
+    if "path" not in catalog.columns:
+        return
+    sizes = catalog["size_bytes"] if "size_bytes" in catalog.columns else pd.Series([None] * len(catalog))
+    bad = []
+    for product_id, path, size in zip(catalog["product_id"], catalog["path"], sizes):
+        if not isinstance(path, str) or not path or os.path.isabs(path):
+            continue
+        try:
+            found = (index_dir / path).stat().st_size
+        except OSError:
+            bad.append((product_id, path, "is missing"))
+            continue
+        if not _is_missing(size) and str(size).isdigit() and found != int(size):
+            bad.append((product_id, path, f"has {found} bytes, not {size}"))
+    if bad:
+        product_id, path, what = bad[0]
+        raise IndexIntegrityError(
+            f"{index_dir / path} {what}: the photo of product {product_id!r} ({len(bad)} of the index's photos are "
+            "missing or damaged); 'simrec index' with the same source puts them back"
+        )
 
 
 def _check_colours(index_dir: Path, name: str, colours: np.ndarray | None, count: int, verify: bool) -> None:

@@ -99,3 +99,22 @@ def test_index_embeds_everything_again_over_a_damaged_file(colour_tree, tmp_path
         path.name in record.getMessage() and "embedding everything" in record.getMessage() for record in caplog.records
     )
     assert len(verify_index(out)) == 12
+
+
+def test_verify_names_a_photo_missing_from_the_store(colour_zip, tmp_path, capsys):
+    out = tmp_path / "idx"
+    assert main(["index", str(colour_zip), "--out", str(out), "--image-size", "32", "--weights", "random", "-q"]) == 0
+    assert main(["verify", str(out)]) == 0
+    assert "the 12 photos it holds" in capsys.readouterr().out
+    photo = next((out / "photos").glob("*/*"))
+    content = photo.read_bytes()
+    photo.unlink()
+    assert main(["verify", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert photo.name in err and "is missing" in err and len(err.splitlines()) == 1
+    photo.write_bytes(content[:-10])
+    with pytest.raises(IndexIntegrityError, match=rf"{photo.name} has {len(content) - 10} bytes, not {len(content)}"):
+        verify_index(out)
+    photo.unlink()
+    assert main(["index", str(colour_zip), "--out", str(out), "--image-size", "32", "-q"]) == 0
+    assert photo.read_bytes() == content and len(verify_index(out)) == 12  # the next index run puts it back
