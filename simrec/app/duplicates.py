@@ -15,7 +15,12 @@ cropped a little, made brighter). :func:`find_duplicates` finds them in two stag
 
 An index of vectors made outside simrec (no readable photos) uses the vector stage alone,
 with the tighter :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD`, and the report
-says so. :class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
+says so. When photos are compared, a pair is a copy only when it is proven one: the same
+bytes, or photos that match. A candidate pair with a photo that cannot be read (deleted
+from the photo store, damaged) is not judged by its vectors, whose distances between
+look-alike products are as small as between copies: it is counted in
+:attr:`DuplicateReport.unverified`, and the report's note says how many and names a photo.
+:class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
 recommendations use it.
 """
 
@@ -81,6 +86,8 @@ class DuplicateReport:
         candidates: Candidate pairs looked at.
         seconds: Wall time.
         note: Why photos were not compared (or how many could not be read), else None.
+        unverified: Candidate pairs left unjudged because a photo could not be read
+            (0 when photos are not compared).
     """
 
     pairs: pd.DataFrame
@@ -92,6 +99,7 @@ class DuplicateReport:
     candidates: int
     seconds: float
     note: str | None = None
+    unverified: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """``{"pairs": [...], "groups": [{"group", "keep", "product_ids"}], "threshold", "model", ...}``."""
@@ -123,6 +131,7 @@ class DuplicateReport:
             "photos_compared": self.photos_compared,
             "candidates": self.candidates,
             "note": self.note,
+            "unverified": self.unverified,
         }
 
 
@@ -177,6 +186,9 @@ class DuplicateTest:
         self._paths = catalog["path"].astype(str).to_numpy() if "path" in catalog.columns else None
         self._thumbnails: OrderedDict[int, tuple[np.ndarray, int] | None] = OrderedDict()
         self.unreadable: set[int] = set()
+        self.unverified = 0
+        self.first_unreadable: str | None = None
+        self.warn_unreadable = True
 
     def same_bytes(self, first: int, second: int) -> bool:
         """Whether two catalog rows are the same file (equal, non-empty ``sha256``)."""
@@ -201,7 +213,9 @@ class DuplicateTest:
         try:
             found = photo_thumbnails(path) if path else None
         except ImageDecodeError as error:
-            logger.warning("%s; judged by its vector alone", error)
+            if self.first_unreadable is None and self.warn_unreadable:  # once: a deleted store says it a thousand times
+                logger.warning("%s; a pair with a photo that cannot be read is not judged a copy", error)
+            self.first_unreadable = self.first_unreadable or str(error)
             found = None
         if found is None:
             self.unreadable.add(row)
@@ -215,8 +229,11 @@ class DuplicateTest:
     ) -> tuple[str | None, float]:
         if distance > self.threshold:
             return None, math.nan
-        if first is None or second is None:  # a photo that cannot be compared: the vector stage alone
+        if not self.photos_compared:  # vectors made outside simrec: the vector stage alone
             return ("near" if distance <= min(self.threshold, VECTOR_DUPLICATE_THRESHOLD) else None), math.nan
+        if first is None or second is None:  # cannot be verified: not a proven copy
+            self.unverified += 1
+            return None, math.nan
         difference = thumbnail_difference(first[0], second[0])
         return ("near" if difference <= self.photo_threshold else None), difference
 
@@ -261,6 +278,7 @@ def find_duplicates(
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
         raise InvalidArgumentError(f"Expected n_candidates >= 1 (an int), got {n_candidates!r}")
     test = DuplicateTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
+    test.warn_unreadable = False  # the report's note says it, once
     catalog = embedded.catalog
     n_items = len(catalog)
     found: dict[tuple[int, int], tuple[float, str, float]] = {}
@@ -283,7 +301,11 @@ def find_duplicates(
     pairs, groups = _tables(catalog, found, test)
     note = test.note
     if test.photos_compared and test.unreadable:
-        note = f"{len(test.unreadable)} candidate photos could not be read and were judged by their vectors alone"
+        note = (
+            f"{len(test.unreadable)} candidate photos could not be read ({test.first_unreadable}), so "
+            f"{test.unverified} candidate pairs were not judged: a pair is reported only when its photos match "
+            "or are the same file; 'simrec verify' checks the index's photos"
+        )
     report = DuplicateReport(
         pairs=pairs,
         groups=groups,
@@ -294,6 +316,7 @@ def find_duplicates(
         candidates=len(first),
         seconds=time.perf_counter() - started,
         note=note,
+        unverified=test.unverified,
     )
     logger.info("%d duplicate pairs in %d groups from %d candidates", len(pairs), groups["group"].nunique(), len(first))
     return report

@@ -197,7 +197,7 @@ def test_thumbnail_difference_allows_copies_not_other_photos():
     assert photo_thumbnails(base)[1] == 60 * 80
 
 
-def test_unreadable_photo_is_judged_by_its_vector_and_said(tmp_path):
+def test_a_pair_with_an_unreadable_photo_is_not_judged_a_copy_and_said_once(tmp_path, caplog):
     for name in ("a", "b"):
         Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / f"{name}.png")
     (tmp_path / "c.png").write_bytes(b"not a photo")
@@ -205,8 +205,54 @@ def test_unreadable_photo_is_judged_by_its_vector_and_said(tmp_path):
     vectors = np.array([[1, 0], [1, 0.001], [1, 0.002]], dtype=np.float32)
     simrec.save_vectors(catalog, vectors, tmp_path / "idx", model="outside")
     report = simrec.find_duplicates(simrec.load_index(tmp_path / "idx"))
-    assert report.photos_compared and "could not be read" in report.note
-    assert len(report.pairs) == 3 and report.groups["group"].nunique() == 1
+    assert report.photos_compared and "could not be read" in report.note and "c.png" in report.note
+    assert report.pairs[["product_id", "duplicate_id"]].values.tolist() == [["a", "b"]]  # proven by their photos
+    assert report.unverified == 2 and report.to_dict()["unverified"] == 2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the note says it, once
+
+
+def _look_alikes(folder: Path, n_items: int = 12) -> Path:
+    """An index of different photos whose vectors are all closer than the vector-alone threshold."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(n_items):
+        paths.append(folder / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 255, (24, 18, 3), dtype=np.uint8)).resize((60, 80)).save(paths[-1])
+    vectors = np.ones((n_items, 8), dtype=np.float32) + rng.normal(0, 0.01, (n_items, 8)).astype(np.float32)
+    catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+    return simrec.save_vectors(catalog, vectors, folder / "idx", model="outside")
+
+
+def test_deleted_photos_do_not_flood_the_duplicates(tmp_path, capsys):
+    index = _look_alikes(tmp_path, n_items=40)
+    embedded = simrec.load_index(index)
+    assert simrec.find_duplicates(embedded).pairs.empty  # every candidate pair verified: different photos
+    for i in range(0, 40, 2):
+        (tmp_path / f"p{i}.png").unlink()
+    report = simrec.find_duplicates(simrec.load_index(index))
+    assert report.pairs.empty and report.unverified > 0
+    assert main(["duplicates", str(index)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("could not be read") == 1 and err.count("p0.png") == 1
+
+
+def test_distinct_results_when_the_query_photo_is_missing(tmp_path):
+    index = _look_alikes(tmp_path)
+    (tmp_path / "p0.png").unlink()
+    embedded = simrec.load_index(index)
+    plain = simrec.recommend(embedded, product_id="p0", n_neighbors=3)
+    distinct = simrec.recommend(embedded, product_id="p0", n_neighbors=3, distinct=True)
+    assert distinct["product_id"].tolist() == plain["product_id"].tolist()  # no pair is a proven copy
+    assert main(["query", str(index), "--id", "p0", "-k", "3", "--distinct", "--format", "json"]) == 0
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from simrec.serve import create_app
+
+    with TestClient(create_app(index)) as client:
+        answer = client.get("/api/products/p0/similar", params={"k": 3, "distinct": True})
+    assert answer.status_code == 200
+    assert [r["product_id"] for r in answer.json()["results"]] == plain["product_id"].tolist()
 
 
 def test_bad_thresholds_are_refused(tmp_path):
