@@ -500,6 +500,8 @@ def _print_build(embedded, report, index_dir) -> None:
         f"added {report.added}, updated {report.updated}, removed {report.removed}, unchanged {report.unchanged}; "
         f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"
     )
+    if not report.committed:
+        print(f"nothing changed: nothing committed ({index_dir} stays at generation {embedded.meta.generation})")
     if report.skipped:
         table = embedded.meta.files.get("failures", {}).get("name", "")
         print(f"skipped files and reasons: {Path(index_dir) / table}")
