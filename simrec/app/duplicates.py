@@ -21,7 +21,7 @@ from the photo store, damaged) is not judged by its vectors, whose distances bet
 look-alike products are as small as between copies: it is counted in
 :attr:`DuplicateReport.unverified`, and the report's note says how many and names a photo.
 :class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
-recommendations use it.
+recommendations use it (:mod:`simrec.app.distinct`).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
 """Columns of :attr:`DuplicateReport.groups`, one row per product of a group."""
 
 _THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
+_PAIR_CACHE = 1 << 18  # pairs whose answer is kept (about 100 bytes each)
 _TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, DuplicateTest] = weakref.WeakKeyDictionary()
 
 
@@ -187,6 +188,7 @@ class DuplicateTest:
         self._thumbnails: OrderedDict[int, tuple[np.ndarray, int] | None] = OrderedDict()
         self.unreadable: set[int] = set()
         self.unverified = 0
+        self._copies: OrderedDict[tuple[int, int], bool] = OrderedDict()
         self.first_unreadable: str | None = None
         self.warn_unreadable = True
 
@@ -201,6 +203,22 @@ class DuplicateTest:
         if self.same_bytes(first, second):
             return "exact", 0.0
         return self._near(self.thumbnails(first), self.thumbnails(second), distance)
+
+    def is_copy(self, first: int, second: int, distance: float) -> bool:
+        """Whether two catalog rows are duplicates, as :meth:`kind` says; remembered for the pair.
+
+        ``distance`` must be the pair's own cosine distance, the same whichever way round
+        (as :func:`simrec.app.distinct.pair_distances` gives it), so the answer does not
+        depend on who asks first. Distinct results ask about the same pairs again and again.
+        """
+        key = (first, second) if first <= second else (second, first)
+        found = self._copies.get(key)
+        if found is None:
+            found = self.kind(key[0], key[1], distance)[0] is not None
+            self._copies[key] = found
+            if len(self._copies) > _PAIR_CACHE:
+                self._copies.popitem(last=False)
+        return found
 
     def thumbnails(self, row: int) -> tuple[np.ndarray, int] | None:
         """The row's :func:`photo_thumbnails`, or None when photos are not compared or it cannot be read."""
@@ -365,98 +383,12 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
     return out
 
 
-def distinct_positions(
-    test: DuplicateTest, rows: np.ndarray, n_neighbors: int, *, query_row: int | None = None
-) -> list[int]:
-    """Positions in ranked ``rows`` kept when each duplicate of the query or of a higher-ranked result is dropped.
-
-    A photo query (``query_row`` None) is not a catalog product: the catalog's copy of that
-    photo is the best answer and stays; only its further copies go, as duplicates of it.
-
-    Args:
-        test: The :class:`DuplicateTest` of the index.
-        rows: Catalog rows of the candidates, best first.
-        n_neighbors: How many to keep at most.
-        query_row: The query's catalog row, for a catalog product.
-
-    Returns:
-        Up to ``n_neighbors`` positions into ``rows``, in order.
-    """
-    embedded = test.embedded
-    inverse = embedded.neighbors._inv_norms
-    rows = np.asarray(rows, dtype=np.int64)
-    units = np.asarray(embedded.embeddings[rows], dtype=np.float32) * inverse[rows, None]
-    if query_row is not None:
-        query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
-        to_query = 1.0 - units @ query_unit
-    kept: list[int] = []
-    for position, row in enumerate(rows.tolist()):
-        if len(kept) >= n_neighbors:
-            break
-        copy = query_row is not None and (
-            query_row == row or test.kind(query_row, row, float(to_query[position]))[0] is not None
-        )
-        if not copy and kept:
-            between = 1.0 - units[kept] @ units[position]
-            copy = any(test.kind(rows[k], row, float(d))[0] is not None for k, d in zip(kept, between.tolist()))
-        if not copy:
-            kept.append(position)
-    return kept
-
-
 def copy_test_for(embedded: EmbeddedCatalog) -> DuplicateTest:
     """The default :class:`DuplicateTest` of a loaded index, made once and kept while it lives (with its thumbnails)."""
     test = _TESTS.get(embedded)
     if test is None:
         test = _TESTS[embedded] = DuplicateTest(embedded)
     return test
-
-
-def distinct_neighbors(
-    test: DuplicateTest,
-    neighbors: Any,
-    n_neighbors: int,
-    *,
-    query_row: int | None = None,
-    query_vector: np.ndarray | None = None,
-    search_options: dict[str, Any] | None = None,
-    first: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_neighbors`` nearest products of which none is a duplicate of the query or of a higher-ranked one.
-
-    Looks at the ``2 * n_neighbors + 10`` nearest first and twice as many each time
-    duplicates leave too few, up to the whole catalog, so the answer is the same whoever
-    asks (``recommend`` or an export).
-
-    Args:
-        test: The index's :class:`DuplicateTest`.
-        neighbors: The search (its ``kneighbors``).
-        n_neighbors: Results wanted.
-        query_row: The query's catalog row (left out of its results), or None for a photo.
-        query_vector: The photo query's vector.
-        search_options: Extra ``kneighbors`` arguments (the blend's ``colours``).
-        first: The first ``2 * n_neighbors + 10`` neighbors (the query left out), when known.
-
-    Returns:
-        ``(distances, indices)``, 1-D, at most ``n_neighbors`` each (fewer only when the
-        catalog runs out of distinct products).
-    """
-    n_items = len(test.embedded)
-    own = query_row is not None
-    available = n_items - own
-    fetch = min(available, 2 * n_neighbors + 10)
-    vector = test.embedded.embeddings[query_row] if own else query_vector
-    while True:
-        if first is not None and len(first[1]) >= fetch:
-            distances, indices = first[0][:fetch], first[1][:fetch]
-        else:
-            found, rows = neighbors.kneighbors(vector, n_neighbors=fetch + own, **(search_options or {}))
-            keep = (rows[0] != query_row) & (rows[0] >= 0) if own else rows[0] >= 0
-            distances, indices = found[0][keep][:fetch], rows[0][keep][:fetch]
-        positions = distinct_positions(test, indices, n_neighbors, query_row=query_row)
-        if len(positions) >= n_neighbors or fetch >= available:
-            return distances[positions], indices[positions]
-        fetch, first = min(available, 2 * fetch), None
 
 
 def _tables(
