@@ -50,7 +50,7 @@ from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_colum
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
 from simrec.pipeline.model import build_extractor, imagenet_available
-from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
+from simrec.storage.index_folder import load_index, new_generation, read_manifest, remove_unreferenced, save_index
 from simrec.storage.locking import writer_lock
 from simrec.storage.photo_store import object_name
 
@@ -220,8 +220,9 @@ def build_index(
                 unchanged_index = _nothing_changed(previous, embedded, status[ok], removed, photos, index_dir)
                 ann_how = "" if unchanged_index else _keep_ann(previous, embedded, _first_uses(reuse_rows), ok)
                 del previous  # release the memory map before the old files are removed
-                if unchanged_index:
+                if unchanged_index:  # only tidy up: this run's extracted photos, an interrupted run's leftovers
                     shutil.rmtree(photos, ignore_errors=True)
+                    remove_unreferenced(index_dir)
                     logger.info("nothing changed in %s: nothing committed", source)
                 else:
                     save_index(embedded, index_dir, generation=generation)

@@ -100,6 +100,7 @@ def test_an_index_from_before_the_photo_store_loads_and_moves_its_photos_in(colo
     new, report = build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     assert report.unchanged == 12 and _photos_present(old) and _photos_present(new)
     assert (out / legacy).is_dir()  # retired: a reader of the old version still serves from it
+    write_image(colour_tree / "red" / "item_6.jpg", (240, 10, 10))  # a change: the commit after next
     build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     assert not (out / legacy).exists()
 
