@@ -164,6 +164,11 @@ def _select(
     order = np.lexsort((rows, np.round(ranking / DISTANCE_TIE)))
     limit = ranking.max(initial=0.0) - _MARGIN  # beyond it, a product not fetched might rank first
     embedded = test.embedded
+    # Pairs clearly farther apart than the copy threshold need no exact distance: a float32
+    # estimate decides them, the same way on every path (its error is far below the margin).
+    units = np.asarray(embedded.embeddings[np.sort(rows)], dtype=np.float32)[np.argsort(np.argsort(rows))]
+    units *= embedded.neighbors._inv_norms[rows, None]
+    near = (1.0 - units @ units.T) <= test.threshold + _MARGIN
     kept: list[int] = []
     for position in order.tolist():
         if len(kept) >= n_neighbors:
@@ -171,11 +176,18 @@ def _select(
         if not complete and ranking[position] >= limit:
             return np.asarray(kept, dtype=np.int64), False
         row = int(rows[position])
-        if query_row is not None and (row == query_row or test.is_copy(query_row, row, float(to_query[position]))):
+        if query_row is not None and (
+            row == query_row
+            or (
+                (to_query[position] <= test.threshold or test.same_bytes(query_row, row))
+                and test.is_copy(query_row, row, float(to_query[position]))
+            )
+        ):
             continue
-        if kept:
-            others = rows[kept]
-            between = pair_distances(embedded, others, np.full(len(kept), row))
+        close = [k for k in kept if near[k, position] or test.same_bytes(int(rows[k]), row)]
+        if close:
+            others = rows[close]
+            between = pair_distances(embedded, others, np.full(len(close), row))
             if any(test.is_copy(int(o), row, float(d)) for o, d in zip(others.tolist(), between.tolist())):
                 continue
         kept.append(position)
