@@ -621,6 +621,9 @@ def _nothing_changed(
     ]
     if paths != old["path"].astype(str).tolist():
         return False
+    held = str(index_dir.absolute()) + os.sep
+    if not all(os.path.isfile(path) for path in paths if path.startswith(held)):
+        return False  # a photo gone from the folder: the commit puts it back
     old_failures, new_failures = previous.failures, embedded.failures
     return len(old_failures) == len(new_failures) and all(
         [str(v) for v in old_failures[c]] == [str(v) for v in new_failures[c]] for c in FAILURE_COLUMNS
