@@ -608,6 +608,8 @@ def _print_build(embedded, report, index_dir) -> None:
         f"added {report.added}, updated {report.updated}, removed {report.removed}, unchanged {report.unchanged}; "
         f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"
     )
+    if not report.committed:
+        print(f"nothing changed: nothing committed ({index_dir} stays at generation {embedded.meta.generation})")
     if report.skipped:
         table = embedded.meta.files.get("failures", {}).get("name", "")
         print(f"skipped files and reasons: {Path(index_dir) / table}")
@@ -834,7 +836,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     meta = embedded.meta
     files = meta.files.values()
     checked = ", ".join(e["name"] for e in files) if meta.format_version > 1 else "all files"
-    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked})")
+    inside = str(Path(args.index_dir).absolute()) + os.sep
+    photos = sum(str(path).startswith(inside) for path in embedded.catalog["path"])
+    held = f" and the {photos} photos it holds" if photos else ""
+    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked}{held})")
     return 0
 
 

@@ -46,15 +46,16 @@ from simrec.core.errors import (
 )
 from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file, model_label
 from simrec.core.index_meta import REUSE_KEYS, IndexMeta, weights_name
-from simrec.core.records import ExtractorInfo, extractor_info
+from simrec.core.records import FAILURE_COLUMNS, ExtractorInfo, extractor_info
 from simrec.core.validation import check_path_argument
 from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
 from simrec.pipeline.model import build_extractor, imagenet_available
 from simrec.pipeline.runtime import calibration_photos, needs_calibration, use_openvino
-from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
+from simrec.storage.index_folder import load_index, new_generation, read_manifest, remove_unreferenced, save_index
 from simrec.storage.locking import writer_lock
+from simrec.storage.photo_store import object_name
 
 if TYPE_CHECKING:
     import keras
@@ -78,6 +79,8 @@ class BuildReport:
     embed_seconds: float
     ann: str = ""
     """What happened to the ann structure ("" when the index has none)."""
+    committed: bool = True
+    """False when nothing changed: no new version was written, the folder is as it was."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,9 +235,15 @@ def build_index(
                 removed = (
                     0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
                 )
-                ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
+                unchanged_index = _nothing_changed(previous, embedded, status[ok], removed, photos, index_dir)
+                ann_how = "" if unchanged_index else _keep_ann(previous, embedded, _first_uses(reuse_rows), ok)
                 del previous  # release the memory map before the old files are removed
-                save_index(with_stored_neighbors(embedded, verbose=verbose), index_dir, generation=generation)
+                if unchanged_index:  # only tidy up: this run's extracted photos, an interrupted run's leftovers
+                    shutil.rmtree(photos, ignore_errors=True)
+                    remove_unreferenced(index_dir)
+                    logger.info("nothing changed in %s: nothing committed", source)
+                else:
+                    save_index(with_stored_neighbors(embedded, verbose=verbose), index_dir, generation=generation)
 
         counts = pd.Series(status[ok]).value_counts()
         report = BuildReport(
@@ -249,6 +258,7 @@ def build_index(
             seconds=time.perf_counter() - started,
             embed_seconds=result.seconds,
             ann=ann_how,
+            committed=not unchanged_index,
         )
         if ann_how:
             logger.info("%s", ann_how)
@@ -558,7 +568,12 @@ def _check_writable(index_dir: Path) -> None:
 
 
 def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.ndarray, np.ndarray]:
-    """For each catalog row: the previous row to reuse (-1: embed) and added/updated/unchanged."""
+    """For each catalog row: the previous row to reuse (-1: embed) and added/updated/unchanged.
+
+    A row is reused when the previous version holds the same bytes (size and SHA-256),
+    under its ``product_id`` (unchanged) or another one (a renamed or copied file: added or
+    updated, but not embedded again: the same bytes give the same vector).
+    """
     n = len(catalog)
     reuse = np.full(n, -1, dtype=np.int64)
     status = np.full(n, "added", dtype=object)
@@ -567,12 +582,72 @@ def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.
     old = previous.catalog
     position = {pid: i for i, pid in enumerate(old["product_id"])}
     old_size, old_hash = old["size_bytes"].astype(np.int64).to_numpy(), old["sha256"].to_numpy()
+    by_content: dict[tuple[int, str], int] = {}
+    for i, key in enumerate(zip(old_size.tolist(), old_hash.tolist())):
+        by_content.setdefault(key, i)
     for row, (pid, size, digest) in enumerate(zip(catalog["product_id"], catalog["size_bytes"], catalog["sha256"])):
         i = position.get(pid)
-        if i is None:
-            continue
-        if old_size[i] == size and old_hash[i] == digest:
+        if i is not None and old_size[i] == size and old_hash[i] == digest:
             reuse[row], status[row] = i, "unchanged"
-        else:
+            continue
+        if i is not None:
             status[row] = "updated"
+        reuse[row] = by_content.get((int(size), str(digest)), -1)
     return reuse, status
+
+
+def _first_uses(reuse_rows: np.ndarray) -> np.ndarray:
+    """``reuse_rows`` with each previous row reused only once (by its first row); the others -1.
+
+    For the ann structure, which moves each previous vector to one new row.
+    """
+    first = reuse_rows.copy()
+    seen = set()
+    for row, old in enumerate(reuse_rows.tolist()):
+        if old >= 0:
+            if old in seen:
+                first[row] = -1
+            seen.add(old)
+    return first
+
+
+def _nothing_changed(
+    previous: EmbeddedCatalog | None,
+    embedded: EmbeddedCatalog,
+    status: np.ndarray,
+    removed: int,
+    extracted: Path,
+    index_dir: Path,
+) -> bool:
+    """Whether committing ``embedded`` would store what the folder already holds.
+
+    Every product unchanged (same id, size and SHA-256), none removed, the same failures,
+    the same catalog columns and values, the same photos (a zip's photos already in the
+    photo store under their checksum), from the same source.
+    """
+    if previous is None or removed or not (status == "unchanged").all() or len(embedded) != len(previous):
+        return False
+    if previous.meta.source != embedded.meta.source:
+        return False
+    old, new = previous.catalog, embedded.catalog
+    if list(old.columns) != list(new.columns) or not old["product_id"].equals(new["product_id"]):
+        return False
+    for column in new.columns:
+        if column == "path":
+            continue
+        if [str(v) for v in old[column]] != [str(v) for v in new[column]]:
+            return False
+    inside = str(extracted.absolute()) + os.sep
+    paths = [
+        str((index_dir / object_name(digest, Path(path).suffix)).absolute()) if path.startswith(inside) else path
+        for path, digest in zip(new["path"].astype(str), new["sha256"].astype(str))
+    ]
+    if paths != old["path"].astype(str).tolist():
+        return False
+    held = str(index_dir.absolute()) + os.sep
+    if not all(os.path.isfile(path) for path in paths if path.startswith(held)):
+        return False  # a photo gone from the folder: the commit puts it back
+    old_failures, new_failures = previous.failures, embedded.failures
+    return len(old_failures) == len(new_failures) and all(
+        [str(v) for v in old_failures[c]] == [str(v) for v in new_failures[c]] for c in FAILURE_COLUMNS
+    )

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbors
+from simrec.app.distinct import distinct_neighbors
+from simrec.app.duplicates import copy_test_for
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError

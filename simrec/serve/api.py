@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
 
-from simrec.app.duplicates import copy_test_for, distinct_positions
+from simrec.app.distinct import distinct_neighbors
+from simrec.app.duplicates import copy_test_for
 from simrec.app.export import results_payload
 from simrec.app.querying import plan_query, recommend, stored_answer
+from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError
 from simrec.embedded_catalog import row_in
@@ -149,11 +151,11 @@ def similar_to_photo(
     k, colour_weight = plan.n_neighbors, plan.colour_weight
     deadline = deadline_of(request, service)
     pixels = _decode_upload(image, int(embedded.meta.image_size), service, deadline)
-    if distinct:  # from the photo's 2k + 10 nearest
-        fetch = min(len(embedded), 2 * k + 10)
-        distances, indices = service.photo_batcher.query(version, pixels, fetch, colour_weight, deadline)
-        kept = distinct_positions(copy_test_for(embedded), indices, k)
-        distances, indices = distances[kept], indices[kept]
+    if distinct:  # the photo's vector, then the answer recommend(distinct=True) gives
+        vector = service.photo_batcher.embed(version, pixels, deadline)
+        colours = {"colours": colour_signature(pixels)} if colour_weight > 0 else {}
+        test = copy_test_for(embedded)
+        distances, indices = distinct_neighbors(test, plan.search, k, query_vector=vector, search_options=colours)
     else:
         distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
     query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo

@@ -227,6 +227,15 @@ class PhotoBatcher(_Batcher):
         """
         return self._submit(version, (pixels, colour_weight), k, deadline)
 
+    def embed(self, version: IndexVersion, pixels: np.ndarray, deadline: float) -> np.ndarray:
+        """The ``(dim,)`` vector of one ``(size, size, 3)`` uint8 photo, batched with the other photo queries.
+
+        Raises:
+            ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
+            MissingFileError: The first query of an index whose weights file is not there.
+        """
+        return self._submit(version, (pixels, None), 0, deadline)
+
     def warm_up(self, version: IndexVersion) -> None:
         """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it.
 
@@ -250,6 +259,9 @@ class PhotoBatcher(_Batcher):
     def _answer_one_version(self, group: list[_Query]) -> None:
         version = group[0].version
         vectors = embed_arrays(np.stack([query.item[0] for query in group]), self._extractor(version))
+        for j, query in enumerate(group):
+            if query.item[1] is None:  # the vector alone
+                query.answer.set_result(vectors[j])
         looks = [j for j, query in enumerate(group) if query.item[1] == 0]
         if looks:
             n_neighbors = max(group[j].k for j in looks)
@@ -259,7 +271,7 @@ class PhotoBatcher(_Batcher):
                 group[j].answer.set_result((distances[row][:k], indices[row][:k]))
         for j, query in enumerate(group):
             pixels, weight = query.item
-            if weight > 0:  # the blend of look and colour, from the same decoded photo
+            if weight is not None and weight > 0:  # the blend of look and colour, from the same decoded photo
                 blend = neighbors_for(version.embedded, weight)
                 distances, indices = blend.kneighbors(vectors[j], colours=colour_signature(pixels), n_neighbors=query.k)
                 query.answer.set_result((distances[0], indices[0]))
