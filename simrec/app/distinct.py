@@ -80,9 +80,10 @@ def distinct_neighbors(
             indices)`` 1-D, best first, the query itself left out; used when they are enough.
 
     Returns:
-        ``(distances, indices)``, 1-D float64 and int64, at most ``n_neighbors`` each (fewer
+        ``(distances, indices)``, 1-D float32 and int64, at most ``n_neighbors`` each (fewer
         only when the catalog runs out of distinct products). The distances are the exact
-        ones of step 2 in the module docstring (blended above colour weight 0).
+        ones of step 2 in the module docstring (blended above colour weight 0), rounded to
+        float32 as the search's own are.
     """
     options = search_options or {}
     n_items = len(test.embedded)
@@ -100,7 +101,7 @@ def distinct_neighbors(
         ranking, to_query = _scores(test.embedded, neighbors, rows[None], [query_row], vector[None], [options])
         kept, certain = _select(test, rows, ranking[0], to_query[0], n_neighbors, query_row, fetch >= available)
         if certain:
-            return ranking[0][kept], rows[kept]
+            return ranking[0][kept].astype(np.float32), rows[kept]
         fetch, first = min(available, 2 * fetch), None
 
 
@@ -139,7 +140,7 @@ def distinct_neighbors_many(
         for i, row in enumerate(rows.tolist()):
             kept, certain = _select(test, candidates[i], ranking[i], to_query[i], n_neighbors, row, complete)
             if certain and (candidates[i] >= 0).all():
-                answers.append((ranking[i][kept], candidates[i][kept]))
+                answers.append((ranking[i][kept].astype(np.float32), candidates[i][kept]))
             else:  # too many duplicates among the first candidates: look further, as one query does
                 answers.append(
                     distinct_neighbors(test, neighbors, n_neighbors, query_row=row, search_options=options[i])
