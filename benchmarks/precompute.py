@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simrec import EmbeddedCatalog, IndexMeta, load_index, recommend, save_index  # noqa: E402
-from simrec.app.duplicates import copy_test_for, distinct_neighbors  # noqa: E402
+from simrec.app.distinct import distinct_neighbors  # noqa: E402
+from simrec.app.duplicates import copy_test_for  # noqa: E402
 from simrec.app.precompute import compute_stored_neighbors  # noqa: E402
 from simrec.core.colour_signature import N_BINS  # noqa: E402
 from simrec.embedded_catalog import default_colour_weight, neighbors_for  # noqa: E402

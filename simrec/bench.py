@@ -9,6 +9,10 @@ Figures (one line each, ``name value``), then one ``ratio ...`` line:
 * ``colour_signature_ms``: one colour signature from an already decoded photo;
 * ``naive_img_per_s``: the tutorial loop, ``load_img`` + ``model.predict`` per image;
 * ``bfloat16_pipeline_img_per_s``: the pipeline in bfloat16, when the CPU has BF16/AMX;
+* ``keras_model_only_img_per_s`` / ``openvino_model_only_img_per_s`` / ``int8_model_only_img_per_s``:
+  the forward pass on Keras, on OpenVINO in float32, and on OpenVINO in int8 (calibrated on the
+  generated photos), on a CPU with OpenVINO (and NNCF for int8) installed: the ``openvino/keras``
+  and ``int8/float32`` ratios;
 * ``decode_1_worker_img_per_s`` / ``decode_all_cores_img_per_s``: decoding alone, with one
   worker and with every core (processes where there are more than two cores, else threads);
 * ``knn_query_ms_simrec`` / ``knn_query_ms_sklearn`` / ``knn_query_ms_sklearn_normalized``:
@@ -62,6 +66,7 @@ def run_benchmark(
     repeats: int = 2,
     json_path: str | os.PathLike | None = None,
     print_fn=print,
+    runtime: str = "auto",
 ) -> dict[str, float]:
     """Run every measurement and print the figures and ratios.
 
@@ -75,12 +80,14 @@ def run_benchmark(
         repeats: Interleaved rounds of the embedding figures; each keeps its best.
         json_path: Also write the figures to this JSON file.
         print_fn: Where lines go.
+        runtime: What runs the network of the main figures (``"auto"``, ``"keras"``, ``"openvino"``).
 
     Returns:
         The figures by name.
 
     Raises:
-        InvalidArgumentError: An unknown ``precision``.
+        InvalidArgumentError: An unknown ``precision`` or ``runtime``.
+        MissingDependencyError: ``runtime="openvino"`` without OpenVINO.
     """
     import keras
 
@@ -102,11 +109,16 @@ def run_benchmark(
 
     with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
         paths = _make_photos(Path(folder), n_images)
-        extractor = build_extractor(weights=None, precision=precision)
-        print_fn(f"precision {extractor_info(extractor).precision}, batch_size {batch_size}, images {n_images}")
+        extractor = build_extractor(weights=None, precision=precision, runtime=runtime)
+        info = extractor_info(extractor)
+        print_fn(
+            f"precision {info.precision}, runtime {_runtime_text(extractor)}, batch_size {batch_size}, "
+            f"images {n_images}"
+        )
         pixels = np.stack([load_image(p, IMAGE_SIZE) for p in paths])
 
         forward = compiled_forward(extractor)
+        forwards = _runtime_forwards(extractor, pixels, device, print_fn) if precision in ("auto", "float32") else {}
         cores = os.cpu_count() or 1
         all_cores = "processes" if cores > 2 else "threads"  # what "auto" picks for a large catalog
         # Decoding is fast: the photos are read several times over, so that starting the
@@ -150,6 +162,12 @@ def run_benchmark(
             ),
             "colour_signatures_per_s": (n_images, lambda: colour_signatures(pixels)),
         }
+        for name, other in forwards.items():
+            other(pixels[:batch_size])  # compile and warm up
+            work[f"{name}_model_only_img_per_s"] = (
+                n_images,
+                lambda other=other: [other(pixels[i : i + batch_size]) for i in range(0, n_images, batch_size)],
+            )
         if precision == "float32" and device == "CPU" and native_bfloat16():
             low = build_extractor(weights=None, precision="bfloat16")
             work["bfloat16_pipeline_img_per_s"] = (
@@ -168,6 +186,9 @@ def run_benchmark(
                 figures[name] = max(figures.get(name, 0.0), _rate(count, job))
     for name in (
         "model_only_img_per_s",
+        "keras_model_only_img_per_s",
+        "openvino_model_only_img_per_s",
+        "int8_model_only_img_per_s",
         "pipeline_img_per_s",
         "naive_img_per_s",
         "bfloat16_pipeline_img_per_s",
@@ -212,6 +233,10 @@ def run_benchmark(
     ratios["colour_signature_share"] = figures["colour_signature_ms"] * figures["pipeline_img_per_s"] / 1000
     if "bfloat16_pipeline_img_per_s" in figures:
         ratios["bfloat16/float32"] = figures["bfloat16_pipeline_img_per_s"] / figures["pipeline_img_per_s"]
+    if "keras_model_only_img_per_s" in figures and "openvino_model_only_img_per_s" in figures:
+        ratios["openvino/keras"] = figures["openvino_model_only_img_per_s"] / figures["keras_model_only_img_per_s"]
+    if "int8_model_only_img_per_s" in figures and "openvino_model_only_img_per_s" in figures:
+        ratios["int8/float32"] = figures["int8_model_only_img_per_s"] / figures["openvino_model_only_img_per_s"]
     figures.update({f"ratio {k}": v for k, v in ratios.items()})
     print_fn(
         "ratio " + " ".join(f"{k}={v:.3f}" if k.startswith("colour") else f"{k}={v:.2f}" for k, v in ratios.items())
@@ -229,12 +254,14 @@ def run_model_benchmark(
     repeats: int = 2,
     json_path: str | os.PathLike | None = None,
     print_fn=print,
+    runtime: str = "auto",
 ) -> dict[str, dict[str, float]]:
     """Embedding speed of each backbone at its own input size, in one run: ``simrec bench --model NAME``.
 
     Untrained weights (the speed does not depend on the values); each backbone embeds the
     same generated 600 x 800 JPEGs, first as decoded batches (the compiled forward pass
-    alone), then end to end (``embed_images``, colour signatures included).
+    alone), then end to end (``embed_images``, colour signatures included). On OpenVINO, the
+    same network's forward pass on Keras is measured too, for the ``openvino/keras`` column.
 
     Args:
         models: Backbone names (``["resnet50", "mobilenet-0.25"]``), or ``["all"]``.
@@ -244,35 +271,41 @@ def run_model_benchmark(
         repeats: Rounds of each figure (the best is kept).
         json_path: Also write the figures to this JSON file.
         print_fn: Where lines go.
+        runtime: What runs each network (``"auto"``, ``"keras"``, ``"openvino"``).
 
     Returns:
-        ``{model: {"model_only_img_per_s", "pipeline_img_per_s", "dim", "image_size", "parameters"}}``.
+        ``{model: {"model_only_img_per_s", "pipeline_img_per_s", "dim", "image_size", "parameters",
+        "runtime"}}``, and ``"keras_model_only_img_per_s"`` for a backbone on OpenVINO.
 
     Raises:
-        InvalidArgumentError: A name of ``models`` names no backbone, or an unknown ``precision``.
+        InvalidArgumentError: A name of ``models`` names no backbone, or an unknown ``precision`` or ``runtime``.
+        MissingDependencyError: ``runtime="openvino"`` without OpenVINO.
     """
     import gc
 
     import keras
 
-    from simrec.core.backbones import BACKBONES, backbone
+    from simrec.core.backbones import BACKBONES
     from simrec.pipeline.backend import framework_version
 
-    names = list(BACKBONES) if models == ["all"] else [backbone(name).name for name in models]
+    names = list(BACKBONES) if models == ["all"] else [_model_name(name) for name in models]
     print_fn(
         f"machine {_cpu_name()}, {os.cpu_count()} CPUs, Keras {keras.__version__} on {framework_version()}; "
         f"untrained weights, {precision}, batch_size {batch_size}, {n_images} images, best of {repeats}"
     )
-    print_fn("| model | dim | input | parameters | model only img/s | pipeline img/s |")
-    print_fn("| --- | --- | --- | --- | --- | --- |")
+    print_fn("| model | dim | input | parameters | runtime | model only img/s | pipeline img/s | openvino/keras |")
+    print_fn("| --- | --- | --- | --- | --- | --- | --- | --- |")
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
         paths = _make_photos(Path(folder), n_images)
         for name in names:
-            results[name] = figures = _model_figures(name, paths, batch_size, precision, repeats)
+            results[name] = figures = _model_figures(name, paths, batch_size, precision, repeats, runtime)
+            keras_only = figures.get("keras_model_only_img_per_s")
+            versus = f"{figures['model_only_img_per_s'] / keras_only:.2f}" if keras_only else "-"
             print_fn(
                 f"| `{name}` | {figures['dim']} | {figures['image_size']} | {figures['parameters']:,} | "
-                f"{figures['model_only_img_per_s']:.1f} | {figures['pipeline_img_per_s']:.1f} |"
+                f"{figures['runtime']} | {figures['model_only_img_per_s']:.1f} | {figures['pipeline_img_per_s']:.1f} | "
+                f"{versus} |"
             )
             keras.backend.clear_session()
             gc.collect()
@@ -288,26 +321,86 @@ def run_model_benchmark(
     return results
 
 
-def _model_figures(name: str, paths: list[str], batch_size: int, precision: str, repeats: int) -> dict[str, float]:
+def _model_figures(
+    name: str, paths: list[str], batch_size: int, precision: str, repeats: int, runtime: str = "auto"
+) -> dict[str, Any]:
     """One backbone's forward-only and end-to-end images per second (best of ``repeats``)."""
     from simrec.core.backbones import backbone
-    from simrec.pipeline.embedding import compiled_forward, embed_images
+    from simrec.core.hub_backbones import HUB_BACKBONES
+    from simrec.core.records import extractor_info
+    from simrec.pipeline.embedding import compiled_forward, embed_images, keras_forward
     from simrec.pipeline.images import load_image
     from simrec.pipeline.model import build_extractor
 
-    spec = backbone(name)
-    extractor = build_extractor(weights=None, model=name, precision=precision)
+    spec = HUB_BACKBONES[name] if name in HUB_BACKBONES else backbone(name)
+    extractor = build_extractor(weights=None, model=name, precision=precision, runtime=runtime)
     pixels = np.stack([load_image(p, spec.image_size) for p in paths])
     forward = compiled_forward(extractor)
     forward(pixels[:batch_size])  # compile and warm up
     n = len(paths)
-    figures = {"dim": spec.dim, "image_size": spec.image_size, "parameters": spec.parameters}
+    used = extractor_info(extractor).runtime
+    figures: dict[str, Any] = {
+        "dim": spec.dim,
+        "image_size": spec.image_size,
+        "parameters": spec.parameters,
+        "runtime": used,
+    }
+    timed = {"model_only_img_per_s": forward}
+    if used == "openvino":
+        timed["keras_model_only_img_per_s"] = on_keras = keras_forward(extractor)
+        on_keras(pixels[:batch_size])
     for _ in range(repeats):
-        model_only = _rate(n, lambda: [forward(pixels[i : i + batch_size]) for i in range(0, n, batch_size)])
+        for figure, function in timed.items():
+            rate = _rate(n, lambda f=function: [f(pixels[i : i + batch_size]) for i in range(0, n, batch_size)])
+            figures[figure] = max(figures.get(figure, 0.0), rate)
         pipeline = _rate(n, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False))
-        figures["model_only_img_per_s"] = max(figures.get("model_only_img_per_s", 0.0), model_only)
         figures["pipeline_img_per_s"] = max(figures.get("pipeline_img_per_s", 0.0), pipeline)
     return figures
+
+
+def _model_name(name: str) -> str:
+    """A backbone's name, a KerasHub one's included (an unknown one is refused with close names)."""
+    from simrec.core.backbones import backbone
+    from simrec.core.hub_backbones import HUB_BACKBONES
+
+    return name if name in HUB_BACKBONES else backbone(name).name
+
+
+def _runtime_text(extractor) -> str:
+    """``"openvino (LATENCY, f32, 2 threads)"`` or ``"keras"``: the runtime of an extractor and its settings."""
+    from simrec.core.records import extractor_info
+    from simrec.pipeline.embedding import compiled_forward
+
+    settings = getattr(compiled_forward(extractor), "openvino_settings", None)
+    text = extractor_info(extractor).runtime
+    if settings:
+        text += f" ({settings['performance_hint']}, {settings['inference_precision']}, {settings['threads']} threads)"
+    return text
+
+
+def _runtime_forwards(extractor, pixels: np.ndarray, device: str, print_fn) -> dict[str, Any]:
+    """The forward passes the runtime ratios compare, where they can run: ``{"keras", "openvino", "int8"}``.
+
+    Keras's own is the extractor's network run by its backend; OpenVINO's are compiled from the same
+    network (float32, and int8 quantised on ``pixels``), on a CPU with OpenVINO installed.
+    """
+    import importlib.util
+
+    from simrec.pipeline.backend import backend_name
+    from simrec.pipeline.embedding import compiled_forward, keras_forward
+    from simrec.pipeline.runtime import openvino_forward, openvino_installed
+
+    forwards = {"keras": keras_forward(extractor)}
+    if device != "CPU" or backend_name() != "tensorflow" or not openvino_installed():
+        print_fn("runtime ratios: OpenVINO runs on a CPU with TensorFlow and OpenVINO installed; not measured here")
+        return forwards
+    own = compiled_forward(extractor)
+    forwards["openvino"] = own if getattr(own, "openvino_settings", None) else openvino_forward(extractor)
+    if importlib.util.find_spec("nncf") is not None:
+        forwards["int8"] = openvino_forward(extractor, "int8", calibration=pixels)
+    else:
+        print_fn("int8/float32: needs NNCF (pip install 'simrec[int8]'); not measured")
+    return forwards
 
 
 def _drain(batches) -> None:
@@ -572,15 +665,21 @@ def _ann_figures(
 
 
 def run_ray_benchmark(
-    n_images: int = 96, batch_size: int = BATCH_SIZE, *, workers: int | None = None, print_fn=print
+    n_images: int = 96,
+    batch_size: int = BATCH_SIZE,
+    *,
+    workers: int | None = None,
+    print_fn=print,
+    runtime: str = "auto",
 ) -> dict[str, float]:
     """Images per second of the Ray engine on a local Ray against the local engine, same photos.
 
     The Ray figure is the whole call, start of the local Ray and of its actors (each
-    builds its extractor) included, as ``simrec index --engine ray`` would see it.
+    builds its extractor) included, as ``simrec index --engine ray`` would see it. The actors
+    use the runtime of the extractor built here (``runtime``).
 
     Raises:
-        MissingDependencyError: Ray is not installed.
+        MissingDependencyError: Ray is not installed (or OpenVINO, with ``runtime="openvino"``).
     """
     from simrec.pipeline.embedding import embed_images
     from simrec.pipeline.model import build_extractor
@@ -589,7 +688,8 @@ def run_ray_benchmark(
     ray = import_ray()
     with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
         paths = _make_photos(Path(folder), n_images)
-        extractor = build_extractor(weights=None, precision="float32")
+        extractor = build_extractor(weights=None, precision="float32", runtime=runtime)
+        print_fn(f"runtime {_runtime_text(extractor)}")
         embed_images(paths[:batch_size], extractor, batch_size=batch_size, verbose=False)  # warm up
         local = _rate(n_images, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False))
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)

@@ -31,11 +31,11 @@ from simrec.app.export import export_embeddings, export_neighbors, results_paylo
 from simrec.app.indexing import add_colours, build_index
 from simrec.app.plot import plot_duplicate_groups, plot_recommendation_grid, plot_recommendations
 from simrec.app.precompute import store_neighbors
-from simrec.app.querying import plan_query, query_extractor, recommend
+from simrec.app.querying import plan_query, query_extractor, query_text_embedder, recommend
 from simrec.app.sync import PHOTO_FIELDS, sync_index
 from simrec.app.synthetic import make_synthetic_catalog
 from simrec.bench import run_ann_benchmark, run_benchmark, run_model_benchmark, run_ray_benchmark
-from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE
+from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE, PREPROCESSING_MODES
 from simrec.core.defaults import (
     BATCH_SIZE,
     COLOUR_WEIGHT,
@@ -47,6 +47,7 @@ from simrec.core.defaults import (
     STORED_NEIGHBORS,
 )
 from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
+from simrec.core.hub_backbones import HUB_BACKBONES
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
 from simrec.embedded_catalog import require_colours
@@ -54,6 +55,7 @@ from simrec.pipeline.backend import backend_name, import_backend_quietly
 from simrec.pipeline.catalog import count_formats
 from simrec.pipeline.images import load_image
 from simrec.pipeline.model import PRECISIONS
+from simrec.pipeline.runtime import RUNTIMES
 from simrec.search.approximate import ANN_TYPES
 from simrec.storage.index_folder import load_index, verify_index
 
@@ -108,15 +110,18 @@ def _add_model_options(sub: argparse.ArgumentParser) -> None:
         "--model",
         default=None,
         metavar="NAME",
-        help=f"the backbone: {', '.join(BACKBONES)} (default: an existing index's own, else "
-        f"{DEFAULT_BACKBONE}); a different one than the index's needs --rebuild",
+        help=f"the backbone: {', '.join(BACKBONES)}; a KerasHub one: {', '.join(HUB_BACKBONES)} "
+        "(pip install 'simrec[hub]'; --weights auto, a preset folder or random); or a Keras model file "
+        f"PATH.keras (default: an existing index's own, else {DEFAULT_BACKBONE}); a different one than the "
+        "index's needs --rebuild",
     )
     sub.add_argument(
         "--weights",
         default="auto",
         help="auto (default: an existing index's own weights; for a new index ImageNet if cached or "
-        "downloadable, else untrained with a warning), imagenet, random, or a local .h5/.weights.h5 file "
-        "holding the model's weights",
+        "downloadable, else untrained with a warning; for a KerasHub model its preset, downloaded by KerasHub, "
+        "never untrained), imagenet, random, a local .h5/.weights.h5 file holding the model's weights, or a "
+        "KerasHub preset folder",
     )
     sub.add_argument(
         "--image-size",
@@ -135,8 +140,21 @@ def _add_model_options(sub: argparse.ArgumentParser) -> None:
         choices=PRECISIONS,
         default=None,
         help="compute precision (default: an existing index's own; for a new one auto = float16 on a GPU, "
-        "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16); a different one than the "
-        "index's needs --rebuild",
+        "float32 on CPU; bfloat16 is faster on CPUs with AMX or AVX-512 BF16; int8 runs on OpenVINO, "
+        "calibrated on the catalog's photos); a different one than the index's needs --rebuild",
+    )
+    _add_runtime_option(sub)
+
+
+def _add_runtime_option(sub: argparse.ArgumentParser) -> None:
+    """--runtime: what executes the network (not part of an index's model)."""
+    sub.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="auto",
+        help="what runs the network: auto (default: OpenVINO on a CPU when installed and the model converts, "
+        "else Keras), keras or openvino; vectors agree to float32 rounding, so an index can be extended or "
+        "queried with either",
     )
 
 
@@ -170,6 +188,13 @@ def _add_index_command(commands: argparse._SubParsersAction) -> None:
     )
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     index.add_argument(
+        "--preprocessing",
+        choices=tuple(PREPROCESSING_MODES),
+        default=None,
+        help="for a .keras model file: the pixel preprocessing it expects (default: an existing index's own, else "
+        "model = inside the model, 0-255 pixels in)",
+    )
+    index.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="where to embed (ray: pip install 'simrec[ray]')"
     )
     index.add_argument("--ray-address", help="Ray cluster to use: auto, ray://host:port (default: a local Ray)")
@@ -185,12 +210,18 @@ def _add_query_command(commands: argparse._SubParsersAction) -> None:
     target = query.add_mutually_exclusive_group(required=True)
     target.add_argument("--id", dest="product_id", help="a catalog product_id, e.g. red/shirt_1")
     target.add_argument("--image", help="a photo file to search with")
+    target.add_argument(
+        "--text", help="words to search with, e.g. 'red checked shirt' (an index made with a SigLIP or CLIP preset)"
+    )
     query.add_argument(
         "-k", type=_positive, default=N_NEIGHBORS, help="number of recommendations (default: %(default)s)"
     )
     query.add_argument("--plot", help="write the result grid to this PNG file")
     query.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    query.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    query.add_argument(
+        "--weights", help="weights file or preset folder, if the index was built from one that has moved"
+    )
+    _add_runtime_option(query)
     _add_colour_weight(query)
     query.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     query.add_argument("--nprobe", type=_positive, help="IVF lists to search (default: the one stored by simrec ann)")
@@ -301,6 +332,7 @@ def _add_serve_command(commands: argparse._SubParsersAction) -> None:
         "--max-upload-mb", type=_positive, default=20, help="largest photo upload in MB (default: %(default)s)"
     )
     serve.add_argument("--weights", help="weights file, if the index was built from one that has moved")
+    _add_runtime_option(serve)
     serve.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     serve.add_argument(
         "--workers",
@@ -428,6 +460,7 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     )
     bench.add_argument("--batch-size", type=_positive, default=BATCH_SIZE)
     bench.add_argument("--precision", choices=PRECISIONS, default="float32")
+    _add_runtime_option(bench)
     bench.add_argument(
         "--items", type=_positive, default=20_000, help="vectors for the search benchmark (default: %(default)s)"
     )
@@ -539,6 +572,7 @@ def _build_options(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "image_size": args.image_size,
         "precision": args.precision,
+        "runtime": args.runtime,
         "verbose": not args.quiet,
     }
 
@@ -557,6 +591,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
         metadata=args.metadata,
         engine=args.engine,
         engine_options=ray_options,
+        preprocessing=args.preprocessing,
         **_build_options(args),
     )
     _print_build(embedded, report, args.index_dir)
@@ -573,6 +608,8 @@ def _print_build(embedded, report, index_dir) -> None:
         f"added {report.added}, updated {report.updated}, removed {report.removed}, unchanged {report.unchanged}; "
         f"embedded {report.embedded} in {report.embed_seconds:.1f}s ({rate:.1f} img/s), total {report.seconds:.1f}s"
     )
+    if not report.committed:
+        print(f"nothing changed: nothing committed ({index_dir} stays at generation {embedded.meta.generation})")
     if report.skipped:
         table = embedded.meta.files.get("failures", {}).get("name", "")
         print(f"skipped files and reasons: {Path(index_dir) / table}")
@@ -596,7 +633,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
     plan = plan_query(
         embedded,
         args.k,
-        photo=args.image is not None,
+        photo=args.product_id is None,
         colour_weight=args.colour_weight,
         exact=args.exact,
         nprobe=args.nprobe,
@@ -607,7 +644,10 @@ def _cmd_query(args: argparse.Namespace) -> int:
     if args.image is not None:
         load_image(args.image, int(embedded.meta.image_size))  # report a bad file before loading the model
         import_backend_quietly(args.verbose)
-        extractor = query_extractor(embedded, args.weights)
+        extractor = query_extractor(embedded, args.weights, runtime=args.runtime)
+    if args.text is not None:
+        import_backend_quietly(args.verbose)
+        query_text_embedder(embedded, args.weights)  # refusals and the preset's loading, before the search
     results = recommend(
         embedded,
         product_id=args.product_id,
@@ -617,6 +657,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
         colour_weight=plan.colour_weight,
         search=plan.search,
         distinct=args.distinct,
+        text=args.text,
     )
     if args.format == "json":
         print(json.dumps(results_payload(results), indent=2, default=_json_default))
@@ -754,6 +795,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "index_dir": args.index_dir,
         "max_upload_bytes": args.max_upload_mb * 1024**2,
         "weights_path": args.weights,
+        "runtime": args.runtime,
         "exact": args.exact,
         "timeout": args.timeout,
     }
@@ -794,7 +836,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     meta = embedded.meta
     files = meta.files.values()
     checked = ", ".join(e["name"] for e in files) if meta.format_version > 1 else "all files"
-    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked})")
+    inside = str(Path(args.index_dir).absolute()) + os.sep
+    photos = sum(str(path).startswith(inside) for path in embedded.catalog["path"])
+    held = f" and the {photos} photos it holds" if photos else ""
+    print(f"{args.index_dir}: intact ({len(embedded)} items, {meta.dim}-d; checked {checked}{held})")
     return 0
 
 
@@ -931,11 +976,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.ray:
         import_backend_quietly(args.verbose)
-        run_ray_benchmark(args.images or 96, args.batch_size)
+        run_ray_benchmark(args.images or 96, args.batch_size, runtime=args.runtime)
         return 0
     if args.model:
         import_backend_quietly(args.verbose)
-        run_model_benchmark(args.model, args.images or 32, args.batch_size, args.precision, args.repeats, args.out)
+        run_model_benchmark(
+            args.model, args.images or 32, args.batch_size, args.precision, args.repeats, args.out, runtime=args.runtime
+        )
         return 0
 
     import_backend_quietly(args.verbose)
@@ -947,6 +994,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         memory_items=args.memory_items,
         repeats=args.repeats,
         json_path=args.out,
+        runtime=args.runtime,
     )
     return 0
 

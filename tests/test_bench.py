@@ -38,6 +38,23 @@ def test_benchmark_prints_each_figure_and_the_ratio_line(tmp_path):
     assert "knn_all_items_speedup=" in lines[-1] and "knn_all_items_speedup_vs_normalized=" in lines[-1]
     assert figures["knn_identical_neighbors"] == 1.0
     assert (tmp_path / "b.json").is_file()
+    # the runtime is shown, and both runtime ratios come from the same run
+    assert any(line.startswith("precision float32, runtime openvino (LATENCY, f32,") for line in lines)
+    for name in ("keras_model_only_img_per_s", "openvino_model_only_img_per_s", "int8_model_only_img_per_s"):
+        assert name in names
+    assert "openvino/keras=" in lines[-1] and "int8/float32=" in lines[-1]
+
+
+def test_backbone_table_has_a_runtime_column():
+    from simrec.bench import run_model_benchmark
+
+    lines = []
+    results = run_model_benchmark(["mobilenet-0.25"], n_images=2, batch_size=2, repeats=1, print_fn=lines.append)
+    assert "| runtime |" in lines[1] and "| openvino/keras |" in lines[1]
+    assert (
+        results["mobilenet-0.25"]["runtime"] == "openvino" and "keras_model_only_img_per_s" in results["mobilenet-0.25"]
+    )
+    assert lines[3].split("|")[5].strip() == "openvino"
 
 
 def test_all_items_search_memory_stays_bounded():

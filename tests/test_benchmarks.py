@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from paths import ROOT
+from paths import ROOT, SHARED
 
 RUNS = {
     "open_query": (["--items", "200", "--dim", "8"], "ratio query_cli_s/target="),
@@ -21,12 +21,16 @@ RUNS = {
         ["--skip-planted", "--items", "2000", "--dim", "16", "--ann-items", "500", "--project", "10000"],
         "projected to 10,000 x 16",
     ),
+    "runtime": (["--limit", "40"], "| int8 (int8) |"),
 }
+NEEDS_SHARED = {"runtime"}
 
 
 @pytest.mark.parametrize("name", RUNS)
 def test_the_benchmark_runs_on_small_inputs(name, tmp_path):
     arguments, expected = RUNS[name]
+    if name in NEEDS_SHARED and not (SHARED / "data" / "fashion-small").is_dir():
+        pytest.skip("needs ../shared/data/fashion-small")
     run = subprocess.run(
         [sys.executable, "-W", "error::FutureWarning", str(ROOT / "benchmarks" / f"{name}.py"), *arguments],
         cwd=tmp_path,

@@ -108,7 +108,7 @@ def test_evaluate_json(built, capsys):
         (["query", "{out}", "--image", "{tmp}/missing.jpg"], "file not found"),
         (["index", "{tmp}/missing.zip", "--out", "{tmp}/o"], "catalog source not found"),
         (["evaluate", "{out}", "-k", "0"], "expected a positive integer"),
-        (["query", "{out}"], "one of the arguments --id --image is required"),
+        (["query", "{out}"], "one of the arguments --id --image --text is required"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(built, tmp_path, capsys, argv, message):

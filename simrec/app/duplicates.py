@@ -15,8 +15,13 @@ cropped a little, made brighter). :func:`find_duplicates` finds them in two stag
 
 An index of vectors made outside simrec (no readable photos) uses the vector stage alone,
 with the tighter :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD`, and the report
-says so. :class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
-recommendations use it.
+says so. When photos are compared, a pair is a copy only when it is proven one: the same
+bytes, or photos that match. A candidate pair with a photo that cannot be read (deleted
+from the photo store, damaged) is not judged by its vectors, whose distances between
+look-alike products are as small as between copies: it is counted in
+:attr:`DuplicateReport.unverified`, and the report's note says how many and names a photo.
+:class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
+recommendations use it (:mod:`simrec.app.distinct`).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
 """Columns of :attr:`DuplicateReport.groups`, one row per product of a group."""
 
 _THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
+_PAIR_CACHE = 1 << 18  # pairs whose answer is kept (about 100 bytes each)
 _TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, DuplicateTest] = weakref.WeakKeyDictionary()
 
 
@@ -81,6 +87,8 @@ class DuplicateReport:
         candidates: Candidate pairs looked at.
         seconds: Wall time.
         note: Why photos were not compared (or how many could not be read), else None.
+        unverified: Candidate pairs left unjudged because a photo could not be read
+            (0 when photos are not compared).
     """
 
     pairs: pd.DataFrame
@@ -92,6 +100,7 @@ class DuplicateReport:
     candidates: int
     seconds: float
     note: str | None = None
+    unverified: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """``{"pairs": [...], "groups": [{"group", "keep", "product_ids"}], "threshold", "model", ...}``."""
@@ -123,6 +132,7 @@ class DuplicateReport:
             "photos_compared": self.photos_compared,
             "candidates": self.candidates,
             "note": self.note,
+            "unverified": self.unverified,
         }
 
 
@@ -177,6 +187,10 @@ class DuplicateTest:
         self._paths = catalog["path"].astype(str).to_numpy() if "path" in catalog.columns else None
         self._thumbnails: OrderedDict[int, tuple[np.ndarray, int] | None] = OrderedDict()
         self.unreadable: set[int] = set()
+        self.unverified = 0
+        self._copies: OrderedDict[tuple[int, int], bool] = OrderedDict()
+        self.first_unreadable: str | None = None
+        self.warn_unreadable = True
 
     def same_bytes(self, first: int, second: int) -> bool:
         """Whether two catalog rows are the same file (equal, non-empty ``sha256``)."""
@@ -190,6 +204,22 @@ class DuplicateTest:
             return "exact", 0.0
         return self._near(self.thumbnails(first), self.thumbnails(second), distance)
 
+    def is_copy(self, first: int, second: int, distance: float) -> bool:
+        """Whether two catalog rows are duplicates, as :meth:`kind` says; remembered for the pair.
+
+        ``distance`` must be the pair's own cosine distance, the same whichever way round
+        (as :func:`simrec.app.distinct.pair_distances` gives it), so the answer does not
+        depend on who asks first. Distinct results ask about the same pairs again and again.
+        """
+        key = (first, second) if first <= second else (second, first)
+        found = self._copies.get(key)
+        if found is None:
+            found = self.kind(key[0], key[1], distance)[0] is not None
+            self._copies[key] = found
+            if len(self._copies) > _PAIR_CACHE:
+                self._copies.popitem(last=False)
+        return found
+
     def thumbnails(self, row: int) -> tuple[np.ndarray, int] | None:
         """The row's :func:`photo_thumbnails`, or None when photos are not compared or it cannot be read."""
         if not self.photos_compared or self._paths is None:
@@ -201,7 +231,9 @@ class DuplicateTest:
         try:
             found = photo_thumbnails(path) if path else None
         except ImageDecodeError as error:
-            logger.warning("%s; judged by its vector alone", error)
+            if self.first_unreadable is None and self.warn_unreadable:  # once: a deleted store says it a thousand times
+                logger.warning("%s; a pair with a photo that cannot be read is not judged a copy", error)
+            self.first_unreadable = self.first_unreadable or str(error)
             found = None
         if found is None:
             self.unreadable.add(row)
@@ -215,8 +247,11 @@ class DuplicateTest:
     ) -> tuple[str | None, float]:
         if distance > self.threshold:
             return None, math.nan
-        if first is None or second is None:  # a photo that cannot be compared: the vector stage alone
+        if not self.photos_compared:  # vectors made outside simrec: the vector stage alone
             return ("near" if distance <= min(self.threshold, VECTOR_DUPLICATE_THRESHOLD) else None), math.nan
+        if first is None or second is None:  # cannot be verified: not a proven copy
+            self.unverified += 1
+            return None, math.nan
         difference = thumbnail_difference(first[0], second[0])
         return ("near" if difference <= self.photo_threshold else None), difference
 
@@ -261,6 +296,7 @@ def find_duplicates(
     if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
         raise InvalidArgumentError(f"Expected n_candidates >= 1 (an int), got {n_candidates!r}")
     test = DuplicateTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
+    test.warn_unreadable = False  # the report's note says it, once
     catalog = embedded.catalog
     n_items = len(catalog)
     found: dict[tuple[int, int], tuple[float, str, float]] = {}
@@ -283,7 +319,11 @@ def find_duplicates(
     pairs, groups = _tables(catalog, found, test)
     note = test.note
     if test.photos_compared and test.unreadable:
-        note = f"{len(test.unreadable)} candidate photos could not be read and were judged by their vectors alone"
+        note = (
+            f"{len(test.unreadable)} candidate photos could not be read ({test.first_unreadable}), so "
+            f"{test.unverified} candidate pairs were not judged: a pair is reported only when its photos match "
+            "or are the same file; 'simrec verify' checks the index's photos"
+        )
     report = DuplicateReport(
         pairs=pairs,
         groups=groups,
@@ -294,6 +334,7 @@ def find_duplicates(
         candidates=len(first),
         seconds=time.perf_counter() - started,
         note=note,
+        unverified=test.unverified,
     )
     logger.info("%d duplicate pairs in %d groups from %d candidates", len(pairs), groups["group"].nunique(), len(first))
     return report
@@ -342,98 +383,12 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
     return out
 
 
-def distinct_positions(
-    test: DuplicateTest, rows: np.ndarray, n_neighbors: int, *, query_row: int | None = None
-) -> list[int]:
-    """Positions in ranked ``rows`` kept when each duplicate of the query or of a higher-ranked result is dropped.
-
-    A photo query (``query_row`` None) is not a catalog product: the catalog's copy of that
-    photo is the best answer and stays; only its further copies go, as duplicates of it.
-
-    Args:
-        test: The :class:`DuplicateTest` of the index.
-        rows: Catalog rows of the candidates, best first.
-        n_neighbors: How many to keep at most.
-        query_row: The query's catalog row, for a catalog product.
-
-    Returns:
-        Up to ``n_neighbors`` positions into ``rows``, in order.
-    """
-    embedded = test.embedded
-    inverse = embedded.neighbors._inv_norms
-    rows = np.asarray(rows, dtype=np.int64)
-    units = np.asarray(embedded.embeddings[rows], dtype=np.float32) * inverse[rows, None]
-    if query_row is not None:
-        query_unit = np.asarray(embedded.embeddings[query_row], np.float32) * inverse[query_row]
-        to_query = 1.0 - units @ query_unit
-    kept: list[int] = []
-    for position, row in enumerate(rows.tolist()):
-        if len(kept) >= n_neighbors:
-            break
-        copy = query_row is not None and (
-            query_row == row or test.kind(query_row, row, float(to_query[position]))[0] is not None
-        )
-        if not copy and kept:
-            between = 1.0 - units[kept] @ units[position]
-            copy = any(test.kind(rows[k], row, float(d))[0] is not None for k, d in zip(kept, between.tolist()))
-        if not copy:
-            kept.append(position)
-    return kept
-
-
 def copy_test_for(embedded: EmbeddedCatalog) -> DuplicateTest:
     """The default :class:`DuplicateTest` of a loaded index, made once and kept while it lives (with its thumbnails)."""
     test = _TESTS.get(embedded)
     if test is None:
         test = _TESTS[embedded] = DuplicateTest(embedded)
     return test
-
-
-def distinct_neighbors(
-    test: DuplicateTest,
-    neighbors: Any,
-    n_neighbors: int,
-    *,
-    query_row: int | None = None,
-    query_vector: np.ndarray | None = None,
-    search_options: dict[str, Any] | None = None,
-    first: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_neighbors`` nearest products of which none is a duplicate of the query or of a higher-ranked one.
-
-    Looks at the ``2 * n_neighbors + 10`` nearest first and twice as many each time
-    duplicates leave too few, up to the whole catalog, so the answer is the same whoever
-    asks (``recommend`` or an export).
-
-    Args:
-        test: The index's :class:`DuplicateTest`.
-        neighbors: The search (its ``kneighbors``).
-        n_neighbors: Results wanted.
-        query_row: The query's catalog row (left out of its results), or None for a photo.
-        query_vector: The photo query's vector.
-        search_options: Extra ``kneighbors`` arguments (the blend's ``colours``).
-        first: The first ``2 * n_neighbors + 10`` neighbors (the query left out), when known.
-
-    Returns:
-        ``(distances, indices)``, 1-D, at most ``n_neighbors`` each (fewer only when the
-        catalog runs out of distinct products).
-    """
-    n_items = len(test.embedded)
-    own = query_row is not None
-    available = n_items - own
-    fetch = min(available, 2 * n_neighbors + 10)
-    vector = test.embedded.embeddings[query_row] if own else query_vector
-    while True:
-        if first is not None and len(first[1]) >= fetch:
-            distances, indices = first[0][:fetch], first[1][:fetch]
-        else:
-            found, rows = neighbors.kneighbors(vector, n_neighbors=fetch + own, **(search_options or {}))
-            keep = (rows[0] != query_row) & (rows[0] >= 0) if own else rows[0] >= 0
-            distances, indices = found[0][keep][:fetch], rows[0][keep][:fetch]
-        positions = distinct_positions(test, indices, n_neighbors, query_row=query_row)
-        if len(positions) >= n_neighbors or fetch >= available:
-            return distances[positions], indices[positions]
-        fetch, first = min(available, 2 * fetch), None
 
 
 def _tables(

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbors
+from simrec.app.distinct import distinct_neighbors_many
+from simrec.app.duplicates import copy_test_for
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
 from simrec.core.validation import check_enough_items, check_n_neighbors
@@ -177,23 +178,20 @@ def neighbor_frames(
         blocks = neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
     product_ids = catalog["product_id"].astype(str).to_numpy()
     labels = catalog["label"].astype(str).to_numpy() if "label" in catalog.columns else np.full(len(catalog), "")
-    return _frames(blocks, test, neighbors, embedded, product_ids, labels, n_neighbors)
+    return _frames(blocks, test, neighbors, product_ids, labels, n_neighbors)
 
 
 def _frames(
     blocks: Any,
     test: Any,
     neighbors: Any,
-    embedded: EmbeddedCatalog,
     product_ids: np.ndarray,
     labels: np.ndarray,
     n_neighbors: int,
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     for start, distances, indices in blocks:
         if test is not None:
-            frame = _distinct_frame(
-                test, neighbors, embedded, product_ids, labels, start, distances, indices, n_neighbors
-            )
+            frame = _distinct_frame(test, neighbors, product_ids, labels, start, indices, n_neighbors)
         else:
             frame = _block_frame(product_ids, labels, start, distances, indices)
         yield len(distances), frame
@@ -288,40 +286,28 @@ def _renamed_when_complete(out: Path, open_writer: Any):
 def _distinct_frame(
     test: Any,
     neighbors: Any,
-    embedded: EmbeddedCatalog,
     product_ids: np.ndarray,
     labels: np.ndarray,
     start: int,
-    distances: np.ndarray,
     indices: np.ndarray,
     n_neighbors: int,
 ) -> pd.DataFrame:
-    """Rows of one block of products with each neighbor that duplicates a better-ranked one left out."""
-    queries, ranks, found, kept = [], [], [], []
-    for offset in range(len(distances)):
-        row = start + offset
-        colours = {"colours": embedded.colours[row]} if hasattr(neighbors, "colour_weight") else {}
-        best, rows = distinct_neighbors(
-            test,
-            neighbors,
-            n_neighbors,
-            query_row=row,
-            search_options=colours,
-            first=(distances[offset], indices[offset]),
-        )
-        queries.append(np.full(len(rows), row))
-        ranks.append(np.arange(1, len(rows) + 1, dtype=np.int64))
-        found.append(rows)
-        kept.append(best)
-    queries, neighbors = np.concatenate(queries), np.concatenate(found).astype(np.int64)
+    """Rows of one block of products, as :func:`simrec.app.distinct.distinct_neighbors` answers each."""
+    query_rows = np.arange(start, start + len(indices))
+    answers = distinct_neighbors_many(test, neighbors, n_neighbors, query_rows, indices)
+    counts = np.array([len(rows) for _, rows in answers], dtype=np.int64)
+    queries = np.repeat(query_rows, counts)
+    found = np.concatenate([rows for _, rows in answers]).astype(np.int64) if len(answers) else np.empty(0, np.int64)
+    distances = np.concatenate([d for d, _ in answers]) if len(answers) else np.empty(0)
+    ranks = np.concatenate([np.arange(1, n + 1, dtype=np.int64) for n in counts]) if len(answers) else counts
     return pd.DataFrame(
         {
             "product_id": product_ids[queries],
-            "rank": np.concatenate(ranks),
-            "neighbor_id": product_ids[neighbors],
-            "distance": np.concatenate(kept).astype(np.float64),
+            "rank": ranks,
+            "neighbor_id": product_ids[found],
+            "distance": distances.astype(np.float64),
             "label": labels[queries],
-            "neighbor_label": labels[neighbors],
+            "neighbor_label": labels[found],
         },
         columns=EXPORT_COLUMNS,
     )

@@ -44,15 +44,18 @@ from simrec.core.errors import (
     MissingFileError,
     NotWritableError,
 )
+from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file, model_label
 from simrec.core.index_meta import REUSE_KEYS, IndexMeta, weights_name
-from simrec.core.records import ExtractorInfo, extractor_info
+from simrec.core.records import FAILURE_COLUMNS, ExtractorInfo, extractor_info
 from simrec.core.validation import check_path_argument
 from simrec.embedded_catalog import EmbeddedCatalog, assemble, fingerprint_columns
 from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
 from simrec.pipeline.model import build_extractor, imagenet_available
-from simrec.storage.index_folder import load_index, new_generation, read_manifest, save_index
+from simrec.pipeline.runtime import calibration_photos, needs_calibration, use_openvino
+from simrec.storage.index_folder import load_index, new_generation, read_manifest, remove_unreferenced, save_index
 from simrec.storage.locking import writer_lock
+from simrec.storage.photo_store import object_name
 
 if TYPE_CHECKING:
     import keras
@@ -76,6 +79,8 @@ class BuildReport:
     embed_seconds: float
     ann: str = ""
     """What happened to the ann structure ("" when the index has none)."""
+    committed: bool = True
+    """False when nothing changed: no new version was written, the folder is as it was."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,12 +97,14 @@ def build_index(
     seed: int | None = None,
     image_size: int | None = None,
     precision: str | None = None,
+    preprocessing: str | None = None,
     rebuild: bool = False,
     metadata: str | os.PathLike | None = None,
     extractor: keras.Model | None = None,
     verbose: bool = True,
     engine: str = "local",
     engine_options: dict[str, Any] | None = None,
+    runtime: str = "auto",
 ) -> tuple[EmbeddedCatalog, BuildReport]:
     """Index a zip or folder of photos into ``index_dir``, reusing an existing index there.
 
@@ -113,6 +120,8 @@ def build_index(
         seed: Seed for untrained weights (default: the index's, else 0).
         image_size: Side of the square model input (default: the index's, else the backbone's own).
         precision: As in :func:`simrec.build_extractor` (default: the index's, else "auto").
+        preprocessing: For a ``.keras`` model file, as in :func:`simrec.build_extractor` (default: the index's,
+            else inside the model).
         rebuild: Embed everything again, with the model, weights, precision and image size
             asked for, even if an index is already there.
         metadata: Optional CSV joined on ``product_id``.
@@ -122,6 +131,10 @@ def build_index(
         engine: ``"local"`` (this process) or ``"ray"`` (Ray Data; ``pip install simrec[ray]``).
         engine_options: For ``"ray"``: ``address``, ``workers``, ``gpus_per_worker``
             (see :func:`simrec.pipeline.ray_engine.embed_images_ray`).
+        runtime: What executes the network, as in :func:`simrec.build_extractor` (``"auto"``,
+            ``"keras"``, ``"openvino"``). It is not part of the index's model: an index embedded
+            with one is kept and extended with the other. int8 is calibrated on up to
+            :data:`~simrec.pipeline.runtime.CALIBRATION_PHOTOS` photos spread over the catalog.
 
     Returns:
         ``(embedded, report)``.
@@ -134,16 +147,18 @@ def build_index(
         IndexLockedError: Another process is writing ``index_dir``.
         InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``index_dir`` is empty, ``index_dir`` is
             inside the source folder, an unknown ``model`` or ``engine``, or the model, weights, precision or image size
-            differ from the existing index's without ``rebuild``.
+            differ from the existing index's without ``rebuild``, or a bad ``runtime`` (or one the network does not
+            run on).
         UnsafeArchiveError: A zip ``source`` is not a readable zip.
-        MissingDependencyError: ``engine="ray"`` without Ray, or an existing index with an ann structure without faiss.
+        MissingDependencyError: ``engine="ray"`` without Ray, an existing index with an ann structure without faiss,
+            or ``runtime="openvino"``/``precision="int8"`` without OpenVINO (or NNCF).
         TypeError: ``extractor`` was not made by :func:`simrec.build_extractor`.
         IndexIntegrityError: What was written does not read back as written (nothing was committed).
     """
     started = time.perf_counter()
     check_path_argument(source, "the source")
     check_path_argument(index_dir, "--out")
-    if model is not None:
+    if model is not None and model not in HUB_BACKBONES and not is_model_file(model):
         backbone(model)  # an unknown name is reported before anything else
     embed = _embed_function(engine, engine_options or {})
     source, index_dir = Path(source), Path(index_dir)
@@ -156,8 +171,10 @@ def build_index(
             crash_point("locked")
             previous_meta = None if rebuild else _existing_manifest(index_dir)
             if extractor is None:
-                spec = _extractor_spec(previous_meta, index_dir, model, weights, seed, image_size, precision)
-                extractor = build_extractor(**spec)
+                spec = _extractor_spec(
+                    previous_meta, index_dir, model, weights, seed, image_size, precision, preprocessing
+                )
+                extractor = build_extractor(**spec, runtime=runtime)
             info = extractor_info(extractor)
             if previous_meta is not None:
                 _check_same_model(previous_meta, info, index_dir)
@@ -182,6 +199,9 @@ def build_index(
                 reuse_rows, status = _match(catalog, previous)
                 todo = np.flatnonzero(reuse_rows < 0)
                 reused = np.flatnonzero(reuse_rows >= 0)
+                if len(todo) and needs_calibration(extractor):
+                    calibration = calibration_photos(catalog["path"].tolist(), info.image_size)
+                    use_openvino(extractor, calibration=calibration, strict=True)
                 dim = int(extractor.output_shape[-1])
                 # One (n_items, dim) array holds everything; a full build embeds straight into it.
                 embeddings = np.empty((len(catalog), dim), dtype=np.float32)
@@ -215,9 +235,15 @@ def build_index(
                 removed = (
                     0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
                 )
-                ann_how = _keep_ann(previous, embedded, reuse_rows, ok)
+                unchanged_index = _nothing_changed(previous, embedded, status[ok], removed, photos, index_dir)
+                ann_how = "" if unchanged_index else _keep_ann(previous, embedded, _first_uses(reuse_rows), ok)
                 del previous  # release the memory map before the old files are removed
-                save_index(with_stored_neighbors(embedded, verbose=verbose), index_dir, generation=generation)
+                if unchanged_index:  # only tidy up: this run's extracted photos, an interrupted run's leftovers
+                    shutil.rmtree(photos, ignore_errors=True)
+                    remove_unreferenced(index_dir)
+                    logger.info("nothing changed in %s: nothing committed", source)
+                else:
+                    save_index(with_stored_neighbors(embedded, verbose=verbose), index_dir, generation=generation)
 
         counts = pd.Series(status[ok]).value_counts()
         report = BuildReport(
@@ -232,6 +258,7 @@ def build_index(
             seconds=time.perf_counter() - started,
             embed_seconds=result.seconds,
             ann=ann_how,
+            committed=not unchanged_index,
         )
         if ann_how:
             logger.info("%s", ann_how)
@@ -420,6 +447,7 @@ def _extractor_spec(
     seed: int | None,
     image_size: int | None,
     precision: str | None,
+    preprocessing: str | None = None,
 ) -> dict[str, Any]:
     """Arguments of :func:`build_extractor`: the existing index's own unless asked otherwise."""
     if previous is None:
@@ -429,10 +457,13 @@ def _extractor_spec(
             "image_size": image_size,
             "seed": SEED if seed is None else seed,
             "precision": precision or "auto",
+            "preprocessing": preprocessing,
         }
-    own_weights, own_seed = _own_weights(previous, index_dir, weights)
+    # A model file given again is where the index's model is now (its checksum says whether it changed).
+    moved = model if model is not None and is_model_file(model) else weights
+    own_weights, own_seed = _own_weights(previous, index_dir, moved)
     asked = {
-        "model": model,
+        "model": model and model_label(model),
         "weights": None if weights == "auto" else weights_name(weights, seed),
         "precision": None if precision in (None, "auto") else precision,
         "image_size": image_size,
@@ -456,6 +487,7 @@ def _extractor_spec(
         "image_size": int(own["image_size"]),
         "seed": own_seed,
         "precision": own["precision"],
+        "preprocessing": previous.preprocessing if is_model_file(previous.model) else None,
     }
 
 
@@ -536,7 +568,12 @@ def _check_writable(index_dir: Path) -> None:
 
 
 def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.ndarray, np.ndarray]:
-    """For each catalog row: the previous row to reuse (-1: embed) and added/updated/unchanged."""
+    """For each catalog row: the previous row to reuse (-1: embed) and added/updated/unchanged.
+
+    A row is reused when the previous version holds the same bytes (size and SHA-256),
+    under its ``product_id`` (unchanged) or another one (a renamed or copied file: added or
+    updated, but not embedded again: the same bytes give the same vector).
+    """
     n = len(catalog)
     reuse = np.full(n, -1, dtype=np.int64)
     status = np.full(n, "added", dtype=object)
@@ -545,12 +582,72 @@ def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.
     old = previous.catalog
     position = {pid: i for i, pid in enumerate(old["product_id"])}
     old_size, old_hash = old["size_bytes"].astype(np.int64).to_numpy(), old["sha256"].to_numpy()
+    by_content: dict[tuple[int, str], int] = {}
+    for i, key in enumerate(zip(old_size.tolist(), old_hash.tolist())):
+        by_content.setdefault(key, i)
     for row, (pid, size, digest) in enumerate(zip(catalog["product_id"], catalog["size_bytes"], catalog["sha256"])):
         i = position.get(pid)
-        if i is None:
-            continue
-        if old_size[i] == size and old_hash[i] == digest:
+        if i is not None and old_size[i] == size and old_hash[i] == digest:
             reuse[row], status[row] = i, "unchanged"
-        else:
+            continue
+        if i is not None:
             status[row] = "updated"
+        reuse[row] = by_content.get((int(size), str(digest)), -1)
     return reuse, status
+
+
+def _first_uses(reuse_rows: np.ndarray) -> np.ndarray:
+    """``reuse_rows`` with each previous row reused only once (by its first row); the others -1.
+
+    For the ann structure, which moves each previous vector to one new row.
+    """
+    first = reuse_rows.copy()
+    seen = set()
+    for row, old in enumerate(reuse_rows.tolist()):
+        if old >= 0:
+            if old in seen:
+                first[row] = -1
+            seen.add(old)
+    return first
+
+
+def _nothing_changed(
+    previous: EmbeddedCatalog | None,
+    embedded: EmbeddedCatalog,
+    status: np.ndarray,
+    removed: int,
+    extracted: Path,
+    index_dir: Path,
+) -> bool:
+    """Whether committing ``embedded`` would store what the folder already holds.
+
+    Every product unchanged (same id, size and SHA-256), none removed, the same failures,
+    the same catalog columns and values, the same photos (a zip's photos already in the
+    photo store under their checksum), from the same source.
+    """
+    if previous is None or removed or not (status == "unchanged").all() or len(embedded) != len(previous):
+        return False
+    if previous.meta.source != embedded.meta.source:
+        return False
+    old, new = previous.catalog, embedded.catalog
+    if list(old.columns) != list(new.columns) or not old["product_id"].equals(new["product_id"]):
+        return False
+    for column in new.columns:
+        if column == "path":
+            continue
+        if [str(v) for v in old[column]] != [str(v) for v in new[column]]:
+            return False
+    inside = str(extracted.absolute()) + os.sep
+    paths = [
+        str((index_dir / object_name(digest, Path(path).suffix)).absolute()) if path.startswith(inside) else path
+        for path, digest in zip(new["path"].astype(str), new["sha256"].astype(str))
+    ]
+    if paths != old["path"].astype(str).tolist():
+        return False
+    held = str(index_dir.absolute()) + os.sep
+    if not all(os.path.isfile(path) for path in paths if path.startswith(held)):
+        return False  # a photo gone from the folder: the commit puts it back
+    old_failures, new_failures = previous.failures, embedded.failures
+    return len(old_failures) == len(new_failures) and all(
+        [str(v) for v in old_failures[c]] == [str(v) for v in new_failures[c]] for c in FAILURE_COLUMNS
+    )

@@ -135,6 +135,8 @@ def plot_colour_sweep(sweep: pd.DataFrame, *, title: str | None = None, ax: Axes
 
 def _query_caption(query: dict) -> str:
     name = query.get("product_id") or (Path(query["path"]).name if query.get("path") else "your image")
+    if query.get("text"):
+        name = repr(query["text"])
     label = query.get("label")
     return f"query: {name}" + (f"\n({label})" if label else "")
 

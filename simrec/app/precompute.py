@@ -13,7 +13,7 @@ The lists are computed by the same code that answers a scan: the exact search's
 all-products blocks (:meth:`~simrec.search.base.NeighborsSearch.kneighbors_blocks`, memory
 bounded as in ``simrec export``), whose canonical ranking gives the same neighbors and
 distances as one query at a time (:mod:`simrec.search.rerank`), and
-:func:`~simrec.app.duplicates.distinct_neighbors` for the distinct lists. Every commit
+:func:`~simrec.app.distinct.distinct_neighbors_many` for the distinct lists. Every commit
 computes them all again: the blend's scales come from a sample of the whole catalog, so
 any change of products can change every blended distance, and the cost is measured in
 ``benchmarks/precompute.py`` (``docs/precomputed.md``).
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbors
+from simrec.app.distinct import distinct_neighbors_many
+from simrec.app.duplicates import copy_test_for
 from simrec.core.defaults import STORE_NEIGHBORS_UP_TO, STORED_NEIGHBORS
 from simrec.core.validation import check_n_neighbors
 from simrec.embedded_catalog import EmbeddedCatalog, default_colour_weight, neighbors_for
-from simrec.search.blend import ColourBlendNeighbors
 from simrec.search.stored import StoredNeighbors
 from simrec.storage.index_folder import load_index, read_manifest, save_index
 from simrec.storage.locking import writer_lock
@@ -64,7 +64,6 @@ def compute_stored_neighbors(
     k = min(n_neighbors, n_items - 1)
     weight = default_colour_weight(embedded)
     search = neighbors_for(embedded, weight)
-    blend = isinstance(search, ColourBlendNeighbors)
     test = copy_test_for(embedded)
     fetch = min(n_items - 1, 2 * k + 10)  # what distinct_neighbors looks at first
     rows = np.full((n_items, 2, k), -1, dtype=np.int32)
@@ -73,12 +72,8 @@ def compute_stored_neighbors(
         for start, found, indices in search.kneighbors_blocks(n_neighbors=fetch):
             stop = start + len(found)
             rows[start:stop, 0], distances[start:stop, 0] = indices[:, :k], found[:, :k]
-            for offset in range(len(found)):
-                row = start + offset
-                colours = {"colours": embedded.colours[row]} if blend else {}
-                best, kept = distinct_neighbors(
-                    test, search, k, query_row=row, search_options=colours, first=(found[offset], indices[offset])
-                )
+            answers = distinct_neighbors_many(test, search, k, np.arange(start, stop), indices)
+            for row, (best, kept) in enumerate(answers, start=start):
                 rows[row, 1, : len(kept)], distances[row, 1, : len(kept)] = kept, best
             progress.update(len(found))
     return StoredNeighbors(rows, distances, weight)

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from simrec.app.duplicates import copy_test_for, distinct_neighbors
+from simrec.app.distinct import distinct_neighbors
+from simrec.app.duplicates import copy_test_for
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import N_NEIGHBORS
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError
@@ -33,27 +34,57 @@ from simrec.search.blend import ColourBlendNeighbors
 if TYPE_CHECKING:
     import keras
 
+    from simrec.pipeline.hub import TextEmbedder
+
 RESULT_COLUMNS = ["rank", "product_id", "path", "label", "distance"]
 
 _EXTRACTORS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakref.WeakKeyDictionary()
+_TEXT_EMBEDDERS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def query_extractor(embedded: EmbeddedCatalog, weights_path: str | os.PathLike | None = None) -> keras.Model:
+def query_extractor(
+    embedded: EmbeddedCatalog, weights_path: str | os.PathLike | None = None, *, runtime: str = "auto"
+) -> keras.Model:
     """The extractor ``embedded`` was made with, built once per loaded index and kept while it lives.
 
     Args:
         embedded: From :func:`simrec.load_index`.
         weights_path: Where the index's weights file is now, if it has moved.
+        runtime: What executes the network (``"auto"``, ``"keras"``, ``"openvino"``); it may
+            differ from the one that embedded the index (see :func:`simrec.build_extractor`).
 
     Raises:
         MissingFileError: The index used a weights file that is not there.
         IndexIntegrityError: The index holds vectors made outside simrec.
-        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model, or a bad ``runtime``.
+        MissingDependencyError: ``runtime="openvino"`` without OpenVINO.
     """
     built = _EXTRACTORS.setdefault(embedded, {})
+    key = (str(weights_path or ""), runtime)
+    if key not in built:
+        built[key] = extractor_for(embedded.meta, weights_path, runtime=runtime)
+    return built[key]
+
+
+def query_text_embedder(embedded: EmbeddedCatalog, weights_path: str | os.PathLike | None = None) -> TextEmbedder:
+    """The text tower of the preset ``embedded`` was made with, built once per loaded index and kept while it lives.
+
+    Args:
+        embedded: From :func:`simrec.load_index`, embedded with a SigLIP or CLIP preset.
+        weights_path: Where the index's preset folder is now, if it has moved.
+
+    Raises:
+        InvalidArgumentError: The index's backbone has no text tower, or it was embedded with untrained weights.
+        MissingFileError: The index's preset folder is not there, or its preset cannot be downloaded.
+        IndexIntegrityError: The preset's text vectors do not have the index's dimension.
+        MissingDependencyError: keras-hub is not installed.
+    """
+    from simrec.pipeline.hub import text_embedder_for
+
+    built = _TEXT_EMBEDDERS.setdefault(embedded, {})
     key = str(weights_path or "")
     if key not in built:
-        built[key] = extractor_for(embedded.meta, weights_path)
+        built[key] = text_embedder_for(embedded.meta, weights_path)
     return built[key]
 
 
@@ -141,11 +172,13 @@ def recommend(
     colour_weight: float | None = None,
     search: Any = None,
     distinct: bool = False,
+    text: str | None = None,
 ) -> pd.DataFrame:
-    """The catalog products that look most like a product or a photo.
+    """The catalog products that look most like a product or a photo, or that a text describes.
 
-    Give exactly one of ``product_id`` (a catalog product, left out of its own results)
-    or ``image`` (a file path, a PIL image, or a pixel array).
+    Give exactly one of ``product_id`` (a catalog product, left out of its own results),
+    ``image`` (a file path, a PIL image, or a pixel array) or ``text`` (words, on an index
+    embedded with a SigLIP or CLIP preset).
 
     Args:
         embedded: From :func:`simrec.load_index` or ``EmbeddedCatalog.from_embeddings``.
@@ -172,31 +205,37 @@ def recommend(
             the results are different products (for a photo query, the catalog's copy
             of that photo stays, its further copies go). Fewer than ``n_neighbors`` are returned
             only when the catalog runs out of distinct products.
+        text: Words describing the products wanted (``"red checked shirt"``), embedded by the
+            text tower of the preset the index's vectors came from
+            (:func:`query_text_embedder`). A text has no colour of its own: with a colour weight
+            above 0, the colour blended in is that of the product the text is closest to.
 
     Returns:
         DataFrame with ``rank`` (1 = closest), ``product_id``, ``path``, ``label``,
         ``distance`` (cosine, ascending; the blended distance when ``colour_weight > 0``).
-        ``attrs["query"]`` describes the query (``product_id``, ``path``, ``label`` or
-        ``image``); ``attrs["warning"]`` is set when the index was built with untrained
+        ``attrs["query"]`` describes the query (``product_id``, ``path``, ``label``,
+        ``image`` or ``text``); ``attrs["warning"]`` is set when the index was built with untrained
         weights.
 
     Raises:
-        InvalidArgumentError: Neither or both queries given, ``n_neighbors`` or ``colour_weight`` out of range, an empty
-            catalog, ``colour_weight > 0`` on an index without colour signatures (the message says how to add them), or
+        InvalidArgumentError: Not exactly one query given, a text query on an index without a text tower,
+            ``n_neighbors`` or ``colour_weight`` out of range, an empty catalog, ``colour_weight > 0`` on an index
+            without colour signatures (the message says how to add them), or
             an ``image`` array of a refused shape, dtype or range.
         UnknownProductError: Unknown ``product_id`` (the message suggests close matches).
         TypeError: ``image`` is not a path, PIL image or array, or ``extractor`` was not made by
             :func:`simrec.build_extractor`.
         ImageDecodeError: The query image cannot be read.
-        MissingFileError: A photo query on an index whose weights file is not there.
+        MissingFileError: A photo or text query on an index whose weights file or preset folder is not there.
+        MissingDependencyError: A text query without keras-hub installed.
         IndexIntegrityError: ``extractor`` differs from the index's, or a photo query on an index of vectors made
             outside simrec.
 
     Example:
         >>> recommend(embedded, product_id="red/shirt_1", n_neighbors=5)  # doctest: +SKIP
     """
-    if (product_id is None) == (image is None):
-        raise InvalidArgumentError("Give exactly one of product_id or image")
+    if sum(given is not None for given in (product_id, image, text)) != 1:
+        raise InvalidArgumentError("Give exactly one of product_id, image or text")
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
@@ -205,7 +244,7 @@ def recommend(
     if colour_weight is None and search is not None:
         colour_weight = 0.0
     plan = plan_query(
-        embedded, n_neighbors, photo=image is not None, colour_weight=colour_weight, exact=True, look=search
+        embedded, n_neighbors, photo=product_id is None, colour_weight=colour_weight, exact=True, look=search
     )
     neighbors = plan.search
     blend = isinstance(neighbors, ColourBlendNeighbors)
@@ -228,8 +267,13 @@ def recommend(
             "label": catalog.at[row, "label"],
         }
     else:
-        vector, pixels, query = _embed_query(embedded, image, extractor)
-        colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
+        if text is not None:
+            vector = query_text_embedder(embedded).embed([text])
+            query = {"text": str(text), "label": "", "product_id": None}
+            colours = {"colours": _colours_nearest(embedded, vector)} if blend else {}
+        else:
+            vector, pixels, query = _embed_query(embedded, image, extractor)
+            colours = {"colours": colour_signature(pixels)} if blend else {}  # from the same decoded photo
         if distinct:
             distances, indices = distinct_neighbors(
                 copy_test_for(embedded), neighbors, n_neighbors, query_vector=vector[0], search_options=colours
@@ -285,6 +329,12 @@ def results_frame(
     frame.attrs["query"] = query
     frame.attrs["warning"] = warning
     return frame
+
+
+def _colours_nearest(embedded: EmbeddedCatalog, vector: np.ndarray) -> np.ndarray:
+    """The colour signature of the catalog product closest by look to ``vector``: a text's stand-in colour."""
+    _, nearest = embedded.search(exact=True).kneighbors(vector, n_neighbors=1)
+    return embedded.colours[int(nearest[0][0])]
 
 
 def _embed_query(

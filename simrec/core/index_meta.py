@@ -24,6 +24,7 @@ from typing import Any
 from simrec.core.backbones import BACKBONES
 from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
+from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file
 from simrec.core.records import FORMAT_VERSION, ExtractorInfo
 
 EXTERNAL_WEIGHTS = "external"
@@ -33,10 +34,11 @@ OLDER_BACKEND = "tensorflow"
 """The Keras backend of indexes written before simrec recorded it."""
 
 QUERY_KEYS = ("model", "weights", "image_size", "preprocessing")
-"""What a query extractor must share with the index (its precision may differ)."""
+"""What a query extractor must share with the index (its precision and runtime may differ)."""
 
 REUSE_KEYS = (*QUERY_KEYS, "precision")
-"""What an extractor must share with the index for ``simrec index`` to keep the index's vectors."""
+"""What an extractor must share with the index for ``simrec index`` to keep the index's vectors (the runtime
+may differ: Keras and OpenVINO give the same vectors to float32 rounding)."""
 
 _REQUIRED = ("format_version", "model", "weights", "count", "dim", "files")
 _ALWAYS_WRITTEN = ("files", "photo_folders")
@@ -49,13 +51,21 @@ _TYPES = {
     "failures": int,
     "image_size": int,
     "pretrained": bool,
+    "runtime": str,
     "files": dict,
     "photo_folders": list,
     "ann": dict,
     "stored_neighbors": dict,
 }
+PRESET_WEIGHTS = "kerashub:"
+"""Prefix of the weights of a KerasHub preset named by KerasHub (``"kerashub:dinov2_small"``)."""
+
+MODEL_FILE_WEIGHTS = "sha256:"
+"""Prefix of the weights of a Keras model file: its checksum, so a changed file is a different model."""
+
 _RANDOM = "random(seed="
 _FILE = "file:"
+_FOLDER = "preset:"
 
 
 def _is_a(value: Any, kind: type) -> bool:
@@ -64,10 +74,11 @@ def _is_a(value: Any, kind: type) -> bool:
 
 
 def weights_name(weights: str | os.PathLike | None, seed: int | None = None) -> str:
-    """How ``meta.json`` names weights: ``"imagenet"``, ``"random(seed=N)"`` or ``"file:NAME"``.
+    """How ``meta.json`` names weights: ``"imagenet"``, ``"random(seed=N)"``, ``"file:NAME"`` or ``"preset:NAME"``.
 
     Args:
-        weights: ``"imagenet"``, ``"random"`` or None (untrained), or a weights file.
+        weights: ``"imagenet"``, ``"random"`` or None (untrained), a weights file, a KerasHub preset folder
+            (``"preset:NAME"``), or a KerasHub preset name or handle (kept as it is).
         seed: The seed of untrained weights (default: :data:`~simrec.core.defaults.SEED`).
 
     Example:
@@ -76,8 +87,10 @@ def weights_name(weights: str | os.PathLike | None, seed: int | None = None) -> 
     """
     if weights is None or weights == "random":
         return f"{_RANDOM}{SEED if seed is None else seed})"
-    if weights == "imagenet":
-        return "imagenet"
+    if weights == "imagenet" or str(weights).startswith(PRESET_WEIGHTS) or "://" in str(weights):
+        return str(weights)
+    if Path(weights).is_dir():
+        return f"{_FOLDER}{Path(weights).name}"
     return f"{_FILE}{Path(weights).name}"
 
 
@@ -95,6 +108,8 @@ class IndexMeta:
         device: ``"GPU"`` or ``"CPU"``.
         weights_path: Absolute path of the weights file when it was last used.
         backend: The Keras backend that embedded it (None in older indexes: see :attr:`keras_backend`).
+        runtime: What executed the network, ``"keras"`` or ``"openvino"`` (None in older indexes: Keras).
+            Not part of what queries and re-indexing must share (:data:`QUERY_KEYS`, :data:`REUSE_KEYS`).
         format_version: The index folder format.
         simrec_version: The simrec that wrote it.
         count: Number of embedded items.
@@ -130,6 +145,7 @@ class IndexMeta:
     device: str | None = None
     weights_path: str | None = None
     backend: str | None = None
+    runtime: str | None = None
     format_version: int = FORMAT_VERSION
     simrec_version: str | None = None
     count: int = 0
@@ -235,7 +251,8 @@ class IndexMeta:
     def made_outside(self) -> bool:
         """Whether the vectors come from outside simrec (:func:`simrec.save_vectors`), so simrec cannot
         embed photos comparable with them."""
-        return self.weights == EXTERNAL_WEIGHTS or self.model not in BACKBONES or not self.image_size
+        known = self.model in BACKBONES or self.model in HUB_BACKBONES or is_model_file(self.model)
+        return self.weights == EXTERNAL_WEIGHTS or not known or not self.image_size
 
     @property
     def keras_backend(self) -> str:
@@ -287,12 +304,14 @@ class IndexMeta:
         """
         if self.weights.startswith(_RANDOM):
             return None, int(self.weights[len(_RANDOM) : -1])
-        if self.weights.startswith(_FILE):
-            name = self.weights[len(_FILE) :]
+        if self.weights.startswith((_FILE, _FOLDER, MODEL_FILE_WEIGHTS)):
+            folder = self.weights.startswith(_FOLDER)
+            name = self.model if self.weights.startswith(MODEL_FILE_WEIGHTS) else self.weights.split(":", 1)[1]
             path = Path(weights_path or self.weights_path or name)
-            if not path.is_file():
+            if not (path.is_dir() if folder else path.is_file()):
+                what = "preset folder" if folder else "model file" if is_model_file(self.model) else "weights file"
                 raise MissingFileError(
-                    f"the index was embedded with the weights file {name} (last seen at "
+                    f"the index was embedded with the {what} {name} (last seen at "
                     f"{self.weights_path or 'an unknown place'}), which is not at {path}; pass its path with --weights"
                 )
             return path, SEED

@@ -67,6 +67,9 @@ class ExtractorInfo:
         backend: The Keras backend that ran it (``"tensorflow"``, ``"jax"`` or ``"torch"``).
             The same weights give the same embeddings on every backend, so an index made
             on one can be queried from another; untrained weights differ between backends.
+        runtime: What executed the network: ``"keras"`` (the backend itself) or ``"openvino"``
+            (OpenVINO's CPU plugin). Both give the same vectors to float32 rounding, so it is not
+            part of what an index and its queries must share.
     """
 
     model: str
@@ -78,6 +81,7 @@ class ExtractorInfo:
     device: str
     weights_path: str = ""
     backend: str = "tensorflow"
+    runtime: str = "keras"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

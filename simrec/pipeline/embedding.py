@@ -160,17 +160,24 @@ def compiled_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarra
     Pixels travel to the device as uint8 and are cast there. On TensorFlow the forward pass
     is a ``tf.function`` traced once for any batch size; on JAX a ``jax.jit`` of the
     model's stateless call; on PyTorch an eager call under ``torch.inference_mode``. The
-    function is kept on the extractor itself, so it is freed with it.
+    function is kept on the extractor itself, so it is freed with it. An extractor that runs on
+    OpenVINO (:mod:`simrec.pipeline.runtime`) has OpenVINO's compiled function there instead.
     """
     cached = getattr(extractor, "_simrec_forward", None)
     if cached is not None:
         return cached
+    forward = keras_forward(extractor)
+    extractor._simrec_forward = forward
+    return forward
+
+
+def keras_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """The extractor's forward pass run by Keras's backend, whatever runtime the extractor uses
+    (:func:`compiled_forward` gives the one it uses); a new function each call."""
     import keras
 
     builders = {"tensorflow": _tensorflow_forward, "jax": _jax_forward, "torch": _torch_forward}
-    forward = builders[keras.config.backend()](extractor)
-    extractor._simrec_forward = forward
-    return forward
+    return builders[keras.config.backend()](extractor)
 
 
 def _tensorflow_forward(extractor: keras.Model) -> Callable[[np.ndarray], np.ndarray]:

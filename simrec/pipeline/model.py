@@ -28,10 +28,12 @@ import numpy as np
 from simrec.core.backbones import BACKBONES, DEFAULT_BACKBONE, Backbone, backbone, backbones_with_parameters
 from simrec.core.defaults import SEED
 from simrec.core.errors import IndexIntegrityError, InvalidArgumentError, MissingFileError
+from simrec.core.hub_backbones import HUB_BACKBONES, is_model_file
 from simrec.core.index_meta import IndexMeta, weights_name
-from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo
+from simrec.core.records import UNTRAINED_WARNING, ExtractorInfo, extractor_info
 from simrec.core.validation import check_image_size
 from simrec.pipeline.backend import accelerators
+from simrec.pipeline.runtime import check_runtime, choose_runtime, uncalibrated_forward, use_openvino
 
 if TYPE_CHECKING:
     import keras
@@ -40,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
 IMAGENET_NOTOP_FILE = BACKBONES[DEFAULT_BACKBONE].weights_file
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16", "int8")
 
 
 def build_extractor(
@@ -50,6 +52,9 @@ def build_extractor(
     model: str | Backbone = DEFAULT_BACKBONE,
     seed: int = SEED,
     precision: str = "auto",
+    preprocessing: str | None = None,
+    runtime: str = "auto",
+    calibration: np.ndarray | None = None,
 ) -> keras.Model:
     """Build the feature extractor of one backbone.
 
@@ -63,15 +68,27 @@ def build_extractor(
         image_size: Side of the square input images, in pixels (>= 32); default: the
             backbone's own (224 for ResNet50 and MobileNet, 600 for EfficientNet-B7).
         model: A name of :data:`simrec.core.backbones.BACKBONES` (``"resnet50"``,
-            ``"mobilenet-0.25"``, ...) or a :class:`~simrec.core.backbones.Backbone`.
+            ``"mobilenet-0.25"``, ...) or a :class:`~simrec.core.backbones.Backbone`; a name of
+            :data:`simrec.core.hub_backbones.HUB_BACKBONES` (``"dinov2-small"``, ``"clip-vit-b32"``: ``weights``
+            is then a KerasHub preset folder, ``"auto"`` or ``"random"``, see :mod:`simrec.pipeline.hub`); or
+            the path of a Keras model file ending in ``.keras`` (see :mod:`simrec.pipeline.model_file`).
         seed: Seed for untrained weights. Only Python's ``random`` is seeded, while the
             network is built, and then put back: no global random state changes.
         precision: ``"auto"`` (float16 mixed precision on a GPU, float32 on a CPU),
             ``"float32"``, ``"bfloat16"`` or ``"float16"``. Outputs are float32 always.
             bfloat16 is faster on CPUs that run it natively
             (:func:`simrec.pipeline.backend.native_bfloat16`), but on real photos its top-5
-            neighbors agree with float32's less than a default should (README: "Backends
-            and GPU"), so it is only used when asked for.
+            neighbors agree with float32's less than a default should (docs/backends.md), so it
+            is only used when asked for. ``"int8"`` runs on OpenVINO,
+            quantised on ``calibration`` (docs/runtime.md).
+        preprocessing: For a model file only: a mode of
+            :data:`~simrec.core.backbones.PREPROCESSING_MODES` (default ``"model"``, inside the model).
+        runtime: What executes the network (:mod:`simrec.pipeline.runtime`): ``"auto"``
+            (OpenVINO on a CPU when it is installed and the network converts, else Keras),
+            ``"keras"`` or ``"openvino"``. Both give the same vectors to float32 rounding.
+        calibration: ``(n, S, S, 3)`` uint8 photos of the catalog, for ``precision="int8"``
+            (:func:`simrec.pipeline.runtime.calibration_photos`); without them an int8
+            extractor embeds nothing until :func:`simrec.pipeline.runtime.use_openvino` is given some.
 
     Returns:
         A ``keras.Model`` mapping ``(batch, image_size, image_size, 3)`` RGB pixels to
@@ -79,16 +96,29 @@ def build_extractor(
         MobileNet 0.25). :func:`extractor_info` describes it.
 
     Raises:
-        InvalidArgumentError: Bad ``model``/``image_size``/``precision``/``weights``, or a weights file that does not
-            fit (the message says what the model expected and, where it can tell, which model the file fits).
-        MissingFileError: A weights path that does not exist.
+        InvalidArgumentError: Bad ``model``/``image_size``/``precision``/``weights``/``runtime``, a weights file that
+            does not fit (the message says what the model expected and, where it can tell, which model the file
+            fits), or ``runtime="openvino"``/``precision="int8"`` where the network does not run on OpenVINO.
+        MissingFileError: A weights path, preset folder or model file that does not exist, or a KerasHub preset that
+            cannot be downloaded.
+        MissingDependencyError: A KerasHub backbone without keras-hub installed; ``runtime="openvino"`` or
+            ``precision="int8"`` without OpenVINO (or NNCF for int8).
 
     Example:
         >>> extractor = build_extractor("mobilenet_2_5_224_tf_no_top.h5", model="mobilenet-0.25")  # doctest: +SKIP
         >>> extractor.output_shape
         (None, 256)
     """
-    extractor = _build_extractor(weights, image_size, model=model, seed=seed, precision=precision)
+    extractor = _build_extractor(
+        weights,
+        image_size,
+        model=model,
+        seed=seed,
+        precision=precision,
+        preprocessing=preprocessing,
+        runtime=runtime,
+        calibration=calibration,
+    )
     if not extractor.simrec_info.pretrained:
         logger.warning(UNTRAINED_WARNING)
     return extractor
@@ -101,13 +131,26 @@ def _build_extractor(
     model: str | Backbone,
     seed: int,
     precision: str,
+    preprocessing: str | None = None,
+    runtime: str = "auto",
+    calibration: np.ndarray | None = None,
 ) -> keras.Model:
     """:func:`build_extractor` without its untrained-weights warning, for an index's own extractor:
     whoever opened the index says its warning (:attr:`EmbeddedCatalog.warning`) once."""
+    if isinstance(model, str) and (model in HUB_BACKBONES or is_model_file(model)):
+        check_runtime(runtime)
+        if precision == "int8":
+            raise InvalidArgumentError(
+                f"precision 'int8' is for the Keras applications; {model} runs in float32, bfloat16 or float16"
+            )
+        return _on_runtime(_build_other_extractor(weights, image_size, model, seed, precision, preprocessing), runtime)
+    if preprocessing is not None:
+        raise InvalidArgumentError(f"--preprocessing is for a .keras model file; {model} brings its own")
     spec = backbone(model)
     image_size = check_image_size(spec.image_size if image_size is None else image_size)
     if precision not in PRECISIONS:
         raise InvalidArgumentError(f"Expected precision in {PRECISIONS}, got {precision!r}")
+    check_runtime(runtime)
     weights_spec = _resolve_weights(weights, spec)
 
     import keras
@@ -120,9 +163,15 @@ def _build_extractor(
         ", ".join(gpus) if gpus else "the CPU (no GPU visible)",
         backend,
     )
+    chosen = choose_runtime(runtime, device=device, backend=backend, precision=precision)
     if precision == "auto":
-        precision = "float16" if gpus else "float32"
-    policy = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}[precision]
+        precision = "float16" if gpus and chosen == "keras" else "float32"
+    # On OpenVINO the Keras network is float32 and OpenVINO computes in the precision asked for.
+    policy = (
+        "float32"
+        if chosen == "openvino"
+        else {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}.get(precision, "float32")
+    )
 
     previous_policy = keras.config.dtype_policy()
     # Keras 3 seeds each unseeded initializer from Python's `random` when the layer is
@@ -160,9 +209,62 @@ def _build_extractor(
         device=device,
         weights_path=str(weights_spec.absolute()) if isinstance(weights_spec, Path) else "",
         backend=backend,
+        runtime=chosen,
     )
-    logger.info("extractor: %s, weights=%s, %s, input %dpx", spec.name, named, precision, image_size)
+    if chosen == "openvino":
+        if precision == "int8" and calibration is None:
+            extractor._simrec_forward = uncalibrated_forward
+        else:
+            strict = runtime == "openvino" or precision == "int8"
+            chosen = use_openvino(extractor, calibration=calibration, strict=strict)
+    logger.info(
+        "extractor: %s, weights=%s, %s, input %dpx, runtime %s", spec.name, named, precision, image_size, chosen
+    )
     return extractor
+
+
+def _on_runtime(extractor: keras.Model, runtime: str) -> keras.Model:
+    """Run a KerasHub or model-file extractor on the runtime asked for, as :func:`_build_extractor` does.
+
+    OpenVINO runs it in float32 only (the network itself is then float32); other precisions stay on Keras.
+    """
+    info = extractor_info(extractor)
+    chosen = choose_runtime(runtime, device=info.device, backend=info.backend, precision=info.precision)
+    if chosen == "openvino" and info.precision != "float32":
+        if runtime == "openvino":
+            raise InvalidArgumentError(
+                f"{info.model} runs on OpenVINO in float32 only, not {info.precision}: use --precision float32"
+            )
+        chosen = "keras"
+    if chosen == "openvino":
+        use_openvino(extractor, strict=runtime == "openvino")
+    logger.info("extractor: %s, runtime %s", info.model, extractor_info(extractor).runtime)
+    return extractor
+
+
+def _build_other_extractor(
+    weights: str | os.PathLike | None,
+    image_size: int | None,
+    model: str,
+    seed: int,
+    precision: str,
+    preprocessing: str | None,
+) -> keras.Model:
+    """The extractor of a KerasHub backbone or of a Keras model file."""
+    if is_model_file(model):
+        from simrec.pipeline.model_file import build_model_file_extractor
+
+        # An index's model file is where it was last seen: weights_argument hands that path over.
+        path = weights if isinstance(weights, Path) and is_model_file(weights) else Path(model)
+        return build_model_file_extractor(
+            path, image_size, preprocessing=preprocessing, precision=precision, preprocess_function=preprocess_function
+        )
+    if preprocessing is not None:
+        raise InvalidArgumentError(f"--preprocessing is for a .keras model file; {model} brings its own")
+    from simrec.pipeline.hub import build_hub_extractor
+
+    with python_random_seeded(seed):
+        return build_hub_extractor(HUB_BACKBONES[model], weights, image_size, seed=seed, precision=precision)
 
 
 def _application(spec: Backbone, imagenet: bool, image_size: int) -> keras.Model:
@@ -375,13 +477,20 @@ def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
     return folded
 
 
-def extractor_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None) -> keras.Model:
-    """Build the extractor an index was made with, from its manifest.
+def extractor_for(
+    meta: IndexMeta, weights_path: str | os.PathLike | None = None, *, runtime: str = "auto"
+) -> keras.Model:
+    """Build the extractor an index was made with, from its manifest, to embed query photos.
+
+    The runtime may be another than the index's (both give the same vectors to float32
+    rounding). An int8 index's queries are embedded in float32, as its quantisation was
+    calibrated on its catalog's photos.
 
     Raises:
         MissingFileError: The index used a weights file that is no longer there.
         IndexIntegrityError: The index holds vectors made outside simrec.
-        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model.
+        InvalidArgumentError: ``weights_path`` is a file that does not fit the index's model, or a bad ``runtime``.
+        MissingDependencyError: ``runtime="openvino"`` without OpenVINO.
     """
     if meta.made_outside:
         raise IndexIntegrityError(
@@ -389,6 +498,13 @@ def extractor_for(meta: IndexMeta, weights_path: str | os.PathLike | None = None
             "photo queries need that model; query it by --id instead"
         )
     weights, seed = meta.weights_argument(weights_path)
+    precision = "float32" if meta.precision == "int8" else meta.precision or "auto"
     return _build_extractor(
-        weights, int(meta.image_size), model=meta.model, seed=seed, precision=meta.precision or "auto"
+        weights,
+        int(meta.image_size),
+        model=meta.model,
+        seed=seed,
+        precision=precision,
+        preprocessing=meta.preprocessing if is_model_file(meta.model) else None,
+        runtime=runtime,
     )

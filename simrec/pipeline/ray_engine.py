@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simrec.core.backbones import BACKBONES
 from simrec.core.colour_signature import N_BINS
 from simrec.core.defaults import BATCH_SIZE
 from simrec.core.errors import InvalidArgumentError, MissingDependencyError
+from simrec.core.index_meta import IndexMeta
 from simrec.core.records import FAILURE_COLUMNS
 from simrec.pipeline.embedding import EmbeddingResult, output_array
 
@@ -124,7 +126,16 @@ def embed_images_ray(
         logger.info("Ray is already initialised in this process; --ray-address %s is not used", address)
     try:
         weights = ray.put(extractor.get_weights())
-        spec = {"model": info.model, "image_size": info.image_size, "precision": info.precision, "weights": weights}
+        spec = {
+            "model": info.model,
+            "image_size": info.image_size,
+            "precision": info.precision,
+            "runtime": info.runtime,
+            "weights": weights,
+            "calibration": getattr(extractor, "_simrec_calibration", None),
+        }
+        if info.model not in BACKBONES:  # KerasHub backbones and model files: rebuilt from the preset or file
+            spec["info"] = info
         ray.data.DataContext.get_current().enable_progress_bars = False  # the tqdm bar below is the progress
         dataset = ray.data.from_items([{"row": i, "path": p} for i, p in enumerate(paths)])
         embedded = dataset.map_batches(
@@ -171,17 +182,32 @@ class _EmbedActor:
     """One Ray actor: builds the extractor once, then decodes and embeds a batch per call."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
+        import dataclasses
+
         import ray
 
         from simrec.pipeline.embedding import compiled_forward
-        from simrec.pipeline.model import build_extractor
+        from simrec.pipeline.model import build_extractor, extractor_for
+        from simrec.pipeline.runtime import use_openvino
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         weights = spec["weights"]
         if isinstance(weights, ray.ObjectRef):
             weights = ray.get(weights)
-        extractor = build_extractor(None, spec["image_size"], model=spec["model"], precision=spec["precision"])
+        precision, runtime = spec["precision"], spec.get("runtime", "keras")
+        # The runtime the driver's extractor uses, on the driver's weights: OpenVINO converts the network
+        # only once the weights are in (an int8 network is quantised on the driver's calibration photos).
+        on_keras = "float32" if runtime == "openvino" else precision
+        if "info" in spec:  # KerasHub backbones and model files: rebuilt from the preset or file
+            extractor = extractor_for(IndexMeta.from_extractor(spec["info"]), runtime="keras")
+        else:
+            extractor = build_extractor(
+                None, spec["image_size"], model=spec["model"], precision=on_keras, runtime="keras"
+            )
         extractor.set_weights(weights)
+        if runtime == "openvino":
+            extractor.simrec_info = dataclasses.replace(extractor.simrec_info, precision=precision)
+            use_openvino(extractor, calibration=spec.get("calibration"), strict=precision == "int8")
         self.image_size = int(spec["image_size"])
         self.dim = int(extractor.output_shape[-1])
         self.forward = compiled_forward(extractor)

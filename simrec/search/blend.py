@@ -245,6 +245,30 @@ class ColourBlendNeighbors(NeighborsSearch):
             blend += cosine
         return blend
 
+    def rescore(self, rows: np.ndarray, cosine: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        """Blended distances of one query to some fitted items, exactly and the same way whoever asks.
+
+        For ranking a few candidates again (:mod:`simrec.app.distinct`): float64, each
+        item's colour coefficient summed over its own bins, so the result does not depend
+        on the threads or on how many queries the search answered at once.
+
+        Args:
+            rows: ``(n,)`` fitted items.
+            cosine: ``(n,)`` their float64 cosine distances to the query.
+            colours: ``(N_BINS,)`` the query's colour signature.
+
+        Returns:
+            ``(n,)`` float64 blended distances.
+        """
+        self.check_fitted()
+        roots = self._roots[np.asarray(rows, dtype=np.int64)].astype(np.float64)
+        query = np.sqrt(np.clip(np.asarray(colours, dtype=np.float64), 0.0, None))
+        colour = np.sqrt(np.clip(1.0 - np.multiply(roots, query).sum(axis=-1), 0.0, 1.0))
+        weight = self.colour_weight
+        return (1.0 - weight) * np.asarray(
+            cosine, np.float64
+        ) / self.cosine_scale_ + weight * colour / self.colour_scale_
+
     def _typical_distances(self) -> tuple[float, float]:
         """Standard deviations of the cosine and colour distances over pairs of a fixed sample of items."""
         n = self.n_samples_fit_

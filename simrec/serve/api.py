@@ -14,15 +14,17 @@ import pandas as pd
 from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from simrec.app.duplicates import copy_test_for, distinct_positions
+from simrec.app.distinct import distinct_neighbors
+from simrec.app.duplicates import copy_test_for
 from simrec.app.export import results_payload
 from simrec.app.querying import QueryPlan, plan_query, recommend, stored_answer
+from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError
 from simrec.embedded_catalog import row_in
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
-from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar
+from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar, TextSimilar
 from simrec.serve.state import IndexVersion, Service, deadline_of, get_service, get_version
 
 router = APIRouter()
@@ -175,15 +177,50 @@ def similar_to_photo(
     k, colour_weight = plan.n_neighbors, plan.colour_weight
     deadline = deadline_of(request, service)
     pixels = _decode_upload(image, int(embedded.meta.image_size), service, deadline)
-    if distinct:  # from the photo's 2k + 10 nearest
-        fetch = min(len(embedded), 2 * k + 10)
-        distances, indices = service.photo_batcher.query(version, pixels, fetch, colour_weight, deadline)
-        kept = distinct_positions(copy_test_for(embedded), indices, k)
-        distances, indices = distances[kept], indices[kept]
+    if distinct:  # the photo's vector, then the answer recommend(distinct=True) gives
+        vector = service.photo_batcher.embed(version, pixels, deadline)
+        colours = {"colours": colour_signature(pixels)} if colour_weight > 0 else {}
+        test = copy_test_for(embedded)
+        distances, indices = distinct_neighbors(test, plan.search, k, query_vector=vector, search_options=colours)
     else:
         distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
     query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
     return json_response(_payload(version, distances, indices, query))
+
+
+@router.get(
+    "/api/search",
+    response_model=TextSimilar,
+    responses={
+        409: {"model": ErrorDetail, "description": "the index's preset is not there or cannot be downloaded"},
+        422: {"model": ErrorDetail, "description": "k out of range, or an index without a text tower"},
+    },
+)
+def search_by_text(
+    version: VersionDep,
+    text: Annotated[str, Query(min_length=1, max_length=1000, description="words, e.g. red checked shirt")],
+    k: K = N_NEIGHBORS,
+    colour_weight: ColourWeight = None,
+    distinct: Distinct = False,
+) -> dict[str, Any]:
+    """The k catalog products a text describes best: ``simrec query --text`` (SigLIP and CLIP indexes).
+    \f
+    Raises:
+        InvalidArgumentError: ``k`` or ``colour_weight`` out of range, or an index whose backbone has no text tower or
+            was embedded with untrained weights (answered 422).
+        MissingFileError: The index's preset folder is not there (answered 409).
+    """
+    embedded = version.embedded
+    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=version.search)
+    results = recommend(
+        embedded,
+        text=text,
+        n_neighbors=plan.n_neighbors,
+        colour_weight=plan.colour_weight,
+        search=plan.search,
+        distinct=distinct,
+    )
+    return _answer(version, results)
 
 
 def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadline: float) -> np.ndarray:

@@ -31,6 +31,7 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     weights_path: str | os.PathLike | None = None,
+    runtime: str = "auto",
     exact: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     poll_seconds: float = POLL_SECONDS,
@@ -50,6 +51,8 @@ def create_app(
         max_upload_bytes: Largest photo accepted by ``POST /api/similar``; bigger uploads
             get 413 before their body is read.
         weights_path: Where the index's weights file is now, if it has moved.
+        runtime: What runs the network of photo queries: ``"auto"``, ``"keras"`` or ``"openvino"``
+            (see :func:`simrec.build_extractor`).
         exact: Exact search even when the index has an approximate-search structure
             (``simrec ann``), which is used otherwise.
         timeout: Seconds a request may take to begin its answer; later, it is answered
@@ -73,7 +76,14 @@ def create_app(
     """
     return_freed_memory()
     service = Service(
-        Path(index_dir), max_upload_bytes, weights_path, exact, timeout, poll_seconds, decode_gate or DecodeGate()
+        Path(index_dir),
+        max_upload_bytes,
+        weights_path,
+        exact,
+        timeout,
+        poll_seconds,
+        decode_gate or DecodeGate(),
+        runtime=runtime,
     )
     if warm_up:
         service.warm_up()

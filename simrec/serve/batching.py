@@ -194,14 +194,21 @@ class PhotoBatcher(_Batcher):
 
     Args:
         weights_path: Where the index's weights file is now, if it has moved.
+        runtime: What runs the network (``"auto"``, ``"keras"``, ``"openvino"``).
         max_batch: Most photos embedded by one model call.
         max_pending: Most photos waiting; one more is refused with :class:`ServiceBusy`.
     """
 
     def __init__(
-        self, weights_path: Any = None, max_batch: int = MAX_PHOTO_BATCH, max_pending: int = MAX_PENDING_PHOTOS
+        self,
+        weights_path: Any = None,
+        max_batch: int = MAX_PHOTO_BATCH,
+        max_pending: int = MAX_PENDING_PHOTOS,
+        *,
+        runtime: str = "auto",
     ) -> None:
         self.weights_path = weights_path
+        self.runtime = runtime
         self._extractors: dict[tuple, keras.Model] = {}
         super().__init__(max_batch, max_pending, "simrec-photos", "photo queries")
 
@@ -220,6 +227,15 @@ class PhotoBatcher(_Batcher):
         """
         return self._submit(version, (pixels, colour_weight), k, deadline)
 
+    def embed(self, version: IndexVersion, pixels: np.ndarray, deadline: float) -> np.ndarray:
+        """The ``(dim,)`` vector of one ``(size, size, 3)`` uint8 photo, batched with the other photo queries.
+
+        Raises:
+            ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
+            MissingFileError: The first query of an index whose weights file is not there.
+        """
+        return self._submit(version, (pixels, None), 0, deadline)
+
     def warm_up(self, version: IndexVersion) -> None:
         """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it.
 
@@ -233,7 +249,7 @@ class PhotoBatcher(_Batcher):
     def _extractor(self, version: IndexVersion) -> keras.Model:
         key = tuple(str(getattr(version.embedded.meta, name)) for name in _MODEL_KEYS)
         if key not in self._extractors:
-            self._extractors[key] = query_extractor(version.embedded, self.weights_path)
+            self._extractors[key] = query_extractor(version.embedded, self.weights_path, runtime=self.runtime)
         return self._extractors[key]
 
     def _answer(self, batch: list[_Query]) -> None:
@@ -243,6 +259,9 @@ class PhotoBatcher(_Batcher):
     def _answer_one_version(self, group: list[_Query]) -> None:
         version = group[0].version
         vectors = embed_arrays(np.stack([query.item[0] for query in group]), self._extractor(version))
+        for j, query in enumerate(group):
+            if query.item[1] is None:  # the vector alone
+                query.answer.set_result(vectors[j])
         looks = [j for j, query in enumerate(group) if query.item[1] == 0]
         if looks:
             n_neighbors = max(group[j].k for j in looks)
@@ -252,7 +271,7 @@ class PhotoBatcher(_Batcher):
                 group[j].answer.set_result((distances[row][:k], indices[row][:k]))
         for j, query in enumerate(group):
             pixels, weight = query.item
-            if weight > 0:  # the blend of look and colour, from the same decoded photo
+            if weight is not None and weight > 0:  # the blend of look and colour, from the same decoded photo
                 blend = neighbors_for(version.embedded, weight)
                 distances, indices = blend.kneighbors(vectors[j], colours=colour_signature(pixels), n_neighbors=query.k)
                 query.answer.set_result((distances[0], indices[0]))

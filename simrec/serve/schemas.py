@@ -53,5 +53,17 @@ class Similar(BaseModel):
     warning: str | None
 
 
+class TextQueryInfo(BaseModel):
+    text: str = Field(description="the words searched with")
+    product_id: None = Field(default=None, description="always null: the query is no catalog product")
+    label: str = ""
+
+
+class TextSimilar(BaseModel):
+    query: TextQueryInfo
+    results: list[Result]
+    warning: str | None
+
+
 class ErrorDetail(BaseModel):
     detail: str = Field(description="what went wrong and what to do about it")

@@ -138,6 +138,7 @@ class Service:
         timeout: Seconds a request may wait before it is answered 503 with Retry-After.
         poll_seconds: How often the manifest is looked at for a new commit.
         decode_gate: Bounds the uploads decoded at once and their memory.
+        runtime: What runs the network of photo queries (``"auto"``, ``"keras"``, ``"openvino"``).
 
     Raises:
         MissingFileError: The folder does not exist.
@@ -154,6 +155,8 @@ class Service:
         timeout: float = 5.0,
         poll_seconds: float = POLL_SECONDS,
         decode_gate: DecodeGate | None = None,
+        *,
+        runtime: str = "auto",
     ) -> None:
         self.index_dir = Path(index_dir)
         self.max_upload_bytes = max_upload_bytes
@@ -164,7 +167,7 @@ class Service:
         self.decode_gate = decode_gate or DecodeGate()
         self.follower = IndexFollower(index_dir, mmap=True, poll_seconds=poll_seconds, prepare=self._prepare)
         self.batcher = NeighborBatcher()
-        self.photo_batcher = PhotoBatcher(weights_path)
+        self.photo_batcher = PhotoBatcher(weights_path, runtime=runtime)
         self._stop = threading.Event()
         self._follow = threading.Thread(target=self._follow_commits, name="simrec-follow", daemon=True)
         self._follow.start()

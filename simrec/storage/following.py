@@ -89,6 +89,7 @@ class IndexFollower(Generic[T]):
         self._prepare: Callable[[EmbeddedCatalog], Any] = prepare or (lambda embedded: embedded)
         self._lock = threading.Lock()
         self._stamp = _stamp(self.index_dir)
+        self._refused: tuple[int, int, int] | None = None  # the manifest last refused, said once
         self._current = self._open()
         self._checked = time.monotonic()
 
@@ -108,7 +109,8 @@ class IndexFollower(Generic[T]):
         Looks at the manifest at most once per ``poll_seconds`` unless ``force``. While
         another thread is opening a new version this returns at once (False), and callers
         keep the current one. A version that cannot be opened (a damaged file) is logged
-        and skipped: the current one stays, and the next refresh tries again.
+        once and skipped: the current one stays, and the next refreshes try again quietly
+        until a new commit (which is logged again if it cannot be opened either).
         """
         now = time.monotonic()
         if not force and now - self._checked < self.poll_seconds:
@@ -123,7 +125,10 @@ class IndexFollower(Generic[T]):
             try:
                 version = self._open()
             except (MissingFileError, IndexIntegrityError, OSError) as error:
-                logger.warning("%s: keeping generation %s: %s", self.index_dir, self._current.generation, error)
+                said = stamp == self._refused  # the same broken commit, already said
+                log = logger.debug if said else logger.warning
+                log("%s: keeping generation %s: %s", self.index_dir, self._current.generation, error)
+                self._refused = stamp
                 return False
             self._stamp = stamp
             if version.generation == self._current.generation and version.generation is not None:

@@ -53,6 +53,8 @@ import os
 import re
 import secrets
 import shutil
+import tokenize
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -494,11 +496,13 @@ def _read_table(path: Path, **csv_options: Any) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path).to_pandas()
-    except (pa.ArrowException, OSError) as error:
+        table = pq.read_table(path)
+        table.validate(full=True)  # text that is not UTF-8 fails here, not at the first use of a value
+        return table.to_pandas()
+    except (pa.ArrowException, OSError, ValueError, EOFError) as error:  # ValueError: text that is not UTF-8
         if isinstance(error, FileNotFoundError):
             raise
-        raise IndexIntegrityError(f"{path} is damaged or truncated: {error}") from None
+        raise IndexIntegrityError(f"{path} is damaged or truncated: {_one_line(error)}") from None
 
 
 def _catalog_paths(path: Path) -> pd.Series:
@@ -586,8 +590,11 @@ def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> E
         colours = _read_array(index_dir / files["colours"]["name"], mmap)
     catalog = _read_table(index_dir / files["catalog"]["name"], dtype={"product_id": str, "label": str, "path": str})
     failures = _read_table(index_dir / files["failures"]["name"], dtype=str)
-    _check_consistent(index_dir, meta, catalog, embeddings, inverse_norms, failures, verify)
-    _check_colours(index_dir, colours, len(embeddings), verify)
+    names = {role: entry["name"] for role, entry in files.items()}
+    if verify:
+        _check_photos(index_dir, catalog)
+    _check_consistent(index_dir, names, meta, catalog, embeddings, inverse_norms, failures, verify)
+    _check_colours(index_dir, names.get("colours", ""), colours, len(embeddings), verify)
     base = index_dir.absolute()
     catalog["path"] = [p if not p or os.path.isabs(p) else str(base / p) for p in catalog["path"]]
     ann = None
@@ -603,16 +610,39 @@ def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> E
 
 
 def _read_array(path: Path, mmap: bool) -> np.ndarray:
+    """One ``.npy`` file, its header checked against its size before numpy reads it.
+
+    Raises:
+        FileNotFoundError: The file is gone (a writer may have committed meanwhile).
+        IndexIntegrityError: The header does not parse, or does not match the file's size.
+    """
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. numpy's "header needed extra parsing": not a header simrec wrote
+            with open(path, "rb") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = np.lib.format.read_array_header_1_0
+                if version != (1, 0):
+                    read_header = np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(handle)
+                expected = handle.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if dtype.hasobject or min(shape, default=0) < 0 or expected != path.stat().st_size:
+                raise ValueError(f"its header says {dtype} {shape}, which does not match its size")
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError, Warning) as error:
         if isinstance(error, FileNotFoundError):
             raise
-        raise IndexIntegrityError(f"{path} is damaged or truncated: {error}") from None
+        raise IndexIntegrityError(f"{path} is damaged or truncated: {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """An error's message on one line (numpy's and pyarrow's run over several)."""
+    return " ".join(str(error).split())[:300] or type(error).__name__
 
 
 def _check_consistent(
     index_dir: Path,
+    names: dict[str, str],
     meta: IndexMeta,
     catalog: pd.DataFrame,
     embeddings: np.ndarray,
@@ -620,33 +650,74 @@ def _check_consistent(
     failures: pd.DataFrame,
     verify: bool,
 ) -> None:
+    """Shapes, row counts, columns (and with ``verify``, finite vectors) agree; each problem names its file."""
     problems = []
     if embeddings.ndim != 2 or embeddings.dtype != np.float32:
-        problems.append(f"embeddings are {embeddings.dtype} {embeddings.shape}, expected 2-D float32")
+        problems.append(
+            f"embeddings are {embeddings.dtype} {embeddings.shape}, expected 2-D float32 ({names['embeddings']})"
+        )
     elif embeddings.shape != (meta.count, meta.dim):
-        problems.append(f"embeddings shape {embeddings.shape} but meta.json says ({meta.count}, {meta.dim})")
+        problems.append(
+            f"embeddings shape {embeddings.shape} but meta.json says ({meta.count}, {meta.dim}) ({names['embeddings']})"
+        )
     if inverse_norms is not None and inverse_norms.shape != (len(embeddings),):
-        problems.append(f"inverse norms have shape {inverse_norms.shape}, expected ({len(embeddings)},)")
+        problems.append(
+            f"inverse norms have shape {inverse_norms.shape}, expected ({len(embeddings)},) ({names['inverse_norms']})"
+        )
     if len(catalog) != len(embeddings):
-        problems.append(f"the catalog has {len(catalog)} rows but the embeddings have {len(embeddings)}")
+        problems.append(
+            f"the catalog has {len(catalog)} rows but the embeddings have {len(embeddings)} "
+            f"({names['catalog']}, {names['embeddings']})"
+        )
     absent = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
     if absent:
-        problems.append(f"the catalog lacks columns {absent}")
+        problems.append(f"the catalog lacks columns {absent} ({names['catalog']})")
     elif catalog["product_id"].duplicated().any():
-        problems.append("the catalog has duplicate product_id values")
+        problems.append(f"the catalog has duplicate product_id values ({names['catalog']})")
     if [c for c in FAILURE_COLUMNS if c not in failures.columns]:
-        problems.append(f"the failures table must have columns {FAILURE_COLUMNS}")
+        problems.append(f"the failures table must have columns {FAILURE_COLUMNS} ({names['failures']})")
     if not problems and (verify or inverse_norms is None):
         computed = compute_inverse_norms(embeddings)
         if not np.isfinite(computed).all():
-            problems.append("the embeddings contain NaN or infinite values")
+            problems.append(f"the embeddings contain NaN or infinite values ({names['embeddings']})")
         elif inverse_norms is not None and not np.allclose(computed, inverse_norms, rtol=1e-5, atol=0):
-            problems.append("the stored inverse norms do not match the embeddings")
+            problems.append(f"the stored inverse norms do not match the embeddings ({names['inverse_norms']})")
     if problems:
         raise IndexIntegrityError(f"{index_dir} is inconsistent: " + "; ".join(problems))
 
 
-def _check_colours(index_dir: Path, colours: np.ndarray | None, count: int, verify: bool) -> None:
+def _check_photos(index_dir: Path, catalog: pd.DataFrame) -> None:
+    """Every photo the folder holds for its catalog (the photo store, a folder simrec extracted) is there whole.
+
+    Only the photos inside the folder: a caller's own photo folder is theirs to move. A
+    photo is checked by its size, not read: a damaged one is refused when it is decoded.
+
+    Raises:
+        IndexIntegrityError: A photo is missing or has another size; the message names the first.
+    """
+    if "path" not in catalog.columns:
+        return
+    sizes = catalog["size_bytes"] if "size_bytes" in catalog.columns else pd.Series([None] * len(catalog))
+    bad = []
+    for product_id, path, size in zip(catalog["product_id"], catalog["path"], sizes):
+        if not isinstance(path, str) or not path or os.path.isabs(path):
+            continue
+        try:
+            found = (index_dir / path).stat().st_size
+        except OSError:
+            bad.append((product_id, path, "is missing"))
+            continue
+        if not _is_missing(size) and str(size).isdigit() and found != int(size):
+            bad.append((product_id, path, f"has {found} bytes, not {size}"))
+    if bad:
+        product_id, path, what = bad[0]
+        raise IndexIntegrityError(
+            f"{index_dir / path} {what}: the photo of product {product_id!r} ({len(bad)} of the index's photos are "
+            "missing or damaged); 'simrec index' with the same source puts them back"
+        )
+
+
+def _check_colours(index_dir: Path, name: str, colours: np.ndarray | None, count: int, verify: bool) -> None:
     from simrec.core.colour_signature import N_BINS
 
     if colours is None:
@@ -654,10 +725,12 @@ def _check_colours(index_dir: Path, colours: np.ndarray | None, count: int, veri
     if colours.dtype != np.float32 or colours.shape != (count, N_BINS):
         raise IndexIntegrityError(
             f"{index_dir} is inconsistent: colour signatures are {colours.dtype} {colours.shape}, "
-            f"expected float32 ({count}, {N_BINS}); add them again with 'simrec colours {index_dir}'"
+            f"expected float32 ({count}, {N_BINS}) ({name}); add them again with 'simrec colours {index_dir}'"
         )
     if verify and not np.isfinite(colours).all():
-        raise IndexIntegrityError(f"{index_dir} is inconsistent: the colour signatures contain NaN or infinite values")
+        raise IndexIntegrityError(
+            f"{index_dir} is inconsistent: the colour signatures contain NaN or infinite values ({name})"
+        )
 
 
 def _relative_to(path: str, index_dir: Path) -> str:

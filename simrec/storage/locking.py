@@ -21,6 +21,24 @@ from simrec.core.errors import IndexLockedError, MissingFileError, NotWritableEr
 LOCK_FILE = ".simrec-lock"
 _held: dict[str, tuple[int, int]] = {}  # folder -> (thread holding it, depth), for re-entry by that thread
 _guard = threading.Lock()
+_descriptors: set[int] = set()  # the lock files this process holds open
+
+
+def _forget_inherited_locks() -> None:
+    """In a forked child: close the lock files inherited from the parent.
+
+    A flock belongs to the open file, which a fork shares: a child that a library forks while
+    the parent writes (OpenVINO's usage statistics do, for one) would otherwise hold the lock
+    after the parent has finished, and the next writer would be refused.
+    """
+    for descriptor in list(_descriptors):
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+    _descriptors.clear()
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_locks)
 
 
 @contextlib.contextmanager
@@ -89,6 +107,8 @@ def _os_lock(index_dir: Path) -> Iterator[None]:
             if not is_no_room(error):
                 raise
             raise no_room_error(index_dir, error) from None
+        _descriptors.add(descriptor)
         yield
     finally:
+        _descriptors.discard(descriptor)
         os.close(descriptor)  # closing releases the lock

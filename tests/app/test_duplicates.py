@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tracemalloc
 from pathlib import Path
@@ -13,7 +14,8 @@ import pytest
 from PIL import Image, ImageOps
 
 import simrec
-from simrec.app.duplicates import DuplicateTest, distinct_positions, write_duplicates
+from simrec.app.distinct import distinct_neighbors
+from simrec.app.duplicates import DuplicateTest, copy_test_for, write_duplicates
 from simrec.app.export import export_neighbors
 from simrec.cli import main
 from simrec.core.defaults import PHOTO_DUPLICATE_THRESHOLD
@@ -139,10 +141,12 @@ def test_a_photo_query_keeps_the_catalog_copy_of_its_photo_and_drops_the_others(
     embedded = simrec.load_index(index)
     rows = {pid: i for i, pid in enumerate(embedded.catalog["product_id"])}
     original, copy = truth.loc[truth["kind"] == "mirror", ["original", "copy"]].iloc[0]
-    others = [i for i in range(len(rows)) if i not in (rows[original], rows[copy])][:5]
-    ranked = [rows[original], rows[copy], *others]
-    assert distinct_positions(DuplicateTest(embedded), ranked, 6) == [0, 2, 3, 4, 5, 6]  # a photo: no query row
-    assert distinct_positions(DuplicateTest(embedded), ranked, 6, query_row=rows[original]) == [2, 3, 4, 5, 6]
+    test = DuplicateTest(embedded)
+    photo = embedded.embeddings[rows[original]]  # the original's photo, asked as a photo: not a catalog product
+    _, found = distinct_neighbors(test, embedded.neighbors, 6, query_vector=photo)
+    assert found[0] == rows[original] and rows[copy] not in found.tolist() and len(found) == 6
+    _, as_product = distinct_neighbors(test, embedded.neighbors, 5, query_row=rows[original])
+    assert as_product.tolist() == found[1:].tolist()
 
 
 def test_export_distinct_equals_query_distinct(planted, tmp_path):
@@ -155,6 +159,52 @@ def test_export_distinct_equals_query_distinct(planted, tmp_path):
         query = simrec.recommend(embedded, product_id=product_id, n_neighbors=4, distinct=True)
         assert rows["neighbor_id"].tolist() == query["product_id"].tolist()
         np.testing.assert_allclose(rows["distance"], query["distance"], atol=1e-5)
+
+
+def test_distinct_results_are_one_answer_on_every_path_thread_count_and_block_size(planted, tmp_path, capsys):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+    from threadpoolctl import threadpool_limits
+
+    from simrec.serve import create_app
+
+    index, truth = planted
+    products = list(truth["original"]) + list(truth["copy"][:6])
+    photos = [truth["original"].iloc[i] for i in range(0, len(truth), 6)]
+    answers = {}
+    for threads in (1, 2):
+        for chunk in (1, 7, 1024):  # rows the exact search scores at once: matrix-vector or matrix-matrix products
+            with threadpool_limits(limits=threads, user_api="blas"):
+                embedded = simrec.load_index(index, mmap=True)
+                embedded.neighbors.chunk_size = chunk
+                out = tmp_path / f"recs-{threads}-{chunk}.csv"
+                export_neighbors(embedded, out, n_neighbors=5, distinct=True, verbose=False)
+                exported = pd.read_csv(out, dtype={"product_id": str, "neighbor_id": str})
+                for product_id in products:
+                    query = simrec.recommend(embedded, product_id=product_id, n_neighbors=5, distinct=True)
+                    rows = exported[exported["product_id"] == product_id]
+                    answers.setdefault(("recommend", product_id), set()).add(tuple(query["product_id"]))
+                    answers.setdefault(("export", product_id), set()).add(tuple(rows["neighbor_id"]))
+                    answers.setdefault(("distances", product_id), set()).add(tuple(rows["distance"].round(12)))
+                    answers.setdefault(("distances", product_id), set()).add(tuple(query["distance"].round(12)))
+                for product_id in products[:4]:
+                    assert (
+                        main(["query", str(index), "--id", product_id, "-k", "5", "--distinct", "--format", "csv"]) == 0
+                    )
+                    printed = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"product_id": str})
+                    answers[("recommend", product_id)].add(tuple(printed["product_id"]))
+                for product_id in photos:  # a photo's vector (these vectors were made outside simrec)
+                    vector = embedded.embeddings[embedded.row_of(product_id)]
+                    found = distinct_neighbors(copy_test_for(embedded), embedded.neighbors, 5, query_vector=vector)
+                    answers.setdefault(("photo", product_id), set()).add(tuple(found[1]))
+            with threadpool_limits(limits=threads, user_api="blas"), TestClient(create_app(index)) as client:
+                for product_id in products[:6]:
+                    answer = client.get(f"/api/products/{product_id}/similar", params={"k": 5, "distinct": True})
+                    answers[("recommend", product_id)].add(tuple(r["product_id"] for r in answer.json()["results"]))
+    for key, seen in answers.items():
+        assert len(seen) == 1, (key, seen)
+    for product_id in products:
+        assert answers[("recommend", product_id)] == answers[("export", product_id)], product_id
 
 
 def test_cli_duplicates_formats_out_and_plot(planted, tmp_path, capsys):
@@ -197,7 +247,7 @@ def test_thumbnail_difference_allows_copies_not_other_photos():
     assert photo_thumbnails(base)[1] == 60 * 80
 
 
-def test_unreadable_photo_is_judged_by_its_vector_and_said(tmp_path):
+def test_a_pair_with_an_unreadable_photo_is_not_judged_a_copy_and_said_once(tmp_path, caplog):
     for name in ("a", "b"):
         Image.new("RGB", (20, 20), (200, 10, 10)).save(tmp_path / f"{name}.png")
     (tmp_path / "c.png").write_bytes(b"not a photo")
@@ -205,8 +255,57 @@ def test_unreadable_photo_is_judged_by_its_vector_and_said(tmp_path):
     vectors = np.array([[1, 0], [1, 0.001], [1, 0.002]], dtype=np.float32)
     simrec.save_vectors(catalog, vectors, tmp_path / "idx", model="outside")
     report = simrec.find_duplicates(simrec.load_index(tmp_path / "idx"))
-    assert report.photos_compared and "could not be read" in report.note
-    assert len(report.pairs) == 3 and report.groups["group"].nunique() == 1
+    assert report.photos_compared and "could not be read" in report.note and "c.png" in report.note
+    assert report.pairs[["product_id", "duplicate_id"]].values.tolist() == [["a", "b"]]  # proven by their photos
+    assert report.unverified == 2 and report.to_dict()["unverified"] == 2
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # the note says it, once
+
+
+def _look_alikes(folder: Path, n_items: int = 12) -> Path:
+    """An index of different photos whose vectors are all closer than the vector-alone threshold."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for i in range(n_items):
+        paths.append(folder / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 255, (24, 18, 3), dtype=np.uint8)).resize((60, 80)).save(paths[-1])
+    vectors = np.ones((n_items, 8), dtype=np.float32) + rng.normal(0, 0.01, (n_items, 8)).astype(np.float32)
+    catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+    return simrec.save_vectors(catalog, vectors, folder / "idx", model="outside")
+
+
+def test_deleted_photos_do_not_flood_the_duplicates(tmp_path, capsys):
+    index = _look_alikes(tmp_path, n_items=40)
+    embedded = simrec.load_index(index)
+    assert simrec.find_duplicates(embedded).pairs.empty  # every candidate pair verified: different photos
+    for i in range(0, 40, 2):
+        (tmp_path / f"p{i}.png").unlink()
+    report = simrec.find_duplicates(simrec.load_index(index))
+    assert report.pairs.empty and report.unverified > 0
+    assert main(["duplicates", str(index)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("could not be read") == 1 and err.count("p0.png") == 1
+
+
+def test_distinct_results_when_the_query_photo_is_missing(tmp_path):
+    index = _look_alikes(tmp_path)
+    (tmp_path / "p0.png").unlink()
+    embedded = simrec.load_index(index)
+    plain = simrec.recommend(embedded, product_id="p0", n_neighbors=3)
+    distinct = simrec.recommend(embedded, product_id="p0", n_neighbors=3, distinct=True)
+    # No pair is a proven copy: the same products (near-equal distances ranked by their exact values).
+    assert (
+        sorted(distinct["product_id"]) == sorted(plain["product_id"]) and (np.diff(distinct["distance"]) > -1e-6).all()
+    )
+    assert main(["query", str(index), "--id", "p0", "-k", "3", "--distinct", "--format", "json"]) == 0
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from simrec.serve import create_app
+
+    with TestClient(create_app(index)) as client:
+        answer = client.get("/api/products/p0/similar", params={"k": 3, "distinct": True})
+    assert answer.status_code == 200
+    assert [r["product_id"] for r in answer.json()["results"]] == distinct["product_id"].tolist()
 
 
 def test_bad_thresholds_are_refused(tmp_path):

@@ -282,3 +282,38 @@ def test_commands_on_a_folder_that_is_no_index_are_one_line_errors(tmp_path, cap
         err = capsys.readouterr().err
         assert err.startswith("simrec: error:") and len(err.strip().splitlines()) == 1
     assert list(empty.iterdir()) == []  # nothing written into a folder that is not an index
+
+
+@pytest.mark.parametrize("zipped", [False, True])
+def test_a_reindex_with_nothing_changed_commits_nothing_and_says_so(colour_tree, colour_zip, tmp_path, zipped, capsys):
+    source = colour_zip if zipped else colour_tree
+    out = tmp_path / "idx"
+    command = ["index", str(source), "--out", str(out), "--weights", "random", *FAST]
+    assert main(command) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".simrec-lock"}
+    manifest = (out / "meta.json").read_bytes()
+    capsys.readouterr()
+    assert main(command) == 0
+    said = capsys.readouterr().out
+    assert "unchanged 12; embedded 0" in said and "nothing changed: nothing committed" in said
+    assert (out / "meta.json").read_bytes() == manifest
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".simrec-lock"}
+    assert after == before  # nothing written, no extracted folder left
+    assert len(load_index(out, verify=True)) == 12
+
+
+def test_a_renamed_file_with_the_same_bytes_reuses_its_vector(colour_tree, tmp_path, capsys):
+    out = tmp_path / "idx"
+    command = ["index", str(colour_tree), "--out", str(out), "--weights", "random", *FAST]
+    assert main(command) == 0
+    before = load_index(out)
+    old = before.embeddings[before.row_of("red/item_1")].tobytes()
+    (colour_tree / "red" / "item_1.jpg").rename(colour_tree / "red" / "item_7.jpg")
+    (colour_tree / "blue" / "item_9.jpg").write_bytes((colour_tree / "blue" / "item_2.jpg").read_bytes())
+    capsys.readouterr()
+    assert main(command) == 0
+    said = capsys.readouterr().out
+    assert "added 2, updated 0, removed 1, unchanged 11; embedded 0" in said and "nothing changed" not in said
+    after = load_index(out, verify=True)
+    assert after.embeddings[after.row_of("red/item_7")].tobytes() == old
+    assert "red/item_1" not in set(after.catalog["product_id"]) and len(after) == 13

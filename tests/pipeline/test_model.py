@@ -104,7 +104,7 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="image_size"):
         build_extractor(weights=None, image_size=8)
     with pytest.raises(ValueError, match="precision"):
-        build_extractor(weights=None, precision="int8")
+        build_extractor(weights=None, precision="int4")
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         build_extractor(weights=tmp_path / "missing.h5")
     with pytest.raises(ValueError, match="Expected weights"):

@@ -130,6 +130,21 @@ def test_similar_to_uploaded_photo(client, index_dir):
     assert len(answer["results"]) == 3 and answer["warning"]
 
 
+@pytest.mark.parametrize("colour_weight", [0.0, 0.5])
+def test_distinct_photo_query_equals_recommend(client, index_dir, colour_weight):
+    from simrec import recommend
+
+    path = _photo(index_dir, "blue/bag_2")
+    params = {"k": 4, "distinct": True, "colour_weight": colour_weight}
+    response = client.post(
+        "/api/similar", params=params, files={"image": ("mine.jpg", path.read_bytes(), "image/jpeg")}
+    )
+    assert response.status_code == 200, response.text
+    expected = recommend(load_index(index_dir), image=path, n_neighbors=4, distinct=True, colour_weight=colour_weight)
+    assert [r["product_id"] for r in response.json()["results"]] == expected["product_id"].tolist()
+    assert response.json()["results"][0]["product_id"] == "blue/bag_2"  # the catalog's copy of the photo stays
+
+
 @pytest.mark.parametrize(
     "content, status, reason",
     [

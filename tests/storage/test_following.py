@@ -100,6 +100,7 @@ def test_an_index_from_before_the_photo_store_loads_and_moves_its_photos_in(colo
     new, report = build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     assert report.unchanged == 12 and _photos_present(old) and _photos_present(new)
     assert (out / legacy).is_dir()  # retired: a reader of the old version still serves from it
+    write_image(colour_tree / "red" / "item_6.jpg", (240, 10, 10))  # a change: the commit after next
     build_index(_zip(colour_tree, source), out, extractor=extractor, verbose=False)
     assert not (out / legacy).exists()
 
@@ -124,3 +125,24 @@ def _as_before_the_store(out):
     meta["photo_folders"] = [legacy]
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return legacy
+
+
+def test_a_broken_commit_is_said_once_and_the_next_commit_is_followed(colour_tree, tmp_path, extractor, caplog):
+    out = tmp_path / "idx"
+    build_index(colour_tree, out, extractor=extractor, verbose=False)
+    follower = simrec.IndexFollower(out, poll_seconds=0)
+    first = follower.current.generation
+    write_image(colour_tree / "red" / "item_9.jpg", (250, 0, 0))
+    build_index(colour_tree, out, extractor=extractor, verbose=False)
+    embeddings = out / json.loads((out / "meta.json").read_text())["files"]["embeddings"]["name"]
+    damaged = bytearray(embeddings.read_bytes())
+    damaged[20] ^= 0x5A  # the header no longer parses
+    embeddings.write_bytes(bytes(damaged))
+    caplog.clear()
+    for _ in range(5):  # a service looks once a second
+        assert follower.refresh(force=True) is False
+    said = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and embeddings.name in said[0].getMessage() and "\n" not in said[0].getMessage()
+    assert follower.current.generation == first and len(follower.current.embedded) == 12
+    build_index(colour_tree, out, extractor=extractor, verbose=False, rebuild=True)
+    assert follower.refresh(force=True) is True and len(follower.current.embedded) == 13

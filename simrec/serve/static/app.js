@@ -1,4 +1,4 @@
-// The simrec page: browse the catalog, click a product for its most similar ones, or search with a photo.
+// The simrec page: browse the catalog, click a product for its most similar ones, or search with a photo or words.
 "use strict";
 
 const PAGE_SIZE = 24;
@@ -84,8 +84,9 @@ function showAnswer(answer, title, queryImage) {
   const caption = document.createElement("figcaption");
   caption.textContent = answer.query.product_id
     ? answer.query.product_id + (answer.query.label ? " (" + answer.query.label + ")" : "")
-    : "your photo";
-  figure.replaceChildren(img, caption);
+    : answer.query.text ? `"${answer.query.text}"` : "your photo";
+  if (queryImage) figure.replaceChildren(img, caption);
+  else figure.replaceChildren(caption);
   $("results").replaceChildren(...answer.results.map((result) => {
     const distance = document.createElement("div");
     distance.className = "distance";
@@ -122,6 +123,18 @@ async function searchPhoto(file) {
   }
 }
 
+// Words instead of a photo: answered on indexes made with a SigLIP or CLIP preset (the server says so otherwise).
+async function searchText(text) {
+  if (!text.trim()) return;
+  try {
+    const query = `text=${encodeURIComponent(text)}&k=${k()}&distinct=${distinct()}`;
+    const answer = await getJSON(`/api/search?${query}`);
+    showAnswer(answer, `Best matches for "${text}"`, null);
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
 function setUp() {
   $("label").addEventListener("change", (event) => {
     state.label = event.target.value;
@@ -131,6 +144,10 @@ function setUp() {
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadPage(); });
   $("next").addEventListener("click", () => { state.offset += PAGE_SIZE; loadPage(); });
   $("photo").addEventListener("change", (event) => searchPhoto(event.target.files[0]));
+  $("text-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    searchText($("text").value);
+  });
   const zone = $("dropzone");
   zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
