@@ -92,7 +92,7 @@ def main() -> None:
             cosines = row_cosines(embedded.embeddings, reference.embeddings)
             _, found = CosineNeighbors(n_neighbors=args.k).fit(embedded.embeddings).kneighbors()
             overlap = np.mean([len(set(a) & set(b)) / args.k for a, b in zip(found, truth)])
-            quality = evaluate(embedded.neighbors, types, k=args.k)["precision_at_k"]
+            quality = evaluate(embedded.neighbors, types, n_neighbors=args.k)["precision_at_k"]
             runtime, precision = runs[name]
             calibration = batch if precision == "int8" else None
             extractor = build_extractor(
