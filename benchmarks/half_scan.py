@@ -24,10 +24,10 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
+from simrec.bench import cpu_name
 from simrec.search.exact import CosineNeighbors
 from simrec.search.rerank import cosine_bound
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--block-rows", type=int, default=4096)
     parser.add_argument("-k", type=int, default=10)
     args = parser.parse_args()
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(50, args.dim)).astype(np.float32)
     vectors = centres[np.arange(args.items) % 50] + 0.5 * rng.normal(size=(args.items, args.dim)).astype(np.float32)
@@ -108,13 +108,6 @@ def main() -> None:
         within = int((fast <= kth + 2 * bound).sum())
         print(f"candidates within 2 x bound of the {args.k}th distance ({name}): {within}")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("benchmarks/load.py needs wrk: apt-get install wrk")
     args.source = args.source.resolve()
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; simrec from {args.source}")
+    from simrec.bench import cpu_name
+
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; simrec from {args.source}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="simrec-load-") as folder:
         folder = Path(folder)
@@ -219,13 +221,6 @@ class _server:
     def __exit__(self, *exc: object) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def _load_average() -> str:

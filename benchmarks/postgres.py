@@ -32,13 +32,6 @@ sys.path.insert(0, str(ROOT / "tests"))  # the throwaway server the tests use
 from postgres import missing_server, start_server  # noqa: E402
 
 
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
-
-
 def _latency(run, queries) -> float:
     """Median seconds per query."""
     times = []
@@ -130,7 +123,9 @@ def main() -> None:
     if reason:
         sys.exit(f"benchmarks/postgres.py needs a PostgreSQL server with pgvector: {reason}")
     server = start_server({"maintenance_work_mem": "1GB"})
-    print(f"CPU: {_cpu()}; vectors: synthetic clustered, {args.dim}-d; {args.queries} queries, k=10")
+    from simrec.bench import cpu_name
+
+    print(f"CPU: {cpu_name()}; vectors: synthetic clustered, {args.dim}-d; {args.queries} queries, k=10")
     try:
         for n in args.sizes:
             with tempfile.TemporaryDirectory(prefix="simrec-pg-bench-") as folder:

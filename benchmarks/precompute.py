@@ -37,6 +37,7 @@ from simrec import EmbeddedCatalog, IndexMeta, load_index, recommend, save_index
 from simrec.app.distinct import distinct_neighbors  # noqa: E402
 from simrec.app.duplicates import copy_test_for  # noqa: E402
 from simrec.app.precompute import compute_stored_neighbors  # noqa: E402
+from simrec.bench import cpu_name  # noqa: E402
 from simrec.core.colour_signature import N_BINS  # noqa: E402
 from simrec.embedded_catalog import default_colour_weight, neighbors_for  # noqa: E402
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=0, help="scan for this many products and project (0: all)")
     parser.add_argument("--queries", type=int, default=20, help="id queries timed by scan and by lookup")
     args = parser.parse_args()
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; {args.items:,} x {args.dim} generated vectors, K = {args.k}")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; {args.items:,} x {args.dim} generated vectors, K = {args.k}")
     rows = []
     for with_colours in (True, False):
         embedded = _generated(args.items, args.dim, with_colours)
@@ -136,13 +137,6 @@ def _query_seconds(embedded: EmbeddedCatalog, k: int, n_queries: int) -> dict:
         "speedup": round(times["scan"] / times["lookup"], 1),
         "folder_mb": round(folder_mb, 1),
     }
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def main() -> None:
 
     from simrec import build_index
     from simrec.app.evaluate import evaluate, labels_from_table
-    from simrec.bench import _cpu_name
+    from simrec.bench import cpu_name
     from simrec.pipeline.embedding import compiled_forward
     from simrec.pipeline.images import load_image
     from simrec.pipeline.model import build_extractor
@@ -82,7 +82,7 @@ def main() -> None:
         batch = np.stack([load_image(path, image_size) for path in reference.catalog["path"].iloc[:32]])
         print(
             f"\n{len(reference)} photos of {args.photos.name}; {reference.meta.model} ({reference.meta.weights}, "
-            f"{image_size} px); CPU: {_cpu_name()}; speed: forward pass on 32 of the photos, best of 3"
+            f"{image_size} px); CPU: {cpu_name()}; speed: forward pass on 32 of the photos, best of 3"
         )
         print("\n| run | lowest cosine | mean cosine | top-5 overlap | type P@5 | img/s | ratio |")
         print("| --- | --- | --- | --- | --- | --- | --- |")

@@ -103,7 +103,7 @@ def run_benchmark(
     gpus = accelerators()
     device = "GPU" if gpus else "CPU"
     print_fn(
-        f"machine {_cpu_name()}, {os.cpu_count()} CPUs, {', '.join(gpus) or 'no GPU'}, "
+        f"machine {cpu_name()}, {os.cpu_count()} CPUs, {', '.join(gpus) or 'no GPU'}, "
         f"Keras {keras.__version__} on {framework_version()}"
     )
 
@@ -290,7 +290,7 @@ def run_model_benchmark(
 
     names = list(BACKBONES) if models == ["all"] else [_model_name(name) for name in models]
     print_fn(
-        f"machine {_cpu_name()}, {os.cpu_count()} CPUs, Keras {keras.__version__} on {framework_version()}; "
+        f"machine {cpu_name()}, {os.cpu_count()} CPUs, Keras {keras.__version__} on {framework_version()}; "
         f"untrained weights, {precision}, batch_size {batch_size}, {n_images} images, best of {repeats}"
     )
     print_fn("| model | dim | input | parameters | runtime | model only img/s | pipeline img/s | openvino/keras |")
@@ -433,7 +433,8 @@ def _make_photos(folder: Path, count: int) -> list[str]:
     return paths
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), for the line every benchmark prints beside its figures."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -544,8 +545,7 @@ def run_ann_benchmark(
 
     faiss = import_faiss()
     print_fn(
-        f"machine {_cpu_name()}, {os.cpu_count()} CPUs, faiss {faiss.__version__}, "
-        f"{faiss.omp_get_max_threads()} threads"
+        f"machine {cpu_name()}, {os.cpu_count()} CPUs, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads"
     )
     data, queries = clustered_vectors(n_items + n_queries, dim)
     data, queries = data[:n_items], data[n_items:]
