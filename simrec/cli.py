@@ -46,7 +46,7 @@ from simrec.core.defaults import (
     SEED,
     STORED_NEIGHBORS,
 )
-from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError
+from simrec.core.errors import InvalidArgumentError, NotWritableError, SimrecError, in_terms_of
 from simrec.core.hub_backbones import HUB_BACKBONES
 from simrec.core.validation import check_path_argument
 from simrec.core.version import __version__
@@ -85,8 +85,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("simrec: interrupted; any previous index was left as it was", file=sys.stderr)
         return INTERRUPTED
     except SimrecError as error:  # anything else is a bug: let its traceback show, exit 1
-        print(f"simrec: error: {error}", file=sys.stderr)
+        print(f"simrec: error: {in_terms_of(error, option_names(args.command))}", file=sys.stderr)
         return USER_ERROR
+
+
+_OPTIONS = {
+    "index_dir": "INDEX",
+    "n_neighbors": "-k",
+    "colour_weight": "--colour-weight",
+    "rebuild": "--rebuild",
+    "weights": "--weights",
+    "model": "--model",
+    "image_size": "--image-size",
+    "precision": "--precision",
+    "runtime": "--runtime",
+    "preprocessing": "--preprocessing",
+    "batch_size": "--batch-size",
+    "out": "--out",
+    "source": "SOURCE",
+}
+"""The option (or argument) of the command line that passes each Python parameter."""
+
+_COMMAND_OPTIONS = {
+    "index": {"index_dir": "--out"},
+    "demo": {"index_dir": "--out"},
+}
+"""Where one command passes a parameter differently from :data:`_OPTIONS`."""
+
+
+def option_names(command: str | None) -> dict[str, str]:
+    """What the command line calls each Python parameter, for ``command``.
+
+    Errors from the library name Python parameters (``index_dir``, ``n_neighbors``); the
+    command line shows them as its own options (``--out``, ``-k``) with
+    :func:`simrec.core.errors.in_terms_of`.
+    """
+    return {**_OPTIONS, **_COMMAND_OPTIONS.get(command or "", {})}
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -156,8 +156,8 @@ def build_index(
         IndexIntegrityError: What was written does not read back as written (nothing was committed).
     """
     started = time.perf_counter()
-    check_path_argument(source, "the source")
-    check_path_argument(index_dir, "--out")
+    check_path_argument(source, "source")
+    check_path_argument(index_dir, "index_dir")
     if model is not None and model not in HUB_BACKBONES and not is_model_file(model):
         backbone(model)  # an unknown name is reported before anything else
     embed = _embed_function(engine, engine_options or {})

@@ -9,10 +9,29 @@ Those that mean the same as a built-in exception also derive from it, so
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Iterable, Mapping
 
 
 class SimrecError(Exception):
-    """Base class for user-facing simrec errors (bad input, damaged index, ...)."""
+    """Base class for user-facing simrec errors (bad input, damaged index, ...).
+
+    A message speaks the caller's language: it names Python parameters
+    (``Expected n_neighbors to be a positive integer``, ``pass rebuild=True``), and lists
+    them in ``parameters`` so the command line can say its own options instead
+    (``-k``, ``--rebuild``; see :func:`in_terms_of`).
+
+    Args:
+        *args: The message (and any other arguments of the built-in exception).
+        parameters: The names of the Python parameters the message names.
+
+    Attributes:
+        parameters: The names of the Python parameters the message names, in order.
+    """
+
+    def __init__(self, *args: object, parameters: Iterable[str] = ()) -> None:
+        super().__init__(*args)
+        self.parameters = tuple(parameters)
 
 
 class InvalidArgumentError(SimrecError, ValueError):
@@ -85,3 +104,35 @@ class DatabaseError(SimrecError):
 
     The message names the database (never its password) and what is wrong; nothing was written.
     """
+
+
+def in_terms_of(error: SimrecError, names: Mapping[str, str]) -> str:
+    """The error's message with each of its parameters said as ``names`` says it.
+
+    ``name=True`` becomes the bare name (a switch such as ``--rebuild``), ``name=VALUE``
+    becomes ``NAME VALUE``, and the name alone becomes ``NAME``. Parameters that
+    ``names`` does not hold are left as they are.
+
+    Args:
+        error: The error; its ``parameters`` say which words of the message are parameters.
+        names: What to say for each parameter, e.g. ``{"index_dir": "--out"}``.
+
+    Returns:
+        The message to show.
+
+    Example:
+        >>> error = InvalidArgumentError("pass rebuild=True with n_neighbors=5", parameters=("rebuild", "n_neighbors"))
+        >>> in_terms_of(error, {"rebuild": "--rebuild", "n_neighbors": "-k"})
+        'pass --rebuild with -k 5'
+    """
+    message = str(error)
+    for parameter in getattr(error, "parameters", ()):
+        name = names.get(parameter)
+        if name is None:
+            continue
+        word = re.escape(parameter)
+        switch, spaced = name.replace("\\", "\\\\"), name.replace("\\", "\\\\") + " "
+        message = re.sub(rf"(?<![\w.-]){word}=True\b", switch, message)
+        message = re.sub(rf"(?<![\w.-]){word}=", spaced, message)
+        message = re.sub(rf"(?<![\w.-]){word}(?![\w=])", switch, message)
+    return message

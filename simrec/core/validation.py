@@ -21,13 +21,13 @@ def check_path_argument(value: object, name: str) -> None:
         InvalidArgumentError: ``value`` is an empty or blank string.
 
     Example:
-        >>> check_path_argument("", "--out")
+        >>> check_path_argument("", "index_dir")
         Traceback (most recent call last):
         ...
-        simrec.core.errors.InvalidArgumentError: Expected --out to name a file or folder, got ''
+        simrec.core.errors.InvalidArgumentError: Expected index_dir to name a file or folder, got ''
     """
     if isinstance(value, str) and not value.strip():
-        raise InvalidArgumentError(f"Expected {name} to name a file or folder, got {value!r}")
+        raise InvalidArgumentError(f"Expected {name} to name a file or folder, got {value!r}", parameters=(name,))
 
 
 def check_colour_weight(colour_weight: object) -> float:
@@ -45,10 +45,14 @@ def check_colour_weight(colour_weight: object) -> float:
         simrec.core.errors.InvalidArgumentError: Expected colour_weight from 0 to 1, got 2
     """
     if isinstance(colour_weight, bool) or not isinstance(colour_weight, numbers.Real):
-        raise InvalidArgumentError(f"Expected colour_weight to be a number from 0 to 1, got {colour_weight!r}")
+        raise InvalidArgumentError(
+            f"Expected colour_weight to be a number from 0 to 1, got {colour_weight!r}", parameters=("colour_weight",)
+        )
     value = float(colour_weight)
     if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise InvalidArgumentError(f"Expected colour_weight from 0 to 1, got {colour_weight!r}")
+        raise InvalidArgumentError(
+            f"Expected colour_weight from 0 to 1, got {colour_weight!r}", parameters=("colour_weight",)
+        )
     return value
 
 
@@ -65,7 +69,9 @@ def check_image_size(image_size: object) -> int:
         simrec.core.errors.InvalidArgumentError: Expected image_size >= 32 (an int), got 31
     """
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 32:
-        raise InvalidArgumentError(f"Expected image_size >= 32 (an int), got {image_size!r}")
+        raise InvalidArgumentError(
+            f"Expected image_size >= 32 (an int), got {image_size!r}", parameters=("image_size",)
+        )
     return int(image_size)
 
 
@@ -76,7 +82,7 @@ def check_int(value: object, name: str, minimum: int, *, context: str = "") -> i
         value: What the caller passed.
         name: The argument's name, as the caller knows it.
         minimum: The smallest value accepted.
-        context: Said after the expectation, e.g. ``" for --type 'hnsw'"``.
+        context: Said after the expectation, e.g. ``" for ann_type 'hnsw'"``.
 
     Raises:
         InvalidArgumentError: Not an int (``True`` included), or below ``minimum``.
@@ -90,7 +96,7 @@ def check_int(value: object, name: str, minimum: int, *, context: str = "") -> i
         simrec.core.errors.InvalidArgumentError: Expected nlist >= 1 (an int) for ivf-flat, got 0.5
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgumentError(f"Expected {name} >= {minimum} (an int){context}, got {value!r}")
+        raise InvalidArgumentError(f"Expected {name} >= {minimum} (an int){context}, got {value!r}", parameters=(name,))
     return int(value)
 
 
@@ -109,10 +115,12 @@ def check_number_in(value: object, name: str, low: float, high: float) -> float:
         simrec.core.errors.InvalidArgumentError: Expected threshold in [0, 2], got 3.0
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InvalidArgumentError(f"Expected {name} to be a number in [{low:g}, {high:g}], got {value!r}")
+        raise InvalidArgumentError(
+            f"Expected {name} to be a number in [{low:g}, {high:g}], got {value!r}", parameters=(name,)
+        )
     value = float(value)
     if not low <= value <= high:
-        raise InvalidArgumentError(f"Expected {name} in [{low:g}, {high:g}], got {value!r}")
+        raise InvalidArgumentError(f"Expected {name} in [{low:g}, {high:g}], got {value!r}", parameters=(name,))
     return value
 
 
@@ -131,7 +139,9 @@ def check_n_neighbors(n_neighbors: object) -> int:
         simrec.core.errors.InvalidArgumentError: Expected n_neighbors > 0 (an int), got 0
     """
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors <= 0:
-        raise InvalidArgumentError(f"Expected n_neighbors > 0 (an int), got {n_neighbors!r}")
+        raise InvalidArgumentError(
+            f"Expected n_neighbors > 0 (an int), got {n_neighbors!r}", parameters=("n_neighbors",)
+        )
     return int(n_neighbors)
 
 
@@ -173,13 +183,15 @@ def check_recommendations(n_neighbors: object, n_products: int, product_query: b
         >>> check_recommendations(12, 12, product_query=True)
         Traceback (most recent call last):
         ...
-        simrec.core.errors.InvalidArgumentError: Expected n_neighbors <= 11 (other products in the catalog), got n_neighbors = 12
+        simrec.core.errors.InvalidArgumentError: Expected n_neighbors <= 11 (other products in the catalog), got 12
     """  # noqa: E501
     k = check_n_neighbors(n_neighbors)
     available = n_products - 1 if product_query else n_products
     if k > available:
         what = "other products in the catalog" if product_query else "products in the catalog"
-        raise InvalidArgumentError(f"Expected n_neighbors <= {available} ({what}), got n_neighbors = {k}")
+        raise InvalidArgumentError(
+            f"Expected n_neighbors <= {available} ({what}), got {k}", parameters=("n_neighbors",)
+        )
     return k
 
 

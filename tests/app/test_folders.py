@@ -112,6 +112,7 @@ def test_an_empty_out_is_refused(shop, tmp_path, capsys, monkeypatch):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and ("name a file or folder" in err or "--out" in err), (argv, err)
+        assert "index_dir" not in err, (argv, err)  # the command line says its own option
     assert sorted(os.listdir(tmp_path)) == ["shop"]  # nothing written into the current folder
-    with pytest.raises(InvalidArgumentError, match="Expected --out to name a file or folder, got ''"):
+    with pytest.raises(InvalidArgumentError, match="Expected index_dir to name a file or folder, got ''"):
         build_index(shop, "")
