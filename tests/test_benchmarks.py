@@ -22,6 +22,7 @@ RUNS = {
         "projected to 10,000 x 16",
     ),
     "runtime": (["--limit", "40"], "| int8 (int8) |"),
+    "hub": (["--tiny-only"], "| tiny clip | 12 | 32 |"),
 }
 NEEDS_SHARED = {"runtime"}
 
