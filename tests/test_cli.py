@@ -145,9 +145,9 @@ def _table_rows(text: str) -> dict[str, str]:
 
 
 def _commands() -> dict:
-    from simrec.cli import _build_parser
+    from simrec.cli.parser import build_parser
 
-    return next(a for a in _build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    return next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
 
 
 def test_the_readme_command_table_names_every_command():

@@ -46,7 +46,10 @@ Distinct = Annotated[
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
     422: {"model": ErrorDetail, "description": "k, offset or limit out of range"},
-    503: {"model": ErrorDetail, "description": "busy: not answered within --timeout; retry after Retry-After seconds"},
+    503: {
+        "model": ErrorDetail,
+        "description": "busy: not answered within this server's time limit; retry after Retry-After seconds",
+    },
 }
 
 
@@ -148,7 +151,7 @@ def _scan_product(
     response_model=Similar,
     responses={
         409: {"model": ErrorDetail, "description": "the index holds vectors made outside simrec: no photo queries"},
-        413: {"model": ErrorDetail, "description": "the upload is larger than --max-upload-mb"},
+        413: {"model": ErrorDetail, "description": "the upload is larger than this server's upload limit"},
         415: {"model": ErrorDetail, "description": "the file is not an image"},
         422: {"model": ErrorDetail, "description": "k out of range, or a damaged or too large image"},
         503: ERRORS[503],

@@ -122,6 +122,6 @@ def test_the_plan_picks_the_search(outside):
     assert plan.colour_weight == 0.0 and plan.search is embedded.neighbors and plan.n_neighbors == 2
     look = object()
     assert plan_query(embedded, 2, look=look).search is look
-    with pytest.raises(ValueError, match="--nprobe and --ef tune approximate search"):
+    with pytest.raises(ValueError, match="nprobe and ef tune approximate search"):
         plan_query(embedded, 2, nprobe=4, colour_weight=0.5)
     assert plan_query(embedded, 2, nprobe=4).colour_weight == 0.0  # tuning the ann search: look alone
