@@ -302,7 +302,7 @@ def collect_labellings(
     asked: dict[str, np.ndarray | pd.Series] = {}
     if label_columns and labels_csv is None:
         raise InvalidArgumentError(
-            "label_columns name columns of labels_csv: pass labels_csv too", parameters=("label_columns", "labels_csv")
+            "label_columns needs labels_csv (the table that holds them)", parameters=("label_columns", "labels_csv")
         )
     if labels_csv is not None:
         if not label_columns:
