@@ -313,7 +313,11 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    """``simrec bench``: one of the benchmarks of :mod:`simrec.bench`."""
+    """``simrec bench``: one of the benchmarks of :mod:`simrec.bench`.
+
+    Raises:
+        InvalidArgumentError: ``--index`` without ``--ann``.
+    """
     if args.index_dir and not args.ann:
         raise InvalidArgumentError("--index is measured by --ann: pass --ann N too")
     if args.ann:
