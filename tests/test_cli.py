@@ -103,7 +103,7 @@ def test_evaluate_json(built, capsys):
     ("argv", "message"),
     [
         (["query", "{out}", "--id", "red/nope"], "unknown product_id 'red/nope'"),
-        (["query", "{out}", "--id", "red/shirt_1", "-k", "500"], "n_neighbors <= 17"),
+        (["query", "{out}", "--id", "red/shirt_1", "-k", "500"], "Expected -k <= 17"),  # the option, as typed
         (["query", "{tmp}/missing", "--id", "x"], "index folder not found"),
         (["query", "{out}", "--image", "{tmp}/missing.jpg"], "file not found"),
         (["index", "{tmp}/missing.zip", "--out", "{tmp}/o"], "catalog source not found"),
@@ -145,9 +145,9 @@ def _table_rows(text: str) -> dict[str, str]:
 
 
 def _commands() -> dict:
-    from simrec.cli import _build_parser
+    from simrec.cli.parser import build_parser
 
-    return next(a for a in _build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    return next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
 
 
 def test_the_readme_command_table_names_every_command():
@@ -182,3 +182,116 @@ def test_demo_says_what_it_queried_and_where_it_wrote(tmp_path, capsys):
     first = sorted(load_index(out / "index").catalog["label"].unique())[0]
     assert f"the 3 products most like {first}/" in said and "(colour weight 0.15)" in said
     assert f"result grid: {out / 'recommendations.png'}" in said and (out / "recommendations.png").is_file()
+
+
+# --- errors in the caller's words -----------------------------------------------------------
+
+
+def _caller_terms(out, tmp_path, zip_path):
+    """One error of each layer: its Python call and message, then its command line and what that says."""
+    from simrec import build_extractor
+    from simrec.app.evaluate import collect_labellings, evaluate_index
+    from simrec.app.querying import plan_query
+    from simrec.serve.running import check_port
+
+    missing = tmp_path / "missing.csv"
+    return {
+        "pipeline: a KerasHub family without its preset": (
+            lambda: build_extractor("random", model="clip"),
+            "model=clip takes any CLIPBackbone preset and needs one: pass weights=PRESET_DIR",
+            ["index", str(zip_path), "--out", str(tmp_path / "hub"), "--model", "clip", "--weights", "random", "-q"],
+            "--model clip takes any CLIPBackbone preset and needs one: pass --weights PRESET_DIR",
+        ),
+        "search: tuning the approximate search of a blend": (
+            lambda: plan_query(load_index(out), 2, nprobe=4, colour_weight=0.5),
+            "nprobe and ef tune approximate search, which colour_weight does not use",
+            ["query", str(out), "--id", "red/shirt_1", "--nprobe", "4", "--colour-weight", "0.5"],
+            "--nprobe and --ef tune approximate search, which --colour-weight does not use",
+        ),
+        "serve: a port out of range": (
+            lambda: check_port(70000),
+            "Expected port between 1 and 65535, got 70000",
+            ["serve", str(out), "--port", "70000"],
+            "Expected --port between 1 and 65535, got 70000",
+        ),
+        "app: label columns without their table": (
+            lambda: collect_labellings(load_index(out).catalog, label_columns=["articleType"]),
+            "label_columns needs labels_csv (the table that holds them)",
+            ["evaluate", str(out), "--label-column", "articleType"],
+            "--label-column needs --labels-csv (the table that holds them)",
+        ),
+        "app: a labels table that is not there": (
+            lambda: evaluate_index(load_index(out), 3, labels_csv=missing, label_columns=["articleType"]),
+            f"labels_csv file not found: {missing}",
+            ["evaluate", str(out), "--labels-csv", str(missing), "--label-column", "articleType"],
+            f"--labels-csv file not found: {missing}",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "pipeline: a KerasHub family without its preset",
+        "search: tuning the approximate search of a blend",
+        "serve: a port out of range",
+        "app: label columns without their table",
+        "app: a labels table that is not there",
+    ],
+)
+def test_an_error_names_the_python_parameter_and_the_command_line_its_option(built, tmp_path, capsys, case):
+    from simrec.core.errors import SimrecError
+
+    zip_path, out = built
+    call, python_says, argv, command_line_says = _caller_terms(out, tmp_path, zip_path)[case]
+    with pytest.raises(SimrecError) as raised:
+        call()
+    assert python_says in str(raised.value) and "--" not in str(raised.value)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("simrec: error: ") and command_line_says in err, err
+
+
+def test_every_parameter_the_command_line_renames_is_one_of_its_options():
+    """The table of option names points at options the commands really have."""
+    from simrec.cli import option_names
+    from simrec.cli.parser import build_parser
+
+    subparsers = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    said = set()
+    for sub in subparsers.values():
+        for action in sub._actions:
+            said.update(action.option_strings or [action.metavar or action.dest.upper()])
+    for command in [None, *subparsers]:
+        unknown = {parameter: name for parameter, name in option_names(command).items() if name not in said}
+        assert not unknown, (command, unknown)
+
+
+def test_serve_says_which_package_is_missing(built, capsys, monkeypatch):
+    from simrec.core.errors import MissingDependencyError
+    from simrec.serve import dependencies
+
+    _, out = built
+    monkeypatch.setitem(dependencies.SERVE_PACKAGES, "not-a-package", ("simrec_not_a_module",))
+    with pytest.raises(MissingDependencyError, match="needs not-a-package, which is not installed"):
+        dependencies.check_dependencies()
+    assert main(["serve", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install not-a-package" in err
+
+
+def test_printing_keeps_a_file_name_on_one_line_and_says_an_unwritable_plot(tmp_path):
+    from simrec.cli.printing import one_line, save_figure
+    from simrec.core.errors import NotWritableError
+
+    assert one_line("a\nb\tc.jpg") == "a\\nb\\tc.jpg"
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+
+    class Figure:
+        def savefig(self, path, dpi):
+            raise AssertionError("never reached: the folder cannot be made")
+
+    with pytest.raises(NotWritableError, match="cannot write the plot"):
+        save_figure(Figure(), blocker / "plot.png")

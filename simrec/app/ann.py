@@ -46,7 +46,9 @@ def attach_ann(
     index_dir = Path(index_dir)
     if ann_type != "none":
         if ann_type not in ANN_TYPES:
-            raise InvalidArgumentError(f"Expected --type in {(*ANN_TYPES, 'none')}, got {ann_type!r}")
+            raise InvalidArgumentError(
+                f"Expected ann_type in {(*ANN_TYPES, 'none')}, got {ann_type!r}", parameters=("ann_type",)
+            )
         import_faiss()
     read_manifest(index_dir)  # a missing or foreign folder is reported before the lock file is made
     with writer_lock(index_dir):

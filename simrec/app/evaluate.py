@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from simrec.app.querying import choose_colour_weight
 from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
 from simrec.core.deprecation import renamed_keyword
 from simrec.core.errors import InvalidArgumentError, MissingFileError
 from simrec.core.validation import check_colour_weight
-from simrec.embedded_catalog import neighbors_for
+from simrec.embedded_catalog import neighbors_for, require_colours
 from simrec.search.blend import ColourBlendNeighbors
 from simrec.search.exact import CosineNeighbors
 
@@ -188,11 +189,14 @@ def label_from(product_ids: Sequence[str] | pd.Series, pattern: str) -> np.ndarr
     try:
         compiled = re.compile(pattern)
     except re.error as error:
-        raise InvalidArgumentError(f"--label-from {pattern!r} is not a valid regular expression: {error}") from None
+        raise InvalidArgumentError(
+            f"pattern {pattern!r} is not a valid regular expression: {error}", parameters=("pattern",)
+        ) from None
     if compiled.groups != 1:
         raise InvalidArgumentError(
-            f"Expected --label-from to have exactly one group, e.g. '/([a-z]+)_\\d+$', got {pattern!r} "
-            f"with {compiled.groups} groups"
+            f"Expected pattern to have exactly one group, e.g. '/([a-z]+)_\\d+$', got {pattern!r} "
+            f"with {compiled.groups} groups",
+            parameters=("pattern",),
         )
     labels = []
     for product_id in product_ids:
@@ -201,7 +205,9 @@ def label_from(product_ids: Sequence[str] | pd.Series, pattern: str) -> np.ndarr
     return np.asarray(labels, dtype=object)
 
 
-def labels_from_table(product_ids: Sequence[str] | pd.Series, table: str | os.PathLike, column: str) -> np.ndarray:
+def labels_from_table(
+    product_ids: Sequence[str] | pd.Series, labels_csv: str | os.PathLike, label_column: str
+) -> np.ndarray:
     """A labelling read from a metadata table (a shop's ``styles.csv``), joined by product id.
 
     The table's id column is ``product_id``, else ``id``. A row labels the product whose
@@ -211,38 +217,43 @@ def labels_from_table(product_ids: Sequence[str] | pd.Series, table: str | os.Pa
 
     Args:
         product_ids: The catalog's ``product_id`` values.
-        table: A CSV file with an id column and ``column``.
-        column: The column that holds the labels (``articleType``, ``baseColour``).
+        labels_csv: A CSV file with an id column and ``label_column``.
+        label_column: The column that holds the labels (``articleType``, ``baseColour``).
 
     Returns:
         ``(n_items,)`` array of str labels, ``""`` (unlabelled) where no row matched or the
         cell is empty.
 
     Raises:
-        MissingFileError: ``table`` does not exist.
-        InvalidArgumentError: It cannot be read, has no id column or no ``column``, repeats
+        MissingFileError: ``labels_csv`` does not exist.
+        InvalidArgumentError: It cannot be read, has no id column or no ``label_column``, repeats
             an id, or matches no product.
 
     Example:
         >>> labels_from_table(["images/15970"], "styles.csv", "articleType")  # doctest: +SKIP
         array(['Shirts'], dtype=object)
     """
-    path = Path(table)
+    path, column, named = Path(labels_csv), label_column, ("labels_csv",)
     if not path.is_file():
-        raise MissingFileError(f"--labels-csv file not found: {path}")
+        raise MissingFileError(f"labels_csv file not found: {path}", parameters=named)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="error")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise InvalidArgumentError(f"--labels-csv {path} is not a readable CSV table: {error}") from None
+        raise InvalidArgumentError(
+            f"labels_csv {path} is not a readable CSV table: {error}", parameters=named
+        ) from None
     id_column = next((name for name in ("product_id", "id") if name in frame.columns), None)
     if id_column is None or column not in frame.columns:
         missing = "an id column ('product_id' or 'id')" if id_column is None else f"the column {column!r}"
-        raise InvalidArgumentError(f"--labels-csv {path} has no {missing}; its columns: {', '.join(frame.columns)}")
+        raise InvalidArgumentError(
+            f"labels_csv {path} has no {missing}; its columns: {', '.join(frame.columns)}", parameters=named
+        )
     ids = frame[id_column].str.strip()
     repeated = ids[ids.duplicated()]
     if len(repeated):
         raise InvalidArgumentError(
-            f"--labels-csv {path} repeats {len(repeated)} ids in {id_column!r}, e.g. {repeated.iloc[0]!r}"
+            f"labels_csv {path} repeats {len(repeated)} ids in {id_column!r}, e.g. {repeated.iloc[0]!r}",
+            parameters=named,
         )
     by_id = dict(zip(ids, frame[column].str.strip()))
     product_ids = [str(product_id) for product_id in product_ids]
@@ -253,10 +264,111 @@ def labels_from_table(product_ids: Sequence[str] | pd.Series, table: str | os.Pa
     if not any(labels):
         example = product_ids[0] if product_ids else "none"
         raise InvalidArgumentError(
-            f"--labels-csv {path}: no product_id of the index (e.g. {example!r}) nor its file name matches the "
-            f"{id_column!r} column (e.g. {ids.iloc[0] if len(ids) else 'empty'!r}), or every {column!r} is empty"
+            f"labels_csv {path}: no product_id of the index (e.g. {example!r}) nor its file name matches the "
+            f"{id_column!r} column (e.g. {ids.iloc[0] if len(ids) else 'empty'!r}), or every {column!r} is empty",
+            parameters=named,
         )
     return np.asarray(labels, dtype=object)
+
+
+def collect_labellings(
+    catalog: pd.DataFrame,
+    *,
+    labels_csv: str | os.PathLike | None = None,
+    label_columns: Sequence[str] = (),
+    pattern: str | None = None,
+) -> dict[str, np.ndarray | pd.Series]:
+    """The labellings an evaluation compares: the folder labels, a table's columns, a pattern's, and their joint one.
+
+    The folder labels (``catalog["label"]``) are left out when they distinguish nothing
+    (photos at the top of the source, or all in one folder) and another labelling is asked
+    for. With two labellings or more, their joint labelling (:func:`joint_labels`) comes last.
+
+    Args:
+        catalog: The index's catalog (``product_id`` and ``label`` columns).
+        labels_csv: A metadata table whose ``label_columns`` are labellings (:func:`labels_from_table`).
+        label_columns: Columns of ``labels_csv``, one labelling each.
+        pattern: A regular expression with one group, searched in each ``product_id`` (:func:`label_from`).
+
+    Returns:
+        ``{name: labels}``, as :func:`sweep_colour_weight` takes it.
+
+    Raises:
+        InvalidArgumentError: ``label_columns`` without ``labels_csv`` or the other way round, or as
+            :func:`labels_from_table` and :func:`label_from`.
+        MissingFileError: ``labels_csv`` does not exist.
+    """
+    product_ids = catalog["product_id"]
+    asked: dict[str, np.ndarray | pd.Series] = {}
+    if label_columns and labels_csv is None:
+        raise InvalidArgumentError(
+            "label_columns needs labels_csv (the table that holds them)", parameters=("label_columns", "labels_csv")
+        )
+    if labels_csv is not None:
+        if not label_columns:
+            raise InvalidArgumentError(
+                "labels_csv needs label_columns (the columns that hold the labels)",
+                parameters=("labels_csv", "label_columns"),
+            )
+        for column in label_columns:
+            asked[column] = labels_from_table(product_ids, labels_csv, column)
+    if pattern:
+        asked[pattern] = label_from(product_ids, pattern)
+    labellings: dict[str, np.ndarray | pd.Series] = {"label": catalog["label"]}
+    if asked and not distinguishes(catalog["label"]):
+        labellings = {}
+    labellings.update(asked)
+    if len(labellings) >= 2:
+        labellings[" & ".join(labellings)] = joint_labels(labellings)
+    return labellings
+
+
+def evaluate_index(
+    embedded: EmbeddedCatalog,
+    n_neighbors: int = N_NEIGHBORS,
+    *,
+    colour_weight: float | None = None,
+    sweep: bool = False,
+    labels_csv: str | os.PathLike | None = None,
+    label_columns: Sequence[str] = (),
+    pattern: str | None = None,
+    index_name: str = "INDEX_DIR",
+) -> dict[str, Any] | pd.DataFrame:
+    """Evaluate an index as ``simrec evaluate`` does: by its folder labels, or by several labellings and weights.
+
+    By look alone on the folder labels, it is :func:`evaluate`'s report. With a colour weight
+    above 0 (the default is 0, see :func:`simrec.app.querying.choose_colour_weight`), the sweep
+    of :data:`SWEEP_COLOUR_WEIGHTS`, or another labelling, it is :func:`sweep_colour_weight`'s
+    table for the labellings of :func:`collect_labellings`.
+
+    Args:
+        embedded: The index.
+        n_neighbors: Neighbors per query (the ``k`` of precision@k).
+        colour_weight: From 0 to 1; None: 0 (look alone).
+        sweep: Evaluate at every weight of :data:`SWEEP_COLOUR_WEIGHTS` instead.
+        labels_csv: As :func:`collect_labellings`.
+        label_columns: As :func:`collect_labellings`.
+        pattern: As :func:`collect_labellings`.
+        index_name: The index as the user named it, for messages.
+
+    Returns:
+        :func:`evaluate`'s dict, or :func:`sweep_colour_weight`'s DataFrame.
+
+    Raises:
+        InvalidArgumentError: As :func:`evaluate`, :func:`collect_labellings` and :func:`sweep_colour_weight`;
+            a weight above 0 on an index without colour signatures (the message says how to add them).
+        MissingFileError: ``labels_csv`` does not exist.
+    """
+    weight = choose_colour_weight(embedded, colour_weight, evaluation=True)
+    if not (sweep or pattern or labels_csv is not None or label_columns or weight > 0):
+        return evaluate(embedded.neighbors, embedded.catalog["label"], n_neighbors=n_neighbors)
+    labellings = collect_labellings(
+        embedded.catalog, labels_csv=labels_csv, label_columns=label_columns, pattern=pattern
+    )
+    weights = SWEEP_COLOUR_WEIGHTS if sweep else (weight,)
+    if max(weights) > 0:
+        require_colours(embedded, index_name)
+    return sweep_colour_weight(embedded, labellings, n_neighbors=n_neighbors, colour_weights=weights)
 
 
 def joint_labels(labellings: Mapping[str, Sequence[str] | np.ndarray]) -> np.ndarray:

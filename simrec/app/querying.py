@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from simrec.embedded_catalog import (
     neighbors_for,
     require_colours,
     resolve_colour_weight,
+    row_in,
 )
 from simrec.pipeline.embedding import embed_arrays
 from simrec.pipeline.images import load_image, prepare_image
@@ -96,17 +98,54 @@ class QueryPlan:
         n_neighbors: Recommendations to give.
         colour_weight: The colour weight used (0: look alone).
         search: The search to run: the blend for a weight above 0, else the look search.
+        row: The catalog row of the query product (None for a photo or a text).
     """
 
     n_neighbors: int
     colour_weight: float
     search: Any
+    row: int | None = None
+
+
+def choose_colour_weight(
+    embedded: EmbeddedCatalog,
+    colour_weight: float | None,
+    *,
+    tuned: bool = False,
+    search_given: bool = False,
+    evaluation: bool = False,
+) -> float:
+    """The colour weight of a query or an evaluation: the one asked for, checked, else the default of its kind.
+
+    Every default lives here. It is 0 (look alone) for a leave-one-out evaluation (it measures the
+    look unless a weight is asked for), for a search the caller chose (``recommend(search=...)``) and
+    for a tuned approximate search (``nprobe``, ``ef``); else the index's own
+    (:func:`simrec.embedded_catalog.default_colour_weight`).
+
+    Args:
+        embedded: The index.
+        colour_weight: From 0 to 1, or None for the default.
+        tuned: The approximate search is tuned (``nprobe`` or ``ef`` given).
+        search_given: The caller chose the search.
+        evaluation: A leave-one-out evaluation (``simrec evaluate``), not a query.
+
+    Returns:
+        The weight, from 0 to 1.
+
+    Raises:
+        InvalidArgumentError: ``colour_weight`` is outside [0, 1].
+    """
+    if colour_weight is None and (tuned or search_given or evaluation):
+        return 0.0
+    return resolve_colour_weight(embedded, colour_weight)
 
 
 def plan_query(
     embedded: EmbeddedCatalog,
     n_neighbors: object,
     *,
+    product_id: str | None = None,
+    rows: Mapping[str, int] | None = None,
     photo: bool = False,
     colour_weight: float | None = None,
     exact: bool = False,
@@ -117,17 +156,19 @@ def plan_query(
 ) -> QueryPlan:
     """The one policy for a query, shared by :func:`recommend`, ``simrec query`` and the service.
 
-    It checks the number of recommendations against the catalog, refuses a photo query on an index
-    whose vectors were made outside simrec, settles the colour weight (None: the index's default,
-    see :func:`simrec.embedded_catalog.default_colour_weight`) and picks the search: the blend of
-    look and colour for a weight above 0 (it compares every product exactly), else the look search.
-    Asking to tune the approximate search (``nprobe``, ``ef``) makes the default weight 0.
+    It reports a query's problems in one order: an unknown ``product_id`` first, then a photo query
+    on an index whose vectors were made outside simrec, the number of recommendations against the
+    catalog, the colour weight (None: the default, see :func:`choose_colour_weight`), and a weight
+    above 0 on an index without colour signatures. It picks the search: the blend of look and colour
+    for a weight above 0 (it compares every product exactly), else the look search.
 
     Args:
         embedded: The index.
         n_neighbors: Recommendations asked for.
-        photo: The query is a photo (else a catalog product, left out of its own results).
-        colour_weight: From 0 to 1, or None for the index's default.
+        product_id: The query product, looked up first (its row is ``plan.row``).
+        rows: ``product_id`` -> catalog row, when the caller keeps one (the service does); default the index's own.
+        photo: The query is a photo or a text (else a catalog product, left out of its own results).
+        colour_weight: From 0 to 1, or None for the default.
         exact: Search exactly even when the index has an approximate-search structure.
         nprobe: IVF lists searched by the approximate search.
         ef: HNSW search breadth of the approximate search.
@@ -135,12 +176,19 @@ def plan_query(
             the service passes the one it prepared.
         index_name: The index as the user named it, for messages (default: ``INDEX_DIR``, as in ``--help``).
 
+    Returns:
+        The plan.
+
     Raises:
+        UnknownProductError: No such ``product_id`` (the message suggests close matches).
         InvalidArgumentError: ``n_neighbors`` out of range, ``colour_weight`` outside [0, 1], above 0
             on an index without colour signatures, or together with ``nprobe``/``ef``.
         IndexIntegrityError: A photo query on an index of vectors made outside simrec.
         MissingDependencyError: The look search is approximate and faiss is not installed.
     """
+    row = None
+    if product_id is not None:  # an unknown product is the first thing said
+        row = embedded.row_of(product_id) if rows is None else row_in(rows, product_id)
     if photo and embedded.meta.made_outside:
         raise IndexIntegrityError(
             f"the index {index_name or 'INDEX_DIR'} holds vectors from {embedded.meta.model!r}, made outside "
@@ -149,17 +197,18 @@ def plan_query(
         )
     k = check_recommendations(n_neighbors, len(embedded), product_query=not photo)
     tuned = bool(nprobe or ef)
-    weight = 0.0 if colour_weight is None and tuned else resolve_colour_weight(embedded, colour_weight)
+    weight = choose_colour_weight(embedded, colour_weight, tuned=tuned)
     if weight == 0.0:
         search = look if look is not None else embedded.search(exact=exact, nprobe=nprobe, ef=ef)
-        return QueryPlan(k, 0.0, search)
+        return QueryPlan(k, 0.0, search, row)
     if tuned:
         raise InvalidArgumentError(
-            "--nprobe and --ef tune approximate search, which --colour-weight does not use: the blend of look "
-            "and colour compares every product exactly"
+            "nprobe and ef tune approximate search, which colour_weight does not use: the blend of look "
+            "and colour compares every product exactly",
+            parameters=("nprobe", "ef", "colour_weight"),
         )
     require_colours(embedded, index_name or "INDEX_DIR")
-    return QueryPlan(k, weight, neighbors_for(embedded, weight))
+    return QueryPlan(k, weight, neighbors_for(embedded, weight), row)
 
 
 def recommend(
@@ -239,13 +288,16 @@ def recommend(
     catalog = embedded.catalog
     if len(catalog) == 0:
         raise InvalidArgumentError("The catalog is empty: nothing to recommend")
-    if product_id is not None:
-        row = embedded.row_of(product_id)
-    if colour_weight is None and search is not None:
-        colour_weight = 0.0
     plan = plan_query(
-        embedded, n_neighbors, photo=product_id is None, colour_weight=colour_weight, exact=True, look=search
+        embedded,
+        n_neighbors,
+        product_id=product_id,
+        photo=product_id is None,
+        colour_weight=choose_colour_weight(embedded, colour_weight, search_given=search is not None),
+        exact=True,
+        look=search,
     )
+    row = plan.row
     neighbors = plan.search
     blend = isinstance(neighbors, ColourBlendNeighbors)
     if product_id is not None:

@@ -209,11 +209,14 @@ def _asked_settings(
     if n_neighbors is None:
         if colour_weight is not None or distinct or exact:
             raise InvalidArgumentError(
-                "--colour-weight, --distinct and --exact describe the recommendations: pass --neighbors K with them"
+                "colour_weight, distinct and exact describe the recommendations: pass n_neighbors=K with them",
+                parameters=("colour_weight", "distinct", "exact", "n_neighbors"),
             )
         return None
     if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 0:
-        raise InvalidArgumentError(f"Expected --neighbors to be 0 or a positive integer, got {n_neighbors!r}")
+        raise InvalidArgumentError(
+            f"Expected n_neighbors to be 0 or a positive integer, got {n_neighbors!r}", parameters=("n_neighbors",)
+        )
     return {"n_neighbors": int(n_neighbors), "colour_weight": colour_weight, "distinct": distinct, "exact": exact}
 
 
@@ -231,8 +234,9 @@ def _check_same_model(state: dict[str, Any], meta: Any, tables: Tables, url: str
     if different:
         raise InvalidArgumentError(
             f"the tables {tables.schema}.{tables.products} in {safe_url(url)} hold vectors embedded differently "
-            f"({'; '.join(different)}): sync this index into other tables (--products-table) or drop them; "
-            "nothing was written"
+            f"({'; '.join(different)}): sync this index into other tables (products_table) or drop them; "
+            "nothing was written",
+            parameters=("products_table",),
         )
 
 
@@ -244,13 +248,14 @@ def _check_photo_template(photo: str) -> None:
                 fields.add(field)
     except (ValueError, TypeError) as error:
         raise InvalidArgumentError(
-            f"Expected --photo to be a template like '{{path}}', got {photo!r}: {error}"
+            f"Expected photo to be a template like '{{path}}', got {photo!r}: {error}", parameters=("photo",)
         ) from None
     unknown = sorted(fields - set(PHOTO_FIELDS))
     if unknown:
         raise InvalidArgumentError(
-            f"Expected --photo to name only {', '.join('{' + f + '}' for f in PHOTO_FIELDS)}, got {photo!r} "
-            f"(unknown: {', '.join(unknown)})"
+            f"Expected photo to name only {', '.join('{' + f + '}' for f in PHOTO_FIELDS)}, got {photo!r} "
+            f"(unknown: {', '.join(unknown)})",
+            parameters=("photo",),
         )
 
 

@@ -312,7 +312,9 @@ class IndexMeta:
                 what = "preset folder" if folder else "model file" if is_model_file(self.model) else "weights file"
                 raise MissingFileError(
                     f"the index was embedded with the {what} {name} (last seen at "
-                    f"{self.weights_path or 'an unknown place'}), which is not at {path}; pass its path with --weights"
+                    f"{self.weights_path or 'an unknown place'}), which is not at {path}; "
+                    "pass its path as weights_path",
+                    parameters=("weights_path",),
                 )
             return path, SEED
         return self.weights, SEED

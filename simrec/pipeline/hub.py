@@ -143,14 +143,18 @@ def _resolve_preset(spec: HubBackbone, weights: str | os.PathLike | None) -> str
     if weights is None or weights == "random":
         if not spec.preset:
             raise InvalidArgumentError(
-                f"--model {spec.name} takes any {FAMILIES[spec.family]} preset and needs one: pass --weights "
-                f"PRESET_DIR, or name a backbone ({', '.join(s.name for s in HUB_BACKBONES.values() if s.preset)})"
+                f"model={spec.name} takes any {FAMILIES[spec.family]} preset and needs one: pass weights="
+                f"PRESET_DIR, or name a backbone ({', '.join(s.name for s in HUB_BACKBONES.values() if s.preset)})",
+                parameters=("model", "weights"),
             )
         return None
     text = str(weights)
     if text in ("auto", "imagenet"):
         if not spec.preset:
-            raise InvalidArgumentError(f"--model {spec.name} needs --weights PRESET_DIR (a KerasHub preset folder)")
+            raise InvalidArgumentError(
+                f"model={spec.name} needs weights=PRESET_DIR (a KerasHub preset folder)",
+                parameters=("model", "weights"),
+            )
         return spec.preset
     if text.startswith(PRESET_WEIGHTS):
         return text[len(PRESET_WEIGHTS) :]
@@ -158,11 +162,14 @@ def _resolve_preset(spec: HubBackbone, weights: str | os.PathLike | None) -> str
         return text
     path = Path(weights)
     if not path.exists():
-        raise MissingFileError(f"KerasHub preset folder not found: {path} (--weights of --model {spec.name})")
+        raise MissingFileError(
+            f"KerasHub preset folder not found: {path} (weights of model={spec.name})", parameters=("weights", "model")
+        )
     if not path.is_dir() or not (path / "config.json").is_file():
         raise InvalidArgumentError(
-            f"Expected --weights of --model {spec.name} to be a KerasHub preset folder (with config.json, as "
-            f"save_to_preset writes), 'auto' or 'random', got {str(weights)!r}"
+            f"Expected weights of model={spec.name} to be a KerasHub preset folder (with config.json, as "
+            f"save_to_preset writes), 'auto' or 'random', got {str(weights)!r}",
+            parameters=("weights", "model"),
         )
     return path
 
@@ -183,8 +190,9 @@ def _load(what: str, spec: HubBackbone, preset: str | Path, load: Any) -> Any:
     except OSError as error:  # network failures (requests, kagglehub) are OSErrors
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise MissingFileError(
-            f"cannot load the {what} of KerasHub preset {str(preset)!r} (--model {spec.name}): {reason[:200]}; "
-            "offline, pass --weights with a local preset folder (written by save_to_preset)"
+            f"cannot load the {what} of KerasHub preset {str(preset)!r} (model={spec.name}): {reason[:200]}; "
+            "offline, pass weights=PRESET_DIR, a local preset folder (written by save_to_preset)",
+            parameters=("model", "weights"),
         ) from None
 
 
@@ -218,10 +226,11 @@ def check_preset_family(spec: HubBackbone, backbone: Any, preset: str | Path) ->
     found = type(backbone).__name__
     if found != FAMILIES[spec.family]:
         family = next((name for name, cls in FAMILIES.items() if cls == found), None)
-        hint = f": pass --model {family}" if family else ""
+        hint = f": pass model={family}" if family else ""
         raise InvalidArgumentError(
-            f"KerasHub preset {str(preset)!r} holds a {found}, not the {FAMILIES[spec.family]} of --model "
-            f"{spec.name}{hint}"
+            f"KerasHub preset {str(preset)!r} holds a {found}, not the {FAMILIES[spec.family]} of model="
+            f"{spec.name}{hint}",
+            parameters=("model",),
         )
     if not spec.vision:
         return
@@ -234,7 +243,8 @@ def check_preset_family(spec: HubBackbone, backbone: Any, preset: str | Path) ->
     if wrong:
         raise InvalidArgumentError(
             f"KerasHub preset {str(preset)!r} is not {spec.name}: its image tower has {', '.join(wrong)}; "
-            f"pass --model {spec.family} for any {FAMILIES[spec.family]} preset"
+            f"pass model={spec.family} for any {FAMILIES[spec.family]} preset",
+            parameters=("model",),
         )
 
 
@@ -355,7 +365,8 @@ def text_embedder_for(meta: IndexMeta, weights_path: str | os.PathLike | None = 
     if not meta.pretrained:
         raise InvalidArgumentError(
             f"text queries need the index's preset, and this index was embedded with untrained {meta.model} "
-            "weights, which have no trained text tower: re-index with --weights auto or a preset folder"
+            "weights, which have no trained text tower: index it again with its preset's own weights ('auto') or a "
+            "preset folder"
         )
     weights, _ = meta.weights_argument(weights_path)
     preset = _resolve_preset(spec, weights)

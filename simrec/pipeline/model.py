@@ -145,7 +145,9 @@ def _build_extractor(
             )
         return _on_runtime(_build_other_extractor(weights, image_size, model, seed, precision, preprocessing), runtime)
     if preprocessing is not None:
-        raise InvalidArgumentError(f"--preprocessing is for a .keras model file; {model} brings its own")
+        raise InvalidArgumentError(
+            f"preprocessing is for a .keras model file; {model} brings its own", parameters=("preprocessing",)
+        )
     spec = backbone(model)
     image_size = check_image_size(spec.image_size if image_size is None else image_size)
     if precision not in PRECISIONS:
@@ -233,7 +235,8 @@ def _on_runtime(extractor: keras.Model, runtime: str) -> keras.Model:
     if chosen == "openvino" and info.precision != "float32":
         if runtime == "openvino":
             raise InvalidArgumentError(
-                f"{info.model} runs on OpenVINO in float32 only, not {info.precision}: use --precision float32"
+                f"{info.model} runs on OpenVINO in float32 only, not {info.precision}: use precision=float32",
+                parameters=("precision",),
             )
         chosen = "keras"
     if chosen == "openvino":
@@ -260,7 +263,9 @@ def _build_other_extractor(
             path, image_size, preprocessing=preprocessing, precision=precision, preprocess_function=preprocess_function
         )
     if preprocessing is not None:
-        raise InvalidArgumentError(f"--preprocessing is for a .keras model file; {model} brings its own")
+        raise InvalidArgumentError(
+            f"preprocessing is for a .keras model file; {model} brings its own", parameters=("preprocessing",)
+        )
     from simrec.pipeline.hub import build_hub_extractor
 
     with python_random_seeded(seed):
@@ -397,10 +402,11 @@ def _load_weights_file(network: keras.Model, path: Path, spec: Backbone) -> None
         fits = [name for name in backbones_with_parameters(found) if name != spec.name] if found else []
         fits += [s.name for s in BACKBONES.values() if s.weights_file == path.name and s.name not in fits + [spec.name]]
         holds = f"it holds {found:,} parameters" if found else "it is not an HDF5 weights file"
-        hint = f", like {' or '.join(fits)}: pass --model {fits[0]}" if fits else ""
+        hint = f", like {' or '.join(fits)}: pass model={fits[0]}" if fits else ""
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InvalidArgumentError(
-            f"weights file {path} does not fit {expected} at {network.input_shape[1]}px: {holds}{hint} ({reason})"
+            f"weights file {path} does not fit {expected} at {network.input_shape[1]}px: {holds}{hint} ({reason})",
+            parameters=("model",) if fits else (),
         ) from None
 
 
@@ -495,7 +501,8 @@ def extractor_for(
     if meta.made_outside:
         raise IndexIntegrityError(
             f"this index holds vectors from {meta.model!r}, made outside simrec: "
-            "photo queries need that model; query it by --id instead"
+            "photo queries need that model; query it by product_id instead",
+            parameters=("product_id",),
         )
     weights, seed = meta.weights_argument(weights_path)
     precision = "float32" if meta.precision == "int8" else meta.precision or "auto"

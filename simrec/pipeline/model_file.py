@@ -43,7 +43,8 @@ def preprocessing_description(mode: str) -> str:
     """
     if mode not in PREPROCESSING_MODES:
         raise InvalidArgumentError(
-            f"Expected --preprocessing to be one of {', '.join(PREPROCESSING_MODES)}, got {mode!r}"
+            f"Expected preprocessing to be one of {', '.join(PREPROCESSING_MODES)}, got {mode!r}",
+            parameters=("preprocessing",),
         )
     return f"{DECODING}; {_DESCRIBED}{PREPROCESSING_MODES[mode]}"
 
@@ -59,7 +60,10 @@ def preprocessing_mode(value: str | None) -> str:
     for mode in PREPROCESSING_MODES:
         if value in (mode, preprocessing_description(mode)):
             return mode
-    raise InvalidArgumentError(f"Expected --preprocessing to be one of {', '.join(PREPROCESSING_MODES)}, got {value!r}")
+    raise InvalidArgumentError(
+        f"Expected preprocessing to be one of {', '.join(PREPROCESSING_MODES)}, got {value!r}",
+        parameters=("preprocessing",),
+    )
 
 
 def build_model_file_extractor(
@@ -91,11 +95,12 @@ def build_model_file_extractor(
     path = Path(path)
     mode = preprocessing_mode(preprocessing)
     if not path.is_file():
-        raise MissingFileError(f"model file not found: {path} (--model)")
+        raise MissingFileError(f"model file not found: {path}")
     if precision not in ("auto", "float32"):
         raise InvalidArgumentError(
-            f"a model file runs in the precision it was saved with: pass --precision auto or float32 for {path.name}, "
-            f"got {precision!r}"
+            f"a model file runs in the precision it was saved with: pass precision=auto or precision=float32 for "
+            f"{path.name}, got {precision!r}",
+            parameters=("precision",),
         )
     import keras
 

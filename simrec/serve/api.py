@@ -6,6 +6,7 @@ import math
 import os
 import shutil
 import tempfile
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
@@ -21,7 +22,6 @@ from simrec.app.querying import QueryPlan, plan_query, recommend, stored_answer
 from simrec.core.colour_signature import colour_signature
 from simrec.core.defaults import COLOUR_WEIGHT, N_NEIGHBORS
 from simrec.core.errors import ImageDecodeError
-from simrec.embedded_catalog import row_in
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar, TextSimilar
@@ -46,7 +46,10 @@ Distinct = Annotated[
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorDetail, "description": "unknown product_id (the detail suggests close matches)"},
     422: {"model": ErrorDetail, "description": "k, offset or limit out of range"},
-    503: {"model": ErrorDetail, "description": "busy: not answered within --timeout; retry after Retry-After seconds"},
+    503: {
+        "model": ErrorDetail,
+        "description": "busy: not answered within this server's time limit; retry after Retry-After seconds",
+    },
 }
 
 
@@ -102,10 +105,19 @@ async def similar_to_product(
         ServiceBusy: No answer came by the request's deadline (answered 503).
     """
     embedded = version.embedded
-    row = version.rows.get(product_id)
-    if row is None:  # 404 with the close matches, which compares the id with every product's
-        row = await run_in_threadpool(row_in, version.rows, product_id)
-    plan = plan_query(embedded, k, colour_weight=colour_weight, look=version.search)  # every refusal before queueing
+    # every refusal before queueing, in plan_query's order; an unknown product's 404 (its close matches
+    # compare the id with every product's) is found off the event loop
+    plan_for = partial(
+        plan_query,
+        embedded,
+        k,
+        product_id=product_id,
+        rows=version.rows,
+        colour_weight=colour_weight,
+        look=version.search,
+    )
+    plan = plan_for() if product_id in version.rows else await run_in_threadpool(plan_for)
+    row = plan.row
     query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url_of(row)}
     stored = stored_answer(embedded, plan.search, row, plan.n_neighbors, plan.colour_weight, distinct)
     if stored is not None:  # looked up in the version's stored neighbors: no scan, no queue
@@ -148,7 +160,7 @@ def _scan_product(
     response_model=Similar,
     responses={
         409: {"model": ErrorDetail, "description": "the index holds vectors made outside simrec: no photo queries"},
-        413: {"model": ErrorDetail, "description": "the upload is larger than --max-upload-mb"},
+        413: {"model": ErrorDetail, "description": "the upload is larger than this server's upload limit"},
         415: {"model": ErrorDetail, "description": "the file is not an image"},
         422: {"model": ErrorDetail, "description": "k out of range, or a damaged or too large image"},
         503: ERRORS[503],

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from simrec.core.errors import ImageDecodeError, InvalidArgumentError, SimrecError, UnknownProductError
+from simrec.core.errors import ImageDecodeError, InvalidArgumentError, SimrecError, UnknownProductError, in_terms_of
 from simrec.serve import api, pages
 from simrec.serve.limits import DEFAULT_TIMEOUT, Deadline, DecodeGate, ServiceBusy, busy_response, return_freed_memory
 from simrec.serve.state import Service
@@ -203,16 +203,20 @@ class UploadLimit:
     def _detail(self, size: int, more: bool = False) -> str:
         return (
             f"the upload is {'more than ' if more else ''}{size} bytes, over this server's limit of "
-            f"{self.max_bytes} bytes for a photo (simrec serve --max-upload-mb); send a smaller photo"
+            f"{self.max_bytes} bytes for a photo; send a smaller photo"
         )
 
 
+QUERY_PARAMETERS = {"n_neighbors": "k"}
+"""The service's query parameter for each Python parameter it names differently (``colour_weight`` is the same)."""
+
+
 def _add_error_answers(app: FastAPI) -> None:
-    """simrec's own exceptions become JSON ``{"detail": "..."}`` with the status that fits."""
+    """simrec's own exceptions become JSON ``{"detail": "..."}`` with the status that fits, in the service's words."""
 
     def answer(status: int):
-        async def handler(request: Request, error: Exception) -> JSONResponse:
-            return JSONResponse({"detail": str(error)}, status_code=status)
+        async def handler(request: Request, error: SimrecError) -> JSONResponse:
+            return JSONResponse({"detail": in_terms_of(error, QUERY_PARAMETERS)}, status_code=status)
 
         return handler
 

@@ -92,7 +92,7 @@ class _Batcher(abc.ABC):
         if waiting and expected > deadline - time.monotonic():  # it would be withdrawn at its deadline: say so now
             raise ServiceBusy(
                 f"{self._pending.qsize()} {self.what} are waiting, about {expected:.1f} s of work, more than "
-                "this server's --timeout allows"
+                "this server's time limit allows"
             )
         try:
             self._pending.put_nowait(query)
@@ -102,7 +102,7 @@ class _Batcher(abc.ABC):
             return query.answer.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
             if query.answer.cancel():  # still queued: withdrawn, never computed
-                raise ServiceBusy(f"{self.what} are waiting longer than this server's --timeout") from None
+                raise ServiceBusy(f"{self.what} are waiting longer than this server's time limit") from None
             return query.answer.result()  # being computed now: its answer is moments away
 
     def _run(self) -> None:

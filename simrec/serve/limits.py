@@ -83,7 +83,7 @@ class Deadline:
         def overdue() -> None:
             nonlocal busy
             if not started:
-                detail = f"the server could not answer within its --timeout of {self.timeout:g} s"
+                detail = f"the server could not answer within its time limit of {self.timeout:g} s"
                 busy = asyncio.ensure_future(busy_response(detail)(scope, receive, send))
 
         timer = asyncio.get_running_loop().call_later(self.timeout, overdue)

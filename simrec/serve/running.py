@@ -166,7 +166,7 @@ def check_port(port: int) -> int:
         InvalidArgumentError: Outside 1 to 65535.
     """
     if not 1 <= port <= 65535:
-        raise InvalidArgumentError(f"Expected --port between 1 and 65535, got {port}")
+        raise InvalidArgumentError(f"Expected port between 1 and 65535, got {port}", parameters=("port",))
     return port
 
 
@@ -188,7 +188,8 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         raise InvalidArgumentError(
-            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another --port or --host"
+            f"cannot listen on {host}:{port}: {error.strerror or error}; choose another port or host",
+            parameters=("port", "host"),
         ) from None
     sock.set_inheritable(True)
     return sock
@@ -221,7 +222,7 @@ def run(settings: dict[str, Any], *, host: str, port: int, workers: int = 1, ver
     from simrec.serve.app import SETTINGS_VARIABLE, app_from_environment, create_app
 
     if workers < 1:
-        raise InvalidArgumentError(f"Expected --workers >= 1, got {workers}")
+        raise InvalidArgumentError(f"Expected workers >= 1, got {workers}", parameters=("workers",))
     sock = bind(host, port)  # before the index is opened: a port in use is said at once
     try:
         if workers == 1:

@@ -220,7 +220,8 @@ async def get_version(request: Request) -> IndexVersion:
     """
     deadline = getattr(request.state, "deadline", None)
     if deadline is not None and time.monotonic() >= deadline:
-        raise ServiceBusy("the request waited past this server's --timeout before it could start")
+        limit = request.app.state.service.timeout
+        raise ServiceBusy(f"the request waited past this server's time limit ({limit:g} s) before it could start")
     return request.app.state.service.current
 
 

@@ -64,12 +64,14 @@ class Tables:
     recommendations: str = "simrec_recommendations"
 
     def __post_init__(self) -> None:
-        options = {"--schema": self.schema, "--products-table": self.products}
-        options["--recommendations-table"] = self.recommendations
-        for option, name in options.items():
+        # named as sync_index's parameters, which pass them
+        names = {"schema": self.schema, "products_table": self.products}
+        names["recommendations_table"] = self.recommendations
+        for parameter, name in names.items():
             if not isinstance(name, str) or not _NAME.match(name):
                 raise InvalidArgumentError(
-                    f"Expected {option} to be a lower-case SQL name (letters, digits, _), got {name!r}"
+                    f"Expected {parameter} to be a lower-case SQL name (letters, digits, _), got {name!r}",
+                    parameters=(parameter,),
                 )
         if len({self.products, self.recommendations, self.state}) < 3:
             raise InvalidArgumentError(

@@ -81,7 +81,7 @@ def test_labels_from_a_table_join_by_product_id_then_by_file_name(tmp_path):
         labels_from_table(ids, table, "colour")
     with pytest.raises(ValueError, match=r"no product_id of the index \(e.g. 'x/9'\) nor its file name"):
         labels_from_table(["x/9"], table, "articleType")
-    with pytest.raises(FileNotFoundError, match="--labels-csv file not found"):
+    with pytest.raises(FileNotFoundError, match="labels_csv file not found"):
         labels_from_table(ids, tmp_path / "missing.csv", "articleType")
     (tmp_path / "twice.csv").write_text("product_id,type\na,x\na,y\n")
     with pytest.raises(ValueError, match=r"repeats 1 ids in 'product_id', e.g. 'a'"):

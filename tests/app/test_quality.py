@@ -113,7 +113,7 @@ def test_query_by_photo_uses_the_index_model(shop, capsys):
 def test_the_shared_weights_refused_by_another_model_name_the_model_they_fit(shop):
     with pytest.raises(ValueError, match=r"does not fit resnet50 .*218,544 parameters, like mobilenet-0\.25"):
         build_extractor(WEIGHTS, image_size=64)
-    with pytest.raises(ValueError, match=r"does not fit mobilenet-0\.5 .*pass --model mobilenet-0\.25"):
+    with pytest.raises(ValueError, match=r"does not fit mobilenet-0\.5 .*pass model=mobilenet-0\.25"):
         build_extractor(WEIGHTS, model="mobilenet-0.5")
 
 

@@ -2,7 +2,8 @@
 queries alike, because all three ask :func:`simrec.app.querying.plan_query`.
 
 The command line names the index folder in its messages; the service and the Python call say
-``INDEX_DIR`` there, as ``--help`` does (the service never shows its server's paths).
+``INDEX_DIR`` there, as ``--help`` does (the service never shows its server's paths). Each names
+the parameters as its caller passes them: ``-k``, ``k``, ``n_neighbors``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from PIL import Image
 
 from simrec import load_index, recommend, save_vectors
 from simrec.app.querying import plan_query
-from simrec.cli import main
+from simrec.cli import main, option_names
+from simrec.core.errors import in_terms_of
 from simrec.serve import create_app
+from simrec.serve.app import QUERY_PARAMETERS
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +98,14 @@ def test_the_command_line_the_service_and_recommend_refuse_alike(outside, client
     said = capsys.readouterr().err.strip().removeprefix("simrec: error: ")
     said = said.replace(str(outside), "INDEX_DIR")
     response = _ask(client, request)
-    assert response.status_code == status and response.json()["detail"] == said
     with pytest.raises(Exception) as raised:
         recommend(load_index(outside), **{key: str(photo) if v == "PHOTO" else v for key, v in call.items()})
-    assert str(raised.value) == said
+    # the same refusal, each in its caller's words: -k on the command line, k in a URL, n_neighbors in Python
+    assert said == in_terms_of(raised.value, option_names("query"))
+    assert response.status_code == status and response.json()["detail"] == in_terms_of(raised.value, QUERY_PARAMETERS)
+    if name == "k":
+        assert "Expected -k <= 3" in said and "Expected k <= 3" in response.json()["detail"]
+        assert "Expected n_neighbors <= 3" in str(raised.value)
 
 
 @pytest.mark.parametrize("k, colour_weight", [(1, None), (3, 0.0)])
@@ -122,6 +129,6 @@ def test_the_plan_picks_the_search(outside):
     assert plan.colour_weight == 0.0 and plan.search is embedded.neighbors and plan.n_neighbors == 2
     look = object()
     assert plan_query(embedded, 2, look=look).search is look
-    with pytest.raises(ValueError, match="--nprobe and --ef tune approximate search"):
+    with pytest.raises(ValueError, match="nprobe and ef tune approximate search"):
         plan_query(embedded, 2, nprobe=4, colour_weight=0.5)
     assert plan_query(embedded, 2, nprobe=4).colour_weight == 0.0  # tuning the ann search: look alone

@@ -236,7 +236,7 @@ def test_photo_queries_without_an_extractor_build_one_model_and_memory_stays_fla
 
 def test_an_internal_bug_is_not_reported_as_a_user_error(embedded, tmp_path, monkeypatch):
     out = save_index(embedded, tmp_path / "idx")
-    module = sys.modules["simrec.cli"]  # the command calls the recommend it imported
+    module = sys.modules["simrec.cli.commands"]  # the command calls the recommend it imported
 
     def broken(*args, **kwargs):
         raise KeyError("a bug, not the user's fault")

@@ -98,7 +98,7 @@ def test_a_weights_file_of_another_model_names_the_model_it_fits(tmp_path):
     assert weights_file_parameters(path) == backbone("mobilenet-0.25").parameters
     with pytest.raises(ValueError, match=r"does not fit resnet50 \(ResNet50 without its top, 23,587,712 parameters\)"):
         build_extractor(path, image_size=64)
-    with pytest.raises(ValueError, match=r"it holds 218,544 parameters, like mobilenet-0\.25: pass --model mobilenet"):
+    with pytest.raises(ValueError, match=r"it holds 218,544 parameters, like mobilenet-0\.25: pass model=mobilenet"):
         build_extractor(path, image_size=64, model="mobilenet-0.5")
     loaded = build_extractor(path, image_size=64, model="mobilenet-0.25")
     np.testing.assert_allclose(loaded.get_layer(other.name).get_weights()[0], other.get_weights()[0])
