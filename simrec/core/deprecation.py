@@ -39,3 +39,24 @@ def renamed_keyword(old: str, new: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def renamed_attribute(old: str, new: str) -> property:
+    """A read-only property ``old`` that returns the attribute ``new``, with a ``FutureWarning``.
+
+    Example:
+        >>> class Point:
+        ...     x = 1
+        ...     first = renamed_attribute("first", "x")
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     Point().first, str(caught[0].message)
+        (1, 'Point.first is now Point.x; first will be removed')
+    """
+
+    def read(self: Any) -> Any:
+        name = type(self).__name__
+        warnings.warn(f"{name}.{old} is now {name}.{new}; {old} will be removed", FutureWarning, stacklevel=2)
+        return getattr(self, new)
+
+    return property(read, doc=f"Former name of ``{new}``.")

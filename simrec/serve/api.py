@@ -25,11 +25,11 @@ from simrec.core.errors import ImageDecodeError
 from simrec.pipeline.images import load_image
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
 from simrec.serve.schemas import ErrorDetail, Health, ProductPage, Similar, TextSimilar
-from simrec.serve.state import IndexVersion, Service, deadline_of, get_service, get_version
+from simrec.serve.state import ServedGeneration, Service, deadline_of, get_generation, get_service
 
 router = APIRouter()
 ServiceDep = Annotated[Service, Depends(get_service)]
-VersionDep = Annotated[IndexVersion, Depends(get_version)]
+GenerationDep = Annotated[ServedGeneration, Depends(get_generation)]
 K = Annotated[int, Query(ge=1, description="number of similar products")]
 ColourWeight = Annotated[
     float | None,
@@ -54,31 +54,31 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/health", response_model=Health)
-async def health(version: VersionDep) -> dict[str, Any]:
-    """Whether the index is open, the version served (its generation), its size, and what made its vectors."""
-    return version.describe()
+async def health(generation: GenerationDep) -> dict[str, Any]:
+    """Whether the index is open, the generation served (its generation), its size, and what made its vectors."""
+    return generation.describe()
 
 
 @router.get("/api/products", response_model=ProductPage, responses={422: ERRORS[422]})
 async def list_products(
-    version: VersionDep,
+    generation: GenerationDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     label: Annotated[str | None, Query(description="only products with this label")] = None,
 ) -> dict[str, Any]:
     """One page of the catalog, in index order, optionally of one label."""
     # async: a few list lookups, answered on the event loop without a trip to a worker thread
-    total, rows = version.product_rows(label, offset, limit)
-    ids, labels = version.ids, version.label_of
-    url = version.image_url_of
+    total, rows = generation.product_rows(label, offset, limit)
+    ids, labels = generation.ids, generation.label_of
+    url = generation.image_url_of
     items = [{"product_id": ids[row], "label": labels[row], "image_url": url(row)} for row in rows]
     page = {
         "total": total,
         "offset": offset,
         "limit": limit,
-        "labels": version.labels,
+        "labels": generation.labels,
         "items": items,
-        "warning": version.warning(),
+        "warning": generation.warning(),
     }
     return json_response(page)
 
@@ -88,7 +88,7 @@ async def similar_to_product(
     product_id: str,
     request: Request,
     service: ServiceDep,
-    version: VersionDep,
+    generation: GenerationDep,
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = None,
     distinct: Distinct = False,
@@ -104,7 +104,7 @@ async def similar_to_product(
         UnknownProductError: No such product (answered 404, with close matches).
         ServiceBusy: No answer came by the request's deadline (answered 503).
     """
-    embedded = version.embedded
+    embedded = generation.embedded
     # every refusal before queueing, in plan_query's order; an unknown product's 404 (its close matches
     # compare the id with every product's) is found off the event loop
     plan_for = partial(
@@ -112,23 +112,23 @@ async def similar_to_product(
         embedded,
         k,
         product_id=product_id,
-        rows=version.rows,
+        rows=generation.rows,
         colour_weight=colour_weight,
-        look=version.search,
+        look=generation.search,
     )
-    plan = plan_for() if product_id in version.rows else await run_in_threadpool(plan_for)
+    plan = plan_for() if product_id in generation.rows else await run_in_threadpool(plan_for)
     row = plan.row
-    query = {"product_id": product_id, "label": version.label_of[row], "image_url": version.image_url_of(row)}
+    query = {"product_id": product_id, "label": generation.label_of[row], "image_url": generation.image_url_of(row)}
     stored = stored_answer(embedded, plan.search, row, plan.n_neighbors, plan.colour_weight, distinct)
-    if stored is not None:  # looked up in the version's stored neighbors: no scan, no queue
-        return json_response(_payload(version, *stored, query))
+    if stored is not None:  # looked up in the generation's stored neighbors: no scan, no queue
+        return json_response(_payload(generation, *stored, query))
     deadline = deadline_of(request, service)
-    return await run_in_threadpool(_scan_product, service, version, product_id, row, plan, query, distinct, deadline)
+    return await run_in_threadpool(_scan_product, service, generation, product_id, row, plan, query, distinct, deadline)
 
 
 def _scan_product(
     service: Service,
-    version: IndexVersion,
+    generation: ServedGeneration,
     product_id: str,
     row: int,
     plan: QueryPlan,
@@ -143,16 +143,16 @@ def _scan_product(
     """
     if distinct:
         results = recommend(
-            version.embedded,
+            generation.embedded,
             product_id=product_id,
             n_neighbors=plan.n_neighbors,
             colour_weight=plan.colour_weight,
             search=plan.search,
             distinct=True,
         )
-        return _answer(version, results)
-    distances, indices = service.batcher.query(version, row, plan.n_neighbors, deadline, plan.colour_weight)
-    return json_response(_payload(version, distances, indices, query))
+        return _answer(generation, results)
+    distances, indices = service.batcher.query(generation, row, plan.n_neighbors, deadline, plan.colour_weight)
+    return json_response(_payload(generation, distances, indices, query))
 
 
 @router.post(
@@ -169,7 +169,7 @@ def _scan_product(
 def similar_to_photo(
     request: Request,
     service: ServiceDep,
-    version: VersionDep,
+    generation: GenerationDep,
     image: Annotated[UploadFile, File(description="a photo")],
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = None,
@@ -184,20 +184,20 @@ def similar_to_photo(
             above 0 on an index without colour signatures (answered 422).
         ServiceBusy: No place to decode, or no answer, came by the request's deadline (answered 503).
     """
-    embedded = version.embedded
-    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=version.search)  # before the upload
+    embedded = generation.embedded
+    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=generation.search)  # before the upload
     k, colour_weight = plan.n_neighbors, plan.colour_weight
     deadline = deadline_of(request, service)
     pixels = _decode_upload(image, int(embedded.meta.image_size), service, deadline)
     if distinct:  # the photo's vector, then the answer recommend(distinct=True) gives
-        vector = service.photo_batcher.embed(version, pixels, deadline)
+        vector = service.photo_batcher.embed(generation, pixels, deadline)
         colours = {"colours": colour_signature(pixels)} if colour_weight > 0 else {}
         test = copy_test_for(embedded)
         distances, indices = distinct_neighbors(test, plan.search, k, query_vector=vector, search_options=colours)
     else:
-        distances, indices = service.photo_batcher.query(version, pixels, k, colour_weight, deadline)
+        distances, indices = service.photo_batcher.query(generation, pixels, k, colour_weight, deadline)
     query = {"product_id": None, "label": "", "image_url": None}  # as recommend() describes an in-memory photo
-    return json_response(_payload(version, distances, indices, query))
+    return json_response(_payload(generation, distances, indices, query))
 
 
 @router.get(
@@ -209,7 +209,7 @@ def similar_to_photo(
     },
 )
 def search_by_text(
-    version: VersionDep,
+    generation: GenerationDep,
     text: Annotated[str, Query(min_length=1, max_length=1000, description="words, e.g. red checked shirt")],
     k: K = N_NEIGHBORS,
     colour_weight: ColourWeight = None,
@@ -222,8 +222,8 @@ def search_by_text(
             was embedded with untrained weights (answered 422).
         MissingFileError: The index's preset folder is not there (answered 409).
     """
-    embedded = version.embedded
-    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=version.search)
+    embedded = generation.embedded
+    plan = plan_query(embedded, k, photo=True, colour_weight=colour_weight, look=generation.search)
     results = recommend(
         embedded,
         text=text,
@@ -232,7 +232,7 @@ def search_by_text(
         search=plan.search,
         distinct=distinct,
     )
-    return _answer(version, results)
+    return _answer(generation, results)
 
 
 def _decode_upload(upload: UploadFile, image_size: int, service: Service, deadline: float) -> np.ndarray:
@@ -277,9 +277,9 @@ def json_float(value: float) -> orjson.Fragment:
     return orjson.Fragment(float.__repr__(value))
 
 
-def _payload(version: IndexVersion, distances: np.ndarray, indices: np.ndarray, query: dict) -> dict[str, Any]:
+def _payload(generation: ServedGeneration, distances: np.ndarray, indices: np.ndarray, query: dict) -> dict[str, Any]:
     """What :func:`_answer` gives for these neighbors, built from plain lists (no DataFrame on the hot path)."""
-    ids, labels, url = version.ids, version.label_of, version.image_url_of
+    ids, labels, url = generation.ids, generation.label_of, generation.image_url_of
     results = [
         {
             "rank": rank,
@@ -290,17 +290,17 @@ def _payload(version: IndexVersion, distances: np.ndarray, indices: np.ndarray, 
         }
         for rank, (i, distance) in enumerate(zip(indices.tolist(), np.asarray(distances, np.float64).tolist()), 1)
     ]
-    return {"query": query, "results": results, "warning": version.warning()}
+    return {"query": query, "results": results, "warning": generation.warning()}
 
 
-def _answer(version: IndexVersion, results: pd.DataFrame) -> dict[str, Any]:
+def _answer(generation: ServedGeneration, results: pd.DataFrame) -> dict[str, Any]:
     """The JSON of ``simrec query``, with photo URLs instead of the server's file paths."""
     payload = results_payload(results)
     query = payload["query"]
     query.pop("path", None)
     if query.get("product_id") is not None:
-        query["image_url"] = version.image_url(query["product_id"])
+        query["image_url"] = generation.image_url(query["product_id"])
     for result in payload["results"]:
         result.pop("path", None)
-        result["image_url"] = version.image_url(result["product_id"])
+        result["image_url"] = generation.image_url(result["product_id"])
     return payload

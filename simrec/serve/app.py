@@ -42,9 +42,9 @@ def create_app(
     """The web service for one index folder, following its commits.
 
     The index is opened memory-mapped and read-only; nothing is ever written to its
-    folder. Once a second the service looks for a newly committed version, opens it beside
+    folder. Once a second the service looks for a newly committed generation, opens it beside
     the one it serves and switches to it; each request is answered wholly from the
-    version it started on. Photo queries share one extractor, called by one thread.
+    generation it started on. Photo queries share one extractor, called by one thread.
 
     Args:
         index_dir: Folder written by ``simrec index`` or :func:`simrec.save_vectors`.

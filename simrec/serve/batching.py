@@ -8,9 +8,9 @@ at once, computed as :func:`simrec.recommend` computes it with the same search (
 index's approximate structure when it has one, see ``embedded.search()``); in a batch,
 distances may differ from that by float32 rounding (about 1e-6).
 
-Every query carries the version of the index it is asked of (see
-:mod:`simrec.serve.state`), and is answered from that version's vectors, so a request
-that started before a commit is answered wholly from the version it started on.
+Every query carries the generation of the index it is asked of (see
+:mod:`simrec.serve.state`), and is answered from that generation's vectors, so a request
+that started before a commit is answered wholly from the generation it started on.
 
 Waiting is bounded three ways: a queue holds at most ``max_pending`` queries (one more is
 refused at once with :class:`ServiceBusy`); a query that the queue ahead of it would keep
@@ -21,7 +21,7 @@ computed. The service answers both
 with 503 and ``Retry-After``.
 
 The photo worker is also the only thread that ever calls an extractor, so photo queries
-share one model safely; versions made with the same model share one extractor.
+share one model safely; generations made with the same model share one extractor.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from simrec.embedded_catalog import EmbeddedCatalog
 
 
-class IndexVersion(Protocol):
-    """What a query needs of the version it is asked of (:class:`simrec.serve.state.IndexVersion`)."""
+class ServedGeneration(Protocol):
+    """What a query needs of the generation it is asked of (:class:`simrec.serve.state.ServedGeneration`)."""
 
     embedded: EmbeddedCatalog
     search: Any
@@ -67,7 +67,7 @@ _MODEL_KEYS = ("model", "weights", "image_size", "preprocessing", "precision", "
 
 @dataclass
 class _Query:
-    version: IndexVersion
+    generation: ServedGeneration
     item: Any
     k: int
     answer: Future
@@ -85,8 +85,8 @@ class _Batcher(abc.ABC):
         self._worker = threading.Thread(target=self._run, name=name, daemon=True)
         self._worker.start()
 
-    def _submit(self, version: IndexVersion, item: Any, k: int, deadline: float) -> Any:
-        query = _Query(version, item, k, Future())
+    def _submit(self, generation: ServedGeneration, item: Any, k: int, deadline: float) -> Any:
+        query = _Query(generation, item, k, Future())
         waiting = self._pending.qsize()
         expected = (waiting + 1) * self.seconds_per_query
         if waiting and expected > deadline - time.monotonic():  # it would be withdrawn at its deadline: say so now
@@ -134,10 +134,10 @@ class _Batcher(abc.ABC):
         """Answer every query of one batch by setting its future."""
 
 
-def _by_version(batch: list[_Query]) -> list[list[_Query]]:
+def _by_generation(batch: list[_Query]) -> list[list[_Query]]:
     groups: dict[int, list[_Query]] = {}
     for query in batch:
-        groups.setdefault(id(query.version), []).append(query)
+        groups.setdefault(id(query.generation), []).append(query)
     return list(groups.values())
 
 
@@ -153,27 +153,27 @@ class NeighborBatcher(_Batcher):
         super().__init__(max_batch, max_pending, "simrec-neighbors", "similar-product queries")
 
     def query(
-        self, version: IndexVersion, row: int, k: int, deadline: float, colour_weight: float = 0.0
+        self, generation: ServedGeneration, row: int, k: int, deadline: float, colour_weight: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest other items of catalog row ``row``: ``(distances, indices)``, nearest first.
 
-        ``1 <= k < len(version.embedded)`` must hold (checked by the caller), and a
+        ``1 <= k < len(generation.embedded)`` must hold (checked by the caller), and a
         ``colour_weight`` above 0 needs the index's colour signatures (checked too): such
         queries are ranked by the blend of look and colour, as ``simrec query`` ranks them.
 
         Raises:
             ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
         """
-        return self._submit(version, (row, colour_weight), k, deadline)
+        return self._submit(generation, (row, colour_weight), k, deadline)
 
     def _answer(self, batch: list[_Query]) -> None:
-        for group in _by_version(batch):
-            version = group[0].version
+        for group in _by_generation(batch):
+            generation = group[0].generation
             for weight in sorted({query.item[1] for query in group}):
-                self._answer_one_weight(version, [query for query in group if query.item[1] == weight], weight)
+                self._answer_one_weight(generation, [query for query in group if query.item[1] == weight], weight)
 
-    def _answer_one_weight(self, version: IndexVersion, group: list[_Query], weight: float) -> None:
-        embedded = version.embedded
+    def _answer_one_weight(self, generation: ServedGeneration, group: list[_Query], weight: float) -> None:
+        embedded = generation.embedded
         rows = np.array([query.item[0] for query in group])
         # Ask for one more, as recommend() does, so each query can drop itself.
         n_neighbors = min(max(query.k for query in group) + 1, len(embedded))
@@ -183,7 +183,7 @@ class NeighborBatcher(_Batcher):
                 embedded.embeddings[rows], colours=embedded.colours[rows], n_neighbors=n_neighbors
             )
         else:
-            distances, indices = version.search.kneighbors(embedded.embeddings[rows], n_neighbors)
+            distances, indices = generation.search.kneighbors(embedded.embeddings[rows], n_neighbors)
         for j, query in enumerate(group):
             keep = indices[j] != query.item[0]
             query.answer.set_result((distances[j][keep][: query.k], indices[j][keep][: query.k]))
@@ -213,11 +213,11 @@ class PhotoBatcher(_Batcher):
         super().__init__(max_batch, max_pending, "simrec-photos", "photo queries")
 
     def query(
-        self, version: IndexVersion, pixels: np.ndarray, k: int, colour_weight: float, deadline: float
+        self, generation: ServedGeneration, pixels: np.ndarray, k: int, colour_weight: float, deadline: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest products of one ``(size, size, 3)`` uint8 photo: ``(distances, indices)``.
 
-        ``1 <= k <= len(version.embedded)`` must hold (checked by the caller), and a
+        ``1 <= k <= len(generation.embedded)`` must hold (checked by the caller), and a
         ``colour_weight`` above 0 needs the index's colour signatures (checked too). The
         first query builds the index's extractor (seconds) unless :meth:`warm_up` did.
 
@@ -225,53 +225,53 @@ class PhotoBatcher(_Batcher):
             ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
             MissingFileError: The first query of an index whose weights file is not there.
         """
-        return self._submit(version, (pixels, colour_weight), k, deadline)
+        return self._submit(generation, (pixels, colour_weight), k, deadline)
 
-    def embed(self, version: IndexVersion, pixels: np.ndarray, deadline: float) -> np.ndarray:
+    def embed(self, generation: ServedGeneration, pixels: np.ndarray, deadline: float) -> np.ndarray:
         """The ``(dim,)`` vector of one ``(size, size, 3)`` uint8 photo, batched with the other photo queries.
 
         Raises:
             ServiceBusy: The queue is full, or no answer came by ``deadline`` (``time.monotonic()``).
             MissingFileError: The first query of an index whose weights file is not there.
         """
-        return self._submit(version, (pixels, None), 0, deadline)
+        return self._submit(generation, (pixels, None), 0, deadline)
 
-    def warm_up(self, version: IndexVersion) -> None:
-        """Build the extractor of ``version`` and embed one blank photo, so the first query does not wait for it.
+    def warm_up(self, generation: ServedGeneration) -> None:
+        """Build the extractor of ``generation`` and embed one blank photo, so the first query does not wait for it.
 
         Raises:
             MissingFileError: The index used a weights file that is not there.
         """
-        size = int(version.embedded.meta.image_size)
-        self.query(version, np.zeros((size, size, 3), dtype=np.uint8), 1, 0.0, time.monotonic() + 600)
+        size = int(generation.embedded.meta.image_size)
+        self.query(generation, np.zeros((size, size, 3), dtype=np.uint8), 1, 0.0, time.monotonic() + 600)
         self.seconds_per_query = 0.0  # building the model is not the time a query takes
 
-    def _extractor(self, version: IndexVersion) -> keras.Model:
-        key = tuple(str(getattr(version.embedded.meta, name)) for name in _MODEL_KEYS)
+    def _extractor(self, generation: ServedGeneration) -> keras.Model:
+        key = tuple(str(getattr(generation.embedded.meta, name)) for name in _MODEL_KEYS)
         if key not in self._extractors:
-            self._extractors[key] = query_extractor(version.embedded, self.weights_path, runtime=self.runtime)
+            self._extractors[key] = query_extractor(generation.embedded, self.weights_path, runtime=self.runtime)
         return self._extractors[key]
 
     def _answer(self, batch: list[_Query]) -> None:
-        for group in _by_version(batch):
-            self._answer_one_version(group)
+        for group in _by_generation(batch):
+            self._answer_one_generation(group)
 
-    def _answer_one_version(self, group: list[_Query]) -> None:
-        version = group[0].version
-        vectors = embed_arrays(np.stack([query.item[0] for query in group]), self._extractor(version))
+    def _answer_one_generation(self, group: list[_Query]) -> None:
+        generation = group[0].generation
+        vectors = embed_arrays(np.stack([query.item[0] for query in group]), self._extractor(generation))
         for j, query in enumerate(group):
             if query.item[1] is None:  # the vector alone
                 query.answer.set_result(vectors[j])
         looks = [j for j, query in enumerate(group) if query.item[1] == 0]
         if looks:
             n_neighbors = max(group[j].k for j in looks)
-            distances, indices = version.search.kneighbors(vectors[looks], n_neighbors)
+            distances, indices = generation.search.kneighbors(vectors[looks], n_neighbors)
             for row, j in enumerate(looks):
                 k = group[j].k
                 group[j].answer.set_result((distances[row][:k], indices[row][:k]))
         for j, query in enumerate(group):
             pixels, weight = query.item
             if weight is not None and weight > 0:  # the blend of look and colour, from the same decoded photo
-                blend = neighbors_for(version.embedded, weight)
+                blend = neighbors_for(generation.embedded, weight)
                 distances, indices = blend.kneighbors(vectors[j], colours=colour_signature(pixels), n_neighbors=query.k)
                 query.answer.set_result((distances[0], indices[0]))

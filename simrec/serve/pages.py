@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse
 
 from simrec.serve import convertors  # noqa: F401  (registers {product_id:product_id})
-from simrec.serve.state import IndexVersion, get_version
+from simrec.serve.state import ServedGeneration, get_generation
 
 router = APIRouter()
 STATIC = Path(__file__).parent / "static"
@@ -23,7 +23,9 @@ def page() -> FileResponse:
 
 
 @router.get("/images/{product_id:product_id}", responses={404: {"description": "no such product, or it has no photo"}})
-async def product_photo(product_id: str, version: Annotated[IndexVersion, Depends(get_version)]) -> FileResponse:
+async def product_photo(
+    product_id: str, generation: Annotated[ServedGeneration, Depends(get_generation)]
+) -> FileResponse:
     """A catalog product's photo, with its content type.
 
     The product id is looked up in the catalog and only that row's photo file is served,
@@ -35,7 +37,7 @@ async def product_photo(product_id: str, version: Annotated[IndexVersion, Depend
     Raises:
         fastapi.HTTPException: 404: no such product, or it has no photo file.
     """
-    path = version.photo_path(product_id)
+    path = generation.photo_path(product_id)
     if path is None or not path.is_file():
         raise HTTPException(404, f"no photo for product_id {product_id!r}: it is not in the catalog or has no file")
     media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

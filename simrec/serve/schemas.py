@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 class Health(BaseModel):
     status: str = Field(description='"ok" while the index is open')
     generation: str | None = Field(
-        description="the version of the index answering (000003-1f2e3d4c); it changes "
+        description="the generation of the index answering (000003-1f2e3d4c); it changes "
         "when a re-index commits, without a restart"
     )
     items: int = Field(description="products in the index")

@@ -1,13 +1,13 @@
-"""What every request shares: the index version being served, the batchers, and the limits.
+"""What every request shares: the index generation being served, the batchers, and the limits.
 
 One :class:`Service` is made by :func:`simrec.serve.create_app` and reached by the
-routes through the :func:`get_service` and :func:`get_version` dependencies, never
+routes through the :func:`get_service` and :func:`get_generation` dependencies, never
 through a module global.
 
 The service follows the index's commits (:class:`simrec.IndexFollower`): a thread looks
-at the manifest once a second, opens a new version beside the one being served, prepares
+at the manifest once a second, opens a new generation beside the one being served, prepares
 its lookup tables and search, and only then makes it current. Each request takes the
-current :class:`IndexVersion` once, when it starts, and is answered wholly from it.
+current :class:`ServedGeneration` once, when it starts, and is answered wholly from it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ _URL_SAFE = re.compile(r"[A-Za-z0-9_.~/-]*")
 
 
 @dataclass
-class IndexVersion:
-    """One committed version of the index, ready to answer requests.
+class ServedGeneration:
+    """One committed generation of the index, ready to answer requests.
 
     Attributes:
         embedded: The index, loaded read-only with memory-mapped vectors.
@@ -173,8 +173,8 @@ class Service:
         self._follow.start()
 
     @property
-    def current(self) -> IndexVersion:
-        """The version new requests are answered from."""
+    def current(self) -> ServedGeneration:
+        """The generation new requests are answered from."""
         return self.follower.current.prepared
 
     def warm_up(self) -> None:
@@ -190,15 +190,15 @@ class Service:
         """Stop following commits."""
         self._stop.set()
 
-    def _prepare(self, embedded: EmbeddedCatalog) -> IndexVersion:
-        return IndexVersion(embedded, self.exact)
+    def _prepare(self, embedded: EmbeddedCatalog) -> ServedGeneration:
+        return ServedGeneration(embedded, self.exact)
 
     def _follow_commits(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.follower.refresh(force=True)
-            except Exception:  # a bug here must not stop the service from answering from its version
-                logger.exception("could not look for a new version of %s", self.index_dir)
+            except Exception:  # a bug here must not stop the service from answering from its generation
+                logger.exception("could not look for a new generation of %s", self.index_dir)
 
 
 async def get_service(request: Request) -> Service:
@@ -210,8 +210,8 @@ async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def get_version(request: Request) -> IndexVersion:
-    """FastAPI dependency: the version this request is answered from, taken once when it starts.
+async def get_generation(request: Request) -> ServedGeneration:
+    """FastAPI dependency: the generation this request is answered from, taken once when it starts.
 
     ``async``, as :func:`get_service`.
 

@@ -1,15 +1,15 @@
 """A long-lived reader that follows an index folder's commits.
 
-:func:`~simrec.storage.index_folder.load_index` gives a snapshot: the version committed
+:func:`~simrec.storage.index_folder.load_index` gives a snapshot: the generation committed
 when it was called, whatever is committed later. A :class:`IndexFollower` keeps the
-version it opened and, on :meth:`~IndexFollower.refresh`, looks at ``meta.json`` (at most
+generation it opened and, on :meth:`~IndexFollower.refresh`, looks at ``meta.json`` (at most
 once per ``poll_seconds``). When a writer has committed a new generation, it opens that
 one beside the current one, prepares it (``prepare``, e.g. a service's lookup tables),
 and only then makes it current, in one assignment: a caller that took ``current`` keeps
-a whole, consistent version for as long as it holds it, and the next caller gets the new
+a whole, consistent generation for as long as it holds it, and the next caller gets the new
 one. Opening needs no lock and never waits for a writer.
 
-A version's memory-mapped vectors stay readable after the writer removes their files (the
+A generation's memory-mapped vectors stay readable after the writer removes their files (the
 operating system keeps a removed file's data while it is mapped), and its photos stay in
 the photo store until the commit after next (:mod:`simrec.storage.photo_store`), so a
 follower that refreshes at least once between two commits never loses a photo.
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from simrec.core.deprecation import renamed_keyword
+from simrec.core.deprecation import renamed_attribute, renamed_keyword
 from simrec.core.errors import IndexIntegrityError, MissingFileError
 from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.storage.index_folder import META_FILE, load_index
@@ -38,18 +38,20 @@ POLL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
-class Version(Generic[T]):
-    """One committed version of an index, opened.
+class Generation(Generic[T]):
+    """One committed generation of an index, opened.
 
     Attributes:
-        generation: Its name in the folder (``000003-1f2e3d4c``), or None for a first-format index.
+        name: Its name in the folder (``000003-1f2e3d4c``), or None for a first-format index.
         embedded: The index as loaded.
         prepared: What ``prepare`` made of it (the :class:`EmbeddedCatalog` itself by default).
     """
 
-    generation: str | None
+    name: str | None
     embedded: EmbeddedCatalog
     prepared: T
+
+    generation = renamed_attribute("generation", "name")
 
     def __len__(self) -> int:
         return len(self.embedded)
@@ -71,7 +73,7 @@ class IndexFollower(Generic[T]):
 
     Example:
         >>> follower = IndexFollower("data/index")  # doctest: +SKIP
-        >>> embedded = follower.snapshot()  # the newest committed version, checked at most once a second
+        >>> embedded = follower.snapshot()  # the newest committed generation, checked at most once a second
     """
 
     @renamed_keyword("directory", "index_dir")
@@ -94,21 +96,21 @@ class IndexFollower(Generic[T]):
         self._checked = time.monotonic()
 
     @property
-    def current(self) -> Version[T]:
-        """The version being followed now, without looking for a newer one."""
+    def current(self) -> Generation[T]:
+        """The generation being followed now, without looking for a newer one."""
         return self._current
 
     def snapshot(self) -> EmbeddedCatalog:
-        """The newest committed version: :meth:`refresh`, then ``current.embedded``."""
+        """The newest committed generation: :meth:`refresh`, then ``current.embedded``."""
         self.refresh()
         return self._current.embedded
 
     def refresh(self, *, force: bool = False) -> bool:
-        """Move to the newest committed version, if there is one; True when it moved.
+        """Move to the newest committed generation, if there is one; True when it moved.
 
         Looks at the manifest at most once per ``poll_seconds`` unless ``force``. While
-        another thread is opening a new version this returns at once (False), and callers
-        keep the current one. A version that cannot be opened (a damaged file) is logged
+        another thread is opening a new generation this returns at once (False), and callers
+        keep the current one. A generation that cannot be opened (a damaged file) is logged
         once and skipped: the current one stays, and the next refreshes try again quietly
         until a new commit (which is logged again if it cannot be opened either).
         """
@@ -123,38 +125,36 @@ class IndexFollower(Generic[T]):
             if stamp is None or stamp == self._stamp:  # no manifest now: nothing newer to open
                 return False
             try:
-                version = self._open()
+                opened = self._open()
             except (MissingFileError, IndexIntegrityError, OSError) as error:
                 said = stamp == self._refused  # the same broken commit, already said
                 log = logger.debug if said else logger.warning
-                log("%s: keeping generation %s: %s", self.index_dir, self._current.generation, error)
+                log("%s: keeping generation %s: %s", self.index_dir, self._current.name, error)
                 self._refused = stamp
                 return False
             self._stamp = stamp
-            if version.generation == self._current.generation and version.generation is not None:
+            if opened.name == self._current.name and opened.name is not None:
                 return False
-            self._current = version  # one assignment: every caller sees the old version or the new one
-            logger.info(
-                "%s: now at generation %s (%d items)", self.index_dir, version.generation, len(version.embedded)
-            )
+            self._current = opened  # one assignment: every caller sees the old generation or the new one
+            logger.info("%s: now at generation %s (%d items)", self.index_dir, opened.name, len(opened.embedded))
             return True
         finally:
             self._lock.release()
 
-    def _open(self) -> Version[T]:
+    def _open(self) -> Generation[T]:
         embedded = load_index(self.index_dir, mmap=self.mmap)
-        return Version(embedded.meta.generation, embedded, self._prepare(embedded))
+        return Generation(embedded.meta.generation, embedded, self._prepare(embedded))
 
 
 @renamed_keyword("directory", "index_dir")
 def follow_index(
     index_dir: str | os.PathLike, *, mmap: bool = True, poll_seconds: float = POLL_SECONDS
 ) -> IndexFollower[EmbeddedCatalog]:
-    """Open an index folder and follow its commits: ``follower.snapshot()`` is always the newest version.
+    """Open an index folder and follow its commits: ``follower.snapshot()`` is always the newest generation.
 
     For a long-lived reader (a worker, a notebook kept open while the shop re-indexes).
     Call ``snapshot()`` once per unit of work and use what it returns throughout, so
-    each unit is answered wholly from one version.
+    each unit is answered wholly from one generation.
 
     Raises:
         MissingFileError: The folder does not exist.

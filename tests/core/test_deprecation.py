@@ -26,7 +26,7 @@ def test_the_former_keyword_of_the_index_folder(folder):
         load_index(directory=folder, index_dir=folder)
 
 
-def test_dict_access_to_the_manifest(folder):
+def test_dict_access_to_the_meta(folder):
     meta = load_index(folder).meta
     with pytest.warns(FutureWarning, match=r'meta\["model"\] is now meta.model'):
         assert meta["model"] == "clip-vit-b32"
@@ -60,3 +60,9 @@ def test_the_former_neighbor_count_keyword_of_evaluate():
     with pytest.warns(FutureWarning, match=r"evaluate\(k=...\) is now evaluate\(n_neighbors=...\)"):
         former = simrec.evaluate(CosineNeighbors().fit(X), labels, k=1)
     assert former == simrec.evaluate(CosineNeighbors().fit(X), labels, n_neighbors=1)
+
+
+def test_the_former_name_of_a_followed_generations_name(folder):
+    current = simrec.IndexFollower(folder).current
+    with pytest.warns(FutureWarning, match=r"Generation.generation is now Generation.name"):
+        assert current.generation == current.name

@@ -1,4 +1,4 @@
-"""The service's building blocks on their own: the product-id URL convertor, the response schemas, a served version."""
+"""The service's building blocks on their own: the product-id URL convertor, the response schemas, a generation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from simrec import save_vectors
 from simrec.serve import create_app
 from simrec.serve.convertors import ProductIdConvertor
 from simrec.serve.schemas import Health, ProductPage, Similar
-from simrec.serve.state import IndexVersion
+from simrec.serve.state import ServedGeneration
 
 IDS = ["red/shirt 1", "line\nbreak", "50%", "plain"]
 
@@ -42,13 +42,13 @@ def test_the_openapi_document_describes_the_schemas(index_dir):
 def test_a_version_looks_up_rows_labels_and_pages(index_dir):
     from simrec import load_index
 
-    version = IndexVersion(load_index(index_dir, mmap=True))
-    assert [version.rows[i] for i in IDS] == [0, 1, 2, 3]
-    assert version.labels == ["odd", "plain", "red"]
-    total, rows = version.product_rows("odd", offset=1, limit=5)
-    assert total == 2 and [version.ids[row] for row in rows] == ["50%"]
-    assert version.image_url("plain") is None  # vectors made outside simrec: no photo to serve
-    assert version.describe()["items"] == len(IDS)
+    generation = ServedGeneration(load_index(index_dir, mmap=True))
+    assert [generation.rows[i] for i in IDS] == [0, 1, 2, 3]
+    assert generation.labels == ["odd", "plain", "red"]
+    total, rows = generation.product_rows("odd", offset=1, limit=5)
+    assert total == 2 and [generation.ids[row] for row in rows] == ["50%"]
+    assert generation.image_url("plain") is None  # vectors made outside simrec: no photo to serve
+    assert generation.describe()["items"] == len(IDS)
 
 
 def test_answers_are_written_as_json_dumps_writes_them():
@@ -83,5 +83,7 @@ def test_photo_urls_are_quoted_as_quote_writes_them(tmp_path):
     ids = ["plain_1.jpg", "a/b-c~d", "red/shirt 1", "line\nbreak", "50%", "é", "x?y#z", "+&=;"]
     catalog = pd.DataFrame({"product_id": ids, "label": ["x"] * len(ids), "path": [f"/p/{i}.jpg" for i in range(8)]})
     vectors = np.random.default_rng(0).normal(size=(len(ids), 4)).astype(np.float32)
-    version = IndexVersion(load_index(save_vectors(catalog, vectors, tmp_path / "idx", model="generated"), mmap=True))
-    assert [version.image_url(i) for i in ids] == ["/images/" + quote(i, safe="/") for i in ids]
+    generation = ServedGeneration(
+        load_index(save_vectors(catalog, vectors, tmp_path / "idx", model="generated"), mmap=True)
+    )
+    assert [generation.image_url(i) for i in ids] == ["/images/" + quote(i, safe="/") for i in ids]

@@ -131,7 +131,7 @@ def test_a_broken_commit_is_said_once_and_the_next_commit_is_followed(colour_tre
     out = tmp_path / "idx"
     build_index(colour_tree, out, extractor=extractor, verbose=False)
     follower = simrec.IndexFollower(out, poll_seconds=0)
-    first = follower.current.generation
+    first = follower.current.name
     write_image(colour_tree / "red" / "item_9.jpg", (250, 0, 0))
     build_index(colour_tree, out, extractor=extractor, verbose=False)
     embeddings = out / json.loads((out / "meta.json").read_text())["files"]["embeddings"]["name"]
@@ -143,6 +143,6 @@ def test_a_broken_commit_is_said_once_and_the_next_commit_is_followed(colour_tre
         assert follower.refresh(force=True) is False
     said = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(said) == 1 and embeddings.name in said[0].getMessage() and "\n" not in said[0].getMessage()
-    assert follower.current.generation == first and len(follower.current.embedded) == 12
+    assert follower.current.name == first and len(follower.current.embedded) == 12
     build_index(colour_tree, out, extractor=extractor, verbose=False, rebuild=True)
     assert follower.refresh(force=True) is True and len(follower.current.embedded) == 13
