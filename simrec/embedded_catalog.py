@@ -361,7 +361,7 @@ def require_colours(embedded: EmbeddedCatalog, index_dir: str = "INDEX_DIR") -> 
             how to make them).
     """
     if embedded.colours is None:
-        raise InvalidArgumentError(missing_colours_message(index_dir, embedded.meta))
+        raise InvalidArgumentError(missing_colours_message(index_dir, embedded.meta), parameters=("rebuild",))
     method = embedded.meta.colour_signature
     if method not in (None, SIGNATURE_METHOD):
         raise InvalidArgumentError(
@@ -384,7 +384,7 @@ def missing_colours_message(index_dir: str = "INDEX_DIR", meta: IndexMeta | None
     else:
         why = "it was made before simrec stored them"
         how = (
-            f"add them with 'simrec colours {index_dir}' (reads the photos, no model) or embed everything again with "
-            f"'simrec index SOURCE --out {index_dir} --rebuild'"
+            f"add them with 'simrec colours {index_dir}' (reads the photos, no model) or embed everything again "
+            "(rebuild=True)"
         )
     return f"the index {index_dir} has no colour signatures ({why}), so only colour_weight 0 works on it; {how}"

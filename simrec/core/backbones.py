@@ -516,7 +516,9 @@ def backbone(name: str | Backbone) -> Backbone:
         return BACKBONES[name]
     close = difflib.get_close_matches(str(name), BACKBONES, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise InvalidArgumentError(f"Expected --model to be one of {', '.join(BACKBONES)}, got {name!r}{hint}")
+    raise InvalidArgumentError(
+        f"Expected model to be one of {', '.join(BACKBONES)}, got {name!r}{hint}", parameters=("model",)
+    )
 
 
 def backbones_with_parameters(parameters: int) -> list[str]:

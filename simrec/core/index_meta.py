@@ -309,10 +309,12 @@ class IndexMeta:
             name = self.model if self.weights.startswith(MODEL_FILE_WEIGHTS) else self.weights.split(":", 1)[1]
             path = Path(weights_path or self.weights_path or name)
             if not (path.is_dir() if folder else path.is_file()):
-                what = "preset folder" if folder else "model file" if is_model_file(self.model) else "weights file"
+                what = "preset folder" if folder else "model file" if is_model_file(self.model) else "file of weights"
                 raise MissingFileError(
                     f"the index was embedded with the {what} {name} (last seen at "
-                    f"{self.weights_path or 'an unknown place'}), which is not at {path}; pass its path with --weights"
+                    f"{self.weights_path or 'an unknown place'}), which is not at {path}; "
+                    "pass its path as weights=PATH",
+                    parameters=("weights",),
                 )
             return path, SEED
         return self.weights, SEED

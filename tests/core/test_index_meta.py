@@ -154,6 +154,6 @@ def test_weights_are_named_and_read_back_one_way(tmp_path):
     moved = tmp_path / "moved.weights.h5"
     with pytest.raises(
         MissingFileError,
-        match=r"shop.weights.h5 \(last seen at .*gone.h5\), which is not at .*moved.weights.h5; .*--weights",
+        match=r"shop.weights.h5 \(last seen at .*gone.h5\), which is not at .*moved.weights.h5; .*weights=PATH",
     ):
         meta.replace(weights_path=str(tmp_path / "gone.h5")).weights_argument(moved)

@@ -265,7 +265,7 @@ def test_old_index_without_signatures_works_at_zero_and_says_how_to_add_them(emb
         recommend(embedded, product_id="red/item_1", colour_weight=0),
         check_like=True,
     )
-    with pytest.raises(ValueError, match=r"no colour signatures.*simrec colours INDEX_DIR.*--rebuild"):
+    with pytest.raises(ValueError, match=r"no colour signatures.*simrec colours INDEX_DIR.*rebuild=True"):
         recommend(old, product_id="red/item_1", colour_weight=0.5)
     assert main(["query", str(folder), "--id", "red/item_1", "--colour-weight", "0.5"]) == 2
     error = capsys.readouterr().err
