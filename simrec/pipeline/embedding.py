@@ -97,7 +97,7 @@ def embed_images(
 
     Example:
         >>> result = embed_images(catalog.path, build_extractor())  # doctest: +SKIP
-        >>> result.embeddings.shape, len(result.failures)
+        >>> result.embeddings.shape, len(result.failures)  # doctest: +SKIP
         ((150, 2048), 0)
     """
     from tqdm.auto import tqdm
