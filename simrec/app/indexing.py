@@ -448,6 +448,8 @@ def _report(plan: _Plan, built: _Built, ann_how: str, committed: bool, seconds: 
 
 @dataclass
 class _Colours:
+    """Colour signatures aligned with the catalog, and the photos they could not be computed for (or None)."""
+
     values: np.ndarray
     failures: pd.DataFrame | None
 
@@ -482,6 +484,7 @@ def _aligned_colours(
 
 
 def _had_ann(index_dir: Path) -> bool:
+    """Whether the index in ``index_dir`` has an ann structure (False when there is no readable index)."""
     try:
         return bool(read_manifest(index_dir).ann)
     except (MissingFileError, IndexIntegrityError):
@@ -619,6 +622,7 @@ def _own_weights(previous: IndexMeta, index_dir: Path, weights: Any) -> tuple[An
 
 
 def _check_same_model(previous: IndexMeta, info: ExtractorInfo, index_dir: Path) -> None:
+    """Refuse an extractor that embeds differently from the index's own (its vectors could not be mixed)."""
     different = previous.differences(info, REUSE_KEYS)
     if different:
         raise InvalidArgumentError(
@@ -641,6 +645,7 @@ def _full_disk_named(index_dir: Path):
 
 @contextlib.contextmanager
 def _removed_on_failure(path: Path):
+    """Remove ``path`` (this run's extracted photos) when the block fails, and let the error through."""
     try:
         yield
     except BaseException:
@@ -672,6 +677,7 @@ def _check_outside_source(source: Path, index_dir: Path) -> None:
 
 
 def _check_writable(index_dir: Path) -> None:
+    """Create ``index_dir`` if missing and write a test file in it, or a clear error (a full disk named as one)."""
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=index_dir, prefix=".write-test-"):
