@@ -38,6 +38,8 @@ import platform
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,101 +91,150 @@ def run_benchmark(
         InvalidArgumentError: An unknown ``precision`` or ``runtime``.
         MissingDependencyError: ``runtime="openvino"`` without OpenVINO.
     """
+    device = _print_machine(print_fn)
+    with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
+        workload = _embedding_workload(Path(folder), n_images, batch_size, precision, runtime, device, print_fn)
+        figures = _best_rates(workload, repeats)
+    _report_embedding(figures, print_fn)
+    figures.update(_search_figures(n_items))
+    _report_search(figures, print_fn)
+    if memory_items:
+        figures.update(_memory_figures(memory_items))
+        _report_memory(figures, memory_items, print_fn)
+    ratios = _ratios(figures)
+    figures.update({f"ratio {k}": v for k, v in ratios.items()})
+    print_fn(
+        "ratio " + " ".join(f"{k}={v:.3f}" if k.startswith("colour") else f"{k}={v:.2f}" for k, v in ratios.items())
+    )
+    if json_path:
+        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+def _print_machine(print_fn) -> str:
+    """Print the machine line (CPU, cores, accelerators, Keras and its backend); return ``"GPU"`` or ``"CPU"``."""
     import keras
 
-    from simrec.core.colour_signature import colour_signatures
-    from simrec.core.records import extractor_info
-    from simrec.pipeline.backend import accelerators, framework_version, native_bfloat16
-    from simrec.pipeline.decode import decoded_batches
-    from simrec.pipeline.embedding import compiled_forward, embed_images
-    from simrec.pipeline.images import load_image
-    from simrec.pipeline.model import build_extractor, python_random_seeded
+    from simrec.pipeline.backend import accelerators, framework_version
 
-    figures: dict[str, float] = {}
     gpus = accelerators()
-    device = "GPU" if gpus else "CPU"
     print_fn(
         f"machine {cpu_name()}, {os.cpu_count()} CPUs, {', '.join(gpus) or 'no GPU'}, "
         f"Keras {keras.__version__} on {framework_version()}"
     )
+    return "GPU" if gpus else "CPU"
 
-    with tempfile.TemporaryDirectory(prefix="simrec-bench-") as folder:
-        paths = _make_photos(Path(folder), n_images)
-        extractor = build_extractor(weights=None, precision=precision, runtime=runtime)
-        info = extractor_info(extractor)
-        print_fn(
-            f"precision {info.precision}, runtime {_runtime_text(extractor)}, batch_size {batch_size}, "
-            f"images {n_images}"
+
+@dataclass
+class _Workload:
+    """The embedding figures' jobs, ready to time.
+
+    Attributes:
+        jobs: ``{figure: (images handled, job)}``; each figure is images per second of its job.
+        warm_ups: Run once before any job is timed (compilation, first calls).
+    """
+
+    jobs: dict[str, tuple[int, Callable[[], object]]]
+    warm_ups: list[Callable[[], object]]
+
+
+def _embedding_workload(
+    folder: Path, n_images: int, batch_size: int, precision: str, runtime: str, device: str, print_fn
+) -> _Workload:
+    """Generate the photos into ``folder``, build the extractors, and set out each embedding figure's job."""
+    import keras
+
+    from simrec.core.colour_signature import colour_signatures
+    from simrec.core.records import extractor_info
+    from simrec.pipeline.backend import native_bfloat16
+    from simrec.pipeline.decode import choose_decoder, decoded_batches
+    from simrec.pipeline.embedding import compiled_forward, embed_images
+    from simrec.pipeline.images import load_image
+    from simrec.pipeline.model import build_extractor, python_random_seeded
+
+    paths = _make_photos(folder, n_images)
+    extractor = build_extractor(weights=None, precision=precision, runtime=runtime)
+    info = extractor_info(extractor)
+    print_fn(
+        f"precision {info.precision}, runtime {_runtime_text(extractor)}, batch_size {batch_size}, images {n_images}"
+    )
+    pixels = np.stack([load_image(p, IMAGE_SIZE) for p in paths])
+
+    forward = compiled_forward(extractor)
+    forwards = _runtime_forwards(extractor, pixels, device, print_fn) if precision in ("auto", "float32") else {}
+    # Decoding is fast: the photos are read several times over, so that starting the
+    # workers does not dominate what is measured.
+    decode_paths = paths * max(1, -(-1024 // len(paths)))
+    all_cores, cores = choose_decoder("auto", len(decode_paths))  # what "auto" picks for a large catalog
+    print_fn(f"decoding on all {cores} cores with {all_cores}")
+    # The tutorial pattern: a plain keras ResNet50, one load_img + predict per photo.
+    with python_random_seeded(0):  # Keras seeds unseeded initializers from Python's random
+        backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
+    naive_paths = paths[: max(16, n_images // 3)]
+
+    def naive_loop() -> None:
+        for path in naive_paths:
+            image = keras.utils.load_img(path, target_size=(IMAGE_SIZE, IMAGE_SIZE))
+            batch = keras.applications.resnet50.preprocess_input(keras.utils.img_to_array(image)[None])
+            backbone.predict(batch, verbose=0)
+
+    def in_batches(function) -> Callable[[], object]:
+        return lambda: [function(pixels[i : i + batch_size]) for i in range(0, n_images, batch_size)]
+
+    jobs = {
+        "model_only_img_per_s": (n_images, in_batches(forward)),
+        "pipeline_img_per_s": (n_images, lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False)),
+        "naive_img_per_s": (len(naive_paths), naive_loop),
+        "decode_1_worker_img_per_s": (
+            len(decode_paths),
+            lambda: _drain(decoded_batches(decode_paths, IMAGE_SIZE, batch_size, decoder="threads", n_workers=1)),
+        ),
+        "decode_all_cores_img_per_s": (
+            len(decode_paths),
+            lambda: _drain(decoded_batches(decode_paths, IMAGE_SIZE, batch_size, decoder=all_cores, n_workers=cores)),
+        ),
+        "pipeline_without_colours_img_per_s": (
+            n_images,
+            lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False, colours=False),
+        ),
+        "colour_signatures_per_s": (n_images, lambda: colour_signatures(pixels)),
+    }
+    for name, other in forwards.items():
+        other(pixels[:batch_size])  # compile and warm up
+        jobs[f"{name}_model_only_img_per_s"] = (n_images, in_batches(other))
+    warm_ups = [
+        lambda: forward(pixels[:batch_size]),
+        lambda: embed_images(paths[:batch_size], extractor, batch_size=batch_size, verbose=False),
+        lambda: backbone.predict(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32), verbose=0),
+    ]
+    if precision == "float32" and device == "CPU" and native_bfloat16():
+        low = build_extractor(weights=None, precision="bfloat16")
+        jobs["bfloat16_pipeline_img_per_s"] = (
+            n_images,
+            lambda: embed_images(paths, low, batch_size=batch_size, verbose=False),
         )
-        pixels = np.stack([load_image(p, IMAGE_SIZE) for p in paths])
+        warm_ups.append(lambda: embed_images(paths[:batch_size], low, batch_size=batch_size, verbose=False))
+    return _Workload(jobs, warm_ups)
 
-        forward = compiled_forward(extractor)
-        forwards = _runtime_forwards(extractor, pixels, device, print_fn) if precision in ("auto", "float32") else {}
-        cores = os.cpu_count() or 1
-        all_cores = "processes" if cores > 2 else "threads"  # what "auto" picks for a large catalog
-        # Decoding is fast: the photos are read several times over, so that starting the
-        # workers does not dominate what is measured.
-        decode_paths = paths * max(1, -(-1024 // len(paths)))
-        print_fn(f"decoding on all {cores} cores with {all_cores}")
-        # The tutorial pattern: a plain keras ResNet50, one load_img + predict per photo.
-        with python_random_seeded(0):  # Keras seeds unseeded initializers from Python's random
-            backbone = keras.applications.ResNet50(include_top=False, weights=None, pooling="avg")
-        naive_paths = paths[: max(16, n_images // 3)]
 
-        def naive_loop() -> None:
-            for path in naive_paths:
-                image = keras.utils.load_img(path, target_size=(IMAGE_SIZE, IMAGE_SIZE))
-                batch = keras.applications.resnet50.preprocess_input(keras.utils.img_to_array(image)[None])
-                backbone.predict(batch, verbose=0)
+def _best_rates(workload: _Workload, repeats: int) -> dict[str, float]:
+    """Each job's best images per second over ``repeats`` interleaved rounds, after one warm-up of each path.
 
-        work = {
-            "model_only_img_per_s": (
-                n_images,
-                lambda: [forward(pixels[i : i + batch_size]) for i in range(0, n_images, batch_size)],
-            ),
-            "pipeline_img_per_s": (
-                n_images,
-                lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False),
-            ),
-            "naive_img_per_s": (len(naive_paths), naive_loop),
-            "decode_1_worker_img_per_s": (
-                len(decode_paths),
-                lambda: _drain(decoded_batches(decode_paths, IMAGE_SIZE, batch_size, decoder="threads", n_workers=1)),
-            ),
-            "decode_all_cores_img_per_s": (
-                len(decode_paths),
-                lambda: _drain(
-                    decoded_batches(decode_paths, IMAGE_SIZE, batch_size, decoder=all_cores, n_workers=cores)
-                ),
-            ),
-            "pipeline_without_colours_img_per_s": (
-                n_images,
-                lambda: embed_images(paths, extractor, batch_size=batch_size, verbose=False, colours=False),
-            ),
-            "colour_signatures_per_s": (n_images, lambda: colour_signatures(pixels)),
-        }
-        for name, other in forwards.items():
-            other(pixels[:batch_size])  # compile and warm up
-            work[f"{name}_model_only_img_per_s"] = (
-                n_images,
-                lambda other=other: [other(pixels[i : i + batch_size]) for i in range(0, n_images, batch_size)],
-            )
-        if precision == "float32" and device == "CPU" and native_bfloat16():
-            low = build_extractor(weights=None, precision="bfloat16")
-            work["bfloat16_pipeline_img_per_s"] = (
-                n_images,
-                lambda: embed_images(paths, low, batch_size=batch_size, verbose=False),
-            )
-        # Warm every path up, then take each figure's best of `repeats` interleaved rounds,
-        # so a busy moment on a shared machine does not favour one figure over another.
-        forward(pixels[:batch_size])
-        embed_images(paths[:batch_size], extractor, batch_size=batch_size, verbose=False)
-        backbone.predict(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32), verbose=0)
-        if "bfloat16_pipeline_img_per_s" in work:
-            embed_images(paths[:batch_size], low, batch_size=batch_size, verbose=False)
-        for _ in range(repeats):
-            for name, (count, job) in work.items():
-                figures[name] = max(figures.get(name, 0.0), _rate(count, job))
+    Interleaving means a busy moment on a shared machine does not favour one figure over another.
+    The colour signature's rate comes back as ``colour_signature_ms``, the time of one signature.
+    """
+    for warm_up in workload.warm_ups:
+        warm_up()
+    figures: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, (count, job) in workload.jobs.items():
+            figures[name] = max(figures.get(name, 0.0), _rate(count, job))
+    figures["colour_signature_ms"] = 1000 / figures.pop("colour_signatures_per_s")
+    return figures
+
+
+def _report_embedding(figures: dict[str, float], print_fn) -> None:
+    """Print the embedding and decoding figures, one ``name value`` line each."""
     for name in (
         "model_only_img_per_s",
         "keras_model_only_img_per_s",
@@ -198,21 +249,27 @@ def run_benchmark(
         if name in figures:
             print_fn(f"{name} {figures[name]:.2f}")
     print_fn(f"pipeline_without_colours_img_per_s {figures['pipeline_without_colours_img_per_s']:.2f}")
-    figures["colour_signature_ms"] = 1000 / figures.pop("colour_signatures_per_s")
     print_fn(f"colour_signature_ms {figures['colour_signature_ms']:.3f}")
 
-    figures.update(_search_figures(n_items))
+
+def _report_search(figures: dict[str, float], print_fn) -> None:
+    """Print the search figures and whether simrec and scikit-learn found the same neighbours."""
     for name in SEARCH_FIGURES:
         print_fn(f"{name} {figures[name]:.3f}")
     print_fn(f"knn_identical_neighbors {bool(figures['knn_identical_neighbors'])}")
-    if memory_items:
-        figures.update(_memory_figures(memory_items))
-        print_fn(
-            f"all_items_peak_mb {figures['all_items_peak_mb']:.1f} at {memory_items} items "
-            f"(a full {memory_items} x {memory_items} float32 matrix would be "
-            f"{memory_items**2 * 4 / 1024**2:.0f} MB)"
-        )
 
+
+def _report_memory(figures: dict[str, float], memory_items: int, print_fn) -> None:
+    """Print the all-items search's peak memory beside the full matrix it avoids."""
+    print_fn(
+        f"all_items_peak_mb {figures['all_items_peak_mb']:.1f} at {memory_items} items "
+        f"(a full {memory_items} x {memory_items} float32 matrix would be "
+        f"{memory_items**2 * 4 / 1024**2:.0f} MB)"
+    )
+
+
+def _ratios(figures: dict[str, float]) -> dict[str, float]:
+    """The ratios of the ``ratio`` line, from figures measured in the same run."""
     ratios = {
         "pipeline/model_only": figures["pipeline_img_per_s"] / figures["model_only_img_per_s"],
         "pipeline/naive": figures["pipeline_img_per_s"] / figures["naive_img_per_s"],
@@ -237,13 +294,7 @@ def run_benchmark(
         ratios["openvino/keras"] = figures["openvino_model_only_img_per_s"] / figures["keras_model_only_img_per_s"]
     if "int8_model_only_img_per_s" in figures and "openvino_model_only_img_per_s" in figures:
         ratios["int8/float32"] = figures["int8_model_only_img_per_s"] / figures["openvino_model_only_img_per_s"]
-    figures.update({f"ratio {k}": v for k, v in ratios.items()})
-    print_fn(
-        "ratio " + " ".join(f"{k}={v:.3f}" if k.startswith("colour") else f"{k}={v:.2f}" for k, v in ratios.items())
-    )
-    if json_path:
-        Path(json_path).write_text(json.dumps(figures, indent=2) + "\n")
-    return figures
+    return ratios
 
 
 def run_model_benchmark(

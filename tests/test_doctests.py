@@ -12,6 +12,7 @@ MODULES = [
     "simrec.search.exact",
     "simrec.app.evaluate",
     "simrec.embedded_catalog",
+    "simrec.pipeline.embedding",
 ]
 
 

@@ -49,6 +49,7 @@ from simrec.core.defaults import (
 )
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError, MissingDependencyError, NotWritableError
+from simrec.core.validation import check_int, check_number_in, check_suffix
 from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
 from simrec.search.pairs import close_pairs
@@ -180,8 +181,10 @@ class DuplicateTest:
             raise InvalidArgumentError(f"Expected photos to be 'auto', True or False, got {photos!r}")
         self.photos_compared = bool(photos)
         default = DUPLICATE_THRESHOLD if self.photos_compared else VECTOR_DUPLICATE_THRESHOLD
-        self.threshold = _check_bound("threshold", default if threshold is None else threshold, 2.0)
-        self.photo_threshold = _check_bound("photo_threshold", photo_threshold, 1.0) if self.photos_compared else None
+        self.threshold = check_number_in(default if threshold is None else threshold, "threshold", 0, 2)
+        self.photo_threshold = (
+            check_number_in(photo_threshold, "photo_threshold", 0, 1) if self.photos_compared else None
+        )
         hashes = catalog["sha256"].astype(str).to_numpy() if "sha256" in catalog.columns else None
         self._hashes = None if hashes is None else np.where(pd.isna(catalog["sha256"]), "", hashes)
         self._paths = catalog["path"].astype(str).to_numpy() if "path" in catalog.columns else None
@@ -293,8 +296,7 @@ def find_duplicates(
         >>> report.pairs.head()  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if isinstance(n_candidates, bool) or not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
-        raise InvalidArgumentError(f"Expected n_candidates >= 1 (an int), got {n_candidates!r}")
+    check_int(n_candidates, "n_candidates", 1)
     test = DuplicateTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
     test.warn_unreadable = False  # the report's note says it, once
     catalog = embedded.catalog
@@ -352,9 +354,7 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
         NotWritableError: ``out`` cannot be written.
     """
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise InvalidArgumentError(f"Expected --out to end in .csv or .parquet, got {str(out)!r}")
+    suffix = check_suffix(out, "out", (".csv", ".parquet"))
     if suffix == ".parquet":
         try:
             import pyarrow.parquet  # noqa: F401

@@ -26,8 +26,8 @@ import pandas as pd
 from simrec.app.distinct import distinct_neighbors_many
 from simrec.app.duplicates import copy_test_for
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
-from simrec.core.errors import InvalidArgumentError, MissingDependencyError, NotWritableError, SimrecError
-from simrec.core.validation import check_enough_items, check_n_neighbors
+from simrec.core.errors import MissingDependencyError, NotWritableError, SimrecError
+from simrec.core.validation import check_enough_items, check_n_neighbors, check_suffix
 from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for, resolve_colour_weight
 
 logger = logging.getLogger(__name__)
@@ -109,9 +109,7 @@ def export_neighbors(
         >>> export_neighbors(load_index("index", mmap=True), "recs.parquet", n_neighbors=10)  # doctest: +SKIP
     """
     out = Path(out)
-    fmt = FORMATS.get(out.suffix.lower())
-    if fmt is None:
-        raise InvalidArgumentError(f"Expected --out to end in .parquet or .csv, got {str(out)!r}")
+    fmt = FORMATS[check_suffix(out, "out", tuple(FORMATS))]
     if fmt == "parquet":
         _require_pyarrow()
     started = time.perf_counter()
@@ -223,8 +221,7 @@ def export_embeddings(
         >>> export_embeddings(load_index("index", mmap=True), "vectors.parquet")  # doctest: +SKIP
     """
     out = Path(out)
-    if out.suffix.lower() != ".parquet":
-        raise InvalidArgumentError(f"Expected --out to end in .parquet for --embeddings, got {str(out)!r}")
+    check_suffix(out, "out", (".parquet",), context=" for embeddings", also_named=("embeddings",))
     _require_pyarrow()
     import pyarrow as pa
     from tqdm.auto import tqdm

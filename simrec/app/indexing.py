@@ -156,110 +156,28 @@ def build_index(
         IndexIntegrityError: What was written does not read back as written (nothing was committed).
     """
     started = time.perf_counter()
-    check_path_argument(source, "source")
-    check_path_argument(index_dir, "index_dir")
-    if model is not None and model not in HUB_BACKBONES and not is_model_file(model):
-        backbone(model)  # an unknown name is reported before anything else
+    _check_arguments(source, index_dir, model)
     embed = _embed_function(engine, engine_options or {})
-    source, index_dir = Path(source), Path(index_dir)
-    if not source.exists():
-        raise MissingFileError(f"catalog source not found: {source}")
-    _check_outside_source(source, index_dir)
+    source, index_dir = _checked_folders(Path(source), Path(index_dir))
+    asked = {
+        "model": model,
+        "weights": weights,
+        "seed": seed,
+        "image_size": image_size,
+        "precision": precision,
+        "preprocessing": preprocessing,
+    }
     with _full_disk_named(index_dir):
         _check_writable(index_dir)
         with writer_lock(index_dir):
             crash_point("locked")
-            previous_meta = None if rebuild else _existing_manifest(index_dir)
-            if extractor is None:
-                spec = _extractor_spec(
-                    previous_meta, index_dir, model, weights, seed, image_size, precision, preprocessing
-                )
-                extractor = build_extractor(**spec, runtime=runtime)
-            info = extractor_info(extractor)
-            if previous_meta is not None:
-                _check_same_model(previous_meta, info, index_dir)
-                if previous_meta.ann:
-                    from simrec.search.approximate import import_faiss
-
-                    import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
-            elif rebuild and _had_ann(index_dir):
-                logger.warning(
-                    "--rebuild drops the index's approximate-search structure: build it again with 'simrec ann %s'",
-                    index_dir,
-                )
             generation = new_generation(index_dir)
-            is_zip = source.is_file() and source.suffix.lower() == ".zip"
             photos = index_dir / f"images-{generation}"
             with _removed_on_failure(photos):
-                catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
-                crash_point("catalogued")
-                catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
-                previous = _previous_index(index_dir) if previous_meta is not None else None
-
-                reuse_rows, status = _match(catalog, previous)
-                todo = np.flatnonzero(reuse_rows < 0)
-                reused = np.flatnonzero(reuse_rows >= 0)
-                if len(todo) and needs_calibration(extractor):
-                    calibration = calibration_photos(catalog["path"].tolist(), info.image_size)
-                    use_openvino(extractor, calibration=calibration, strict=True)
-                dim = int(extractor.output_shape[-1])
-                # One (n_items, dim) array holds everything; a full build embeds straight into it.
-                embeddings = np.empty((len(catalog), dim), dtype=np.float32)
-                full = len(todo) == len(catalog)
-                result = embed(
-                    catalog["path"].iloc[todo].tolist(),
-                    extractor,
-                    batch_size=batch_size,
-                    verbose=verbose,
-                    out=embeddings if full else None,
-                )
-                if not full:
-                    embeddings[todo] = result.embeddings
-                if len(reused):
-                    embeddings[reused] = previous.embeddings[reuse_rows[reused]]
-                ok = np.ones(len(catalog), dtype=bool)
-                ok[todo] = result.ok
-                colours = _aligned_colours(
-                    catalog, previous, reuse_rows, todo, result, info.image_size, batch_size, verbose
-                )
-                ok &= np.isfinite(colours.values).all(axis=1)  # a reused photo that can no longer be read
-                embedded = assemble(
-                    catalog,
-                    embeddings[ok] if not ok.all() else embeddings,
-                    ok,
-                    [skipped, result.failures, colours.failures],
-                    info,
-                    colours=colours.values[ok],
-                    source=str(source.absolute()),
-                )
-                removed = (
-                    0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
-                )
-                unchanged_index = _nothing_changed(previous, embedded, status[ok], removed, photos, index_dir)
-                ann_how = "" if unchanged_index else _keep_ann(previous, embedded, _first_uses(reuse_rows), ok)
-                del previous  # release the memory map before the old files are removed
-                if unchanged_index:  # only tidy up: this run's extracted photos, an interrupted run's leftovers
-                    shutil.rmtree(photos, ignore_errors=True)
-                    remove_unreferenced(index_dir)
-                    logger.info("nothing changed in %s: nothing committed", source)
-                else:
-                    save_index(with_stored_neighbors(embedded, verbose=verbose), index_dir, generation=generation)
-
-        counts = pd.Series(status[ok]).value_counts()
-        report = BuildReport(
-            candidates=len(embedded) + len(embedded.failures),
-            indexed=len(embedded),
-            skipped=len(embedded.failures),
-            added=int(counts.get("added", 0)),
-            updated=int(counts.get("updated", 0)),
-            removed=removed,
-            unchanged=int(counts.get("unchanged", 0)),
-            embedded=int(result.ok.sum()),
-            seconds=time.perf_counter() - started,
-            embed_seconds=result.seconds,
-            ann=ann_how,
-            committed=not unchanged_index,
-        )
+                plan = _plan(source, index_dir, photos, extractor, asked, rebuild, runtime, metadata)
+                built = _embed(plan, embed, batch_size, verbose)
+                ann_how, committed = _commit(plan, built, generation, verbose)
+        report = _report(plan, built, ann_how, committed, time.perf_counter() - started)
         if ann_how:
             logger.info("%s", ann_how)
         return load_index(index_dir, mmap=True), report
@@ -284,7 +202,7 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
 
     Raises:
         MissingFileError: The folder is not an index, or a photo of the index is gone or unreadable (the message names
-            it); rebuild the index with ``simrec index ... --rebuild`` then.
+            it); embed the index again from its source then (``rebuild=True``).
         IndexIntegrityError: The index is damaged.
         InvalidArgumentError: Vectors made outside simrec with rows that name no photo.
         IndexLockedError: Another process is writing the index.
@@ -315,11 +233,12 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
             remedy = (
                 "write the index again with save_vectors, with a path column that names readable photos"
                 if outside
-                else f"re-index with 'simrec index SOURCE --out {index_dir} --rebuild'"
+                else "embed the index again from its source (rebuild=True)"
             )
             raise MissingFileError(
                 f"cannot add colour signatures to {index_dir}: {len(failures)} photos cannot be read, e.g. "
-                f"{first['path']} ({first['reason']}); {remedy}"
+                f"{first['path']} ({first['reason']}); {remedy}",
+                parameters=() if outside else ("rebuild",),
             )
         meta = embedded.meta.replace(colour_signature=SIGNATURE_METHOD)
         updated = EmbeddedCatalog(
@@ -336,8 +255,201 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     return load_index(index_dir, mmap=True)
 
 
+def _check_arguments(source: str | os.PathLike, index_dir: str | os.PathLike, model: str | None) -> None:
+    """Refuse empty paths and an unknown backbone name, before anything is read or written."""
+    check_path_argument(source, "source")
+    check_path_argument(index_dir, "index_dir")
+    if model is not None and model not in HUB_BACKBONES and not is_model_file(model):
+        backbone(model)  # an unknown name is reported before anything else
+
+
+def _checked_folders(source: Path, index_dir: Path) -> tuple[Path, Path]:
+    """``(source, index_dir)`` once the source exists and the index folder lies outside it."""
+    if not source.exists():
+        raise MissingFileError(f"catalog source not found: {source}")
+    _check_outside_source(source, index_dir)
+    return source, index_dir
+
+
+@dataclass
+class _Plan:
+    """What one run does, decided under the writer lock before anything is embedded.
+
+    Attributes:
+        source: The catalog source.
+        index_dir: The index folder.
+        photos: Where a zip's photos are extracted (``images-GEN/``), removed if the run fails.
+        extractor: The model that embeds the new or changed photos.
+        info: What the index records of ``extractor``.
+        catalog: One row per usable photo, with its fingerprint (``size_bytes``, ``sha256``).
+        skipped: The files the catalog could not use (``FAILURE_COLUMNS``).
+        previous: The index already in the folder (memory-mapped), or None.
+        reuse_rows: For each catalog row, the row of ``previous`` whose vector it reuses; -1: embed it.
+        status: For each catalog row, ``"added"``, ``"updated"`` or ``"unchanged"``.
+    """
+
+    source: Path
+    index_dir: Path
+    photos: Path
+    extractor: Any
+    info: ExtractorInfo
+    catalog: pd.DataFrame
+    skipped: pd.DataFrame
+    previous: EmbeddedCatalog | None
+    reuse_rows: np.ndarray
+    status: np.ndarray
+
+
+def _plan(
+    source: Path,
+    index_dir: Path,
+    photos: Path,
+    extractor: keras.Model | None,
+    asked: dict[str, Any],
+    rebuild: bool,
+    runtime: str,
+    metadata: str | os.PathLike | None,
+) -> _Plan:
+    """Decide the run: the extractor (the index's own unless ``rebuild``), the catalog, and the rows to reuse."""
+    previous_meta = None if rebuild else _existing_manifest(index_dir)
+    extractor, info = _choose_extractor(previous_meta, index_dir, extractor, asked, rebuild, runtime)
+    is_zip = source.is_file() and source.suffix.lower() == ".zip"
+    catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
+    crash_point("catalogued")
+    catalog = catalog.assign(**fingerprint_columns(catalog["path"]))
+    previous = _previous_index(index_dir) if previous_meta is not None else None
+    reuse_rows, status = _match(catalog, previous)
+    return _Plan(source, index_dir, photos, extractor, info, catalog, skipped, previous, reuse_rows, status)
+
+
+def _choose_extractor(
+    previous_meta: IndexMeta | None,
+    index_dir: Path,
+    extractor: keras.Model | None,
+    asked: dict[str, Any],
+    rebuild: bool,
+    runtime: str,
+) -> tuple[keras.Model, ExtractorInfo]:
+    """The extractor that embeds this run and what the index records of it; one the index can keep, or an error."""
+    if extractor is None:
+        extractor = build_extractor(**_extractor_spec(previous_meta, index_dir, **asked), runtime=runtime)
+    info = extractor_info(extractor)
+    if previous_meta is not None:
+        _check_same_model(previous_meta, info, index_dir)
+        if previous_meta.ann:
+            from simrec.search.approximate import import_faiss
+
+            import_faiss()  # the structure is kept up to date: a missing faiss is reported before embedding
+    elif rebuild and _had_ann(index_dir):
+        logger.warning(
+            "rebuilding drops the index's approximate-search structure: build it again with 'simrec ann %s'",
+            index_dir,
+        )
+    return extractor, info
+
+
+@dataclass
+class _Built:
+    """What :func:`_embed` made of a plan.
+
+    Attributes:
+        embedded: The new version, as it would be committed.
+        ok: For each catalog row of the plan, whether it is in ``embedded``.
+        result: The embedding of the new or changed photos (:class:`simrec.pipeline.embedding.EmbeddingResult`).
+        removed: Products of the previous version that the catalog no longer holds.
+    """
+
+    embedded: EmbeddedCatalog
+    ok: np.ndarray
+    result: Any
+    removed: int
+
+
+def _embed(plan: _Plan, embed: Any, batch_size: int, verbose: bool) -> _Built:
+    """Embed the new or changed photos, copy the reused rows, and assemble the new version."""
+    catalog, previous, reuse_rows = plan.catalog, plan.previous, plan.reuse_rows
+    todo = np.flatnonzero(reuse_rows < 0)
+    reused = np.flatnonzero(reuse_rows >= 0)
+    if len(todo) and needs_calibration(plan.extractor):
+        calibration = calibration_photos(catalog["path"].tolist(), plan.info.image_size)
+        use_openvino(plan.extractor, calibration=calibration, strict=True)
+    dim = int(plan.extractor.output_shape[-1])
+    # One (n_items, dim) array holds everything; a full build embeds straight into it.
+    embeddings = np.empty((len(catalog), dim), dtype=np.float32)
+    full = len(todo) == len(catalog)
+    result = embed(
+        catalog["path"].iloc[todo].tolist(),
+        plan.extractor,
+        batch_size=batch_size,
+        verbose=verbose,
+        out=embeddings if full else None,
+    )
+    if not full:
+        embeddings[todo] = result.embeddings
+    if len(reused):
+        embeddings[reused] = previous.embeddings[reuse_rows[reused]]
+    ok = np.ones(len(catalog), dtype=bool)
+    ok[todo] = result.ok
+    colours = _aligned_colours(catalog, previous, reuse_rows, todo, result, plan.info.image_size, batch_size, verbose)
+    ok &= np.isfinite(colours.values).all(axis=1)  # a reused photo that can no longer be read
+    embedded = assemble(
+        catalog,
+        embeddings[ok] if not ok.all() else embeddings,
+        ok,
+        [plan.skipped, result.failures, colours.failures],
+        plan.info,
+        colours=colours.values[ok],
+        source=str(plan.source.absolute()),
+    )
+    removed = 0 if previous is None else int((~previous.catalog["product_id"].isin(catalog["product_id"])).sum())
+    return _Built(embedded, ok, result, removed)
+
+
+def _commit(plan: _Plan, built: _Built, generation: str, verbose: bool) -> tuple[str, bool]:
+    """Save ``built`` as the new version, its ann structure kept up to date; when nothing changed, only tidy up.
+
+    Returns:
+        ``(ann line, committed)``: what happened to the ann structure ("" when none), and whether a
+        new version was written.
+    """
+    index_dir = plan.index_dir
+    status = plan.status[built.ok]
+    unchanged = _nothing_changed(plan.previous, built.embedded, status, built.removed, plan.photos, index_dir)
+    ann_how = "" if unchanged else _keep_ann(plan.previous, built.embedded, _first_uses(plan.reuse_rows), built.ok)
+    plan.previous = None  # release the memory map before the old files are removed
+    if unchanged:  # only tidy up: this run's extracted photos, an interrupted run's leftovers
+        shutil.rmtree(plan.photos, ignore_errors=True)
+        remove_unreferenced(index_dir)
+        logger.info("nothing changed in %s: nothing committed", plan.source)
+    else:
+        save_index(with_stored_neighbors(built.embedded, verbose=verbose), index_dir, generation=generation)
+    return ann_how, not unchanged
+
+
+def _report(plan: _Plan, built: _Built, ann_how: str, committed: bool, seconds: float) -> BuildReport:
+    """The :class:`BuildReport` of a run."""
+    counts = pd.Series(plan.status[built.ok]).value_counts()
+    embedded = built.embedded
+    return BuildReport(
+        candidates=len(embedded) + len(embedded.failures),
+        indexed=len(embedded),
+        skipped=len(embedded.failures),
+        added=int(counts.get("added", 0)),
+        updated=int(counts.get("updated", 0)),
+        removed=built.removed,
+        unchanged=int(counts.get("unchanged", 0)),
+        embedded=int(built.result.ok.sum()),
+        seconds=seconds,
+        embed_seconds=built.result.seconds,
+        ann=ann_how,
+        committed=committed,
+    )
+
+
 @dataclass
 class _Colours:
+    """Colour signatures aligned with the catalog, and the photos they could not be computed for (or None)."""
+
     values: np.ndarray
     failures: pd.DataFrame | None
 
@@ -372,6 +484,7 @@ def _aligned_colours(
 
 
 def _had_ann(index_dir: Path) -> bool:
+    """Whether the index in ``index_dir`` has an ann structure (False when there is no readable index)."""
     try:
         return bool(read_manifest(index_dir).ann)
     except (MissingFileError, IndexIntegrityError):
@@ -434,7 +547,8 @@ def _existing_manifest(index_dir: Path) -> IndexMeta | None:
     if meta.made_outside:
         raise InvalidArgumentError(
             f"the index {index_dir} holds vectors from {meta.model!r} made outside simrec; "
-            "pass --rebuild (rebuild=True) to replace them with simrec's own"
+            "pass rebuild=True to replace them with simrec's own",
+            parameters=("rebuild",),
         )
     return meta
 
@@ -478,8 +592,9 @@ def _extractor_spec(
     if different:
         details = ", ".join(f"{key} {asked[key]!r} (the index has {own[key]!r})" for key in different)
         raise InvalidArgumentError(
-            f"the index {index_dir} was embedded differently: you asked for {details}; pass --rebuild "
-            "(rebuild=True) to embed everything again that way, or leave the option out to keep the index's own"
+            f"the index {index_dir} was embedded differently: you asked for {details}; pass rebuild=True "
+            "to embed everything again that way, or leave it out to keep the index's own",
+            parameters=("rebuild",),
         )
     return {
         "model": own["model"],
@@ -500,17 +615,20 @@ def _own_weights(previous: IndexMeta, index_dir: Path, weights: Any) -> tuple[An
         raise MissingFileError(
             f"the index {index_dir} was embedded with {previous.model}'s ImageNet weights, which are not cached here "
             f"and cannot be downloaded: copy {backbone(previous.model).weights_file} into ~/.keras/models/ "
-            "(or $KERAS_HOME/models/), or pass --rebuild with other weights"
+            "(or $KERAS_HOME/models/), or pass rebuild=True with other weights",
+            parameters=("rebuild",),
         )
     return own, seed
 
 
 def _check_same_model(previous: IndexMeta, info: ExtractorInfo, index_dir: Path) -> None:
+    """Refuse an extractor that embeds differently from the index's own (its vectors could not be mixed)."""
     different = previous.differences(info, REUSE_KEYS)
     if different:
         raise InvalidArgumentError(
-            f"the index {index_dir} was embedded differently ({'; '.join(different)}); pass --rebuild (rebuild=True) "
-            "to embed everything again"
+            f"the index {index_dir} was embedded differently ({'; '.join(different)}); pass rebuild=True "
+            "to embed everything again",
+            parameters=("rebuild",),
         )
 
 
@@ -527,6 +645,7 @@ def _full_disk_named(index_dir: Path):
 
 @contextlib.contextmanager
 def _removed_on_failure(path: Path):
+    """Remove ``path`` (this run's extracted photos) when the block fails, and let the error through."""
     try:
         yield
     except BaseException:
@@ -550,13 +669,15 @@ def _check_outside_source(source: Path, index_dir: Path) -> None:
     real_source, real_index_dir = source.resolve(), index_dir.resolve()
     if real_index_dir == real_source or real_index_dir.is_relative_to(real_source):
         raise InvalidArgumentError(
-            f"--out {index_dir} is inside the source folder {source}: the index's own files would be scanned as "
+            f"index_dir {index_dir} is inside the source folder {source}: the index's own files would be scanned as "
             f"photos and a new folder beside the labels changes them; choose a folder outside it, e.g. "
-            f"--out {source.absolute().parent / (source.absolute().name + '-index')}"
+            f"index_dir={source.absolute().parent / (source.absolute().name + '-index')}",
+            parameters=("index_dir",),
         )
 
 
 def _check_writable(index_dir: Path) -> None:
+    """Create ``index_dir`` if missing and write a test file in it, or a clear error (a full disk named as one)."""
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=index_dir, prefix=".write-test-"):

@@ -38,8 +38,6 @@ if TYPE_CHECKING:
 
     from simrec.pipeline.hub import TextEmbedder
 
-RESULT_COLUMNS = ["rank", "product_id", "path", "label", "distance"]
-
 _EXTRACTORS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakref.WeakKeyDictionary()
 _TEXT_EMBEDDERS: weakref.WeakKeyDictionary[EmbeddedCatalog, dict[str, Any]] = weakref.WeakKeyDictionary()
 

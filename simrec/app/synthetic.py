@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from simrec.core.errors import InvalidArgumentError
+from simrec.core.validation import check_int
 
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (200, 30, 35),
@@ -102,8 +103,7 @@ def make_synthetic_catalog(
     unknown = [c for c in colours if c not in COLOURS] + [s for s in shapes if s not in SHAPES]
     if unknown:
         raise InvalidArgumentError(f"Unknown colours/shapes {unknown}; choose from {list(COLOURS)} and {list(SHAPES)}")
-    if n_variants < 1:
-        raise InvalidArgumentError(f"Expected n_variants >= 1, got {n_variants}")
+    check_int(n_variants, "n_variants", 1)
     rng = np.random.default_rng(seed)
     zip_path = Path(zip_path)
     zip_path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,9 @@ the same mistake reads the same from Python, the command line and the service.
 from __future__ import annotations
 
 import numbers
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -75,7 +78,7 @@ def check_image_size(image_size: object) -> int:
     return int(image_size)
 
 
-def check_int(value: object, name: str, minimum: int, *, context: str = "") -> int:
+def check_int(value: object, name: str, minimum: int, *, context: str = "", also_named: Iterable[str] = ()) -> int:
     """``value`` as an int of at least ``minimum``, or a clear error naming ``name``.
 
     Args:
@@ -83,6 +86,7 @@ def check_int(value: object, name: str, minimum: int, *, context: str = "") -> i
         name: The argument's name, as the caller knows it.
         minimum: The smallest value accepted.
         context: Said after the expectation, e.g. ``" for ann_type 'hnsw'"``.
+        also_named: Other parameters that ``context`` names (``("ann_type",)``), for the error's ``parameters``.
 
     Raises:
         InvalidArgumentError: Not an int (``True`` included), or below ``minimum``.
@@ -96,8 +100,45 @@ def check_int(value: object, name: str, minimum: int, *, context: str = "") -> i
         simrec.core.errors.InvalidArgumentError: Expected nlist >= 1 (an int) for ivf-flat, got 0.5
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidArgumentError(f"Expected {name} >= {minimum} (an int){context}, got {value!r}", parameters=(name,))
+        raise InvalidArgumentError(
+            f"Expected {name} >= {minimum} (an int){context}, got {value!r}", parameters=(name, *also_named)
+        )
     return int(value)
+
+
+def check_suffix(
+    out: str | os.PathLike, name: str, suffixes: Sequence[str], *, context: str = "", also_named: Iterable[str] = ()
+) -> str:
+    """The suffix of the file ``out`` (lower case) when it is one of ``suffixes``, or a clear error naming ``name``.
+
+    Args:
+        out: The file the caller asked to write.
+        name: The argument's name, as the caller knows it.
+        suffixes: The suffixes accepted, in the order the message lists them (``(".parquet", ".csv")``).
+        context: Said after the expectation, e.g. ``" for embeddings"``.
+        also_named: Other parameters that ``context`` names, for the error's ``parameters``.
+
+    Returns:
+        The suffix, e.g. ``".csv"`` for ``recs.CSV``.
+
+    Raises:
+        InvalidArgumentError: ``out`` ends in another suffix (or none).
+
+    Example:
+        >>> check_suffix("recs.CSV", "out", (".parquet", ".csv"))
+        '.csv'
+        >>> check_suffix("recs.json", "out", (".parquet", ".csv"))
+        Traceback (most recent call last):
+        ...
+        simrec.core.errors.InvalidArgumentError: Expected out to end in .parquet or .csv, got 'recs.json'
+    """
+    suffix = Path(out).suffix.lower()
+    if suffix not in suffixes:
+        raise InvalidArgumentError(
+            f"Expected {name} to end in {' or '.join(suffixes)}{context}, got {os.fspath(out)!r}",
+            parameters=(name, *also_named),
+        )
+    return suffix
 
 
 def check_number_in(value: object, name: str, low: float, high: float) -> float:

@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-BACKENDS = ("tensorflow", "jax", "torch")
-
 
 def backend_name() -> str:
     """The Keras backend that is (or will be) in use, without importing Keras if it is not yet."""

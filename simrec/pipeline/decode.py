@@ -37,6 +37,7 @@ from simrec.core.colour_signature import N_BINS, colour_signature
 from simrec.core.crashpoints import crash_point
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError
 from simrec.core.records import printable_path
+from simrec.core.validation import check_int
 from simrec.pipeline.images import load_image
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,8 @@ def choose_decoder(decoder: str, n_images: int, n_workers: int | None = None) ->
     """
     if decoder not in DECODERS:
         raise InvalidArgumentError(f"Expected decoder in {DECODERS}, got {decoder!r}")
-    if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 1):
-        raise InvalidArgumentError(f"Expected n_workers to be a positive int, got {n_workers!r}")
+    if n_workers is not None:
+        n_workers = check_int(n_workers, "n_workers", 1)
     cores = os.cpu_count() or 1
     if decoder == "auto":
         decoder = "processes" if cores > 2 and n_images >= PROCESS_MIN_IMAGES else "threads"

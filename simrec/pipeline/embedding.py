@@ -24,12 +24,16 @@ from simrec.core.crashpoints import crash_point
 from simrec.core.defaults import BATCH_SIZE
 from simrec.core.errors import InvalidArgumentError
 from simrec.core.records import FAILURE_COLUMNS, printable_path
+from simrec.core.validation import check_int
 from simrec.pipeline.decode import decoded_batches
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
+
+NOT_FINITE = "the model's output is not finite (NaN or infinite)"
+"""The reason recorded for a photo whose vector is NaN or infinite."""
 
 
 @dataclass
@@ -93,13 +97,12 @@ def embed_images(
 
     Example:
         >>> result = embed_images(catalog.path, build_extractor())  # doctest: +SKIP
-        >>> result.embeddings.shape, len(result.failures)
+        >>> result.embeddings.shape, len(result.failures)  # doctest: +SKIP
         ((150, 2048), 0)
     """
     from tqdm.auto import tqdm
 
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidArgumentError(f"Expected batch_size to be a positive int, got {batch_size!r}")
+    batch_size = check_batch_size(batch_size)
     paths = [os.fspath(p) for p in paths]
     image_size = int(extractor.input_shape[1])
     dim = int(extractor.output_shape[-1])
@@ -122,10 +125,7 @@ def embed_images(
                 finite = np.isfinite(vectors).all(axis=1)
                 embeddings[indices] = vectors
                 ok[indices[finite]] = True
-                failures.extend(
-                    (printable_path(paths[i]), "the model's output is not finite (NaN or infinite)", "embed")
-                    for i in indices[~finite]
-                )
+                failures.extend(not_finite_failure(paths[i]) for i in indices[~finite])
             bar.update(len(indices) + len(batch_failures))
             crash_point("batch")
     seconds = time.perf_counter() - start
@@ -135,6 +135,25 @@ def embed_images(
     if all_colours is not None:
         all_colours[~ok] = np.nan
     return EmbeddingResult(embeddings, ok, failure_frame, seconds, all_colours)
+
+
+def check_batch_size(batch_size: object) -> int:
+    """``batch_size`` (images per model call) as an int of at least 1: the rule of every engine.
+
+    Raises:
+        InvalidArgumentError: Not an int (``True`` included), or below 1.
+    """
+    return check_int(batch_size, "batch_size", 1)
+
+
+def not_finite_failure(path: str) -> tuple[str, str, str]:
+    """The failure row ``(path, reason, stage)`` of a photo whose vector came out NaN or infinite, for every engine.
+
+    Example:
+        >>> not_finite_failure("shop/red.jpg")
+        ('shop/red.jpg', "the model's output is not finite (NaN or infinite)", 'embed')
+    """
+    return printable_path(path), NOT_FINITE, "embed"
 
 
 def output_array(n: int, dim: int, out: np.ndarray | None = None) -> np.ndarray:

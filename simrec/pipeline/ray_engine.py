@@ -17,6 +17,7 @@ the same path. Ray (``pip install 'simrec[ray]'``) is imported only inside funct
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -28,17 +29,16 @@ import pandas as pd
 from simrec.core.backbones import BACKBONES
 from simrec.core.colour_signature import N_BINS
 from simrec.core.defaults import BATCH_SIZE
-from simrec.core.errors import InvalidArgumentError, MissingDependencyError
+from simrec.core.errors import MissingDependencyError
 from simrec.core.index_meta import IndexMeta
 from simrec.core.records import FAILURE_COLUMNS
-from simrec.pipeline.embedding import EmbeddingResult, output_array
+from simrec.core.validation import check_int, check_number_in
+from simrec.pipeline.embedding import EmbeddingResult, check_batch_size, not_finite_failure, output_array
 
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
-
-_NOT_FINITE = "the model's output is not finite (NaN or infinite)"
 
 
 def import_ray():
@@ -100,13 +100,10 @@ def embed_images_ray(
     from simrec.core.records import extractor_info, printable_path
 
     ray = import_ray()
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidArgumentError(f"Expected batch_size to be a positive int, got {batch_size!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise InvalidArgumentError(f"Expected workers to be a positive int, got {workers!r}")
-    gpus = float(gpus_per_worker or 0)
-    if gpus < 0:
-        raise InvalidArgumentError(f"Expected gpus_per_worker >= 0, got {gpus_per_worker!r}")
+    batch_size = check_batch_size(batch_size)
+    if workers is not None:
+        workers = check_int(workers, "workers", 1)
+    gpus = check_number_in(gpus_per_worker or 0, "gpus_per_worker", 0, math.inf)
     paths = [os.fspath(p) for p in paths]
     n = len(paths)
     info = extractor_info(extractor)
@@ -123,7 +120,7 @@ def embed_images_ray(
     if started_here:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     elif address is not None:
-        logger.info("Ray is already initialised in this process; --ray-address %s is not used", address)
+        logger.info("Ray is already initialised in this process; the address %s is not used", address)
     try:
         weights = ray.put(extractor.get_weights())
         spec = {
@@ -160,7 +157,7 @@ def embed_images_ray(
                 finite = np.isfinite(embeddings[rows[good]]).all(axis=1)
                 ok[rows[good][finite]] = True
                 for row in rows[good][~finite]:
-                    failures.append(((row // batch_size, 1, row), printable_path(paths[row]), _NOT_FINITE, "embed"))
+                    failures.append(((row // batch_size, 1, row), *not_finite_failure(paths[row])))
                 for row, reason in zip(rows[~good], batch["reason"][~good]):
                     failures.append(((row // batch_size, 0, row), printable_path(paths[row]), str(reason), "decode"))
                 bar.update(len(rows))

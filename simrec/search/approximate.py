@@ -55,7 +55,8 @@ def import_faiss():
     except ImportError:
         raise MissingDependencyError(
             "approximate search needs faiss: pip install 'simrec[faiss]' (or pip install faiss-cpu), "
-            "or pass --exact to search exactly"
+            "or pass exact=True to search exactly",
+            parameters=("exact",),
         ) from None
     return faiss
 
@@ -73,7 +74,7 @@ def default_params(ann_type: str, n_items: int, dim: int, **asked: Any) -> dict[
             does not fit ``n_items`` or ``dim``.
     """
     if ann_type not in ANN_TYPES:
-        raise InvalidArgumentError(f"Expected --type in {ANN_TYPES}, got {ann_type!r}")
+        raise InvalidArgumentError(f"Expected ann_type in {ANN_TYPES}, got {ann_type!r}", parameters=("ann_type",))
     asked = {key: value for key, value in asked.items() if value is not None}
     if ann_type == "hnsw":
         params = {"m": 32, "ef_construction": 80, "ef": 128}
@@ -88,10 +89,15 @@ def default_params(ann_type: str, n_items: int, dim: int, **asked: Any) -> dict[
             params.update(m=m, nbits=max(1, min(8, int(math.log2(max(2, sample // 39))))), rerank=8)
     unknown = set(asked) - set(params)
     if unknown:
-        raise InvalidArgumentError(f"{', '.join(sorted(unknown))} does not apply to --type {ann_type!r}")
+        raise InvalidArgumentError(
+            f"{', '.join(sorted(unknown))} does not apply to ann_type {ann_type!r}",
+            parameters=(*sorted(unknown), "ann_type"),
+        )
     params.update(asked)
     for key, value in params.items():
-        check_int(value, key, 0 if key == "rerank" else 1, context=f" for --type {ann_type!r}")
+        check_int(
+            value, key, 0 if key == "rerank" else 1, context=f" for ann_type {ann_type!r}", also_named=("ann_type",)
+        )
     if ann_type == "ivf-pq" and dim % params["m"]:
         raise InvalidArgumentError(f"Expected m to divide the dimension {dim} for ivf-pq, got m = {params['m']}")
     if ann_type != "hnsw" and params["nlist"] > n_items:
@@ -326,9 +332,13 @@ class ApproximateNeighbors(NeighborsSearch):
         self.n_neighbors = n_neighbors
         params = info.get("params", {})
         if nprobe is not None and _is_hnsw(index):
-            raise InvalidArgumentError("--nprobe applies to IVF structures; this index's is hnsw (tune it with --ef)")
+            raise InvalidArgumentError(
+                "nprobe applies to IVF structures; this index's is hnsw (tune it with ef)", parameters=("nprobe", "ef")
+            )
         if ef is not None and not _is_hnsw(index):
-            raise InvalidArgumentError("--ef applies to hnsw structures; this index's is IVF (tune it with --nprobe)")
+            raise InvalidArgumentError(
+                "ef applies to hnsw structures; this index's is IVF (tune it with nprobe)", parameters=("ef", "nprobe")
+            )
         self.nprobe = nprobe if nprobe is not None else params.get("nprobe")
         self.ef = ef if ef is not None else params.get("ef")
         self.rerank = rerank if rerank is not None else params.get("rerank", 0)

@@ -575,13 +575,13 @@ def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> E
         if "bytes" in entry and size != entry["bytes"]:
             raise IndexIntegrityError(
                 f"{path} has {size} bytes but meta.json says {entry['bytes']} (truncated, modified or only "
-                "partly written); build the index again (rebuild=True)",
+                "partly written); embed the index again from its source (rebuild=True)",
                 parameters=("rebuild",),
             )
         if verify and entry.get("sha256") != file_fingerprint(path)["sha256"]:
             raise IndexIntegrityError(
                 f"{path} does not match its checksum in meta.json (modified or damaged); "
-                "build the index again (rebuild=True)",
+                "embed the index again from its source (rebuild=True)",
                 parameters=("rebuild",),
             )
     embeddings = _read_array(index_dir / files["embeddings"]["name"], mmap)

@@ -65,7 +65,7 @@ def read_stored(
     if len(named) != len(ROLES) or not isinstance(entry, dict) or not isinstance(entry.get("n_neighbors"), int):
         raise IndexIntegrityError(
             f"{index_dir} is inconsistent: meta.json names {', '.join(named)} without a complete stored_neighbors "
-            "entry; build the index again (rebuild=True)",
+            "entry; embed the index again from its source (rebuild=True)",
             parameters=("rebuild",),
         )
     rows = read_array(index_dir / files["neighbor_rows"]["name"])
@@ -74,7 +74,8 @@ def read_stored(
     if rows.shape != shape or distances.shape != shape or rows.dtype != np.int32 or distances.dtype != np.float32:
         raise IndexIntegrityError(
             f"{index_dir} is inconsistent: stored neighbors are {rows.dtype} {rows.shape} and {distances.dtype} "
-            f"{distances.shape}, expected int32 and float32 {shape}; build the index again (rebuild=True)",
+            f"{distances.shape}, expected int32 and float32 {shape}; embed the index again from its source "
+            "(rebuild=True)",
             parameters=("rebuild",),
         )
     return StoredNeighbors(rows, distances, float(entry.get("colour_weight", 0.0)))

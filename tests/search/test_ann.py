@@ -88,13 +88,13 @@ def test_ivf_pq_stores_far_fewer_bytes_per_vector_than_the_vectors():
 
 def test_bad_parameters_are_refused_naming_them():
     X = clustered(n=100)
-    with pytest.raises(ValueError, match="nlist does not apply to --type 'hnsw'"):
+    with pytest.raises(ValueError, match="nlist does not apply to ann_type 'hnsw'"):
         build_ann(X, ann_type="hnsw", nlist=4)
     with pytest.raises(ValueError, match="Expected nlist <= the number of items"):
         build_ann(X, ann_type="ivf-flat", nlist=1000)
     with pytest.raises(ValueError, match="m to divide the dimension 32"):
         build_ann(X, ann_type="ivf-pq", m=5)
-    with pytest.raises(ValueError, match="--type in"):
+    with pytest.raises(ValueError, match="ann_type in"):
         build_ann(X, ann_type="lsh")
 
 
