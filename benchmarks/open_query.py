@@ -52,7 +52,7 @@ def main() -> None:
         # process would report that process's memory as its own peak.
         writer = [sys.executable, __file__, "--items", str(args.items), "--dim", str(args.dim)]
         subprocess.run([*writer, "--write-only", str(index_dir)], check=True)
-        meta = simrec.storage.index_folder.read_manifest(index_dir)
+        meta = simrec.storage.index_folder.read_meta(index_dir)
         file_mb = meta.files["embeddings"]["bytes"] / 1024**2
         print(f"wrote {args.items} x {args.dim} ({file_mb:.0f} MB embeddings) in {time.perf_counter() - started:.1f}s")
 

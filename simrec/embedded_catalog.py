@@ -375,7 +375,7 @@ def missing_colours_message(index_dir: str = "INDEX_DIR", meta: IndexMeta | None
 
     Args:
         index_dir: The index folder, as the user named it.
-        meta: Its manifest: an index of vectors made outside simrec (``save_vectors``) never had
+        meta: Its meta: an index of vectors made outside simrec (``save_vectors``) never had
             signatures, while one of simrec's own was made before simrec stored them.
     """
     if meta is not None and meta.made_outside:

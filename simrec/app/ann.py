@@ -9,7 +9,7 @@ from typing import Any
 from simrec.app.precompute import with_stored_neighbors
 from simrec.core.errors import InvalidArgumentError
 from simrec.search.approximate import ANN_TYPES, build_ann, import_faiss, serialize
-from simrec.storage.index_folder import load_index, read_manifest, save_index
+from simrec.storage.index_folder import load_index, read_meta, save_index
 from simrec.storage.locking import writer_lock
 
 
@@ -22,7 +22,7 @@ def attach_ann(
 ) -> dict[str, Any] | None:
     """Build (or with ``ann_type="none"`` remove) the ann structure of an index folder and commit it.
 
-    The structure is committed with the index's own manifest: whatever stops the
+    The structure is committed with the index's own ``meta.json``: whatever stops the
     writer, the folder loads as before or with the complete new structure.
 
     Args:
@@ -50,7 +50,7 @@ def attach_ann(
                 f"Expected ann_type in {(*ANN_TYPES, 'none')}, got {ann_type!r}", parameters=("ann_type",)
             )
         import_faiss()
-    read_manifest(index_dir)  # a missing or foreign folder is reported before the lock file is made
+    read_meta(index_dir)  # a missing or foreign folder is reported before the lock file is made
     with writer_lock(index_dir):
         embedded = load_index(index_dir, mmap=True)
         if ann_type == "none":

@@ -53,7 +53,7 @@ from simrec.pipeline.catalog import load_catalog
 from simrec.pipeline.embedding import embed_images
 from simrec.pipeline.model import build_extractor, imagenet_available
 from simrec.pipeline.runtime import calibration_photos, needs_calibration, use_openvino
-from simrec.storage.index_folder import load_index, new_generation, read_manifest, remove_unreferenced, save_index
+from simrec.storage.index_folder import load_index, new_generation, read_meta, remove_unreferenced, save_index
 from simrec.storage.locking import writer_lock
 from simrec.storage.photo_store import object_name
 
@@ -213,7 +213,7 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
     from simrec.pipeline.embedding import compute_colours
 
     index_dir = Path(index_dir)
-    read_manifest(index_dir)  # a clear error for a folder that is not an index, before anything is written
+    read_meta(index_dir)  # a clear error for a folder that is not an index, before anything is written
     with writer_lock(index_dir):
         embedded = load_index(index_dir, mmap=True)
         outside = embedded.meta.made_outside
@@ -311,7 +311,7 @@ def _plan(
     metadata: str | os.PathLike | None,
 ) -> _Plan:
     """Decide the run: the extractor (the index's own unless ``rebuild``), the catalog, and the rows to reuse."""
-    previous_meta = None if rebuild else _existing_manifest(index_dir)
+    previous_meta = None if rebuild else _existing_meta(index_dir)
     extractor, info = _choose_extractor(previous_meta, index_dir, extractor, asked, rebuild, runtime)
     is_zip = source.is_file() and source.suffix.lower() == ".zip"
     catalog, skipped = load_catalog(source, extract_to=photos if is_zip else None, metadata=metadata)
@@ -486,7 +486,7 @@ def _aligned_colours(
 def _had_ann(index_dir: Path) -> bool:
     """Whether the index in ``index_dir`` has an ann structure (False when there is no readable index)."""
     try:
-        return bool(read_manifest(index_dir).ann)
+        return bool(read_meta(index_dir).ann)
     except (MissingFileError, IndexIntegrityError):
         return False
 
@@ -535,10 +535,10 @@ def _keep_ann(
     return how
 
 
-def _existing_manifest(index_dir: Path) -> IndexMeta | None:
-    """The manifest of the index already in ``index_dir``, or None for a new or unreadable one."""
+def _existing_meta(index_dir: Path) -> IndexMeta | None:
+    """``meta.json`` of the index already in ``index_dir``, or None for a new or unreadable one."""
     try:
-        meta = read_manifest(index_dir)
+        meta = read_meta(index_dir)
     except MissingFileError:
         return None
     except IndexIntegrityError as error:

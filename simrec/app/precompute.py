@@ -34,7 +34,7 @@ from simrec.core.defaults import STORE_NEIGHBORS_UP_TO, STORED_NEIGHBORS
 from simrec.core.validation import check_n_neighbors
 from simrec.embedded_catalog import EmbeddedCatalog, default_colour_weight, neighbors_for
 from simrec.search.stored import StoredNeighbors
-from simrec.storage.index_folder import load_index, read_manifest, save_index
+from simrec.storage.index_folder import load_index, read_meta, save_index
 from simrec.storage.locking import writer_lock
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def store_neighbors(
     """
     index_dir = Path(index_dir)
     check_n_neighbors(n_neighbors)
-    read_manifest(index_dir)  # a missing or foreign folder is reported before the lock file is made
+    read_meta(index_dir)  # a missing or foreign folder is reported before the lock file is made
     with writer_lock(index_dir):
         embedded = load_index(index_dir, mmap=True)
         save_index(with_stored_neighbors(embedded, store, n_neighbors, verbose), index_dir)

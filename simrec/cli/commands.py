@@ -196,10 +196,10 @@ def serve_command(args: argparse.Namespace) -> int:
 
     check_dependencies()
     from simrec.serve.running import check_port, run
-    from simrec.storage.index_folder import read_manifest
+    from simrec.storage.index_folder import read_meta
 
     check_port(args.port)
-    if not read_manifest(args.index_dir).made_outside and args.workers == 1:
+    if not read_meta(args.index_dir).made_outside and args.workers == 1:
         import_backend_quietly(args.verbose)  # photo queries: the model is built before serving
     settings = {
         "index_dir": args.index_dir,

@@ -1,10 +1,10 @@
-"""The index's manifest as one typed record: what made its vectors, how many there are, which files hold them.
+"""The index's meta (``meta.json``), typed: what made its vectors, how many there are, which files hold them.
 
 ``meta.json`` in an index folder is :meth:`IndexMeta.to_dict` written as JSON, and
-:meth:`IndexMeta.from_dict` reads it back, refusing a manifest whose required entries are missing,
+:meth:`IndexMeta.from_dict` reads it back, refusing a ``meta.json`` whose required entries are missing,
 null or of the wrong type. A key this simrec does not know is kept in :attr:`IndexMeta.extra`, and
 saving a loaded index again (``save_index``, ``simrec colours``, ``simrec ann``) writes it unchanged;
-``simrec index`` writes a new manifest describing the model it ran.
+``simrec index`` writes a new ``meta.json`` describing the model it ran.
 
 Three rules about an index's model live here and nowhere else: whether its vectors were made
 outside simrec (:attr:`IndexMeta.made_outside`), how weights are named (:func:`weights_name`),
@@ -164,38 +164,38 @@ class IndexMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, manifest: dict[str, Any], where: str = "meta.json") -> IndexMeta:
-        """The record of a parsed ``meta.json``.
+    def from_dict(cls, parsed: dict[str, Any], where: str = "meta.json") -> IndexMeta:
+        """The meta of a parsed ``meta.json``.
 
         Args:
-            manifest: The parsed JSON.
+            parsed: The parsed JSON.
             where: The file, for the message.
 
         Raises:
             IndexIntegrityError: A required key is missing.
         """
-        if not isinstance(manifest, dict):
+        if not isinstance(parsed, dict):
             raise IndexIntegrityError(f"{where} lacks {', '.join(_REQUIRED)}: it is not a JSON object")
-        absent = [key for key in _REQUIRED if manifest.get(key) is None]
+        absent = [key for key in _REQUIRED if parsed.get(key) is None]
         if absent:
             raise IndexIntegrityError(f"{where} lacks {', '.join(absent)}")
         wrong = [
-            f"{key} is {manifest[key]!r}, expected {kind.__name__}"
+            f"{key} is {parsed[key]!r}, expected {kind.__name__}"
             for key, kind in _TYPES.items()
-            if key in manifest and manifest[key] is not None and not _is_a(manifest[key], kind)
+            if key in parsed and parsed[key] is not None and not _is_a(parsed[key], kind)
         ]
         if wrong:
             raise IndexIntegrityError(f"{where} is damaged: {'; '.join(wrong)}")
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        known = {key: value for key, value in manifest.items() if key in names}
-        extra = {key: value for key, value in manifest.items() if key not in names}
+        known = {key: value for key, value in parsed.items() if key in names}
+        extra = {key: value for key, value in parsed.items() if key not in names}
         if known.get("pretrained", True) is None:  # unknown: say the results may not be meaningful
             known["pretrained"] = False
         return cls(**{key: value for key, value in known.items() if value is not None}, extra=extra)
 
     @classmethod
     def from_mapping(cls, described: Mapping[str, Any]) -> IndexMeta:
-        """The record of a plain mapping that describes vectors, as ``EmbeddedCatalog`` once took.
+        """The meta of a plain mapping that describes vectors, as ``EmbeddedCatalog`` once took.
 
         Only ``model`` is needed; ``weights`` defaults to ``"external"`` (vectors made outside simrec).
 
@@ -214,7 +214,7 @@ class IndexMeta:
 
     @classmethod
     def from_extractor(cls, info: ExtractorInfo, **fields: Any) -> IndexMeta:
-        """The record of vectors made by the extractor ``info`` describes, with more ``fields``."""
+        """The meta of vectors made by the extractor ``info`` describes, with more ``fields``."""
         return cls(**info.to_dict(), **fields)
 
     def to_dict(self) -> dict[str, Any]:
@@ -228,16 +228,16 @@ class IndexMeta:
         return {**written, **{key: value for key, value in self.extra.items() if key not in written}}
 
     def __getitem__(self, key: str) -> Any:
-        """``meta["model"]`` as when the manifest was a dict (deprecated: use ``meta.model``).
+        """``meta["model"]`` as when ``meta.json`` was a dict (deprecated: use ``meta.model``).
 
         Raises:
-            KeyError: The manifest has no such entry.
+            KeyError: ``meta.json`` has no such entry.
         """
         warnings.warn(f'meta["{key}"] is now meta.{key}; the dict access will be removed', FutureWarning, stacklevel=2)
         return self.to_dict()[key]
 
     def get(self, key: str, default: Any = None) -> Any:
-        """``meta.get("model")`` as when the manifest was a dict (deprecated: use ``meta.model``)."""
+        """``meta.get("model")`` as when ``meta.json`` was a dict (deprecated: use ``meta.model``)."""
         warnings.warn(
             f'meta.get("{key}") is now meta.{key}; the dict access will be removed', FutureWarning, stacklevel=2
         )
@@ -256,7 +256,7 @@ class IndexMeta:
 
     @property
     def keras_backend(self) -> str:
-        """The Keras backend that embedded the index (TensorFlow for indexes older than the record)."""
+        """The Keras backend that embedded the index (TensorFlow for indexes older than this entry)."""
         return self.backend or OLDER_BACKEND
 
     def differences(self, info: ExtractorInfo, keys: tuple[str, ...] = QUERY_KEYS, other: str = "now") -> list[str]:

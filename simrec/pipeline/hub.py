@@ -343,7 +343,7 @@ def text_embedder_for(meta: IndexMeta, weights_path: str | os.PathLike | None = 
     """The text tower of the preset an index's vectors came from.
 
     Args:
-        meta: The index's manifest.
+        meta: The index's meta.
         weights_path: Where the index's preset folder is now, if it has moved.
 
     Returns:

@@ -486,7 +486,7 @@ def _fold_batch_norm(backbone: keras.Model) -> keras.Model:
 def extractor_for(
     meta: IndexMeta, weights_path: str | os.PathLike | None = None, *, runtime: str = "auto"
 ) -> keras.Model:
-    """Build the extractor an index was made with, from its manifest, to embed query photos.
+    """Build the extractor an index was made with, from its ``meta.json``, to embed query photos.
 
     The runtime may be another than the index's (both give the same vectors to float32
     rounding). An int8 index's queries are embedded in float32, as its quantisation was

@@ -3,7 +3,7 @@
 ``simrec ann INDEX --type hnsw|ivf-flat|ivf-pq`` builds a faiss structure over the
 index's normalised vectors (inner product of unit vectors = cosine similarity), trains
 IVF types on a bounded sample, measures recall@10 against exact search on held-back
-queries, and commits it with the index's own manifest as the ``ann`` data file, so a
+queries, and commits it with the index's own ``meta.json`` as the ``ann`` data file, so a
 crash leaves the previous version. :class:`ApproximateNeighbors` answers queries with the
 same ``kneighbors`` signature and the same cosine distances as
 :class:`simrec.CosineNeighbors`; :meth:`simrec.EmbeddedCatalog.search` picks one.

@@ -57,7 +57,7 @@ def create_app(
             (``simrec ann``), which is used otherwise.
         timeout: Seconds a request may take to begin its answer; later, it is answered
             503 with ``Retry-After`` (``simrec serve --timeout``).
-        poll_seconds: How often the manifest is looked at for a new commit.
+        poll_seconds: How often ``meta.json`` is looked at for a new commit.
         decode_gate: Bounds the uploads decoded at once and their memory (default: one
             per core, 1 GB together).
         warm_up: Build the photo extractor now rather than on the first upload.

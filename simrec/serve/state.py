@@ -5,7 +5,7 @@ routes through the :func:`get_service` and :func:`get_generation` dependencies, 
 through a module global.
 
 The service follows the index's commits (:class:`simrec.IndexFollower`): a thread looks
-at the manifest once a second, opens a new generation beside the one being served, prepares
+at ``meta.json`` once a second, opens a new generation beside the one being served, prepares
 its lookup tables and search, and only then makes it current. Each request takes the
 current :class:`ServedGeneration` once, when it starts, and is answered wholly from it.
 """
@@ -136,7 +136,7 @@ class Service:
         weights_path: Where the index's weights file is now, if it has moved.
         exact: Exact search even when the index has an approximate-search structure.
         timeout: Seconds a request may wait before it is answered 503 with Retry-After.
-        poll_seconds: How often the manifest is looked at for a new commit.
+        poll_seconds: How often ``meta.json`` is looked at for a new commit.
         decode_gate: Bounds the uploads decoded at once and their memory.
         runtime: What runs the network of photo queries (``"auto"``, ``"keras"``, ``"openvino"``).
 

@@ -63,7 +63,7 @@ class IndexFollower(Generic[T]):
     Args:
         index_dir: The index folder.
         mmap: Memory-map the vectors (see :func:`simrec.load_index`).
-        poll_seconds: Least time between two looks at the manifest.
+        poll_seconds: Least time between two looks at ``meta.json``.
         prepare: Called with each newly opened :class:`EmbeddedCatalog`, before it becomes
             current; its result is ``current.prepared``.
 
@@ -91,7 +91,7 @@ class IndexFollower(Generic[T]):
         self._prepare: Callable[[EmbeddedCatalog], Any] = prepare or (lambda embedded: embedded)
         self._lock = threading.Lock()
         self._stamp = _stamp(self.index_dir)
-        self._refused: tuple[int, int, int] | None = None  # the manifest last refused, said once
+        self._refused: tuple[int, int, int] | None = None  # the ``meta.json`` last refused, said once
         self._current = self._open()
         self._checked = time.monotonic()
 
@@ -108,7 +108,7 @@ class IndexFollower(Generic[T]):
     def refresh(self, *, force: bool = False) -> bool:
         """Move to the newest committed generation, if there is one; True when it moved.
 
-        Looks at the manifest at most once per ``poll_seconds`` unless ``force``. While
+        Looks at ``meta.json`` at most once per ``poll_seconds`` unless ``force``. While
         another thread is opening a new generation this returns at once (False), and callers
         keep the current one. A generation that cannot be opened (a damaged file) is logged
         once and skipped: the current one stays, and the next refreshes try again quietly
@@ -122,7 +122,7 @@ class IndexFollower(Generic[T]):
         try:
             self._checked = now
             stamp = _stamp(self.index_dir)
-            if stamp is None or stamp == self._stamp:  # no manifest now: nothing newer to open
+            if stamp is None or stamp == self._stamp:  # no ``meta.json`` now: nothing newer to open
                 return False
             try:
                 opened = self._open()
@@ -168,7 +168,7 @@ def follow_index(
 
 
 def _stamp(index_dir: Path) -> tuple[int, int, int] | None:
-    """What changes when a commit renames a new manifest into place: inode, modification time, size."""
+    """What changes when a commit renames a new ``meta.json`` into place: inode, modification time, size."""
     try:
         status = os.stat(index_dir / META_FILE)
     except OSError:

@@ -2,7 +2,7 @@
 
 An index folder (format 3) holds:
 
-* ``meta.json``, the manifest: model, weights, image size, preprocessing, precision,
+* ``meta.json``: model, weights, image size, preprocessing, precision,
   simrec version, counts, and the name, size and SHA-256 of each data file below;
 * ``catalog-GEN.parquet``: one row per embedded photo (``product_id``, ``path``, ``label``,
   ``size_bytes``, ``sha256`` and any metadata columns); paths inside the folder are
@@ -30,10 +30,10 @@ names that are not UTF-8 are listed as failures in their escaped form (``caf\\xe
 
 ``GEN`` names one generation of the index. A save writes the new generation's files
 under new names, reads them back as a reader would (row counts, shapes, every name as
-written), then writes the manifest to a temporary file, fsyncs it and renames it over
+written), then writes ``meta.json`` to a temporary file, fsyncs it and renames it over
 ``meta.json``: that rename is the commit, so a version that would not load is never
 committed. Only after it are the previous generation's files removed. Readers read the
-manifest first and then only the files it names, so at every instant, whatever kills
+``meta.json`` first and then only the files it names, so at every instant, whatever kills
 the writer, the folder loads as the previous version or the new one, never neither and
 never a mix. Opening checks sizes and shapes, not checksums, so it costs time in
 proportion to the rows, not to the bytes;
@@ -104,7 +104,7 @@ _FORMAT_1_FILES = {"catalog": "catalog.csv", "embeddings": "embeddings.npy", "fa
 def new_generation(index_dir: str | os.PathLike) -> str:
     """A fresh generation name for the next save into ``index_dir`` (``000004-1f2e3d4c``)."""
     try:
-        previous = read_manifest(index_dir).generation or "000000-"
+        previous = read_meta(index_dir).generation or "000000-"
         number = int(str(previous).split("-")[0]) + 1
     except (MissingFileError, IndexIntegrityError, ValueError):
         number = 1
@@ -172,8 +172,8 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
                 retired_photos=_retired_photos(index_dir, paths),
             )
             _check_written(index_dir, meta, embedded)
-            _write_manifest(temporary, meta)
-            fsync_folder(index_dir)  # the new files' names are durable before the manifest names them
+            _write_meta(temporary, meta)
+            fsync_folder(index_dir)  # the new files' names are durable before ``meta.json`` names them
             with deferred_interrupt():
                 os.replace(temporary, index_dir / META_FILE)  # the commit
                 committed = True
@@ -261,7 +261,7 @@ def save_vectors(
 def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool = False) -> EmbeddedCatalog:
     """Open an index folder.
 
-    Opening reads the manifest, the catalog and the stored inverse norms, and checks the
+    Opening reads ``meta.json``, the catalog and the stored inverse norms, and checks the
     files' sizes and shapes; its cost grows with the rows, not the bytes. Checksums are
     checked only with ``verify=True`` (or ``simrec verify``).
 
@@ -282,12 +282,12 @@ def load_index(index_dir: str | os.PathLike, *, mmap: bool = False, verify: bool
     """
     index_dir = Path(index_dir)
     for attempt in range(3):
-        meta = read_manifest(index_dir)
+        meta = read_meta(index_dir)
         try:
             return _load_files(index_dir, meta, mmap, verify)
         except FileNotFoundError:
-            # A writer may have committed and removed the files this manifest named.
-            if attempt == 2 or read_manifest(index_dir).generation == meta.generation:
+            # A writer may have committed and removed the files this ``meta.json`` named.
+            if attempt == 2 or read_meta(index_dir).generation == meta.generation:
                 raise IndexIntegrityError(
                     f"{index_dir} is not a complete simrec index: a file named by meta.json is missing"
                 ) from None
@@ -305,8 +305,8 @@ def verify_index(index_dir: str | os.PathLike) -> EmbeddedCatalog:
     return load_index(index_dir, verify=True)
 
 
-def read_manifest(index_dir: str | os.PathLike) -> IndexMeta:
-    """The ``meta.json`` of an index folder, read into its record.
+def read_meta(index_dir: str | os.PathLike) -> IndexMeta:
+    """The ``meta.json`` of an index folder, read into an :class:`~simrec.core.index_meta.IndexMeta`.
 
     Raises:
         MissingFileError: No folder, or no ``meta.json`` in it.
@@ -332,7 +332,7 @@ def read_manifest(index_dir: str | os.PathLike) -> IndexMeta:
 
 
 def remove_unreferenced(index_dir: str | os.PathLike) -> list[str]:
-    """Remove what simrec wrote in ``index_dir`` that the manifest does not name.
+    """Remove what simrec wrote in ``index_dir`` that ``meta.json`` does not name.
 
     That is older generations' files and photo folders, and the leftovers of writes that
     were interrupted. Call only with the writer lock held.
@@ -342,10 +342,10 @@ def remove_unreferenced(index_dir: str | os.PathLike) -> list[str]:
 
     Raises:
         MissingFileError: The folder does not exist, or holds no ``meta.json``.
-        IndexIntegrityError: The manifest or the catalog it names is damaged.
+        IndexIntegrityError: ``meta.json`` or the catalog it names is damaged.
     """
     index_dir = Path(index_dir)
-    meta = read_manifest(index_dir)
+    meta = read_meta(index_dir)
     keep = {entry["name"] for entry in meta.files.values()} if meta.format_version > 1 else set()
     keep |= set(meta.photo_folders)
     retired = set(meta.retired_photos)
@@ -376,11 +376,11 @@ def remove_unreferenced(index_dir: str | os.PathLike) -> list[str]:
 def _format_1_leftovers(index_dir: Path) -> list[str]:
     """The files of the first index format that the commit about to happen makes obsolete.
 
-    Only files that index wrote: its manifest names them (and a photo folder simrec
+    Only files that index wrote: its ``meta.json`` names them (and a photo folder simrec
     extracted). A user's own ``catalog.csv`` beside a format-2 index is never touched.
     """
     try:
-        previous = read_manifest(index_dir)
+        previous = read_meta(index_dir)
     except (MissingFileError, IndexIntegrityError):
         return []
     if previous.format_version == 1:
@@ -399,7 +399,7 @@ def _write_data(
     index_dir: Path,
     names: dict[str, str],
 ) -> tuple[dict[str, dict[str, Any]], list[str], list[str]]:
-    """Write the data files; return their manifest entries, the photo folders the catalog uses and its paths."""
+    """Write the data files; return their ``meta.json`` entries, the photo folders the catalog uses and its paths."""
     catalog = embedded.catalog.copy()
     catalog["path"] = _stored_paths(catalog, index_dir)
     writers = {
@@ -441,7 +441,7 @@ def _retired_photos(index_dir: Path, new_paths: list[str]) -> list[str]:
     Store objects of changed and removed products, and photo folders of the layout before the store.
     """
     try:
-        previous = read_manifest(index_dir)
+        previous = read_meta(index_dir)
         entry = previous.files.get("catalog") if previous.format_version > 1 else None
         if entry is None:
             return []
@@ -554,11 +554,11 @@ def _write_ann(ann: Path | np.ndarray, handle) -> None:
         shutil.copyfileobj(source, handle, 16 * 1024**2)
 
 
-def _write_manifest(temporary: Path, meta: IndexMeta) -> None:
+def _write_meta(temporary: Path, meta: IndexMeta) -> None:
     with NewFile(temporary) as handle:
         handle.write((json.dumps(meta.to_dict(), indent=2) + "\n").encode())
         fsync_file(handle)
-    crash_point("manifest-written")
+    crash_point("meta-written")
 
 
 def _load_files(index_dir: Path, meta: IndexMeta, mmap: bool, verify: bool) -> EmbeddedCatalog:

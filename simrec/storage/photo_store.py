@@ -10,7 +10,7 @@ What the store keeps, decided after each commit (the writer lock held):
 
 * every object the committed catalog names;
 * every photo the previous version named and this one does not (``retired_photos`` in
-  the manifest: changed and removed products' photos, and the photo folder of an index
+  ``meta.json``: changed and removed products' photos, and the photo folder of an index
   written before the store), so a reader of the previous version still has all its photos
   until the commit after next;
 * nothing else: objects of interrupted writes and of older versions are removed.
@@ -85,7 +85,7 @@ def store_photos(index_dir: Path, relative_paths: list[str], digests: list[str])
         stored.append(name)
     for folder in sorted(touched):
         fsync_folder(folder)
-    if touched:  # the objects' names are durable before a manifest names them
+    if touched:  # the objects' names are durable before ``meta.json`` names them
         fsync_folder(index_dir / STORE)
         fsync_folder(index_dir)
     return stored

@@ -3,7 +3,7 @@
 A commit that carries :class:`~simrec.search.stored.StoredNeighbors` writes them as
 ``neighbor_rows-GEN.npy`` (``(n_items, 2, K)`` int32) and ``neighbor_distances-GEN.npy``
 (``(n_items, 2, K)`` float32) under the generation's new names, like every other data file,
-and the manifest names them with a ``stored_neighbors`` entry (``n_neighbors``,
+and ``meta.json`` names them with a ``stored_neighbors`` entry (``n_neighbors``,
 ``colour_weight``). They are committed by the same rename of ``meta.json`` and removed with
 their generation (see :mod:`simrec.storage.index_folder`), so a reader never sees stored
 neighbors of another version than its vectors.
@@ -22,7 +22,7 @@ from simrec.core.index_meta import IndexMeta
 from simrec.search.stored import StoredNeighbors
 
 ROLES = ("neighbor_rows", "neighbor_distances")
-"""The data files of stored neighbors, by role in the manifest."""
+"""The data files of stored neighbors, by role in ``meta.json``."""
 
 
 def writers(stored: StoredNeighbors | None) -> dict[str, Callable[[Any], None]]:
@@ -36,7 +36,7 @@ def writers(stored: StoredNeighbors | None) -> dict[str, Callable[[Any], None]]:
 
 
 def describe(stored: StoredNeighbors | None) -> dict[str, Any] | None:
-    """The manifest's ``stored_neighbors`` entry for ``stored``."""
+    """``meta.json``'s ``stored_neighbors`` entry for ``stored``."""
     if stored is None:
         return None
     return {"n_neighbors": stored.n_neighbors, "colour_weight": float(stored.colour_weight)}
@@ -45,16 +45,16 @@ def describe(stored: StoredNeighbors | None) -> dict[str, Any] | None:
 def read_stored(
     index_dir: Path, meta: IndexMeta, files: dict[str, Any], read_array: Callable[[Path], np.ndarray]
 ) -> StoredNeighbors | None:
-    """The stored neighbors a manifest names, checked against it, or None when it names none.
+    """The stored neighbors ``meta.json`` names, checked against it, or None when it names none.
 
     Args:
         index_dir: The index folder.
-        meta: Its manifest.
-        files: The manifest's data files by role.
+        meta: Its ``meta.json``.
+        files: ``meta.json``'s data files by role.
         read_array: Reads one ``.npy`` file (memory-mapped or not, as the index is opened).
 
     Raises:
-        IndexIntegrityError: Only one of the files is named, the manifest does not describe them, or their
+        IndexIntegrityError: Only one of the files is named, ``meta.json`` does not describe them, or their
             shapes or types differ from what it says.
         FileNotFoundError: A named file is gone (a writer removed it after a newer commit).
     """

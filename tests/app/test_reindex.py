@@ -291,12 +291,12 @@ def test_a_reindex_with_nothing_changed_commits_nothing_and_says_so(colour_tree,
     command = ["index", str(source), "--out", str(out), "--weights", "random", *FAST]
     assert main(command) == 0
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".simrec-lock"}
-    manifest = (out / "meta.json").read_bytes()
+    written = (out / "meta.json").read_bytes()
     capsys.readouterr()
     assert main(command) == 0
     said = capsys.readouterr().out
     assert "unchanged 12; embedded 0" in said and "nothing changed: nothing committed" in said
-    assert (out / "meta.json").read_bytes() == manifest
+    assert (out / "meta.json").read_bytes() == written
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".simrec-lock"}
     assert after == before  # nothing written, no extracted folder left
     assert len(load_index(out, verify=True)) == 12

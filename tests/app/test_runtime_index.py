@@ -62,7 +62,7 @@ def test_int8_index_is_calibrated_on_its_photos_and_queried_in_float32(colour_tr
         build_index(colour_tree, tmp_path / "i8k", weights=None, image_size=SMALL, precision="int8", runtime="keras")
 
 
-def test_older_manifest_without_runtime_reads_back():
+def test_older_meta_without_runtime_reads_back():
     meta = IndexMeta.from_dict(
         {"format_version": 3, "model": "resnet50", "weights": "imagenet", "count": 1, "dim": 2, "files": {}}
     )

@@ -1,4 +1,4 @@
-"""The index's manifest as one typed record: it reads back every meta.json this simrec writes exactly,
+"""The index's meta (``meta.json``), typed: it reads back every meta.json this simrec writes exactly,
 refuses damaged ones, and is the one home of the rules about what made an index's vectors."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from simrec import load_index, save_index, save_vectors
 from simrec.core.errors import IndexIntegrityError, MissingFileError
 from simrec.core.index_meta import IndexMeta, weights_name
 from simrec.core.records import ExtractorInfo
-from simrec.storage.index_folder import read_manifest
+from simrec.storage.index_folder import read_meta
 
 PACKAGE = Path(simrec.__file__).parent
 INFO = ExtractorInfo("resnet50", "random(seed=0)", False, 32, "caffe", "float32", "CPU", "", "tensorflow")
@@ -28,19 +28,19 @@ def _outside_index(folder: Path) -> Path:
     return save_vectors(catalog, np.eye(3, dtype=np.float32), folder, model="clip-vit-b32")
 
 
-def test_the_record_reads_and_writes_every_manifest_exactly(embedded, tmp_path):
+def test_the_meta_reads_and_writes_every_meta_json_exactly(embedded, tmp_path):
     for folder in (save_index(embedded, tmp_path / "own"), _outside_index(tmp_path / "outside")):
         written = json.loads((folder / "meta.json").read_text())
         assert IndexMeta.from_dict(written).to_dict() == written
-        assert read_manifest(folder).to_dict() == written
+        assert read_meta(folder).to_dict() == written
 
 
 def test_keys_it_does_not_know_survive_a_save(embedded, tmp_path):
     folder = save_index(embedded, tmp_path / "idx")
     path = folder / "meta.json"
-    manifest = json.loads(path.read_text())
-    manifest["written_by_a_newer_simrec"] = {"anything": [1, 2]}
-    path.write_text(json.dumps(manifest))
+    written = json.loads(path.read_text())
+    written["written_by_a_newer_simrec"] = {"anything": [1, 2]}
+    path.write_text(json.dumps(written))
     loaded = load_index(folder)
     assert loaded.meta.extra == {"written_by_a_newer_simrec": {"anything": [1, 2]}}
     save_index(loaded, folder)
@@ -60,24 +60,24 @@ def test_keys_it_does_not_know_survive_a_save(embedded, tmp_path):
         ("format_version", 3.0, "format_version is 3.0, expected int"),
     ],
 )
-def test_a_damaged_manifest_is_one_line_naming_the_file(embedded, tmp_path, entry, value, words):
+def test_a_damaged_meta_json_is_one_line_naming_the_file(embedded, tmp_path, entry, value, words):
     folder = save_index(embedded, tmp_path / "idx")
-    manifest = json.loads((folder / "meta.json").read_text())
-    manifest[entry] = value
-    (folder / "meta.json").write_text(json.dumps(manifest))
+    written = json.loads((folder / "meta.json").read_text())
+    written[entry] = value
+    (folder / "meta.json").write_text(json.dumps(written))
     with pytest.raises(IndexIntegrityError, match=rf"{folder / 'meta.json'} (is damaged: )?.*{re.escape(words)}"):
         load_index(folder)
 
 
-def test_a_manifest_that_does_not_say_whether_the_weights_were_trained_warns(embedded, tmp_path):
+def test_a_meta_json_that_does_not_say_whether_the_weights_were_trained_warns(embedded, tmp_path):
     folder = save_index(embedded, tmp_path / "idx")
-    manifest = json.loads((folder / "meta.json").read_text())
-    manifest["pretrained"] = None
-    (folder / "meta.json").write_text(json.dumps(manifest))
+    written = json.loads((folder / "meta.json").read_text())
+    written["pretrained"] = None
+    (folder / "meta.json").write_text(json.dumps(written))
     assert load_index(folder).warning is not None
 
 
-def test_a_manifest_without_its_required_keys_is_named(tmp_path):
+def test_a_meta_json_without_its_required_keys_is_named(tmp_path):
     with pytest.raises(IndexIntegrityError, match=r"meta.json lacks count, dim, files"):
         IndexMeta.from_dict({"format_version": 3, "model": "resnet50", "weights": "imagenet"})
     with pytest.raises(IndexIntegrityError, match="lacks format_version"):
@@ -103,8 +103,8 @@ def test_one_home_for_the_outside_rule():
     assert found == []
 
 
-def test_no_string_key_lookups_of_the_manifest():
-    """``meta["model"]`` and ``meta.get("model")`` on a manifest are gone: its record has attributes."""
+def test_no_string_key_lookups_of_the_meta():
+    """``meta["model"]`` and ``meta.get("model")`` on a ``meta.json`` are gone: its record has attributes."""
     found = []
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -114,7 +114,7 @@ def test_no_string_key_lookups_of_the_manifest():
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get":
                 target = node.func.value
             named = getattr(target, "attr", None) or getattr(target, "id", None)
-            if named in ("meta", "previous_meta", "manifest") and path.name != "index_meta.py":
+            if named in ("meta", "previous_meta") and path.name != "index_meta.py":
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert found == []
 

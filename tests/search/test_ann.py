@@ -179,7 +179,7 @@ def test_a_failure_while_writing_leaves_the_previous_version(built, monkeypatch)
     assert len(list(out.glob("ann-*.faiss"))) == 1
 
 
-@pytest.mark.parametrize("moment", ["data-file@5", "manifest-written"])
+@pytest.mark.parametrize("moment", ["data-file@5", "meta-written"])
 def test_a_killed_writer_leaves_the_previous_version(built, moment):
     _, out = built
     attach_ann(out, "ivf-flat")

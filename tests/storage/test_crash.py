@@ -30,7 +30,7 @@ OLD, NEW = 6, 18  # photos before and after the source grew
 # Moments before the commit leave the previous version, the commit and later the new one.
 BEFORE_COMMIT = ["locked", "catalogued", *(f"batch@{i}" for i in range(1, NEW - OLD + 1))]
 # Seven data files: catalog, embeddings, inverse norms, failures, colours and the two of the stored neighbors.
-BEFORE_COMMIT += [f"data-file@{i}" for i in range(1, 8)] + ["manifest-written"]
+BEFORE_COMMIT += [f"data-file@{i}" for i in range(1, 8)] + ["meta-written"]
 AFTER_COMMIT = ["committed", *(f"cleanup@{i}" for i in range(1, 5))]
 ZIP_MOMENTS = [("zip-entry@1", OLD), ("zip-entry@9", OLD), ("zip-entry@17", OLD), ("batch@3", OLD)]
 ZIP_MOMENTS += [("photo-stored@1", OLD), ("photo-stored@12", OLD)]  # the 12 new photos enter the store

@@ -81,7 +81,7 @@ def test_a_follower_keeps_its_version_when_a_new_one_cannot_be_opened(colour_tre
     follower = simrec.IndexFollower(out, poll_seconds=0)
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text())
-    meta["files"]["embeddings"]["bytes"] += 4  # a manifest whose files do not match
+    meta["files"]["embeddings"]["bytes"] += 4  # a ``meta.json`` whose files do not match
     meta_path.with_name("meta.tmp").write_text(json.dumps(meta))
     os.replace(meta_path.with_name("meta.tmp"), meta_path)
     assert follower.refresh() is False

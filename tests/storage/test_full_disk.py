@@ -32,7 +32,7 @@ from simrec.storage.locking import LOCK_FILE
 
 OLD, NEW = 6, 12
 BEFORE_COMMIT = ["locked", "catalogued", "batch@1", "batch@4", *(f"data-file@{i}" for i in range(1, 6))]
-BEFORE_COMMIT += ["manifest-written"]
+BEFORE_COMMIT += ["meta-written"]
 ZIP_MOMENTS = ["zip-entry@1", "zip-entry@7", "zip-entry@12"]  # after the last entry: the extraction marker
 AFTER_COMMIT = ["committed", "cleanup@1"]
 
