@@ -485,14 +485,37 @@ def _make_photos(folder: Path, count: int) -> list[str]:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), for the line every benchmark prints beside its figures."""
+    """The CPU's model name and vector instructions, for the line every benchmark prints beside its figures.
+
+    The model name alone does not tell two CPUs apart ("AMD EPYC" covers chips with AVX2 only and
+    chips with AVX-512), so the family and model numbers and the vector and matrix instructions
+    that decide a network's speed follow it: ``AMD EPYC (family 25 model 17: AVX2, AVX-512, VNNI, BF16)``.
+    """
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if not key.strip() and fields:
+                break  # the first processor is enough
+            fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    flags = set(fields.get("flags", "").split())
+    known = (
+        ("avx2", "AVX2"),
+        ("avx512f", "AVX-512"),
+        ("avx512_vnni", "VNNI"),
+        ("avx_vnni", "AVX-VNNI"),
+        ("avx512_bf16", "BF16"),
+        ("amx_tile", "AMX"),
+    )
+    isa = [label for flag, label in known if flag in flags]
+    where = (
+        f"family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields and "model" in fields else ""
+    )
+    details = ": ".join(part for part in (where, ", ".join(isa)) if part)
+    return f"{name} ({details})" if details else name
 
 
 def _search_figures(n_items: int, dim: int = 2048, n_queries: int = 20) -> dict[str, float]:

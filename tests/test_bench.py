@@ -63,3 +63,18 @@ def test_all_items_search_memory_stays_bounded():
 
     peak_mb = _memory_figures(20_000, dim=8)["all_items_peak_mb"]
     assert peak_mb < 64 * 1.25 + 20_000 * 5 * 12 / 1024**2
+
+
+def test_the_cpu_is_named_with_its_vector_instructions():
+    """Two CPUs sold under one name ("AMD EPYC") differ in AVX-512: every figure names which."""
+    from pathlib import Path
+
+    from simrec.bench import cpu_name
+
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        pytest.skip("no /proc/cpuinfo")
+    flags = next(line for line in info.read_text().splitlines() if line.startswith("flags")).split()
+    name = cpu_name()
+    assert "family" in name and ("AVX2" in name) == ("avx2" in flags)
+    assert ("AVX-512" in name) == ("avx512f" in flags) and ("AMX" in name) == ("amx_tile" in flags)
