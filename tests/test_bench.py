@@ -1,5 +1,7 @@
 """The benchmark runs end to end and prints every figure; its numbers are not asserted."""
 
+import pytest
+
 from simrec.bench import run_benchmark
 
 
