@@ -109,9 +109,11 @@ class DatabaseError(SimrecError):
 def in_terms_of(error: SimrecError, names: Mapping[str, str]) -> str:
     """The error's message with each of its parameters said as ``names`` says it.
 
-    ``name=True`` becomes the bare name (a switch such as ``--rebuild``), ``name=VALUE``
-    becomes ``NAME VALUE``, and the name alone becomes ``NAME``. Parameters that
-    ``names`` does not hold are left as they are.
+    Only whole words of the message's own wording are said anew: ``name=True`` becomes the
+    bare name (a switch such as ``--rebuild``), ``name=VALUE`` becomes ``NAME VALUE``, and
+    the name alone becomes ``NAME``. A word inside a path or a quoted value the message
+    quotes (``'shop/out/x.txt'``) is left as it is, and so are parameters that ``names``
+    does not hold.
 
     Args:
         error: The error; its ``parameters`` say which words of the message are parameters.
@@ -125,14 +127,16 @@ def in_terms_of(error: SimrecError, names: Mapping[str, str]) -> str:
         >>> in_terms_of(error, {"rebuild": "--rebuild", "n_neighbors": "-k"})
         'pass --rebuild with -k 5'
     """
-    message = str(error)
-    for parameter in getattr(error, "parameters", ()):
-        name = names.get(parameter)
-        if name is None:
-            continue
-        word = re.escape(parameter)
-        switch, spaced = name.replace("\\", "\\\\"), name.replace("\\", "\\\\") + " "
-        message = re.sub(rf"(?<![\w.-]){word}=True\b", switch, message)
-        message = re.sub(rf"(?<![\w.-]){word}=", spaced, message)
-        message = re.sub(rf"(?<![\w.-]){word}(?![\w=])", switch, message)
-    return message
+    said = {parameter: names[parameter] for parameter in getattr(error, "parameters", ()) if parameter in names}
+    if not said:
+        return str(error)
+    words = "|".join(re.escape(parameter) for parameter in sorted(said, key=len, reverse=True))
+    # A parameter is a word that stands alone: after the start, a space or an opening bracket,
+    # and before a space, the end, '=' or closing punctuation; never part of a path or a quote.
+    pattern = re.compile(rf"(?:(?<=^)|(?<=[\s(\[]))({words})(?:(=True\b)|(=)|(?=$|[\s,;:)\]]|\.(?:\s|$)))")
+
+    def say(match: re.Match) -> str:
+        name = said[match.group(1)]
+        return name + " " if match.group(3) else name
+
+    return pattern.sub(say, str(error))

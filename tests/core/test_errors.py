@@ -35,6 +35,18 @@ def test_in_terms_of_leaves_words_that_are_not_the_errors_parameters():
     assert in_terms_of(MissingFileError("no file model.keras"), {"model": "--model"}) == "no file model.keras"
 
 
+def test_in_terms_of_leaves_paths_and_quoted_values_as_they_are():
+    """A folder named like a parameter (``../shared/weights/``, ``out/``) is a value, never an option."""
+    names = {"out": "--out", "weights": "--weights", "model": "--model"}
+    error = InvalidArgumentError(
+        "Expected out to end in .csv, got '/tmp/out/recs.txt'; weights /data/weights/x (model 'model')",
+        parameters=("out", "weights", "model"),
+    )
+    assert in_terms_of(error, names) == (
+        "Expected --out to end in .csv, got '/tmp/out/recs.txt'; --weights /data/weights/x (--model 'model')"
+    )
+
+
 @pytest.mark.parametrize("kind", [InvalidArgumentError, MissingFileError, SimrecError])
 def test_parameters_default_to_none_and_built_in_bases_still_match(kind):
     error = kind("message", parameters=["n_neighbors"])
