@@ -253,7 +253,7 @@ def _report_embedding(figures: dict[str, float], print_fn) -> None:
 
 
 def _report_search(figures: dict[str, float], print_fn) -> None:
-    """Print the search figures and whether simrec and scikit-learn found the same neighbours."""
+    """Print the search figures and whether simrec and scikit-learn found the same neighbors."""
     for name in SEARCH_FIGURES:
         print_fn(f"{name} {figures[name]:.3f}")
     print_fn(f"knn_identical_neighbors {bool(figures['knn_identical_neighbors'])}")

@@ -55,7 +55,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.get("/health", response_model=Health)
 async def health(generation: GenerationDep) -> dict[str, Any]:
-    """Whether the index is open, the generation served (its generation), its size, and what made its vectors."""
+    """Whether the index is open, which generation of it answers, its size, and what made its vectors."""
     return generation.describe()
 
 

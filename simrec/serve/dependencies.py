@@ -33,7 +33,7 @@ def check_dependencies() -> None:
     missing = missing_packages()
     if missing:
         raise MissingDependencyError(
-            f"simrec serve needs {', '.join(missing)}, which is not installed: "
+            f"simrec serve needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed: "
             f"pip install {' '.join(missing)} (or pip install -r requirements.txt)"
         )
 

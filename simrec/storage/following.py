@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +175,11 @@ def _stamp(index_dir: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+def __getattr__(name: str) -> Any:
+    """``Version``, the former name of :class:`Generation`, with a ``FutureWarning``."""
+    if name == "Version":
+        warnings.warn("simrec.storage.following.Version is now Generation; Version will be removed", FutureWarning, 2)
+        return Generation
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

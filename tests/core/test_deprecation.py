@@ -66,3 +66,7 @@ def test_the_former_name_of_a_followed_generations_name(folder):
     current = simrec.IndexFollower(folder).current
     with pytest.warns(FutureWarning, match=r"Generation.generation is now Generation.name"):
         assert current.generation == current.name
+
+    with pytest.warns(FutureWarning, match="following.Version is now Generation"):
+        from simrec.storage.following import Version
+    assert Version is type(current)

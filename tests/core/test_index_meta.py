@@ -92,7 +92,7 @@ def test_vectors_made_outside_simrec(embedded, tmp_path):
 
 
 def test_one_home_for_the_outside_rule():
-    """No module but the record's own compares anything with the word that marks outside vectors."""
+    """No module but the meta's own compares anything with the word that marks outside vectors."""
     found = []
     for path in PACKAGE.rglob("*.py"):
         if path.name == "index_meta.py":
@@ -104,7 +104,7 @@ def test_one_home_for_the_outside_rule():
 
 
 def test_no_string_key_lookups_of_the_meta():
-    """``meta["model"]`` and ``meta.get("model")`` on a ``meta.json`` are gone: its record has attributes."""
+    """``meta["model"]`` and ``meta.get("model")`` on a ``meta.json`` are gone: the meta has attributes."""
     found = []
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
