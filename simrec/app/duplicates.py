@@ -62,6 +62,9 @@ PAIR_COLUMNS = ["product_id", "duplicate_id", "distance", "kind", "difference", 
 GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
 """Columns of :attr:`DuplicateReport.groups`, one row per product of a group."""
 
+TABLE_SUFFIXES = (".parquet", ".csv")
+"""The files :func:`write_duplicates` writes, by suffix (as ``simrec export``'s)."""
+
 _THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
 _PAIR_CACHE = 1 << 18  # pairs whose answer is kept (about 100 bytes each)
 _TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, DuplicateTest] = weakref.WeakKeyDictionary()
@@ -354,7 +357,7 @@ def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
         NotWritableError: ``out`` cannot be written.
     """
     out = Path(out)
-    suffix = check_suffix(out, "out", (".csv", ".parquet"))
+    suffix = check_suffix(out, "out", TABLE_SUFFIXES)
     if suffix == ".parquet":
         try:
             import pyarrow.parquet  # noqa: F401

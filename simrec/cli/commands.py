@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from simrec.app.ann import attach_ann
-from simrec.app.duplicates import find_duplicates, write_duplicates
+from simrec.app.duplicates import TABLE_SUFFIXES, find_duplicates, write_duplicates
 from simrec.app.evaluate import evaluate, evaluate_index
 from simrec.app.export import export_embeddings, export_neighbors
 from simrec.app.indexing import add_colours, build_index
@@ -35,7 +35,7 @@ from simrec.cli.printing import (
     save_figure,
 )
 from simrec.core.errors import InvalidArgumentError
-from simrec.core.validation import check_path_argument
+from simrec.core.validation import check_path_argument, check_suffix
 from simrec.pipeline.backend import import_backend_quietly
 from simrec.pipeline.images import load_image
 from simrec.storage.index_folder import load_index, verify_index
@@ -170,6 +170,8 @@ def sync_command(args: argparse.Namespace) -> int:
 
 def duplicates_command(args: argparse.Namespace) -> int:
     """``simrec duplicates``: :func:`simrec.find_duplicates`, printed, written and drawn."""
+    if args.out:  # before the search, not after it
+        check_suffix(args.out, "out", TABLE_SUFFIXES)
     embedded = load_index(args.index_dir, mmap=True)
     report = find_duplicates(
         embedded,

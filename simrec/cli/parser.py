@@ -267,7 +267,7 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         "--vectors-only", action="store_true", help="judge by the vectors alone, without decoding any photo"
     )
     duplicates.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    duplicates.add_argument("--out", help="also write the pairs to this .csv or .parquet file")
+    duplicates.add_argument("--out", help="also write the pairs to this .parquet or .csv file")
     duplicates.add_argument("--plot", help="write a grid of the groups to this PNG file")
     duplicates.add_argument("--exact", action="store_true", help="exact search even if the index has an ann structure")
     duplicates.set_defaults(handler=handlers.duplicates_command)

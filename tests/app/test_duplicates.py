@@ -223,7 +223,9 @@ def test_cli_duplicates_formats_out_and_plot(planted, tmp_path, capsys):
     assert main(["duplicates", str(index), "--vectors-only", "--out", str(tmp_path / "d.csv")]) == 0
     assert "vectors alone" in capsys.readouterr().out
     assert main(["duplicates", str(index), "--out", str(tmp_path / "d.txt")]) == 2
-    assert "d.txt" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "d.txt" in said.err and "--out" in said.err
+    assert said.out == ""  # refused before the search, not after printing its groups
 
 
 def test_suggested_photo_to_keep_is_the_largest(planted):
