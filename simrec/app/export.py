@@ -25,10 +25,11 @@ import pandas as pd
 
 from simrec.app.distinct import distinct_neighbors_many
 from simrec.app.duplicates import copy_test_for
+from simrec.app.querying import plan_query
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import MissingDependencyError, NotWritableError, SimrecError
-from simrec.core.validation import check_enough_items, check_n_neighbors, check_suffix
-from simrec.embedded_catalog import EmbeddedCatalog, neighbors_for, resolve_colour_weight
+from simrec.core.validation import check_suffix
+from simrec.embedded_catalog import EmbeddedCatalog
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def export_neighbors(
     exact: bool = False,
     distinct: bool = False,
     verbose: bool = True,
+    index_name: str | None = None,
 ) -> ExportReport:
     """Write every product's ``n_neighbors`` nearest other products to a Parquet or CSV file.
 
@@ -92,6 +94,7 @@ def export_neighbors(
             duplicate of the product or of a higher-ranked neighbor (a product may then
             have fewer rows when the catalog runs out of distinct products).
         verbose: Show a progress bar.
+        index_name: The index as the user named it, for messages.
 
     Returns:
         An :class:`ExportReport`. The file has the columns :data:`EXPORT_COLUMNS`:
@@ -116,7 +119,12 @@ def export_neighbors(
     catalog = embedded.catalog
     rows = 0
     blocks = neighbor_frames(
-        embedded, n_neighbors=n_neighbors, colour_weight=colour_weight, exact=exact, distinct=distinct
+        embedded,
+        n_neighbors=n_neighbors,
+        colour_weight=colour_weight,
+        exact=exact,
+        distinct=distinct,
+        index_name=index_name,
     )  # validates n_neighbors and colour_weight before anything is written
     from tqdm.auto import tqdm
 
@@ -139,6 +147,7 @@ def neighbor_frames(
     colour_weight: float | None = None,
     exact: bool = False,
     distinct: bool = False,
+    index_name: str | None = None,
 ) -> Iterator[tuple[int, pd.DataFrame]]:
     """The rows of :func:`export_neighbors`, one block of products at a time, without writing them.
 
@@ -152,6 +161,7 @@ def neighbor_frames(
         colour_weight: As in :func:`export_neighbors`.
         exact: As in :func:`export_neighbors`.
         distinct: As in :func:`export_neighbors`.
+        index_name: The index as the user named it, for messages.
 
     Returns:
         An iterator of ``(products, frame)``: how many products the block covers, and their
@@ -163,15 +173,13 @@ def neighbor_frames(
         MissingDependencyError: An ann structure used without faiss.
     """
     catalog = embedded.catalog
-    colour_weight = resolve_colour_weight(embedded, colour_weight)
-    neighbors = neighbors_for(embedded, colour_weight) if colour_weight else embedded.search(exact=exact)
+    # The same policy as a query's: the number of recommendations, the colour weight and its default, the search.
+    plan = plan_query(embedded, n_neighbors, colour_weight=colour_weight, exact=exact, index_name=index_name)
+    n_neighbors, neighbors = plan.n_neighbors, plan.search
     test = None
     if distinct:  # each product's first candidates, as recommend(distinct=True) looks at them
         test = copy_test_for(embedded)
-        fetch = min(len(catalog) - 1, 2 * n_neighbors + 10)
-        check_n_neighbors(n_neighbors)
-        check_enough_items(n_neighbors, len(catalog), True)
-        blocks = neighbors.kneighbors_blocks(n_neighbors=max(fetch, 1))
+        blocks = neighbors.kneighbors_blocks(n_neighbors=min(len(catalog) - 1, 2 * n_neighbors + 10))
     else:
         blocks = neighbors.kneighbors_blocks(n_neighbors=n_neighbors)
     product_ids = catalog["product_id"].astype(str).to_numpy()

@@ -23,9 +23,10 @@ import numpy as np
 import pandas as pd
 
 from simrec.app.export import EXPORT_COLUMNS, neighbor_frames
+from simrec.app.querying import choose_colour_weight
 from simrec.core.crashpoints import crash_point
 from simrec.core.errors import InvalidArgumentError
-from simrec.embedded_catalog import EmbeddedCatalog, resolve_colour_weight
+from simrec.embedded_catalog import EmbeddedCatalog
 from simrec.storage.index_folder import load_index
 from simrec.storage.postgres import (
     RECOMMENDATION_COLUMNS,
@@ -226,7 +227,7 @@ def _settings(asked: dict[str, Any] | None, state: dict[str, Any] | None, embedd
         return state["recommendations"] if state is not None else None
     if asked["n_neighbors"] == 0:
         return None
-    return {**asked, "colour_weight": resolve_colour_weight(embedded, asked["colour_weight"])}
+    return {**asked, "colour_weight": choose_colour_weight(embedded, asked["colour_weight"])}
 
 
 def _check_same_model(state: dict[str, Any], meta: Any, tables: Tables, url: str) -> None:

@@ -132,6 +132,7 @@ def export_command(args: argparse.Namespace) -> int:
         exact=args.exact,
         distinct=args.distinct,
         verbose=not args.quiet,
+        index_name=args.index_dir,
     )
     print(
         f"wrote {report.rows} rows ({report.products} products x {'up to ' if args.distinct else ''}{args.k} "

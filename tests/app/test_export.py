@@ -99,7 +99,7 @@ def test_export_user_errors(index_dir, tmp_path, capsys):
     assert main(["export", str(index_dir), "--out", str(tmp_path / "r.xlsx")]) == 2
     assert "Expected --out to end in .parquet or .csv" in capsys.readouterr().err
     assert main(["export", str(index_dir), "-k", "12", "--out", str(tmp_path / "r.csv")]) == 2
-    assert "n_neighbors = 12" in capsys.readouterr().err
+    assert "Expected -k <= 11 (other products in the catalog), got 12" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
 
 
