@@ -38,7 +38,7 @@ DUPLICATE_THRESHOLD = 0.10
 """Largest cosine distance of a candidate duplicate pair when photos verify it."""
 
 PHOTO_DUPLICATE_THRESHOLD = 0.05
-"""Largest difference of aligned thumbnails (0 to 1) of a photo and its copy."""
+"""Largest difference (0 to 1) of a photo and its copy once aligned (:mod:`simrec.pipeline.thumbnails`)."""
 
 VECTOR_DUPLICATE_THRESHOLD = 0.02
 """Largest cosine distance of a duplicate pair judged by the vectors alone (no photos to compare)."""

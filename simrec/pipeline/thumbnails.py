@@ -1,67 +1,83 @@
 """Tell a transformed copy of a photo from a photo of a look-alike product.
 
 Two photos whose vectors are close are either the same photo (re-encoded, resized,
-mirrored, cropped a little, made brighter) or two products that look alike (two plain
-black socks). The vectors cannot tell them apart; the pixels can, cheaply:
+mirrored, cropped a little, made brighter or darker) or two products that look alike (two
+plain black socks). The vectors cannot tell them apart; the pixels can, once the two photos
+are aligned exactly:
 
-1. Each photo becomes a few **aligned thumbnails**: the photo, and the photo with 3%, 6%
-   and 9% cut from every border, each padded to a square on white (as the extractor sees
-   it), smoothed and reduced to ``32 x 32`` RGB. Only the photos of candidate pairs are
+1. Each photo becomes a small **pyramid**: the photo reduced (never enlarged) to at most
+   :data:`SIDE` pixels on its longer side, so a shop's 60 x 80 photos keep every pixel,
+   and three halvings of it, each lightly smoothed. Only the photos of candidate pairs are
    decoded, and large JPEGs are decoded at a reduced scale.
-2. The **difference** of two photos is the smallest, over the alignments (either photo
-   cropped, either way round, one of them mirrored), of the root-mean-square difference
-   of their thumbnails after fitting one gain and offset (so a brighter or
-   re-encoded copy costs little, a recoloured product does not), measured over the pixels where either photo shows
-   the product (not the white background, so a small product counts as much as a large
-   one). It is in ``[0, 1]`` units of full scale: 0 for the same pixels.
+2. The **alignment** of two photos is found, not tried from a fixed list: either photo may
+   be a crop of the other, by up to :data:`MAX_CROP` of each border (a different amount per
+   border), at another scale, mirrored or not. The scales and shifts those borders allow are
+   searched on the coarsest level, and the best few are refined to a fraction of a pixel
+   by Gauss-Newton steps (scale, shift, and one gain and offset for the brightness) on the
+   finer levels.
+3. The **difference** of two photos is the root-mean-square difference of the aligned
+   photos at the finest level, after fitting one gain and offset for all three channels
+   (so a brighter or re-encoded copy costs little, a recoloured product does not), over
+   the pixels where either photo shows the product (not the white background, so a small
+   product counts as much as a large one). It is in ``[0, 1]`` units of full scale: 0 for
+   the same pixels.
 
-A copy differs by compression noise and resampling only (differences up to about 0.05 on
-real shop photos); another product differs in its shape, its details or its colours.
+A copy differs by compression noise and resampling only; another product differs in its
+shape, its details or its colours. ``benchmarks/duplicates.py`` measures both on real shop
+photos, and :data:`~simrec.core.defaults.PHOTO_DUPLICATE_THRESHOLD` lies between them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 
 from simrec.core.defaults import MAX_IMAGE_PIXELS
 from simrec.core.errors import ImageDecodeError
 from simrec.pipeline.images import apply_exif_orientation, register_openers, to_rgb
 
-THUMBNAIL_SIDE = 32
-"""Side of an aligned thumbnail, in pixels."""
+SIDE = 80
+"""Longest side of the finest level of a photo's pyramid, in pixels (smaller photos keep their size)."""
 
-CROPS = (0.0, 0.03, 0.06, 0.09)
-"""Fractions cut from every border of a photo, one thumbnail each."""
+LEVELS = 4
+"""Levels of a photo's pyramid: the photo and three halvings."""
 
+MAX_CROP = 0.10
+"""Largest fraction cut from any one border of a photo that still counts as a copy of it."""
+
+_BLUR = 0.7  # Gaussian smoothing of each level (pixels): a different resampling costs little
 _BACKGROUND_TOLERANCE = 0.08  # a pixel this far from white, in any channel, shows the product
-_WHITE = (255, 255, 255)
+_SCALE_STEP = 0.03  # scales tried on the coarsest level
+_CANDIDATES = 2  # coarse alignments refined
+_STEPS = (3, 2)  # Gauss-Newton steps on the middle and finest level compared
 
 
-def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[np.ndarray, int]:
-    """The aligned thumbnails of one photo, and its size in pixels.
+def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[tuple[np.ndarray, ...], int]:
+    """The pyramid of one photo, and its size in pixels.
 
     Args:
         source: A photo file, or an opened PIL image.
 
     Returns:
-        ``(thumbnails, n_pixels)``: ``(len(CROPS), 32, 32, 3)`` uint8 RGB thumbnails, and
-        the photo's width times height (to suggest which copy to keep).
+        ``(levels, n_pixels)``: :data:`LEVELS` uint8 RGB arrays ``(height, width, 3)``, the
+        finest (at most :data:`SIDE` pixels on its longer side) first, each half the size of
+        the one before; and the photo's width times height (to suggest which copy to keep).
 
     Raises:
         ImageDecodeError: The file cannot be read as a photo; the message names it.
 
     Example:
-        >>> thumbnails, n_pixels = photo_thumbnails("red/shirt_1.jpg")  # doctest: +SKIP
-        >>> thumbnails.shape
-        (4, 32, 32, 3)
+        >>> levels, n_pixels = photo_thumbnails("red/shirt_1.jpg")  # doctest: +SKIP
+        >>> levels[0].shape
+        (80, 60, 3)
     """
     if isinstance(source, Image.Image):
-        return _thumbnails(source), source.width * source.height
+        return _pyramid(source), source.width * source.height
     path = Path(source)
     register_openers()
     try:
@@ -71,9 +87,9 @@ def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[np.ndarra
                 n_pixels = image.width * image.height
                 if n_pixels > MAX_IMAGE_PIXELS:
                     raise ImageDecodeError(path, f"image too large: {image.width}x{image.height} pixels")
-                image.draft("RGB", (4 * THUMBNAIL_SIDE, 4 * THUMBNAIL_SIDE))
+                image.draft("RGB", (2 * SIDE, 2 * SIDE))
                 image.load()
-                return _thumbnails(image), n_pixels
+                return _pyramid(image), n_pixels
     except ImageDecodeError:
         raise
     except FileNotFoundError:
@@ -82,56 +98,170 @@ def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[np.ndarra
         raise ImageDecodeError(path, f"cannot be read as a photo ({error})") from None
 
 
-def thumbnail_difference(first: np.ndarray, second: np.ndarray) -> float:
-    """How much two photos differ once aligned, from their :func:`photo_thumbnails`.
+def thumbnail_difference(first: tuple[np.ndarray, ...], second: tuple[np.ndarray, ...]) -> float:
+    """How much two photos differ once aligned, from their :func:`photo_thumbnails` levels.
 
     Args:
-        first: ``(len(CROPS), 32, 32, 3)`` uint8 thumbnails of one photo.
-        second: The same for the other photo.
+        first: The pyramid of one photo.
+        second: The pyramid of the other.
 
     Returns:
         The difference in ``[0, 1]`` described in the module docstring: 0 for the same
-        pixels, below about 0.05 for a re-encoded, resized, mirrored, slightly cropped
-        or brightened copy.
+        pixels, small for a re-encoded, resized, mirrored, cropped or brightened copy.
     """
-    a = np.asarray(first, dtype=np.float32) / 255.0
-    b = np.asarray(second, dtype=np.float32) / 255.0
-    mirrored = b[:, :, ::-1]
-    # Either photo cropped (not both: cropping both is the same as cropping one less),
-    # and either orientation of the second.
-    xs = np.concatenate([np.repeat(a[:1], 2 * len(a), axis=0), np.concatenate([a[1:], a[1:]])])
-    ys = np.concatenate(
-        [b, mirrored, np.repeat(b[:1], len(a) - 1, axis=0), np.repeat(mirrored[:1], len(a) - 1, axis=0)]
-    )
-    # One gain and offset for all three channels: brightness and contrast may change,
-    # colours may not (a green and a teal bottle differ by a per-channel gain).
-    xc = xs - xs.mean(axis=(1, 2, 3), keepdims=True)
-    yc = ys - ys.mean(axis=(1, 2, 3), keepdims=True)
-    gain = (xc * yc).sum(axis=(1, 2, 3), keepdims=True) / ((xc * xc).sum(axis=(1, 2, 3), keepdims=True) + 1e-6)
-    residual = yc - gain * xc
-    best = int(np.argmin((residual**2).mean(axis=(1, 2, 3))))
-    content = ((1.0 - xs[best]).max(axis=-1) > _BACKGROUND_TOLERANCE) | (
-        (1.0 - ys[best]).max(axis=-1) > _BACKGROUND_TOLERANCE
-    )
-    if not content.any():  # two blank photos
-        return float(np.sqrt((residual[best] ** 2).mean()))
-    return float(np.sqrt((residual[best][content] ** 2).mean()))
+    a = [np.asarray(level, dtype=np.float32) / 255.0 for level in first]
+    b = [np.asarray(level, dtype=np.float32) / 255.0 for level in second]
+    candidates = []
+    for inner, outer in ((b, a), (a, b)):  # either photo may be the crop of the other
+        for mirrored in (False, True):
+            candidates += _Alignment(inner, outer, mirrored).coarse()
+    if not candidates:  # shapes no crop within bounds explains
+        return 1.0
+    candidates.sort(key=lambda found: found[0])
+    best = 1.0
+    for _, alignment, scale, dx, dy in candidates[:_CANDIDATES]:
+        for level, steps in zip((1, 0), _STEPS):
+            scale, dx, dy = alignment.refine(level, scale, dx, dy, steps)
+        best = min(best, alignment.difference(scale, dx, dy))
+    return best
 
 
-def _thumbnails(image: Image.Image) -> np.ndarray:
+class _Alignment:
+    """``inner``'s pixels sampled from ``outer`` (mirrored or not), which holds it, at a scale and shift.
+
+    A pixel centre ``(u, v)`` of the inner photo, in its finest level's pixels, lies at
+    ``(scale * u + dx, scale * v + dy)`` in the outer photo's finest level's pixels.
+    """
+
+    def __init__(self, inner: list[np.ndarray], outer: list[np.ndarray], mirrored: bool) -> None:
+        self.inner, self.outer, self.mirrored = inner, outer, mirrored
+        hi, wi = inner[0].shape[:2]
+        ho, wo = outer[0].shape[:2]
+        self.high = min(wo / wi, ho / hi)  # no border cut: the inner photo spans the outer one
+        self.low = (1.0 - 2.0 * MAX_CROP) * max(wo / wi, ho / hi)
+        # A photo at half the other's resolution is compared with the other's next level.
+        middle = math.log2(math.sqrt(max(self.low, 1e-6) * self.high))
+        self.offset = int(round(middle)) if abs(middle) > 0.6 else 0
+
+    def _pair(self, level: int) -> tuple[np.ndarray, np.ndarray]:
+        last = len(self.inner) - 1
+        inner = self.inner[min(last, level + max(0, -self.offset))]
+        outer = self.outer[min(last, level + max(0, self.offset))]
+        return inner, (outer[:, ::-1] if self.mirrored else outer)
+
+    def _positions(self, inner: np.ndarray, outer: np.ndarray, scale, dx, dy):
+        """Continuous outer pixel indices ``(n, height)`` and ``(n, width)`` of the inner pixels."""
+        hi, wi = inner.shape[:2]
+        ho, wo = outer.shape[:2]
+        (h0, w0), (oh0, ow0) = self.inner[0].shape[:2], self.outer[0].shape[:2]
+        u = (np.arange(wi) + 0.5) * (w0 / wi)
+        v = (np.arange(hi) + 0.5) * (h0 / hi)
+        x = (scale[:, None] * u + dx[:, None]) * (wo / ow0) - 0.5
+        y = (scale[:, None] * v + dy[:, None]) * (ho / oh0) - 0.5
+        return np.clip(y, 0, ho - 1), np.clip(x, 0, wo - 1), u, v, (wo / ow0, ho / oh0)
+
+    def _sample(self, outer: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Bilinear samples ``(n, height, width, channels)`` of ``outer`` at the grid ``y x x``."""
+        ho, wo = outer.shape[:2]
+        y0 = np.minimum(y.astype(np.intp), max(ho - 2, 0))
+        x0 = np.minimum(x.astype(np.intp), max(wo - 2, 0))
+        fy = (y - y0).astype(np.float32)[:, :, None, None]
+        fx = (x - x0).astype(np.float32)[:, None, :, None]
+        y1, x1 = np.minimum(y0 + 1, ho - 1), np.minimum(x0 + 1, wo - 1)
+        rows = outer[y0] * (1 - fy) + outer[y1] * fy  # (n, height, outer width, channels)
+        n = np.arange(len(y))[:, None, None]
+        h = np.arange(y.shape[1])[None, :, None]
+        left, right = rows[n, h, x0[:, None, :]], rows[n, h, x1[:, None, :]]
+        return left + (right - left) * fx
+
+    def coarse(self) -> list[tuple[float, _Alignment, float, float, float]]:
+        """``(score, self, scale, dx, dy)`` for every scale and shift the borders allow, on the coarsest level."""
+        if self.low > self.high:
+            return []
+        (hi, wi), (ho, wo) = self.inner[0].shape[:2], self.outer[0].shape[:2]
+        level = len(self.inner) - 2
+        inner, outer = self._pair(level)
+        step = wo / outer.shape[1]  # one coarse pixel, in finest pixels
+        scales, xs, ys = [], [], []
+        n_scales = max(2, math.ceil((self.high - self.low) / _SCALE_STEP) + 1)
+        for scale in np.linspace(self.low, self.high, n_scales):
+            room_x, room_y = max(0.0, wo - scale * wi), max(0.0, ho - scale * hi)
+            gx, gy = np.meshgrid(
+                np.linspace(0, room_x, math.ceil(room_x / step) + 1),
+                np.linspace(0, room_y, math.ceil(room_y / step) + 1),
+            )
+            scales.append(np.full(gx.size, scale))
+            xs.append(gx.ravel())
+            ys.append(gy.ravel())
+        scale, dx, dy = np.concatenate(scales), np.concatenate(xs), np.concatenate(ys)
+        y, x, *_ = self._positions(inner, outer, scale, dx, dy)
+        grey = inner.mean(axis=-1, keepdims=True)
+        sampled = self._sample(outer.mean(axis=-1, keepdims=True), y, x)
+        scores = _fitted_residual(grey, sampled)
+        scores = (scores * scores).mean(axis=(1, 2, 3))
+        return [(float(s), self, float(k), float(u), float(v)) for s, k, u, v in zip(scores, scale, dx, dy)]
+
+    def refine(self, level: int, scale: float, dx: float, dy: float, steps: int) -> tuple[float, float, float]:
+        """Gauss-Newton steps on scale and shift (with one gain and offset) at one level."""
+        inner, outer = self._pair(level)
+        grey = outer.mean(axis=-1)
+        gy, gx = np.gradient(grey)
+        stack = np.stack([grey, gx, gy], axis=-1)
+        target = inner.mean(axis=-1).ravel()
+        for _ in range(steps):
+            y, x, u, v, (fx, fy) = self._positions(inner, outer, np.array([scale]), np.array([dx]), np.array([dy]))
+            sampled = self._sample(stack, y, x)[0]
+            values, along_x, along_y = sampled[..., 0], sampled[..., 1] * fx, sampled[..., 2] * fy
+            columns = np.stack(
+                [
+                    values.ravel(),
+                    np.ones(values.size, np.float32),
+                    (along_x * u + along_y * v[:, None]).ravel(),
+                    along_x.ravel(),
+                    along_y.ravel(),
+                ],
+                axis=1,
+            ).astype(np.float64)
+            normal = columns.T @ columns + 1e-9 * np.eye(5)
+            solution = np.linalg.solve(normal, columns.T @ target)
+            gain = solution[0] if abs(solution[0]) > 1e-3 else 1e-3
+            d_scale, d_x, d_y = solution[2:] / gain
+            scale += float(np.clip(d_scale, -0.05, 0.05))
+            dx += float(np.clip(d_x, -2.0 / fx, 2.0 / fx))
+            dy += float(np.clip(d_y, -2.0 / fy, 2.0 / fy))
+        return scale, dx, dy
+
+    def difference(self, scale: float, dx: float, dy: float) -> float:
+        """The module's difference at one alignment, on the finest level compared."""
+        inner, outer = self._pair(0)
+        y, x, *_ = self._positions(inner, outer, np.array([scale]), np.array([dx]), np.array([dy]))
+        sampled = self._sample(outer, y, x)[0]
+        content = ((1.0 - inner).max(axis=-1) > _BACKGROUND_TOLERANCE) | (
+            (1.0 - sampled).max(axis=-1) > _BACKGROUND_TOLERANCE
+        )
+        residual = _fitted_residual(inner, sampled[None])[0]
+        if not content.any():  # two blank photos
+            return float(np.sqrt((residual**2).mean()))
+        return float(np.sqrt((residual[content] ** 2).mean()))
+
+
+def _fitted_residual(inner: np.ndarray, sampled: np.ndarray) -> np.ndarray:
+    """``inner`` less one gain and offset of each ``sampled`` (fitted by least squares), ``(n, h, w, c)``."""
+    x = inner - inner.mean()
+    y = sampled - sampled.mean(axis=(1, 2, 3), keepdims=True)
+    gain = (y * x).sum(axis=(1, 2, 3)) / ((y * y).sum(axis=(1, 2, 3)) + 1e-6)
+    return x[None] - gain[:, None, None, None] * y
+
+
+def _pyramid(image: Image.Image) -> tuple[np.ndarray, ...]:
     rgb = to_rgb(apply_exif_orientation(image))
     width, height = rgb.size
-    side = 2 * THUMBNAIL_SIDE
-    out = np.empty((len(CROPS), THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3), dtype=np.uint8)
-    for i, crop in enumerate(CROPS):
-        dx, dy = crop * width, crop * height
-        part = rgb.crop((round(dx), round(dy), round(width - dx), round(height - dy))) if crop else rgb
-        scale = side / max(part.size)
-        size = (max(1, round(part.width * scale)), max(1, round(part.height * scale)))
-        part = part.resize(size, Image.Resampling.BILINEAR if scale > 1 else Image.Resampling.BOX)
-        square = ImageOps.pad(part, (side, side), color=_WHITE, centering=(0.5, 0.5))
-        # Smoothing before the reduction makes a sub-pixel shift (a mirror of an odd width,
-        # a different resampling) cost little.
-        square = square.filter(ImageFilter.GaussianBlur(1))
-        out[i] = np.asarray(square.resize((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BOX), dtype=np.uint8)
-    return out
+    if max(width, height) > SIDE:  # reduce, never enlarge: a small photo keeps every pixel
+        scale = SIDE / max(width, height)
+        rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+    levels = [rgb]
+    for _ in range(LEVELS - 1):
+        last = levels[-1]
+        half = (max(1, round(last.width / 2)), max(1, round(last.height / 2)))
+        levels.append(last.resize(half, Image.Resampling.BOX))
+    return tuple(np.asarray(level.filter(ImageFilter.GaussianBlur(_BLUR)), dtype=np.uint8) for level in levels)
