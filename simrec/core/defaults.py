@@ -37,7 +37,7 @@ DEMO_DIR = "simrec-demo"
 DUPLICATE_THRESHOLD = 0.10
 """Largest cosine distance of a candidate duplicate pair when photos verify it."""
 
-PHOTO_DUPLICATE_THRESHOLD = 0.05
+PHOTO_DUPLICATE_THRESHOLD = 0.032
 """Largest difference (0 to 1) of a photo and its copy once aligned (:mod:`simrec.pipeline.thumbnails`)."""
 
 VECTOR_DUPLICATE_THRESHOLD = 0.02

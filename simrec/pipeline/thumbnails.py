@@ -51,9 +51,9 @@ MAX_CROP = 0.10
 """Largest fraction cut from any one border of a photo that still counts as a copy of it."""
 
 _BLUR = 0.7  # Gaussian smoothing of each level (pixels): a different resampling costs little
+_CLIPPED = 0.97  # a channel this bright may have been clipped by a brighter copy
 _BACKGROUND_TOLERANCE = 0.08  # a pixel this far from white, in any channel, shows the product
 _SCALE_STEP = 0.03  # scales tried on the coarsest level
-_CANDIDATES = 2  # coarse alignments refined
 _STEPS = (3, 2)  # Gauss-Newton steps on the middle and finest level compared
 
 
@@ -117,9 +117,13 @@ def thumbnail_difference(first: tuple[np.ndarray, ...], second: tuple[np.ndarray
             candidates += _Alignment(inner, outer, mirrored).coarse()
     if not candidates:  # shapes no crop within bounds explains
         return 1.0
-    candidates.sort(key=lambda found: found[0])
+    best_of = {}  # the best coarse alignment of each mirroring: a thin product looks alike both ways when coarse
+    for found in candidates:
+        mirrored = found[1].mirrored
+        if mirrored not in best_of or found[0] < best_of[mirrored][0]:
+            best_of[mirrored] = found
     best = 1.0
-    for _, alignment, scale, dx, dy in candidates[:_CANDIDATES]:
+    for _, alignment, scale, dx, dy in best_of.values():
         for level, steps in zip((1, 0), _STEPS):
             scale, dx, dy = alignment.refine(level, scale, dx, dy, steps)
         best = min(best, alignment.difference(scale, dx, dy))
@@ -236,13 +240,44 @@ class _Alignment:
         inner, outer = self._pair(0)
         y, x, *_ = self._positions(inner, outer, np.array([scale]), np.array([dx]), np.array([dy]))
         sampled = self._sample(outer, y, x)[0]
-        content = ((1.0 - inner).max(axis=-1) > _BACKGROUND_TOLERANCE) | (
-            (1.0 - sampled).max(axis=-1) > _BACKGROUND_TOLERANCE
-        )
-        residual = _fitted_residual(inner, sampled[None])[0]
-        if not content.any():  # two blank photos
-            return float(np.sqrt((residual**2).mean()))
-        return float(np.sqrt((residual[content] ** 2).mean()))
+        return _tone_difference(_halved(inner), _halved(sampled))
+
+
+def _halved(level: np.ndarray) -> np.ndarray:
+    """The mean of every 2 x 2 pixels: JPEG noise and resampling differ in single pixels, products over several."""
+    height, width = max(2, level.shape[0] // 2 * 2), max(2, level.shape[1] // 2 * 2)
+    if level.shape[0] < 2 or level.shape[1] < 2:
+        return level
+    level = level[:height, :width]
+    return 0.25 * (level[0::2, 0::2] + level[1::2, 0::2] + level[0::2, 1::2] + level[1::2, 1::2])
+
+
+def _tone_difference(first: np.ndarray, second: np.ndarray) -> float:
+    """RMS of ``first`` less one gain and offset of ``second``, over the product's pixels, clipping allowed for.
+
+    A channel value at full scale in a photo may stand for any brighter value (a brighter copy
+    clips its light parts to white), so there only a difference in the direction clipping
+    cannot explain counts.
+    """
+    content = ((1.0 - first).max(axis=-1) > _BACKGROUND_TOLERANCE) | (
+        (1.0 - second).max(axis=-1) > _BACKGROUND_TOLERANCE
+    )
+    if not content.any():  # two blank photos
+        content = np.ones(first.shape[:2], dtype=bool)
+    a, b = first[content], second[content]  # (n, channels)
+    clip_a, clip_b = a >= _CLIPPED, b >= _CLIPPED
+    free = ~(clip_a | clip_b)
+    if free.sum() >= 8:
+        fa, fb = a[free], b[free]
+    else:
+        fa, fb = a.ravel(), b.ravel()
+    fb_mean, fa_mean = fb.mean(), fa.mean()
+    # The gain from the two spreads, not by regression, which shrinks it when the product's tones span little.
+    gain = float(np.clip((fa.std() + 1e-6) / (fb.std() + 1e-6), 0.5, 2.0))
+    residual = a - (gain * (b - fb_mean) + fa_mean)
+    residual = np.where(clip_a, np.maximum(residual, 0.0), residual)  # first clipped: it may be brighter
+    residual = np.where(clip_b, np.minimum(residual, 0.0), residual)  # second clipped: it may be brighter
+    return float(np.sqrt((residual * residual).mean()))
 
 
 def _fitted_residual(inner: np.ndarray, sampled: np.ndarray) -> np.ndarray:
