@@ -35,14 +35,13 @@ import argparse
 import hashlib
 import math
 import resource
+import shutil
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import shutil
 
 import numpy as np
 import pandas as pd

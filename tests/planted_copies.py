@@ -156,7 +156,7 @@ def _linked(pairs: list[tuple[str, str]]) -> dict[str, str]:
 
 
 def make_copy(source: Path, kind: str, stem: Path, rng: np.random.Generator | None = None) -> Path:
-    """Write one copy of ``source`` of a kind of :data:`KINDS` or :data:`SPLIT_KINDS`; its path (``stem`` and a suffix)."""
+    """Write one copy of ``source`` of a kind of :data:`KINDS` or :data:`SPLIT_KINDS`; its path (``stem``, a suffix)."""
     if kind == "identical":
         shutil.copyfile(source, stem.with_suffix(".jpg"))
         return stem.with_suffix(".jpg")

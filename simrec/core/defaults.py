@@ -38,7 +38,10 @@ DUPLICATE_THRESHOLD = 0.10
 """Largest cosine distance of a candidate duplicate pair when photos verify it."""
 
 PHOTO_DUPLICATE_THRESHOLD = 0.032
-"""Largest difference (0 to 1) of a photo and its copy once aligned (:mod:`simrec.pipeline.thumbnails`)."""
+"""Largest difference (0 to 1) of a photo and its copy once aligned (:mod:`simrec.pipeline.thumbnails`).
+
+Chosen on the tuning half of fashion-small, where planted copies differ by at most 0.028 and the
+nearest look-alike products (one template, another shade) from 0.023: ``benchmarks/duplicates.py``."""
 
 VECTOR_DUPLICATE_THRESHOLD = 0.02
 """Largest cosine distance of a duplicate pair judged by the vectors alone (no photos to compare)."""

@@ -16,15 +16,19 @@ are aligned exactly:
    by Gauss-Newton steps (scale, shift, and one gain and offset for the brightness) on the
    finer levels.
 3. The **difference** of two photos is the root-mean-square difference of the aligned
-   photos at the finest level, after fitting one gain and offset for all three channels
-   (so a brighter or re-encoded copy costs little, a recoloured product does not), over
-   the pixels where either photo shows the product (not the white background, so a small
-   product counts as much as a large one). It is in ``[0, 1]`` units of full scale: 0 for
-   the same pixels.
+   photos at the finest level, averaged over 2 x 2 pixels (JPEG noise and resampling differ
+   pixel by pixel, products over several), after one gain and offset for all three channels
+   (so a brighter or re-encoded copy costs little, a recoloured product does not), over the
+   pixels where either photo shows the product (not the white background, so a small
+   product counts as much as a large one). A channel at full scale may stand for any brighter
+   value, so there only a difference that clipping cannot explain counts. It is in
+   ``[0, 1]`` units of full scale: 0 for the same pixels.
 
 A copy differs by compression noise and resampling only; another product differs in its
 shape, its details or its colours. ``benchmarks/duplicates.py`` measures both on real shop
-photos, and :data:`~simrec.core.defaults.PHOTO_DUPLICATE_THRESHOLD` lies between them.
+photos. They overlap a little: a lipstick photographed from one template in another shade
+differs as little as a re-encoded copy, and
+:data:`~simrec.core.defaults.PHOTO_DUPLICATE_THRESHOLD` lies just above the copies.
 """
 
 from __future__ import annotations
