@@ -296,7 +296,7 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         "--threshold",
         type=_distance,
         metavar="D",
-        help="largest cosine distance of a candidate pair (default: 0.10 when photos verify it, 0.02 for the "
+        help="largest cosine distance of a candidate pair (default: 0.20 when photos verify it, 0.02 for the "
         "vectors alone)",
     )
     duplicates.add_argument(

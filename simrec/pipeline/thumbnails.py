@@ -56,9 +56,12 @@ MAX_CROP = 0.10
 
 _BLUR = 0.7  # Gaussian smoothing of each level (pixels): a different resampling costs little
 _CLIPPED = 0.97  # a channel this bright may have been clipped by a brighter copy
+_LOCAL_WEIGHT = 0.3  # weight of the local residual in the difference
+_LOCAL_QUANTILE = 0.98  # the local residual of the worst 2% of the product, not its single worst block
 _BACKGROUND_TOLERANCE = 0.08  # a pixel this far from white, in any channel, shows the product
 _SCALE_STEP = 0.03  # scales tried on the coarsest level
-_STEPS = (3, 2)  # Gauss-Newton steps on the middle and finest level compared
+_STEPS = (2, 1)  # Gauss-Newton steps on the middle and finest level compared
+_COARSE_MARGIN = 2.0  # a mirroring is refined when its coarse fit is within this factor of the best
 
 
 def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[tuple[np.ndarray, ...], int]:
@@ -115,19 +118,19 @@ def thumbnail_difference(first: tuple[np.ndarray, ...], second: tuple[np.ndarray
     """
     a = [np.asarray(level, dtype=np.float32) / 255.0 for level in first]
     b = [np.asarray(level, dtype=np.float32) / 255.0 for level in second]
-    candidates = []
-    for inner, outer in ((b, a), (a, b)):  # either photo may be the crop of the other
-        for mirrored in (False, True):
-            candidates += _Alignment(inner, outer, mirrored).coarse()
-    if not candidates:  # shapes no crop within bounds explains
+    found = []
+    for mirrored in (False, True):
+        candidates = [_Alignment(inner, outer, mirrored).coarse() for inner, outer in ((b, a), (a, b))]
+        candidates = [candidate for candidate in candidates if candidate is not None]
+        if candidates:
+            found.append(min(candidates, key=lambda candidate: candidate[0]))
+    if not found:  # shapes no crop within bounds explains
         return 1.0
-    best_of = {}  # the best coarse alignment of each mirroring: a thin product looks alike both ways when coarse
-    for found in candidates:
-        mirrored = found[1].mirrored
-        if mirrored not in best_of or found[0] < best_of[mirrored][0]:
-            best_of[mirrored] = found
+    lowest = min(score for score, *_ in found)
     best = 1.0
-    for _, alignment, scale, dx, dy in best_of.values():
+    for score, alignment, scale, dx, dy in found:
+        if score > _COARSE_MARGIN * lowest + 1e-4:
+            continue  # the other mirroring fits clearly worse; a thin product fits both alike and tries both
         for level, steps in zip((1, 0), _STEPS):
             scale, dx, dy = alignment.refine(level, scale, dx, dy, steps)
         best = min(best, alignment.difference(scale, dx, dy))
@@ -182,32 +185,32 @@ class _Alignment:
         left, right = rows[n, h, x0[:, None, :]], rows[n, h, x1[:, None, :]]
         return left + (right - left) * fx
 
-    def coarse(self) -> list[tuple[float, _Alignment, float, float, float]]:
-        """``(score, self, scale, dx, dy)`` for every scale and shift the borders allow, on the coarsest level."""
+    def coarse(self) -> tuple[float, _Alignment, float, float, float] | None:
+        """``(score, self, scale, dx, dy)`` of the best scale and shift the borders allow, on the coarsest level."""
         if self.low > self.high:
-            return []
+            return None
         (hi, wi), (ho, wo) = self.inner[0].shape[:2], self.outer[0].shape[:2]
-        level = len(self.inner) - 2
-        inner, outer = self._pair(level)
+        inner, outer = self._pair(len(self.inner) - 2)
         step = wo / outer.shape[1]  # one coarse pixel, in finest pixels
-        scales, xs, ys = [], [], []
         n_scales = max(2, math.ceil((self.high - self.low) / _SCALE_STEP) + 1)
-        for scale in np.linspace(self.low, self.high, n_scales):
-            room_x, room_y = max(0.0, wo - scale * wi), max(0.0, ho - scale * hi)
-            gx, gy = np.meshgrid(
-                np.linspace(0, room_x, math.ceil(room_x / step) + 1),
-                np.linspace(0, room_y, math.ceil(room_y / step) + 1),
-            )
-            scales.append(np.full(gx.size, scale))
-            xs.append(gx.ravel())
-            ys.append(gy.ravel())
-        scale, dx, dy = np.concatenate(scales), np.concatenate(xs), np.concatenate(ys)
+        scales = np.linspace(self.low, self.high, n_scales)
+        room_x, room_y = np.maximum(0.0, wo - scales * wi), np.maximum(0.0, ho - scales * hi)
+        n_x, n_y = np.ceil(room_x / step).astype(int) + 1, np.ceil(room_y / step).astype(int) + 1
+        # every scale's shifts, from no room to all of it in steps of about one coarse pixel
+        per_scale = n_x * n_y
+        which = np.repeat(np.arange(n_scales), per_scale)
+        index = np.arange(which.size) - np.repeat(np.cumsum(per_scale) - per_scale, per_scale)
+        ix, iy = index % n_x[which], index // n_x[which]
+        dx = room_x[which] * ix / np.maximum(n_x[which] - 1, 1)
+        dy = room_y[which] * iy / np.maximum(n_y[which] - 1, 1)
+        scale = scales[which]
         y, x, *_ = self._positions(inner, outer, scale, dx, dy)
         grey = inner.mean(axis=-1, keepdims=True)
         sampled = self._sample(outer.mean(axis=-1, keepdims=True), y, x)
         scores = _fitted_residual(grey, sampled)
         scores = (scores * scores).mean(axis=(1, 2, 3))
-        return [(float(s), self, float(k), float(u), float(v)) for s, k, u, v in zip(scores, scale, dx, dy)]
+        best = int(np.argmin(scores))
+        return float(scores[best]), self, float(scale[best]), float(dx[best]), float(dy[best])
 
     def refine(self, level: int, scale: float, dx: float, dy: float, steps: int) -> tuple[float, float, float]:
         """Gauss-Newton steps on scale and shift (with one gain and offset) at one level."""
@@ -249,39 +252,49 @@ class _Alignment:
 
 def _halved(level: np.ndarray) -> np.ndarray:
     """The mean of every 2 x 2 pixels: JPEG noise and resampling differ in single pixels, products over several."""
-    height, width = max(2, level.shape[0] // 2 * 2), max(2, level.shape[1] // 2 * 2)
     if level.shape[0] < 2 or level.shape[1] < 2:
         return level
-    level = level[:height, :width]
+    level = level[: level.shape[0] // 2 * 2, : level.shape[1] // 2 * 2]
     return 0.25 * (level[0::2, 0::2] + level[1::2, 0::2] + level[0::2, 1::2] + level[1::2, 1::2])
 
 
 def _tone_difference(first: np.ndarray, second: np.ndarray) -> float:
-    """RMS of ``first`` less one gain and offset of ``second``, over the product's pixels, clipping allowed for.
+    """The module's difference of two aligned photos ``(height, width, 3)``, clipping allowed for.
 
     A channel value at full scale in a photo may stand for any brighter value (a brighter copy
     clips its light parts to white), so there only a difference in the direction clipping
-    cannot explain counts.
+    cannot explain counts. The root-mean-square residual measures differences spread over the
+    product; the residual averaged over 3 x 3 pixels (where noise cancels and a change of
+    colour does not) measures those in one part of it, such as a lipstick of another shade.
     """
     content = ((1.0 - first).max(axis=-1) > _BACKGROUND_TOLERANCE) | (
         (1.0 - second).max(axis=-1) > _BACKGROUND_TOLERANCE
     )
     if not content.any():  # two blank photos
         content = np.ones(first.shape[:2], dtype=bool)
-    a, b = first[content], second[content]  # (n, channels)
-    clip_a, clip_b = a >= _CLIPPED, b >= _CLIPPED
-    free = ~(clip_a | clip_b)
-    if free.sum() >= 8:
-        fa, fb = a[free], b[free]
-    else:
-        fa, fb = a.ravel(), b.ravel()
-    fb_mean, fa_mean = fb.mean(), fa.mean()
+    clip_a, clip_b = first >= _CLIPPED, second >= _CLIPPED
+    free = ~(clip_a | clip_b) & content[..., None]
+    fa, fb = (first[free], second[free]) if free.sum() >= 8 else (first[content], second[content])
     # The gain from the two spreads, not by regression, which shrinks it when the product's tones span little.
     gain = float(np.clip((fa.std() + 1e-6) / (fb.std() + 1e-6), 0.5, 2.0))
-    residual = a - (gain * (b - fb_mean) + fa_mean)
+    residual = first - (gain * (second - fb.mean()) + fa.mean())
     residual = np.where(clip_a, np.maximum(residual, 0.0), residual)  # first clipped: it may be brighter
     residual = np.where(clip_b, np.minimum(residual, 0.0), residual)  # second clipped: it may be brighter
-    return float(np.sqrt((residual * residual).mean()))
+    residual *= content[..., None]
+    spread = math.sqrt(float((residual * residual).sum()) / (3 * int(content.sum())))
+    sums, counts = _box_sums(residual), _box_sums(content.astype(np.float32)[..., None])[..., 0]
+    covered = counts >= 6  # most of a 3 x 3 block shows the product
+    if not covered.any():
+        return spread
+    local = np.sqrt((sums[covered] ** 2).sum(axis=-1)) / counts[covered]
+    return spread + _LOCAL_WEIGHT * float(np.quantile(local, _LOCAL_QUANTILE))
+
+
+def _box_sums(values: np.ndarray) -> np.ndarray:
+    """Sums over the 3 x 3 pixels around each pixel of ``(height, width, channels)``, zeros beyond the edges."""
+    padded = np.pad(values, ((1, 1), (1, 1), (0, 0)))
+    rows = padded[:-2] + padded[1:-1] + padded[2:]
+    return rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]
 
 
 def _fitted_residual(inner: np.ndarray, sampled: np.ndarray) -> np.ndarray:
@@ -297,7 +310,8 @@ def _pyramid(image: Image.Image) -> tuple[np.ndarray, ...]:
     width, height = rgb.size
     if max(width, height) > SIDE:  # reduce, never enlarge: a small photo keeps every pixel
         scale = SIDE / max(width, height)
-        rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BOX)
+        # a triangle filter: a box of about one pixel, as when reducing 60 x 81 to 59 x 80, leaves jagged edges
+        rgb = rgb.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
     levels = [rgb]
     for _ in range(LEVELS - 1):
         last = levels[-1]

@@ -18,7 +18,7 @@ from simrec.app.distinct import distinct_neighbors
 from simrec.app.duplicates import DuplicateTest, copy_test_for, write_duplicates
 from simrec.app.export import export_neighbors
 from simrec.cli import main
-from simrec.core.defaults import PHOTO_DUPLICATE_THRESHOLD
+from simrec.core.defaults import DUPLICATE_THRESHOLD, PHOTO_DUPLICATE_THRESHOLD
 from simrec.core.errors import NotWritableError
 from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
 from simrec.search.pairs import close_pairs
@@ -212,7 +212,7 @@ def test_cli_duplicates_formats_out_and_plot(planted, tmp_path, capsys):
     assert main(["duplicates", str(index), "--format", "json", "--out", str(tmp_path / "d.parquet")]) == 0
     answer = json.loads(capsys.readouterr().out)
     assert set(answer) >= {"pairs", "groups", "threshold", "model"}
-    assert answer["model"] == "mobilenet-0.25" and answer["threshold"] == 0.1
+    assert answer["model"] == "mobilenet-0.25" and answer["threshold"] == DUPLICATE_THRESHOLD
     assert set(answer["pairs"][0]) >= {"product_id", "duplicate_id", "distance", "kind"}
     assert all(group["keep"] in group["product_ids"] for group in answer["groups"])
     written = pd.read_parquet(tmp_path / "d.parquet")
