@@ -12,23 +12,27 @@ are aligned exactly:
 2. The **alignment** of two photos is found, not tried from a fixed list: either photo may
    be a crop of the other, by up to :data:`MAX_CROP` of each border (a different amount per
    border), at another scale, mirrored or not. The scales and shifts those borders allow are
-   searched on the coarsest level, and the best few are refined to a fraction of a pixel
-   by Gauss-Newton steps (scale, shift, and one gain and offset for the brightness) on the
-   finer levels.
-3. The **difference** of two photos is the root-mean-square difference of the aligned
-   photos at the finest level, averaged over 2 x 2 pixels (JPEG noise and resampling differ
-   pixel by pixel, products over several), after one gain and offset for all three channels
-   (so a brighter or re-encoded copy costs little, a recoloured product does not), over the
-   pixels where either photo shows the product (not the white background, so a small
-   product counts as much as a large one). A channel at full scale may stand for any brighter
-   value, so there only a difference that clipping cannot explain counts. It is in
-   ``[0, 1]`` units of full scale: 0 for the same pixels.
+   searched on the coarsest level; the best of each mirroring (the other mirroring only when
+   it fits about as well, as a thin, symmetric product does) is refined to a fraction of a
+   pixel by Gauss-Newton steps (scale, shift, and one gain and offset for the brightness)
+   on the finer levels.
+3. The **difference** of two photos is measured on the aligned photos at the finest level,
+   averaged over 2 x 2 pixels (JPEG noise and resampling differ pixel by pixel, products
+   over several), after one gain and offset for all three channels (so a brighter or
+   re-encoded copy costs little, a recoloured product does not), over the pixels where
+   either photo shows the product (not the white background, so a small product counts as
+   much as a large one). A channel at full scale may stand for any brighter value, so there
+   only a difference that clipping cannot explain counts. It is the root-mean-square
+   residual (differences spread over the product) plus 0.3 times the
+   residual averaged over 3 x 3 pixels at its 98th percentile (a difference in one part of
+   the product, such as a lipstick of another shade, where noise cancels and colour does
+   not); in ``[0, 1]`` units of full scale, 0 for the same pixels.
 
 A copy differs by compression noise and resampling only; another product differs in its
 shape, its details or its colours. ``benchmarks/duplicates.py`` measures both on real shop
-photos. They overlap a little: a lipstick photographed from one template in another shade
-differs as little as a re-encoded copy, and
-:data:`~simrec.core.defaults.PHOTO_DUPLICATE_THRESHOLD` lies just above the copies.
+photos. They overlap a little: a lipstick or nail polish photographed from one template in
+another shade can differ as little as a re-encoded copy;
+:data:`~simrec.core.defaults.PHOTO_DUPLICATE_THRESHOLD` keeps nearly every copy.
 """
 
 from __future__ import annotations
