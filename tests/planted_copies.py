@@ -1,4 +1,4 @@
-"""Real shop photos with planted copies of six kinds, and their MobileNet 0.25 ImageNet vectors.
+"""Real shop photos with planted copies of several kinds, and their MobileNet 0.25 ImageNet vectors.
 
 Used by the duplicate tests and ``benchmarks/duplicates.py``. The photos are
 ``../shared/data/fashion-small``; the vectors come from Keras's MobileNet v1 (alpha 0.25,
@@ -24,6 +24,22 @@ MODEL = "mobilenet-0.25"
 KINDS = ("identical", "png", "upscale-q60", "crop-6%", "mirror", "brightness+12%")
 """The planted kinds of copy: the same bytes; a PNG re-encode; 1.5x upscale re-saved at JPEG
 quality 60; 6% cut from every border; a mirror image; brightness +12%."""
+
+
+SPLIT_KINDS = (
+    "identical",
+    "png",
+    "upscale-q60",
+    "downscale",
+    "crop-8%",
+    "mirror",
+    "brightness+12%",
+    "brightness-12%",
+)
+"""The kinds of copy planted on a part of the photos by ``benchmarks/duplicates.py``: the same
+bytes; a PNG re-encode; 1.5x upscale at JPEG quality 60; half the size (Lanczos, quality 90);
+up to 8% cut from each border, a different amount per border (quality 90); a mirror image;
+brightness +12% and -12% (quality 90)."""
 
 
 def missing_reason() -> str | None:
@@ -54,7 +70,7 @@ def plant_copies(out: Path, n_photos: int, n_copies: int, seed: int = 0) -> tupl
     truth = []
     for j, source in enumerate(rng.choice(n_photos, n_copies, replace=False).tolist()):
         kind = KINDS[j % len(KINDS)]
-        copy = _make_copy(chosen[source], kind, out / f"copy{j:04d}_{chosen[source].stem}")
+        copy = make_copy(chosen[source], kind, out / f"copy{j:04d}_{chosen[source].stem}")
         paths.append(copy)
         truth.append({"original": chosen[source].stem, "copy": copy.stem, "kind": kind})
     catalog = pd.DataFrame(
@@ -139,7 +155,8 @@ def _linked(pairs: list[tuple[str, str]]) -> dict[str, str]:
     return {item: root(item) for item in list(parent)}
 
 
-def _make_copy(source: Path, kind: str, stem: Path) -> Path:
+def make_copy(source: Path, kind: str, stem: Path, rng: np.random.Generator | None = None) -> Path:
+    """Write one copy of ``source`` of a kind of :data:`KINDS` or :data:`SPLIT_KINDS`; its path (``stem``, a suffix)."""
     if kind == "identical":
         shutil.copyfile(source, stem.with_suffix(".jpg"))
         return stem.with_suffix(".jpg")
@@ -154,7 +171,24 @@ def _make_copy(source: Path, kind: str, stem: Path) -> Path:
             stem.with_suffix(".jpg"), quality=60
         )
         return stem.with_suffix(".jpg")
-    if kind == "crop-6%":
+    if kind == "downscale":
+        image.resize((max(1, round(width * 0.5)), max(1, round(height * 0.5))), Image.Resampling.LANCZOS).save(
+            stem.with_suffix(".jpg"), quality=90
+        )
+        return stem.with_suffix(".jpg")
+    if kind == "crop-8%":
+        cut = (rng or np.random.default_rng(0)).uniform(0.0, 0.08, 4)
+        image = image.crop(
+            (
+                round(cut[0] * width),
+                round(cut[1] * height),
+                width - round(cut[2] * width),
+                height - round(cut[3] * height),
+            )
+        )
+    elif kind == "brightness-12%":
+        image = ImageEnhance.Brightness(image).enhance(0.88)
+    elif kind == "crop-6%":
         dx, dy = round(width * 0.06), round(height * 0.06)
         image = image.crop((dx, dy, width - dx, height - dy))
     elif kind == "mirror":

@@ -18,13 +18,29 @@ RUNS = {
     "scan": (["--files", "100", "--rounds", "1"], "ratio content/extension-only:"),
     "half_scan": (["--items", "500", "--dim", "64", "--queries", "3"], "bound on a distance"),
     "duplicates": (
-        ["--skip-planted", "--items", "2000", "--dim", "16", "--ann-items", "500", "--project", "10000"],
+        [
+            "--skip-planted",
+            "--skip-split",
+            "--items",
+            "2000",
+            "--dim",
+            "16",
+            "--ann-items",
+            "500",
+            "--project",
+            "10000",
+        ],
         "projected to 10,000 x 16",
+    ),
+    "duplicates:split": (
+        ["--skip-planted", "--skip-scale", "--split-photos", "40", "--split-copies", "1", "--seeds", "0"]
+        + ["--split-parts", "scoring", "--split-sizes", "native"],
+        "| scoring | native | 0 | 40 | 8 |",
     ),
     "runtime": (["--limit", "40"], "| int8 (int8) |"),
     "hub": (["--tiny-only"], "| tiny clip | 12 | 32 |"),
 }
-NEEDS_SHARED = {"runtime"}
+NEEDS_SHARED = {"runtime", "duplicates:split"}
 
 
 @pytest.mark.parametrize("name", RUNS)
@@ -33,7 +49,13 @@ def test_the_benchmark_runs_on_small_inputs(name, tmp_path):
     if name in NEEDS_SHARED and not (SHARED / "data" / "fashion-small").is_dir():
         pytest.skip("needs ../shared/data/fashion-small")
     run = subprocess.run(
-        [sys.executable, "-W", "error::FutureWarning", str(ROOT / "benchmarks" / f"{name}.py"), *arguments],
+        [
+            sys.executable,
+            "-W",
+            "error::FutureWarning",
+            str(ROOT / "benchmarks" / f"{name.split(':')[0]}.py"),
+            *arguments,
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -9,9 +9,9 @@ cropped a little, made brighter). :func:`find_duplicates` finds them in two stag
    the approximate structure when the index has one (:func:`simrec.search.pairs.close_pairs`);
    never an ``n x n`` matrix.
 2. **Verification** of each candidate pair by its photos
-   (:mod:`simrec.pipeline.thumbnails`): aligned thumbnails, allowing a mirror and a few
-   percent of crop, differ by at most ``photo_threshold`` for a copy and by more for a
-   look-alike product. Only the photos of candidate pairs are decoded.
+   (:mod:`simrec.pipeline.thumbnails`): once aligned (a crop of up to 10% of each border,
+   a scale, a mirror), a copy's photo differs by at most ``photo_threshold`` and a
+   look-alike product's by more. Only the photos of candidate pairs are decoded.
 
 An index of vectors made outside simrec (no readable photos) uses the vector stage alone,
 with the tighter :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD`, and the report
@@ -65,7 +65,7 @@ GROUP_COLUMNS = ["group", "product_id", "keep", "n_pixels"]
 TABLE_SUFFIXES = (".parquet", ".csv")
 """The files :func:`write_duplicates` writes, by suffix (as ``simrec export``'s)."""
 
-_THUMBNAIL_CACHE = 4096  # photos whose thumbnails are kept (12 KB each)
+_THUMBNAIL_CACHE = 4096  # photos whose pyramids are kept (at most 26 KB each)
 _PAIR_CACHE = 1 << 18  # pairs whose answer is kept (about 100 bytes each)
 _TESTS: weakref.WeakKeyDictionary[EmbeddedCatalog, DuplicateTest] = weakref.WeakKeyDictionary()
 
@@ -276,9 +276,9 @@ def find_duplicates(
     Args:
         embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
         threshold: Largest cosine distance of a candidate pair (default
-            :data:`DUPLICATE_THRESHOLD`, 0.10, when photos are compared;
+            :data:`DUPLICATE_THRESHOLD`, 0.20, when photos are compared;
             :data:`VECTOR_DUPLICATE_THRESHOLD`, 0.02, for the vectors alone).
-        photo_threshold: Largest photo difference of a copy (default 0.05).
+        photo_threshold: Largest photo difference of a copy (default 0.045).
         n_candidates: Nearest neighbors of each product looked at.
         photos: ``"auto"`` compares photos when the catalog names readable ones; False
             uses the vectors alone; True requires photos.

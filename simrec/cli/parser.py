@@ -18,10 +18,12 @@ from simrec.core.defaults import (
     COLOUR_WEIGHT,
     DEMO_DIR,
     DUPLICATE_CANDIDATES,
+    DUPLICATE_THRESHOLD,
     N_NEIGHBORS,
     PHOTO_DUPLICATE_THRESHOLD,
     SEED,
     STORED_NEIGHBORS,
+    VECTOR_DUPLICATE_THRESHOLD,
 )
 from simrec.core.hub_backbones import HUB_BACKBONES
 from simrec.core.version import __version__
@@ -246,8 +248,8 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         "--threshold",
         type=_distance,
         metavar="D",
-        help="largest cosine distance of a candidate pair (default: 0.10 when photos verify it, 0.02 for the "
-        "vectors alone)",
+        help=f"largest cosine distance of a candidate pair (default: {DUPLICATE_THRESHOLD:g} when photos verify it, "
+        f"{VECTOR_DUPLICATE_THRESHOLD:g} for the vectors alone)",
     )
     duplicates.add_argument(
         "--photo-threshold",
