@@ -24,7 +24,12 @@
    kind's recall, and precision: a false pair joins two different photos of the part,
    except pairs of one photo the data set itself reuses for two ids (:func:`_one_photo`).
    ``--split-photos`` takes that many photos of each part (default: all).
-4. **Scale, approximate.** For each ``--ann-items``, an HNSW structure (``simrec ann``) is
+   ``--threshold`` sets the candidates' cosine bound instead of the default.
+4. **The cost of a wider candidate bound** (``--threshold-cost 0.1 0.2``): on the planted
+   copies of section 1, for each bound in turn (twice, alternately), the seconds of
+   ``simrec duplicates`` and the milliseconds of a ``recommend(..., distinct=True)`` query
+   (10 results, 80 products), and the pairs found.
+5. **Scale, approximate.** For each ``--ann-items``, an HNSW structure (``simrec ann``) is
    built and duplicates found through it; the seconds are projected to ``--project`` items
    with ``n log n`` from the largest measured size.
 """
@@ -204,7 +209,7 @@ def split(args: argparse.Namespace, folder: Path) -> None:
                 catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
                 vectors = pc.mobilenet_vectors(catalog["path"].tolist())
                 simrec.save_vectors(catalog, vectors, work / "index", model=pc.MODEL)
-                report = simrec.find_duplicates(simrec.load_index(work / "index"))
+                report = simrec.find_duplicates(simrec.load_index(work / "index"), threshold=args.threshold)
                 _print_split_row(part, size, seed, len(chosen), report, pd.DataFrame(truth), kinds)
 
 
@@ -321,6 +326,33 @@ def scale(args: argparse.Namespace, folder: Path) -> None:
         )
 
 
+def threshold_cost(args: argparse.Namespace, folder: Path) -> None:
+    import planted_copies as pc
+
+    import simrec
+    from simrec.app import duplicates
+
+    reason = pc.missing_reason()
+    if reason:
+        print(f"threshold cost: skipped, {reason}")
+        return
+    catalog, _ = pc.plant_copies(folder / "photos", args.photos, args.copies, args.seed)
+    simrec.save_vectors(catalog, pc.mobilenet_vectors(catalog["path"].tolist()), folder / "index", model=pc.MODEL)
+    print(f"| candidates within | simrec duplicates s | pairs | distinct query ms | ({len(catalog)} photos) |")
+    print("| --- | --- | --- | --- | --- |")
+    for threshold in [*args.threshold_cost, *args.threshold_cost]:
+        embedded = simrec.load_index(folder / "index")
+        duplicates._TESTS[embedded] = duplicates.DuplicateTest(embedded, threshold=threshold)  # what distinct uses
+        ids = embedded.catalog["product_id"].astype(str).tolist()[:80]
+        started = time.perf_counter()
+        for product_id in ids:
+            simrec.recommend(embedded, product_id=product_id, n_neighbors=10, distinct=True)
+        per_query = (time.perf_counter() - started) / len(ids) * 1000
+        started = time.perf_counter()
+        report = simrec.find_duplicates(embedded, threshold=threshold)
+        print(f"| {threshold:g} | {time.perf_counter() - started:.1f} | {len(report.pairs)} | {per_query:.1f} | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=600)
@@ -340,12 +372,16 @@ def main() -> None:
     parser.add_argument("--skip-split", action="store_true")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-exact", action="store_true", help="scale: only the approximate part")
+    parser.add_argument("--threshold", type=float, default=None, help="photos never tuned on: the candidates' bound")
+    parser.add_argument("--threshold-cost", type=float, nargs="*", default=[], help="bounds to time (section 4)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="simrec-duplicates-") as folder:
         if not args.skip_planted:
             planted(args, Path(folder) / "planted")
         if not args.skip_split:
             split(args, Path(folder) / "split")
+        if args.threshold_cost:
+            threshold_cost(args, Path(folder) / "cost")
         if not args.skip_scale:
             scale(args, Path(folder))
 

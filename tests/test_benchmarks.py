@@ -37,10 +37,14 @@ RUNS = {
         + ["--split-parts", "scoring", "--split-sizes", "native"],
         "| scoring | native | 0 | 40 | 8 |",
     ),
+    "duplicates:cost": (
+        ["--skip-planted", "--skip-split", "--skip-scale", "--photos", "20", "--copies", "6", "--threshold-cost", "0.1"],
+        "| candidates within | simrec duplicates s |",
+    ),
     "runtime": (["--limit", "40"], "| int8 (int8) |"),
     "hub": (["--tiny-only"], "| tiny clip | 12 | 32 |"),
 }
-NEEDS_SHARED = {"runtime", "duplicates:split"}
+NEEDS_SHARED = {"runtime", "duplicates:split", "duplicates:cost"}
 
 
 @pytest.mark.parametrize("name", RUNS)
