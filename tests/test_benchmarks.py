@@ -38,7 +38,8 @@ RUNS = {
         "| scoring | native | 0 | 40 | 8 |",
     ),
     "duplicates:cost": (
-        ["--skip-planted", "--skip-split", "--skip-scale", "--photos", "20", "--copies", "6", "--threshold-cost", "0.1"],
+        ["--skip-planted", "--skip-split", "--skip-scale", "--photos", "20", "--copies", "6"]
+        + ["--threshold-cost", "0.1"],
         "| candidates within | simrec duplicates s |",
     ),
     "runtime": (["--limit", "40"], "| int8 (int8) |"),
