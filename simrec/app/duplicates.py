@@ -276,9 +276,10 @@ def find_duplicates(
     Args:
         embedded: From :func:`simrec.load_index` (``mmap=True`` keeps the vectors on disk).
         threshold: Largest cosine distance of a candidate pair (default
-            :data:`DUPLICATE_THRESHOLD`, 0.20, when photos are compared;
-            :data:`VECTOR_DUPLICATE_THRESHOLD`, 0.02, for the vectors alone).
-        photo_threshold: Largest photo difference of a copy (default 0.045).
+            :data:`~simrec.core.defaults.DUPLICATE_THRESHOLD` when photos are compared,
+            :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD` for the vectors alone).
+        photo_threshold: Largest photo difference of a copy (default
+            :data:`~simrec.core.defaults.PHOTO_DUPLICATE_THRESHOLD`).
         n_candidates: Nearest neighbors of each product looked at.
         photos: ``"auto"`` compares photos when the catalog names readable ones; False
             uses the vectors alone; True requires photos.
