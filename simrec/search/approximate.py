@@ -4,7 +4,7 @@
 index's normalised vectors (inner product of unit vectors = cosine similarity), trains
 IVF types on a bounded sample, measures recall@10 against exact search on held-back
 queries, and commits it with the index's own ``meta.json`` as the ``ann`` data file, so a
-crash leaves the previous version. :class:`ApproximateNeighbors` answers queries with the
+crash leaves the previous generation. :class:`ApproximateNeighbors` answers queries with the
 same ``kneighbors`` signature and the same cosine distances as
 :class:`simrec.CosineNeighbors`; :meth:`simrec.EmbeddedCatalog.search` picks one.
 
