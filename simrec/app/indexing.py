@@ -495,7 +495,9 @@ def _embed_function(engine: str, options: dict[str, Any]):
     """The function that embeds a list of files: same arguments and result as :func:`simrec.embed_images`."""
     if engine == "local":
         if options:
-            raise InvalidArgumentError(f"{', '.join(sorted(options))} only apply to engine 'ray'")
+            raise InvalidArgumentError(
+                f"{', '.join(sorted(options))} only apply to engine 'ray'", parameters=(*sorted(options), "engine")
+            )
         return embed_images
     if engine == "ray":
         import functools
