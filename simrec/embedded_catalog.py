@@ -54,7 +54,7 @@ class EmbeddedCatalog:
             index folder's ``ann`` file when loaded, or serialized faiss bytes (uint8
             array) when just built. Its description is ``meta.ann``.
         stored_neighbors: Every product's nearest products at one colour weight, computed when
-            the version was committed (:class:`~simrec.search.stored.StoredNeighbors`), or None.
+            the generation was committed (:class:`~simrec.search.stored.StoredNeighbors`), or None.
             Id queries they cover are looked up instead of scanned.
 
     Two objects are equal only when they are the same object: ``==`` never compares the

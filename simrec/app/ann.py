@@ -41,7 +41,7 @@ def attach_ann(
         IndexIntegrityError: The index is damaged.
         IndexLockedError: Another process is writing the folder.
         NotWritableError: The folder cannot be written.
-        DiskFullError: The disk has no room left (or is read-only); the previous version is kept.
+        DiskFullError: The disk has no room left (or is read-only); the previous generation is kept.
     """
     index_dir = Path(index_dir)
     if ann_type != "none":

@@ -7,7 +7,7 @@ simrec stored signatures gets them for its unchanged photos by decoding those ph
 without the model). Re-indexing keeps the index's own model: its
 weights, precision and image size are reused, and asking for different ones needs
 ``rebuild=True``. A zip is extracted into the index folder under the new generation's
-name (``images-GEN/``), which the previous version never refers to, so an interrupted
+name (``images-GEN/``), which the previous generation never refers to, so an interrupted
 run leaves the previous index and its photos as they were.
 
 An approximate-search structure (``simrec ann``) is kept up to date in the same commit:
@@ -80,7 +80,7 @@ class BuildReport:
     ann: str = ""
     """What happened to the ann structure ("" when the index has none)."""
     committed: bool = True
-    """False when nothing changed: no new version was written, the folder is as it was."""
+    """False when nothing changed: no new generation was written, the folder is as it was."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -142,7 +142,7 @@ def build_index(
     Raises:
         MissingFileError: ``source`` does not exist, or the existing index's weights are not available here.
         NotWritableError: ``index_dir`` cannot be written.
-        DiskFullError: The disk of ``index_dir`` has no room left (or is read-only); the previous version stays, and
+        DiskFullError: The disk of ``index_dir`` has no room left (or is read-only); the previous generation stays, and
             nothing of this run is left behind.
         IndexLockedError: Another process is writing ``index_dir``.
         InvalidArgumentError: ``source`` holds no usable image, ``source`` or ``index_dir`` is empty, ``index_dir`` is
@@ -207,7 +207,7 @@ def add_colours(index_dir: str | os.PathLike, *, batch_size: int = BATCH_SIZE, v
         InvalidArgumentError: Vectors made outside simrec with rows that name no photo.
         IndexLockedError: Another process is writing the index.
         NotWritableError: The folder cannot be written.
-        DiskFullError: The disk has no room left (or is read-only); the previous version stays.
+        DiskFullError: The disk has no room left (or is read-only); the previous generation stays.
     """
     from simrec.core.colour_signature import SIGNATURE_METHOD
     from simrec.pipeline.embedding import compute_colours
@@ -353,10 +353,10 @@ class _Built:
     """What :func:`_embed` made of a plan.
 
     Attributes:
-        embedded: The new version, as it would be committed.
+        embedded: The new generation, as it would be committed.
         ok: For each catalog row of the plan, whether it is in ``embedded``.
         result: The embedding of the new or changed photos (:class:`simrec.pipeline.embedding.EmbeddingResult`).
-        removed: Products of the previous version that the catalog no longer holds.
+        removed: Products of the previous generation that the catalog no longer holds.
     """
 
     embedded: EmbeddedCatalog
@@ -366,7 +366,7 @@ class _Built:
 
 
 def _embed(plan: _Plan, embed: Any, batch_size: int, verbose: bool) -> _Built:
-    """Embed the new or changed photos, copy the reused rows, and assemble the new version."""
+    """Embed the new or changed photos, copy the reused rows, and assemble the new generation."""
     catalog, previous, reuse_rows = plan.catalog, plan.previous, plan.reuse_rows
     todo = np.flatnonzero(reuse_rows < 0)
     reused = np.flatnonzero(reuse_rows >= 0)
@@ -406,11 +406,11 @@ def _embed(plan: _Plan, embed: Any, batch_size: int, verbose: bool) -> _Built:
 
 
 def _commit(plan: _Plan, built: _Built, generation: str, verbose: bool) -> tuple[str, bool]:
-    """Save ``built`` as the new version, its ann structure kept up to date; when nothing changed, only tidy up.
+    """Save ``built`` as the new generation, its ann structure kept up to date; when nothing changed, only tidy up.
 
     Returns:
         ``(ann line, committed)``: what happened to the ann structure ("" when none), and whether a
-        new version was written.
+        new generation was written.
     """
     index_dir = plan.index_dir
     status = plan.status[built.ok]
@@ -495,7 +495,9 @@ def _embed_function(engine: str, options: dict[str, Any]):
     """The function that embeds a list of files: same arguments and result as :func:`simrec.embed_images`."""
     if engine == "local":
         if options:
-            raise InvalidArgumentError(f"{', '.join(sorted(options))} only apply to engine 'ray'")
+            raise InvalidArgumentError(
+                f"{', '.join(sorted(options))} only apply to engine 'ray'", parameters=(*sorted(options), "engine")
+            )
         return embed_images
     if engine == "ray":
         import functools
@@ -640,7 +642,7 @@ def _full_disk_named(index_dir: Path):
     except DiskFullError as error:
         if error.os_error is None:
             raise
-        raise no_room_error(index_dir, error.os_error, "the previous version is unchanged") from error
+        raise no_room_error(index_dir, error.os_error, "the previous generation is unchanged") from error
 
 
 @contextlib.contextmanager
@@ -691,7 +693,7 @@ def _check_writable(index_dir: Path) -> None:
 def _match(catalog: pd.DataFrame, previous: EmbeddedCatalog | None) -> tuple[np.ndarray, np.ndarray]:
     """For each catalog row: the previous row to reuse (-1: embed) and added/updated/unchanged.
 
-    A row is reused when the previous version holds the same bytes (size and SHA-256),
+    A row is reused when the previous generation holds the same bytes (size and SHA-256),
     under its ``product_id`` (unchanged) or another one (a renamed or copied file: added or
     updated, but not embedded again: the same bytes give the same vector).
     """

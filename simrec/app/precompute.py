@@ -1,11 +1,11 @@
-"""Store every product's nearest products with each committed version, so id queries need no scan.
+"""Store every product's nearest products with each committed generation, so id queries need no scan.
 
 A shop's product pages ask "similar to product X" for catalog products over and over, and
 the answer changes only when the index does. So a commit of ``simrec index``, ``simrec
 colours`` or ``simrec ann`` computes, for every product, its
 :data:`~simrec.core.defaults.STORED_NEIGHBORS` nearest other products at the index's
 default colour weight by the exact search, as ranked and with duplicates left out, and
-stores them in the version (:mod:`simrec.storage.stored_neighbors`). :func:`recommend`,
+stores them in the generation (:mod:`simrec.storage.stored_neighbors`). :func:`recommend`,
 ``simrec query --id`` and the service then look up any id query for ``k <= K`` at that
 weight; anything else scans as before.
 
@@ -118,7 +118,7 @@ def with_stored_neighbors(
 def store_neighbors(
     index_dir: str | os.PathLike, n_neighbors: int = STORED_NEIGHBORS, *, store: bool = True, verbose: bool = False
 ) -> EmbeddedCatalog:
-    """Commit a new version of an index folder with (or, ``store=False``, without) stored neighbors.
+    """Commit a new generation of an index folder with (or, ``store=False``, without) stored neighbors.
 
     For indexes written by :func:`simrec.save_vectors` or above
     :data:`~simrec.core.defaults.STORE_NEIGHBORS_UP_TO` products, which commit without them:
@@ -131,14 +131,14 @@ def store_neighbors(
         verbose: Show a progress bar.
 
     Returns:
-        The new version, loaded.
+        The new generation, loaded.
 
     Raises:
         MissingFileError: The folder does not exist, or holds no ``meta.json``.
         IndexIntegrityError: The index is damaged.
         IndexLockedError: Another process is writing the folder.
         NotWritableError: The folder cannot be written.
-        DiskFullError: The disk has no room left (or is read-only); the previous version is kept.
+        DiskFullError: The disk has no room left (or is read-only); the previous generation is kept.
         InvalidArgumentError: ``n_neighbors`` below 1.
     """
     index_dir = Path(index_dir)

@@ -340,7 +340,7 @@ def recommend(
 def stored_answer(
     embedded: EmbeddedCatalog, search: Any, row: int, n_neighbors: int, colour_weight: float, distinct: bool = False
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """A catalog product's neighbors looked up in the version's stored neighbors, or None when they do not cover it.
+    """A catalog product's neighbors looked up in the generation's stored neighbors, or None when they do not cover it.
 
     They cover a query by the exact search (the index's own, or its blend of look and colour)
     for ``n_neighbors <= K`` at the colour weight they were stored at, and give what that

@@ -97,7 +97,7 @@ def no_room_error(where: str | os.PathLike, error: OSError, kept: str = "") -> D
     Args:
         where: The folder or file being written.
         error: The ``OSError`` whose ``errno`` is in :data:`NO_ROOM`.
-        kept: What was left as it was, e.g. ``"the previous version is unchanged"``.
+        kept: What was left as it was, e.g. ``"the previous generation is unchanged"``.
 
     Example:
         >>> str(no_room_error("idx", OSError(errno.ENOSPC, "No space left on device")))

@@ -117,7 +117,7 @@ class IndexMeta:
         failures: Number of files given but not embedded.
         created: When the vectors were assembled (ISO 8601, UTC).
         source: The catalog source the index was made from.
-        generation: The committed version of the folder.
+        generation: The committed generation of the folder.
         colour_signature: How the colour signatures were made, or None without them.
         ann: Description of the approximate-search structure (type, parameters, recall), or None.
         stored_neighbors: Description of the stored nearest products (``n_neighbors``,
@@ -125,7 +125,7 @@ class IndexMeta:
         files: Each stored file by role: ``{"name", "bytes", "sha256"}``.
         photo_folders: Folders inside the index holding its photos.
         format_1_files: Files the index's first format left, recorded at the upgrade.
-        retired_photos: Photos of the previous version still stored while it can be read.
+        retired_photos: Photos of the previous generation still stored while it can be read.
         extra: Keys this simrec does not know, kept as they were.
 
     Example:

@@ -97,13 +97,17 @@ def choose_runtime(runtime: str, *, device: str, backend: str, precision: str = 
     check_runtime(runtime)
     needs_openvino = runtime == "openvino" or precision == "int8"
     if precision == "int8" and runtime == "keras":
-        raise InvalidArgumentError("precision 'int8' runs on OpenVINO: use runtime 'auto' or 'openvino', not 'keras'")
+        raise InvalidArgumentError(
+            "precision 'int8' runs on OpenVINO: use runtime 'auto' or 'openvino', not 'keras'",
+            parameters=("precision", "runtime"),
+        )
     if needs_openvino:
         what = "runtime 'openvino'" if runtime == "openvino" else "precision 'int8'"
         if backend != "tensorflow":
             raise InvalidArgumentError(
                 f"{what} converts the model's TensorFlow function, but the Keras backend is {backend!r}: "
-                "set KERAS_BACKEND=tensorflow, or use runtime 'keras'"
+                "set KERAS_BACKEND=tensorflow, or use runtime 'keras'",
+                parameters=("precision", "runtime"),
             )
         if not openvino_installed():
             raise MissingDependencyError(

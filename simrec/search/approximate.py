@@ -4,7 +4,7 @@
 index's normalised vectors (inner product of unit vectors = cosine similarity), trains
 IVF types on a bounded sample, measures recall@10 against exact search on held-back
 queries, and commits it with the index's own ``meta.json`` as the ``ann`` data file, so a
-crash leaves the previous version. :class:`ApproximateNeighbors` answers queries with the
+crash leaves the previous generation. :class:`ApproximateNeighbors` answers queries with the
 same ``kneighbors`` signature and the same cosine distances as
 :class:`simrec.CosineNeighbors`; :meth:`simrec.EmbeddedCatalog.search` picks one.
 
@@ -99,9 +99,13 @@ def default_params(ann_type: str, n_items: int, dim: int, **asked: Any) -> dict[
             value, key, 0 if key == "rerank" else 1, context=f" for ann_type {ann_type!r}", also_named=("ann_type",)
         )
     if ann_type == "ivf-pq" and dim % params["m"]:
-        raise InvalidArgumentError(f"Expected m to divide the dimension {dim} for ivf-pq, got m = {params['m']}")
+        raise InvalidArgumentError(
+            f"Expected m to divide the dimension {dim} for ivf-pq, got {params['m']}", parameters=("m",)
+        )
     if ann_type != "hnsw" and params["nlist"] > n_items:
-        raise InvalidArgumentError(f"Expected nlist <= the number of items ({n_items}), got nlist = {params['nlist']}")
+        raise InvalidArgumentError(
+            f"Expected nlist <= the number of items ({n_items}), got {params['nlist']}", parameters=("nlist",)
+        )
     return {key: int(value) for key, value in params.items()}
 
 

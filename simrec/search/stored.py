@@ -1,4 +1,4 @@
-"""Each product's nearest other products, computed once per committed version and looked up by row.
+"""Each product's nearest other products, computed once per committed generation and looked up by row.
 
 :class:`StoredNeighbors` is what an index folder keeps beside its vectors (see
 :mod:`simrec.storage.stored_neighbors`): for every catalog row, its ``K`` nearest other rows at

@@ -17,10 +17,10 @@ An index folder (format 3) holds:
 * ``ann-GEN.faiss`` (optional): the approximate-search structure of ``simrec ann``,
   described by ``meta.json``'s ``ann`` entry (type, parameters, recall@10 measured when built);
 * ``neighbor_rows-GEN.npy`` and ``neighbor_distances-GEN.npy`` (optional): every product's
-  nearest products, stored with the version (:mod:`simrec.storage.stored_neighbors`);
+  nearest products, stored with the generation (:mod:`simrec.storage.stored_neighbors`);
 * ``photos/``: the photos of a zip source, stored once by content (``photos/ab/<sha256>.jpg``,
   see :mod:`simrec.storage.photo_store`): unchanged photos never move between versions, and
-  the previous version's photos stay until the commit after next (``retired_photos``), so a
+  the previous generation's photos stay until the commit after next (``retired_photos``), so a
   reader that still serves it keeps them; ``images-GEN/`` is where a zip is extracted before
   the save, and the photo folder of indexes written before the store (they still load).
 
@@ -31,17 +31,17 @@ names that are not UTF-8 are listed as failures in their escaped form (``caf\\xe
 ``GEN`` names one generation of the index. A save writes the new generation's files
 under new names, reads them back as a reader would (row counts, shapes, every name as
 written), then writes ``meta.json`` to a temporary file, fsyncs it and renames it over
-``meta.json``: that rename is the commit, so a version that would not load is never
+``meta.json``: that rename is the commit, so a generation that would not load is never
 committed. Only after it are the previous generation's files removed. Readers read the
 ``meta.json`` first and then only the files it names, so at every instant, whatever kills
-the writer, the folder loads as the previous version or the new one, never neither and
+the writer, the folder loads as the previous generation or the new one, never neither and
 never a mix. Opening checks sizes and shapes, not checksums, so it costs time in
 proportion to the rows, not to the bytes;
 :func:`verify_index` (``simrec verify``) reads everything and checks every checksum.
 Format 1 folders (``catalog.csv``, ``embeddings.npy``, ``failures.csv``) and format 2
 folders (``catalog-GEN.csv``, ``failures-GEN.csv``) still load, and become format 3 at
 their next save. A full disk stops a save with :class:`~simrec.core.errors.DiskFullError`,
-its files removed and the previous version unchanged.
+its files removed and the previous generation unchanged.
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def new_generation(index_dir: str | os.PathLike) -> str:
 
 @renamed_keyword("directory", "index_dir")
 def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, generation: str | None = None) -> Path:
-    """Commit ``embedded`` as the new version of the index folder ``index_dir``.
+    """Commit ``embedded`` as the new generation of the index folder ``index_dir``.
 
-    The previous version stays loadable until the single commit (see the module
+    The previous generation stays loadable until the single commit (see the module
     docstring). One writer at a time: the folder's writer lock is held throughout.
 
     Args:
@@ -179,22 +179,22 @@ def save_index(embedded: EmbeddedCatalog, index_dir: str | os.PathLike, *, gener
                 committed = True
                 crash_point("committed")
         except BaseException as error:
-            if committed:  # e.g. Ctrl-C held back during the commit: the new version stands
+            if committed:  # e.g. Ctrl-C held back during the commit: the new generation stands
                 raise
             for path in [temporary, *(index_dir / name for name in names.values())]:
                 path.unlink(missing_ok=True)
             if is_no_room(error) and not isinstance(error, NotWritableError):
-                raise no_room_error(index_dir, error, "the previous version is unchanged") from error
+                raise no_room_error(index_dir, error, "the previous generation is unchanged") from error
             if isinstance(error, OSError) and not isinstance(error, NotWritableError):
                 raise NotWritableError(
-                    f"cannot write the index {index_dir}: {error}; the previous version is unchanged"
+                    f"cannot write the index {index_dir}: {error}; the previous generation is unchanged"
                 ) from error
             raise
-        try:  # the new version is committed: a failure to tidy up is only worth a warning
+        try:  # the new generation is committed: a failure to tidy up is only worth a warning
             fsync_folder(index_dir)
             remove_unreferenced(index_dir)
         except OSError as error:
-            logger.warning("saved %s, but could not remove the previous version's files: %s", index_dir, error)
+            logger.warning("saved %s, but could not remove the previous generation's files: %s", index_dir, error)
     logger.info("saved index of %d items to %s (generation %s)", len(embedded), index_dir, generation)
     return index_dir
 
@@ -436,7 +436,7 @@ def _stored_paths(catalog: pd.DataFrame, index_dir: Path) -> list[str]:
 
 
 def _retired_photos(index_dir: Path, new_paths: list[str]) -> list[str]:
-    """What the version being replaced names and the new one does not: kept until the commit after next.
+    """What the generation being replaced names and the new one does not: kept until the commit after next.
 
     Store objects of changed and removed products, and photo folders of the layout before the store.
     """
@@ -513,7 +513,7 @@ def _catalog_paths(path: Path) -> pd.Series:
 
 
 def _check_written(index_dir: Path, meta: IndexMeta, embedded: EmbeddedCatalog) -> None:
-    """Read the new version back as a reader will, before anything names it.
+    """Read the new generation back as a reader will, before anything names it.
 
     The same checks as opening (sizes, shapes, row counts, columns), and every
     ``product_id``, label and failure reads back exactly as it was meant.
@@ -524,7 +524,7 @@ def _check_written(index_dir: Path, meta: IndexMeta, embedded: EmbeddedCatalog) 
     try:
         written = _load_files(index_dir, meta, mmap=True, verify=False)
     except IndexIntegrityError as error:
-        raise IndexIntegrityError(f"{error}; it was not committed, and the previous version is unchanged") from None
+        raise IndexIntegrityError(f"{error}; it was not committed, and the previous generation is unchanged") from None
     problems = []
     for column in ("product_id", "label"):
         if _texts(written.catalog[column]) != _texts(embedded.catalog[column]):
@@ -535,8 +535,8 @@ def _check_written(index_dir: Path, meta: IndexMeta, embedded: EmbeddedCatalog) 
             problems.append(f"the failures' {column} column")
     if problems:
         raise IndexIntegrityError(
-            f"the new version of {index_dir} does not read back as written ({', '.join(problems)}); it was not "
-            "committed, and the previous version is unchanged"
+            f"the new generation of {index_dir} does not read back as written ({', '.join(problems)}); it was not "
+            "committed, and the previous generation is unchanged"
         )
 
 

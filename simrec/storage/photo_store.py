@@ -4,14 +4,14 @@ A zip's photos are extracted into a fresh ``images-GEN/`` folder; at the save, e
 the catalog names is linked (or, where the filesystem has no hard links, copied) into
 ``photos/ab/<sha256><suffix>``, named by its SHA-256, and the catalog names that object.
 A photo that did not change between two versions is the same object in both: it never
-moves, so a reader still serving the previous version keeps reaching it after the commit.
+moves, so a reader still serving the previous generation keeps reaching it after the commit.
 
 What the store keeps, decided after each commit (the writer lock held):
 
 * every object the committed catalog names;
-* every photo the previous version named and this one does not (``retired_photos`` in
+* every photo the previous generation named and this one does not (``retired_photos`` in
   ``meta.json``: changed and removed products' photos, and the photo folder of an index
-  written before the store), so a reader of the previous version still has all its photos
+  written before the store), so a reader of the previous generation still has all its photos
   until the commit after next;
 * nothing else: objects of interrupted writes and of older versions are removed.
 

@@ -1,4 +1,4 @@
-"""The stored nearest products of an index version: two data files of its generation.
+"""The stored nearest products of an index generation: two data files of its generation.
 
 A commit that carries :class:`~simrec.search.stored.StoredNeighbors` writes them as
 ``neighbor_rows-GEN.npy`` (``(n_items, 2, K)`` int32) and ``neighbor_distances-GEN.npy``
@@ -6,7 +6,7 @@ A commit that carries :class:`~simrec.search.stored.StoredNeighbors` writes them
 and ``meta.json`` names them with a ``stored_neighbors`` entry (``n_neighbors``,
 ``colour_weight``). They are committed by the same rename of ``meta.json`` and removed with
 their generation (see :mod:`simrec.storage.index_folder`), so a reader never sees stored
-neighbors of another version than its vectors.
+neighbors of another generation than its vectors.
 """
 
 from __future__ import annotations

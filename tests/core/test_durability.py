@@ -72,7 +72,7 @@ def test_any_other_fsync_error_stops_the_write_and_keeps_the_previous_index(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(simrec.core.durability.os, "fsync", failing)
-    with pytest.raises(NotWritableError, match=r"cannot write the index .*Input/output error.*previous version"):
+    with pytest.raises(NotWritableError, match=r"cannot write the index .*Input/output error.*previous generation"):
         build_index(colour_tree, out, extractor=extractor, verbose=False)
     monkeypatch.undo()
     assert sorted(os.listdir(out)) == before

@@ -181,7 +181,7 @@ def test_a_failed_commit_keeps_the_previous_version(colour_tree, tmp_path, extra
     with pytest.raises(OSError, match="disk vanished"):
         build_index(colour_tree, out, extractor=extractor, verbose=False)
     monkeypatch.undo()
-    assert len(load_index(out, verify=True)) == 12  # the previous version, intact
+    assert len(load_index(out, verify=True)) == 12  # the previous generation, intact
     assert sorted(p.name for p in out.iterdir()) == before  # the new generation's files are gone
     assert len(build_index(colour_tree, out, extractor=extractor, verbose=False)[0]) == 13
 

@@ -171,7 +171,7 @@ def test_a_failure_while_writing_leaves_the_previous_version(built, monkeypatch)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(simrec.storage.index_folder, "_write_ann", broken)
-    with pytest.raises(simrec.storage.index_folder.NotWritableError, match="previous version is unchanged"):
+    with pytest.raises(simrec.storage.index_folder.NotWritableError, match="previous generation is unchanged"):
         attach_ann(out, "hnsw")
     assert (out / "meta.json").read_text() == before
     embedded = verify_index(out)

@@ -1,4 +1,4 @@
-"""The service answers id queries from the version's stored neighbors, with the JSON its models describe."""
+"""The service answers id queries from the generation's stored neighbors, with the JSON its models describe."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A child process runs ``simrec index`` into an existing index whose source grew, and
 kills itself with SIGKILL at one named moment (``SIMREC_CRASH_AT``, see
 ``simrec/crashpoints.py``). After every kill the folder must load, and verify, as exactly
-the previous version (before the commit) or the new one (from the commit on), and the
+the previous generation (before the commit) or the new one (from the commit on), and the
 next ``simrec index`` must complete and leave no leftovers behind.
 """
 
@@ -27,7 +27,7 @@ from simrec.storage.locking import LOCK_FILE
 from simrec.storage.photo_store import STORE
 
 OLD, NEW = 6, 18  # photos before and after the source grew
-# Moments before the commit leave the previous version, the commit and later the new one.
+# Moments before the commit leave the previous generation, the commit and later the new one.
 BEFORE_COMMIT = ["locked", "catalogued", *(f"batch@{i}" for i in range(1, NEW - OLD + 1))]
 # Seven data files: catalog, embeddings, inverse norms, failures, colours and the two of the stored neighbors.
 BEFORE_COMMIT += [f"data-file@{i}" for i in range(1, 8)] + ["meta-written"]
@@ -84,7 +84,7 @@ def _check_trials(source, out, pristine, moments, small_extractor, tmp_path):
         assert len(survived) == expected, (moment, len(survived))
         assert survived.meta.count == len(survived.embeddings) == expected
         assert all(os.path.isfile(p) for p in survived.catalog["path"]), moment
-        stored = survived.stored_neighbors  # the stored neighbors of the version that survived, not of another
+        stored = survived.stored_neighbors  # the stored neighbors of the generation that survived, not of another
         assert stored is not None and stored.rows.shape == (expected, 2, min(expected - 1, STORED_NEIGHBORS)), moment
         embedded, report = build_index(source, out, extractor=small_extractor, verbose=False)
         assert len(embedded) == NEW and report.unchanged == expected, moment

@@ -1,4 +1,4 @@
-"""A reader of the previous version keeps its photos and vectors; a follower moves to each commit."""
+"""A reader of the previous generation keeps its photos and vectors; a follower moves to each commit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A full disk is a full disk: one message, the previous version kept, nothing left behind.
+"""A full disk is a full disk: one message, the previous generation kept, nothing left behind.
 
 Every byte simrec writes goes through ``os.write`` (``simrec.core.durability.NewFile``), so
 these tests fill the disk by replacing ``os.write`` and ``os.fsync``: from a named moment
@@ -144,7 +144,7 @@ def test_a_full_disk_at_every_moment_of_a_reindex_keeps_the_previous_version(
             disk.after(0)
         else:
             disk.at(moment)
-        if moment in AFTER_COMMIT:  # the new version stands: only the tidying up meets the full disk
+        if moment in AFTER_COMMIT:  # the new generation stands: only the tidying up meets the full disk
             embedded, _ = build_index(source, out, extractor=small_extractor, batch_size=1, verbose=False)
             assert len(embedded) == NEW, moment
         else:
@@ -153,7 +153,7 @@ def test_a_full_disk_at_every_moment_of_a_reindex_keeps_the_previous_version(
                 pytest.fail(f"no full disk at {moment}")
             message = str(caught.value)
             assert message.startswith(f"cannot write {out}: the disk is full"), (moment, message)
-            assert "the previous version is unchanged" in message and "\n" not in message
+            assert "the previous generation is unchanged" in message and "\n" not in message
             survived = load_index(out, verify=True)
             assert len(survived) == OLD, moment
             _assert_clean(out)  # no staging folder, no half-written file
@@ -209,7 +209,7 @@ def test_a_full_disk_is_one_line_and_exit_status_2(shop, tmp_path, monkeypatch, 
     assert main(argv) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("simrec: WARNING")]
     assert err == [
-        f"simrec: error: cannot write {out}: the disk is full (No space left on device); the previous version is "
+        f"simrec: error: cannot write {out}: the disk is full (No space left on device); the previous generation is "
         "unchanged; free some space and run it again"
     ]
 

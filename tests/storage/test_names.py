@@ -155,7 +155,7 @@ def test_a_version_that_would_not_load_is_never_committed(colour_tree, tmp_path,
         real_save(handle, array[:-1] if array.ndim == 2 else array, *args, **kwargs)
 
     monkeypatch.setattr(np, "save", drops_a_row)
-    with pytest.raises(IndexIntegrityError, match="not committed, and the previous version is unchanged"):
+    with pytest.raises(IndexIntegrityError, match="not committed, and the previous generation is unchanged"):
         build_index(colour_tree, out, extractor=extractor, verbose=False)
     monkeypatch.undo()
     assert sorted(os.listdir(out)) == before
