@@ -80,7 +80,7 @@ def test_ray_options_need_the_ray_engine_and_a_missing_ray_is_one_line(colour_tr
     out = str(tmp_path / "index")
     argv = ["index", str(colour_tree), "--out", out, "--weights", "random", "--image-size", "32", "-q"]
     assert main([*argv, "--workers", "2"]) == 2
-    assert "only apply to engine 'ray'" in capsys.readouterr().err
+    assert "--workers only apply to --engine 'ray'" in capsys.readouterr().err  # the command line's own words
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main([*argv, "--engine", "ray"]) == 2
     err = capsys.readouterr().err.strip()
