@@ -240,7 +240,11 @@ def _print_split_row(part, size, seed, n_photos, report, truth, kinds) -> None:
         flush=True,
     )
     one_photo = sum(ok and original(a) != original(b) for (a, b), ok in zip(pairs, correct))
-    print(f"  pairs of one photo under two ids (not false): {one_photo}; false pairs: {false}", flush=True)
+    print(
+        f"  pairs of one photo under two ids (not false): {one_photo}; false pairs: {false}; "
+        f"{report.candidates} candidates verified in {report.seconds:.1f} s",
+        flush=True,
+    )
 
 
 def generated_index(index_dir: Path, items: int, dim: int) -> tuple[Path, int]:

@@ -225,6 +225,40 @@ class EmbeddedCatalog:
         return None if self.meta.pretrained else UNTRAINED_WARNING
 
 
+def pair_distances(embedded: EmbeddedCatalog, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine distances of pairs of catalog rows, the same bits whoever asks and in either order.
+
+    Args:
+        embedded: The index.
+        first: ``(n,)`` catalog rows.
+        second: ``(n,)`` catalog rows.
+
+    Returns:
+        ``(n,)`` float64 cosine distances, in ``[0, 2]``.
+    """
+    first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
+    inverse = embedded.neighbors._inv_norms.astype(np.float64)
+    dots = row_dots(gather_vectors(embedded, first), gather_vectors(embedded, second))
+    return np.clip(1.0 - dots * (inverse[first] * inverse[second]), 0.0, 2.0)
+
+
+def gather_vectors(embedded: EmbeddedCatalog, rows: np.ndarray) -> np.ndarray:
+    """The rows' vectors in float64, gathered in sorted order (a memory map reads forward)."""
+    flat = rows.reshape(-1)
+    unique, back = np.unique(flat, return_inverse=True)
+    vectors = np.asarray(embedded.embeddings[unique], dtype=np.float32).astype(np.float64)
+    return vectors[back].reshape(*rows.shape, -1)
+
+
+def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products along the last axis: a product, then numpy's sum of each contiguous row.
+
+    No BLAS: its summation order changes with the threads and the shape of the call; a
+    row's sum here depends on that row alone.
+    """
+    return np.multiply(a, b).sum(axis=-1)
+
+
 def row_in(rows: dict[str, int], product_id: str) -> int:
     """``rows[product_id]``, or the one error for an unknown product: the message suggests close matches.
 

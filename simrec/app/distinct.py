@@ -11,7 +11,7 @@ the search's block size or the BLAS threads:
 2. **Exact distances**: the search's float32 distances depend on how it was asked (one
    query or a block, how many BLAS threads), so the candidates' distances are computed
    again, in float64, element by element with a fixed summation order
-   (:func:`pair_distances`): the same bits on every path. Results are ranked by them,
+   (:func:`~simrec.embedded_catalog.pair_distances`): the same bits on every path. Results are ranked by them,
    distances within :data:`DISTANCE_TIE` of each other count as equal, and equal ones are
    ordered by catalog row. A candidate within a small margin of the last one fetched
    (another product the search did not return could rank before it) is not relied on:
@@ -31,30 +31,13 @@ from typing import Any
 import numpy as np
 
 from simrec.app.duplicates import DuplicateTest
-from simrec.embedded_catalog import EmbeddedCatalog
+from simrec.embedded_catalog import EmbeddedCatalog, gather_vectors, pair_distances, row_dots
 
 DISTANCE_TIE = 1e-6
 """Distances closer than this are a tie, broken by catalog row (the lowest first)."""
 
 _MARGIN = 1e-4  # the search's float32 error, and more: candidates this near the last fetched one wait for more
 _BATCH = 64  # products whose candidates are scored at once by distinct_neighbors_many
-
-
-def pair_distances(embedded: EmbeddedCatalog, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Cosine distances of pairs of catalog rows, the same bits whoever asks and in either order.
-
-    Args:
-        embedded: The index.
-        first: ``(n,)`` catalog rows.
-        second: ``(n,)`` catalog rows.
-
-    Returns:
-        ``(n,)`` float64 cosine distances, in ``[0, 2]``.
-    """
-    first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
-    inverse = embedded.neighbors._inv_norms.astype(np.float64)
-    dots = _dots(_vectors(embedded, first), _vectors(embedded, second))
-    return np.clip(1.0 - dots * (inverse[first] * inverse[second]), 0.0, 2.0)
 
 
 def distinct_neighbors(
@@ -213,33 +196,17 @@ def _scores(
     queries = np.asarray(query_vectors, dtype=np.float32).astype(np.float64)
     query_inverse = np.array(
         [
-            inverse[row] if row is not None else 1.0 / max(float(np.sqrt(_dots(q[None], q[None])[0])), 1e-30)
+            inverse[row] if row is not None else 1.0 / max(float(np.sqrt(row_dots(q[None], q[None])[0])), 1e-30)
             for row, q in zip(query_rows, queries)
         ]
     )
-    dots = _dots(_vectors(embedded, rows), np.broadcast_to(queries[:, None, :], (*rows.shape, queries.shape[1])))
+    spread = np.broadcast_to(queries[:, None, :], (*rows.shape, queries.shape[1]))
+    dots = row_dots(gather_vectors(embedded, rows), spread)
     cosine = np.clip(1.0 - dots * (inverse[rows] * query_inverse[:, None]), 0.0, 2.0)
     if not _is_blend(neighbors):
         return cosine, cosine
     ranking = np.stack([neighbors.rescore(r, c, o["colours"]) for r, c, o in zip(rows, cosine, options)])
     return ranking, cosine
-
-
-def _vectors(embedded: EmbeddedCatalog, rows: np.ndarray) -> np.ndarray:
-    """The rows' vectors in float64, gathered in sorted order (a memory map reads forward)."""
-    flat = rows.reshape(-1)
-    unique, back = np.unique(flat, return_inverse=True)
-    vectors = np.asarray(embedded.embeddings[unique], dtype=np.float32).astype(np.float64)
-    return vectors[back].reshape(*rows.shape, -1)
-
-
-def _dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products along the last axis: a product, then numpy's sum of each contiguous row.
-
-    No BLAS: its summation order changes with the threads and the shape of the call; a
-    row's sum here depends on that row alone.
-    """
-    return np.multiply(a, b).sum(axis=-1)
 
 
 def _is_blend(neighbors: Any) -> bool:

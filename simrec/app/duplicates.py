@@ -45,14 +45,16 @@ from simrec.core.defaults import (
     DUPLICATE_CANDIDATES,
     DUPLICATE_THRESHOLD,
     PHOTO_DUPLICATE_THRESHOLD,
+    PIXEL_CANDIDATES,
+    PIXEL_THRESHOLD,
     VECTOR_DUPLICATE_THRESHOLD,
 )
 from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_error
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError, MissingDependencyError, NotWritableError
 from simrec.core.validation import check_int, check_number_in, check_suffix
-from simrec.embedded_catalog import EmbeddedCatalog
-from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
-from simrec.search.pairs import close_pairs
+from simrec.embedded_catalog import EmbeddedCatalog, pair_distances
+from simrec.pipeline.thumbnails import PIXEL_GRID, photo_thumbnails, pixel_vectors, thumbnail_difference
+from simrec.search.pairs import close_pairs, mirrored_close_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -208,13 +210,29 @@ class DuplicateTest:
         """``("exact" | "near" | None, photo difference or NaN)`` for two catalog rows at a cosine distance."""
         if self.same_bytes(first, second):
             return "exact", 0.0
-        return self._near(self.thumbnails(first), self.thumbnails(second), distance)
+        if distance > self.threshold:
+            return None, math.nan
+        if not self.photos_compared:  # vectors made outside simrec: the vector stage alone
+            return ("near" if distance <= min(self.threshold, VECTOR_DUPLICATE_THRESHOLD) else None), math.nan
+        return self.photos_kind(first, second)
+
+    def photos_kind(self, first: int, second: int) -> tuple[str | None, float]:
+        """``("near" | None, photo difference or NaN)``: whether two rows' photos match, whatever their vectors.
+
+        A pair with a photo that cannot be read is no proven copy: None, counted in :attr:`unverified`.
+        """
+        a, b = self.thumbnails(first), self.thumbnails(second)
+        if a is None or b is None:
+            self.unverified += 1
+            return None, math.nan
+        difference = thumbnail_difference(a[0], b[0])
+        return ("near" if difference <= self.photo_threshold else None), difference
 
     def is_copy(self, first: int, second: int, distance: float) -> bool:
         """Whether two catalog rows are duplicates, as :meth:`kind` says; remembered for the pair.
 
         ``distance`` must be the pair's own cosine distance, the same whichever way round
-        (as :func:`simrec.app.distinct.pair_distances` gives it), so the answer does not
+        (as :func:`simrec.embedded_catalog.pair_distances` gives it), so the answer does not
         depend on who asks first. Distinct results ask about the same pairs again and again.
         """
         key = (first, second) if first <= second else (second, first)
@@ -248,19 +266,6 @@ class DuplicateTest:
             self._thumbnails.popitem(last=False)
         return found
 
-    def _near(
-        self, first: tuple[np.ndarray, int] | None, second: tuple[np.ndarray, int] | None, distance: float
-    ) -> tuple[str | None, float]:
-        if distance > self.threshold:
-            return None, math.nan
-        if not self.photos_compared:  # vectors made outside simrec: the vector stage alone
-            return ("near" if distance <= min(self.threshold, VECTOR_DUPLICATE_THRESHOLD) else None), math.nan
-        if first is None or second is None:  # cannot be verified: not a proven copy
-            self.unverified += 1
-            return None, math.nan
-        difference = thumbnail_difference(first[0], second[0])
-        return ("near" if difference <= self.photo_threshold else None), difference
-
 
 def find_duplicates(
     embedded: EmbeddedCatalog,
@@ -270,6 +275,8 @@ def find_duplicates(
     n_candidates: int = DUPLICATE_CANDIDATES,
     photos: bool | str = "auto",
     exact: bool = False,
+    pixel_candidates: bool = True,
+    verbose: bool = False,
 ) -> DuplicateReport:
     """Every pair of products that are the same photo, and their connected groups.
 
@@ -284,6 +291,14 @@ def find_duplicates(
         photos: ``"auto"`` compares photos when the catalog names readable ones; False
             uses the vectors alone; True requires photos.
         exact: Exact search even when the index has an approximate-search structure.
+        pixel_candidates: When photos are compared, also take as candidates each product's
+            :data:`~simrec.core.defaults.PIXEL_CANDIDATES` nearest by pixel vector
+            within :data:`~simrec.core.defaults.PIXEL_THRESHOLD`, whatever their vectors'
+            distance (:func:`simrec.pipeline.thumbnails.pixel_vectors`). This decodes every
+            photo once (about 1 ms for a small one); False decodes only the candidates' photos
+            and misses copies the network places far apart, such as half-size copies of small
+            photos.
+        verbose: Show a progress bar while the photos are read.
 
     Returns:
         A :class:`DuplicateReport`. Exact copies (equal ``sha256``) are always listed,
@@ -322,11 +337,25 @@ def find_duplicates(
         kind, difference = test.kind(a, b, distance)
         if kind is not None:
             found[(a, b)] = (distance, kind, difference)
+    n_candidates_seen = len(first)
+    if test.photos_compared and pixel_candidates and n_items > 1:
+        looked_at = set(zip(first.tolist(), second.tolist()))
+        extra = [pair for pair in _pixel_pairs(test, n_items, verbose) if pair not in looked_at]
+        n_candidates_seen += len(extra)
+        if extra:
+            rows = np.array(extra, dtype=np.int64)
+            vector_distances = pair_distances(embedded, rows[:, 0], rows[:, 1])
+            for (a, b), distance in zip(extra, vector_distances.tolist()):
+                if test.same_bytes(a, b):
+                    continue
+                kind, difference = test.photos_kind(a, b)
+                if kind is not None:
+                    found[(a, b)] = (float(distance), kind, difference)
     pairs, groups = _tables(catalog, found, test)
     note = test.note
     if test.photos_compared and test.unreadable:
         note = (
-            f"{len(test.unreadable)} candidate photos could not be read ({test.first_unreadable}), so "
+            f"{len(test.unreadable)} photos could not be read ({test.first_unreadable}), so "
             f"{test.unverified} candidate pairs were not judged: a pair is reported only when its photos match "
             "or are the same file; 'simrec verify' checks the index's photos"
         )
@@ -337,13 +366,29 @@ def find_duplicates(
         photo_threshold=test.photo_threshold,
         model=embedded.meta.model,
         photos_compared=test.photos_compared,
-        candidates=len(first),
+        candidates=n_candidates_seen,
         seconds=time.perf_counter() - started,
         note=note,
         unverified=test.unverified,
     )
-    logger.info("%d duplicate pairs in %d groups from %d candidates", len(pairs), groups["group"].nunique(), len(first))
+    logger.info(
+        "%d duplicate pairs in %d groups from %d candidates", len(pairs), groups["group"].nunique(), n_candidates_seen
+    )
     return report
+
+
+def _pixel_pairs(test: DuplicateTest, n_items: int, verbose: bool) -> list[tuple[int, int]]:
+    """Candidate pairs ``(first, second)``, ``first < second``, by pixel vector (every photo read once)."""
+    from tqdm.auto import tqdm
+
+    vectors = np.zeros((n_items, 3 * PIXEL_GRID**2), dtype=np.float32)
+    mirrored = np.zeros_like(vectors)
+    for row in tqdm(range(n_items), unit="photo", desc="photos", disable=not verbose):
+        found = test.thumbnails(row)
+        if found is not None:  # an unreadable photo keeps a zero vector: no pair
+            vectors[row], mirrored[row] = pixel_vectors(found[0])
+    first, second, _ = mirrored_close_pairs(vectors, mirrored, PIXEL_THRESHOLD, PIXEL_CANDIDATES)
+    return list(zip(first.tolist(), second.tolist()))
 
 
 def write_duplicates(report: DuplicateReport, out: str | os.PathLike) -> Path:
@@ -416,7 +461,7 @@ def _tables(
     numbers = {r: i for i, r in enumerate(sorted(set(roots.values())))}
     ids = catalog["product_id"].astype(str).to_numpy()
     sizes = catalog["size_bytes"].to_numpy() if "size_bytes" in catalog.columns else np.zeros(len(catalog))
-    n_pixels = {row: (test._thumbnails.get(row) or (None, 0))[1] for row in members}
+    n_pixels = {row: (test.thumbnails(row) or (None, 0))[1] for row in members}
     keep: dict[int, int] = {}
     for row in members:  # catalog order: the first of equals stays
         group = roots[row]
@@ -452,12 +497,3 @@ def _readable_photos(catalog: pd.DataFrame) -> bool:
         return False
     paths = [str(p) for p in catalog["path"].head(16) if isinstance(p, str) and p]
     return bool(paths) and any(os.path.isfile(p) for p in paths)
-
-
-def _check_bound(name: str, value: object, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise InvalidArgumentError(f"Expected {name} to be a number in [0, {high:g}], got {value!r}")
-    value = float(value)
-    if not 0.0 <= value <= high:
-        raise InvalidArgumentError(f"Expected {name} in [0, {high:g}], got {value!r}")
-    return value

@@ -181,6 +181,8 @@ def duplicates_command(args: argparse.Namespace) -> int:
         n_candidates=args.candidates,
         photos=False if args.vectors_only else "auto",
         exact=args.exact,
+        pixel_candidates=not args.no_pixel_candidates,
+        verbose=not args.quiet,
     )
     print_duplicates(report, len(embedded), args.format)
     if report.note:

@@ -268,6 +268,13 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
     duplicates.add_argument(
         "--vectors-only", action="store_true", help="judge by the vectors alone, without decoding any photo"
     )
+    duplicates.add_argument(
+        "--no-pixel-candidates",
+        action="store_true",
+        help="candidates from the vectors alone: only their photos are decoded (faster on a large catalog, but "
+        "copies the network places apart, such as half-size copies of small photos, are missed)",
+    )
+    duplicates.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     duplicates.add_argument("--format", choices=("table", "json", "csv"), default="table")
     duplicates.add_argument("--out", help="also write the pairs to this .parquet or .csv file")
     duplicates.add_argument("--plot", help="write a grid of the groups to this PNG file")

@@ -39,9 +39,9 @@ DUPLICATE_THRESHOLD = 0.10
 
 On the tuning half of fashion-small, every planted copy lies within 0.10 of its original with
 MobileNet 0.25 vectors, except copies at half the size of a 60 x 80 photo (up to 0.22; 15 of 40
-above 0.10). Raising it to 0.20 finds those too, at about 6x the time of ``simrec duplicates`` and
-5x that of a ``distinct`` query (measured on 660 photos: ``docs/duplicates.md``), so it stays at 0.10
-and ``--threshold 0.2`` is there for catalogs of tiny photos: ``benchmarks/duplicates.py``."""
+above 0.10). Those are found by their pixel vectors instead (:data:`PIXEL_THRESHOLD`):
+raising this bound to 0.20 would cost about 6x the time of ``simrec duplicates`` and 5x that of a
+``distinct`` query (measured on 660 photos: ``docs/duplicates.md``)."""
 
 PHOTO_DUPLICATE_THRESHOLD = 0.045
 """Largest difference (0 to 1) of a photo and its copy once aligned (:mod:`simrec.pipeline.thumbnails`).
@@ -55,6 +55,17 @@ VECTOR_DUPLICATE_THRESHOLD = 0.02
 
 DUPLICATE_CANDIDATES = 10
 """Nearest neighbors of each product looked at for its duplicates."""
+
+PIXEL_THRESHOLD = 0.02
+"""Largest cosine distance of two photos' pixel vectors (:func:`simrec.pipeline.thumbnails.pixel_vectors`)
+that makes them a candidate duplicate pair, whatever their vectors from the network say.
+
+On the tuning half of fashion-small, half-size copies lie within 0.005 of their originals this way
+(their network vectors, up to 0.22), and look-alike products give few pairs for the photo check
+to verify: ``benchmarks/duplicates.py``."""
+
+PIXEL_CANDIDATES = 3
+"""Nearest pixel vectors of each product looked at for its duplicates (mirror images included)."""
 
 STORED_NEIGHBORS = 20
 """Nearest products stored for every product at each commit (``K``): id queries with ``k <= K`` at the

@@ -58,6 +58,9 @@ LEVELS = 4
 MAX_CROP = 0.10
 """Largest fraction cut from any one border of a photo that still counts as a copy of it."""
 
+PIXEL_GRID = 8
+"""Side of the grid of a photo's :func:`pixel_vectors`: 8 x 8 colours, 192 numbers."""
+
 _BLUR = 0.7  # Gaussian smoothing of each level (pixels): a different resampling costs little
 _CLIPPED = 0.97  # a channel this bright may have been clipped by a brighter copy
 _LOCAL_WEIGHT = 0.3  # weight of the local residual in the difference
@@ -107,6 +110,32 @@ def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[tuple[np.
         raise ImageDecodeError(path, "file not found") from None
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as error:
         raise ImageDecodeError(path, f"cannot be read as a photo ({error})") from None
+
+
+def pixel_vectors(levels: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A photo's pixel vector, and its mirror image's: a second source of duplicate candidates.
+
+    The photo's finest level averaged over a :data:`PIXEL_GRID` x :data:`PIXEL_GRID` grid of
+    colours, less its mean, to unit length. The cosine distance of two pixel vectors ignores
+    the size of the photos, a gain and offset of their brightness, and compression noise, so
+    a copy at half the size of an already small photo, which a network can place far from its
+    original, is found next to it here. A crop moves the grid, which the network's vectors
+    survive; look-alike products come close too, and the photo check
+    (:func:`thumbnail_difference`) tells them apart.
+
+    Args:
+        levels: The photo's :func:`photo_thumbnails` levels.
+
+    Returns:
+        ``(vector, mirrored)``: two float32 vectors of ``3 * PIXEL_GRID ** 2`` numbers, zero
+        for a photo of one colour.
+    """
+    grid = Image.fromarray(np.ascontiguousarray(levels[0])).resize((PIXEL_GRID, PIXEL_GRID), Image.Resampling.BOX)
+    values = np.asarray(grid, dtype=np.float32)
+    values = values - values.mean()
+    norm = float(np.linalg.norm(values))
+    values = values / norm if norm > 1e-3 else np.zeros_like(values)
+    return values.reshape(-1), np.ascontiguousarray(values[:, ::-1]).reshape(-1)
 
 
 def thumbnail_difference(first: tuple[np.ndarray, ...], second: tuple[np.ndarray, ...]) -> float:

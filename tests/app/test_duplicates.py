@@ -18,10 +18,11 @@ from simrec.app.distinct import distinct_neighbors
 from simrec.app.duplicates import DuplicateTest, copy_test_for, write_duplicates
 from simrec.app.export import export_neighbors
 from simrec.cli import main
-from simrec.core.defaults import DUPLICATE_THRESHOLD, PHOTO_DUPLICATE_THRESHOLD
+from simrec.core.defaults import DUPLICATE_THRESHOLD, PHOTO_DUPLICATE_THRESHOLD, PIXEL_THRESHOLD
 from simrec.core.errors import NotWritableError
-from simrec.pipeline.thumbnails import photo_thumbnails, thumbnail_difference
-from simrec.search.pairs import close_pairs
+from simrec.embedded_catalog import pair_distances
+from simrec.pipeline.thumbnails import PIXEL_GRID, photo_thumbnails, pixel_vectors, thumbnail_difference
+from simrec.search.pairs import close_pairs, mirrored_close_pairs
 
 
 @pytest.fixture(scope="module")
@@ -409,3 +410,60 @@ def test_a_brighter_copy_whose_light_parts_clip_to_white_matches(width):
         assert (np.asarray(brighter) == 255).mean() > (np.asarray(image) == 255).mean()  # more pixels clip
         original = photo_thumbnails(image)[0]
         assert thumbnail_difference(original, photo_thumbnails(brighter)[0]) < PHOTO_DUPLICATE_THRESHOLD
+
+
+def test_half_size_copies_the_network_places_apart_are_found_by_their_pixels(tmp_path, capsys):
+    """Half-size copies of 60 x 80 shop photos: MobileNet puts most beyond the candidate bound, their pixels do not."""
+    reason = pc.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    files = sorted(pc.PHOTOS.glob("*.jpg"))[:60]
+    copies = [pc.make_copy(f, "downscale", tmp_path / f"half_{f.stem}") for f in files[:16]]
+    paths = [str(p) for p in files + copies]
+    catalog = pd.DataFrame({"product_id": [Path(p).stem for p in paths], "path": paths})
+    index = simrec.save_vectors(catalog, pc.mobilenet_vectors(paths), tmp_path / "idx", model=pc.MODEL)
+    embedded = simrec.load_index(index)
+    apart = pair_distances(embedded, np.arange(16), np.arange(60, 76)) > DUPLICATE_THRESHOLD
+    assert apart.sum() >= 8  # the vectors alone would miss these
+    expected = {(f.stem, f"half_{f.stem}") for f in files[:16]}
+    report = simrec.find_duplicates(embedded)
+    assert set(_pairs(report)) == expected
+    assert report.pairs["kind"].eq("near").all() and (report.pairs["difference"] < PHOTO_DUPLICATE_THRESHOLD).all()
+    assert (report.pairs["distance"] > DUPLICATE_THRESHOLD).sum() == apart.sum()  # their vectors' own distances
+    vector_candidates = simrec.find_duplicates(simrec.load_index(index), pixel_candidates=False)
+    assert len(vector_candidates.pairs) == 16 - apart.sum()
+    assert main(["duplicates", str(index), "--format", "csv", "-q"]) == 0
+    assert capsys.readouterr().out.count("half_") == 16
+    assert main(["duplicates", str(index), "--format", "csv", "--no-pixel-candidates", "-q"]) == 0
+    assert capsys.readouterr().out.count("half_") == 16 - apart.sum()
+
+
+def test_pixel_vectors_ignore_size_and_brightness_and_find_mirror_images():
+    reason = pc.missing_reason()
+    if reason:
+        pytest.skip(reason)
+    image = _real_photo("15970", None)
+
+    def vectors(photo: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        return pixel_vectors(photo_thumbnails(photo)[0])
+
+    vector, mirrored = vectors(image)
+    assert vector.shape == mirrored.shape == (3 * PIXEL_GRID**2,) and abs(np.linalg.norm(vector) - 1) < 1e-5
+    half = _jpeg(image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS), 90)
+    darker = _jpeg(ImageEnhance.Brightness(image).enhance(0.88), 90)
+    for copy in (half, darker, _jpeg(image, 60)):
+        assert 1 - float(vector @ vectors(copy)[0]) < PIXEL_THRESHOLD / 2
+    mirror_image = vectors(ImageOps.mirror(image))[0]
+    assert 1 - float(mirrored @ mirror_image) < PIXEL_THRESHOLD / 4 < PIXEL_THRESHOLD < 1 - float(vector @ mirror_image)
+    assert 1 - float(vector @ vectors(_real_photo("39386", None))[0]) > PIXEL_THRESHOLD  # another product
+    blank, blank_mirrored = vectors(Image.new("RGB", (60, 80), (250, 250, 250)))
+    assert not blank.any() and not blank_mirrored.any()  # one colour: a zero vector, no candidate
+
+
+def test_mirrored_close_pairs_once_each_at_the_smaller_distance_and_never_an_item_with_itself():
+    vectors = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0.99, 0.01, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
+    mirrored = np.array([[0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0.01], [1, 0, 0, 0], [0, 0, 0, 1]], np.float32)
+    first, second, distances = mirrored_close_pairs(vectors, mirrored, 0.02, 3)
+    assert list(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 3), (2, 3)]  # 4 matches its own mirror only
+    assert distances[1] == 0 and distances.dtype == np.float32 and (distances <= 0.02).all()
+    assert all(len(found) == 0 for found in mirrored_close_pairs(vectors[:1], mirrored[:1], 0.02, 3))
