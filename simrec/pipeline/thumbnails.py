@@ -311,6 +311,14 @@ def _tone_difference(first: np.ndarray, second: np.ndarray) -> float:
     # The gain from the two spreads, not by regression, which shrinks it when the product's tones span little.
     gain = float(np.clip((fa.std() + 1e-6) / (fb.std() + 1e-6), 0.5, 2.0))
     residual = first - (gain * (second - fb.mean()) + fa.mean())
+    # Smoothing spreads a clipped value into its neighbors: in the photo with more clipped product, they
+    # may stand for brighter values too.
+    # (Not the white background's: the edges of a thin product would count for little.)
+    inside_a, inside_b = clip_a & content[..., None], clip_b & content[..., None]
+    if inside_a.sum() > inside_b.sum():
+        clip_a = clip_a | (_box_sums(inside_a.astype(np.float32)) > 0)
+    else:
+        clip_b = clip_b | (_box_sums(inside_b.astype(np.float32)) > 0)
     residual = np.where(clip_a, np.maximum(residual, 0.0), residual)  # first clipped: it may be brighter
     residual = np.where(clip_b, np.minimum(residual, 0.0), residual)  # second clipped: it may be brighter
     residual *= content[..., None]
