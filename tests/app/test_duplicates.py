@@ -400,11 +400,15 @@ def test_cropped_copies_of_real_photos_match_and_look_alikes_do_not(width):
 
 @pytest.mark.parametrize("width", [None, 1000])
 def test_a_brighter_copy_whose_light_parts_clip_to_white_matches(width):
-    """+12% brightness clips a light product's highlights; only differences clipping cannot explain count."""
+    """+12% brightness clips a light product's highlights; only differences clipping cannot explain count.
+
+    26357, a T-shirt of light pink stripes, clips inside the product, and the smoothing of the
+    photo's levels spreads that into the pixels beside them.
+    """
     reason = pc.missing_reason()
     if reason:
         pytest.skip(reason)
-    for product_id in ("15970", "39386"):
+    for product_id in ("15970", "39386", "26357"):
         image = _real_photo(product_id, width)
         brighter = _jpeg(ImageEnhance.Brightness(image).enhance(1.12), 90)
         assert (np.asarray(brighter) == 255).mean() > (np.asarray(image) == 255).mean()  # more pixels clip
