@@ -7,11 +7,16 @@ cropped a little, made brighter). :func:`find_duplicates` finds them in two stag
 1. **Candidates** from the index's own vectors: each product's ``n_candidates`` nearest
    within the cosine ``threshold``, from the exact search in blocks of bounded memory, or
    the approximate structure when the index has one (:func:`simrec.search.pairs.close_pairs`);
-   never an ``n x n`` matrix.
+   never an ``n x n`` matrix. And, when photos are compared, from the photos' own pixels:
+   each product's :data:`~simrec.core.defaults.PIXEL_CANDIDATES` nearest by pixel vector
+   (:func:`simrec.pipeline.thumbnails.pixel_vectors`, a mirror image included) within
+   :data:`~simrec.core.defaults.PIXEL_THRESHOLD`, which finds copies the network places far
+   apart (half-size copies of small photos).
 2. **Verification** of each candidate pair by its photos
    (:mod:`simrec.pipeline.thumbnails`): once aligned (a crop of up to 10% of each border,
    a scale, a mirror), a copy's photo differs by at most ``photo_threshold`` and a
-   look-alike product's by more. Only the photos of candidate pairs are decoded.
+   look-alike product's by more. Every photo is decoded once for its pixel vector (only the
+   candidates' photos with ``pixel_candidates=False``).
 
 An index of vectors made outside simrec (no readable photos) uses the vector stage alone,
 with the tighter :data:`~simrec.core.defaults.VECTOR_DUPLICATE_THRESHOLD`, and the report
@@ -21,7 +26,10 @@ from the photo store, damaged) is not judged by its vectors, whose distances bet
 look-alike products are as small as between copies: it is counted in
 :attr:`DuplicateReport.unverified`, and the report's note says how many and names a photo.
 :class:`DuplicateTest` is the same test for one pair at a time, as ``distinct``
-recommendations use it (:mod:`simrec.app.distinct`).
+recommendations use it (:mod:`simrec.app.distinct`): a pair within the vectors' ``threshold``
+whose photos match. It does not decode every photo of the catalog for pixel vectors, so a copy
+found only by its pixels is listed by :func:`find_duplicates` but not left out of distinct
+results: remove such copies from the catalog with the list.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ are aligned exactly:
 
 1. Each photo becomes a small **pyramid**: the photo reduced (never enlarged) to at most
    :data:`SIDE` pixels on its longer side, so a shop's 60 x 80 photos keep every pixel,
-   and three halvings of it, each lightly smoothed. Only the photos of candidate pairs are
-   decoded, and large JPEGs are decoded at a reduced scale.
+   and three halvings of it, each lightly smoothed. Large JPEGs are decoded at a reduced
+   scale.
 2. The **alignment** of two photos is found, not tried from a fixed list: either photo may
    be a crop of the other, by up to :data:`MAX_CROP` of each border (a different amount per
    border), at another scale, mirrored or not. The scales and shifts those borders allow are
@@ -27,6 +27,10 @@ are aligned exactly:
    residual averaged over 3 x 3 pixels at its 98th percentile (a difference in one part of
    the product, such as a lipstick of another shade, where noise cancels and colour does
    not); in ``[0, 1]`` units of full scale, 0 for the same pixels.
+
+:func:`pixel_vectors` reduces a pyramid further, to an 8 x 8 grid of colours: a second
+source of candidate pairs, beside the network's vectors, for copies the network places far
+apart (half-size copies of small photos).
 
 A copy differs by compression noise and resampling only; another product differs in its
 shape, its details or its colours. ``benchmarks/duplicates.py`` measures both on real shop
@@ -311,14 +315,6 @@ def _tone_difference(first: np.ndarray, second: np.ndarray) -> float:
     # The gain from the two spreads, not by regression, which shrinks it when the product's tones span little.
     gain = float(np.clip((fa.std() + 1e-6) / (fb.std() + 1e-6), 0.5, 2.0))
     residual = first - (gain * (second - fb.mean()) + fa.mean())
-    # Smoothing spreads a clipped value into its neighbors: in the photo with more clipped product, they
-    # may stand for brighter values too.
-    # (Not the white background's: the edges of a thin product would count for little.)
-    inside_a, inside_b = clip_a & content[..., None], clip_b & content[..., None]
-    if inside_a.sum() > inside_b.sum():
-        clip_a = clip_a | (_box_sums(inside_a.astype(np.float32)) > 0)
-    else:
-        clip_b = clip_b | (_box_sums(inside_b.astype(np.float32)) > 0)
     residual = np.where(clip_a, np.maximum(residual, 0.0), residual)  # first clipped: it may be brighter
     residual = np.where(clip_b, np.minimum(residual, 0.0), residual)  # second clipped: it may be brighter
     residual *= content[..., None]
