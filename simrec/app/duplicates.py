@@ -362,10 +362,11 @@ def find_duplicates(
     pairs, groups = _tables(catalog, found, test)
     note = test.note
     if test.photos_compared and test.unreadable:
+        photos = "1 photo" if len(test.unreadable) == 1 else f"{len(test.unreadable)} photos"
+        pairs_left = "1 candidate pair was" if test.unverified == 1 else f"{test.unverified} candidate pairs were"
         note = (
-            f"{len(test.unreadable)} photos could not be read ({test.first_unreadable}), so "
-            f"{test.unverified} candidate pairs were not judged: a pair is reported only when its photos match "
-            "or are the same file; 'simrec verify' checks the index's photos"
+            f"{photos} could not be read ({test.first_unreadable}), so {pairs_left} not judged: a pair is "
+            "reported only when its photos match or are the same file; 'simrec verify' checks the index's photos"
         )
     report = DuplicateReport(
         pairs=pairs,

@@ -469,3 +469,21 @@ def test_mirrored_close_pairs_once_each_at_the_smaller_distance_and_never_an_ite
     assert list(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 3), (2, 3)]  # 4 matches its own mirror only
     assert distances[1] == 0 and distances.dtype == np.float32 and (distances <= 0.02).all()
     assert all(len(found) == 0 for found in mirrored_close_pairs(vectors[:1], mirrored[:1], 0.02, 3))
+
+
+def test_without_pixel_candidates_only_the_candidates_photos_are_decoded(tmp_path):
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(rng.integers(0, 255, (24, 18, 3), dtype=np.uint8)).resize((60, 80)).save(paths[-1])
+    catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+    vectors = np.eye(3, dtype=np.float32)  # no pair within any vector bound
+    index = simrec.save_vectors(catalog, vectors, tmp_path / "idx", model="outside")
+    paths[2].unlink()
+    vector_candidates = simrec.find_duplicates(simrec.load_index(index), pixel_candidates=False)
+    assert vector_candidates.note is None and vector_candidates.candidates == 0  # p2's photo never opened
+    every_photo = simrec.find_duplicates(simrec.load_index(index))
+    assert "1 photo could not be read" in every_photo.note and "p2.png" in every_photo.note
+    assert "0 candidate pairs were not judged" in every_photo.note
+    assert every_photo.pairs.empty and every_photo.unverified == 0
