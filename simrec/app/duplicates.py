@@ -103,6 +103,8 @@ class DuplicateReport:
         note: Why photos were not compared (or how many could not be read), else None.
         unverified: Candidate pairs left unjudged because a photo could not be read
             (0 when photos are not compared).
+        pixel_threshold: Cosine distance bound of the pixel vectors that gave candidates
+            beside the vectors, or None when they were not used.
     """
 
     pairs: pd.DataFrame
@@ -115,6 +117,7 @@ class DuplicateReport:
     seconds: float
     note: str | None = None
     unverified: int = 0
+    pixel_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """``{"pairs": [...], "groups": [{"group", "keep", "product_ids"}], "threshold", "model", ...}``."""
@@ -147,6 +150,7 @@ class DuplicateReport:
             "candidates": self.candidates,
             "note": self.note,
             "unverified": self.unverified,
+            "pixel_threshold": self.pixel_threshold,
         }
 
 
@@ -346,7 +350,8 @@ def find_duplicates(
         if kind is not None:
             found[(a, b)] = (distance, kind, difference)
     n_candidates_seen = len(first)
-    if test.photos_compared and pixel_candidates and n_items > 1:
+    pixel_candidates = bool(pixel_candidates) and test.photos_compared
+    if pixel_candidates and n_items > 1:
         looked_at = set(zip(first.tolist(), second.tolist()))
         extra = [pair for pair in _pixel_pairs(test, n_items, verbose) if pair not in looked_at]
         n_candidates_seen += len(extra)
@@ -379,6 +384,7 @@ def find_duplicates(
         seconds=time.perf_counter() - started,
         note=note,
         unverified=test.unverified,
+        pixel_threshold=PIXEL_THRESHOLD if pixel_candidates else None,
     )
     logger.info(
         "%d duplicate pairs in %d groups from %d candidates", len(pairs), groups["group"].nunique(), n_candidates_seen

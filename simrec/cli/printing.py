@@ -76,9 +76,10 @@ def print_duplicates(report: Any, n_products: int, output_format: str = "table")
         print(report.pairs.to_string(index=False, formatters=formatters))
     n_groups = report.groups["group"].nunique()
     how = f"photos compared (difference <= {report.photo_threshold:g})" if report.photos_compared else "vectors alone"
+    pixels = "" if report.pixel_threshold is None else f" or pixel vectors within {report.pixel_threshold:g}"
     print(
         f"{len(report.pairs)} duplicate pairs in {n_groups} groups among {n_products} products "
-        f"({report.candidates} candidates within cosine distance {report.threshold:g}, {how}; "
+        f"({report.candidates} candidates within cosine distance {report.threshold:g}{pixels}, {how}; "
         f"{report.seconds:.1f}s)"
     )
     for group, members in report.groups.groupby("group", sort=True):

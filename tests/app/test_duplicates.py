@@ -432,8 +432,11 @@ def test_half_size_copies_the_network_places_apart_are_found_by_their_pixels(tmp
     assert set(_pairs(report)) == expected
     assert report.pairs["kind"].eq("near").all() and (report.pairs["difference"] < PHOTO_DUPLICATE_THRESHOLD).all()
     assert (report.pairs["distance"] > DUPLICATE_THRESHOLD).sum() == apart.sum()  # their vectors' own distances
+    assert report.pixel_threshold == report.to_dict()["pixel_threshold"] == PIXEL_THRESHOLD
     vector_candidates = simrec.find_duplicates(simrec.load_index(index), pixel_candidates=False)
-    assert len(vector_candidates.pairs) == 16 - apart.sum()
+    assert len(vector_candidates.pairs) == 16 - apart.sum() and vector_candidates.pixel_threshold is None
+    assert main(["duplicates", str(index), "-q"]) == 0
+    assert f"or pixel vectors within {PIXEL_THRESHOLD:g}" in capsys.readouterr().out
     assert main(["duplicates", str(index), "--format", "csv", "-q"]) == 0
     assert capsys.readouterr().out.count("half_") == 16
     assert main(["duplicates", str(index), "--format", "csv", "--no-pixel-candidates", "-q"]) == 0
