@@ -13,7 +13,8 @@
 2. **Scale, exact.** ``--items`` generated ``--dim`` vectors (1% of them noisy copies of
    another), written with ``save_vectors`` and opened memory-mapped: duplicates by the
    vector stage, seconds and peak memory allocated (``tracemalloc``) next to the n x n
-   matrix the blocks avoid.
+   matrix the blocks avoid; then, in the same run, the exact search the pixel candidates
+   add over as many photos (random pixel vectors), and its ratio to the vector stage.
 3. **Photos never tuned on.** fashion-small split in two by the last byte of
    ``sha256(product id)``: even is the tuning part (where the photo check's settings were
    chosen), odd the scoring part. For each part (``--split-parts``), each size (the photos
@@ -24,11 +25,19 @@
    kind's recall, and precision: a false pair joins two different photos of the part,
    except pairs of one photo the data set itself reuses for two ids (:func:`_one_photo`).
    ``--split-photos`` takes that many photos of each part (default: all).
-   ``--threshold`` sets the candidates' cosine bound instead of the default.
+   ``--threshold`` sets the candidates' cosine bound instead of the default;
+   ``--no-pixel-candidates`` takes candidates from the network's vectors alone.
 4. **The cost of a wider candidate bound** (``--threshold-cost 0.1 0.2``): on the planted
    copies of section 1, for each bound in turn (twice, alternately), the seconds of
    ``simrec duplicates`` and the milliseconds of a ``recommend(..., distinct=True)`` query
    (10 results, 80 products), and the pairs found.
+6. **Pixel vectors** (``--pixel-distances``): for each of ``--split-parts``, ``--split-photos``
+   photos (default: all) and ``--pixel-copies`` copies of each kind of
+   ``planted_copies.SPLIT_KINDS`` (seed ``--seed``): how far each kind of copy's pixel vector
+   lies from its original's (the nearer of the original and its mirror image; the largest and
+   the 95th percentile), and how many pairs of the part's photos lie within 0.02 and 0.05 of
+   each other (mirror images included), against which the bound of the pixel candidates
+   (``PIXEL_THRESHOLD``) was chosen.
 5. **Scale, approximate.** For each ``--ann-items``, an HNSW structure (``simrec ann``) is
    built and duplicates found through it; the seconds are projected to ``--project`` items
    with ``n log n`` from the largest measured size.
@@ -185,7 +194,9 @@ def split(args: argparse.Namespace, folder: Path) -> None:
     kinds = pc.SPLIT_KINDS
     print(
         f"\nphotos never tuned on: fashion-small split by sha256(product id); {args.split_copies} copies of each "
-        f"kind; MobileNet 0.25 ImageNet vectors; simrec duplicates at its defaults; CPU {cpu_name()}"
+        f"kind; MobileNet 0.25 ImageNet vectors; simrec duplicates at its defaults"
+        + (", without pixel candidates" if args.no_pixel_candidates else "")
+        + f"; CPU {cpu_name()}"
     )
     print("| part | size | seed | photos | copies | pairs | false pairs | precision | " + " | ".join(kinds) + " |")
     print("| --- " * (8 + len(kinds)) + "|")
@@ -209,7 +220,11 @@ def split(args: argparse.Namespace, folder: Path) -> None:
                 catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
                 vectors = pc.mobilenet_vectors(catalog["path"].tolist())
                 simrec.save_vectors(catalog, vectors, work / "index", model=pc.MODEL)
-                report = simrec.find_duplicates(simrec.load_index(work / "index"), threshold=args.threshold)
+                report = simrec.find_duplicates(
+                    simrec.load_index(work / "index"),
+                    threshold=args.threshold,
+                    pixel_candidates=not args.no_pixel_candidates,
+                )
                 _print_split_row(part, size, seed, len(chosen), report, pd.DataFrame(truth), kinds)
 
 
@@ -245,6 +260,52 @@ def _print_split_row(part, size, seed, n_photos, report, truth, kinds) -> None:
         f"{report.candidates} candidates verified in {report.seconds:.1f} s",
         flush=True,
     )
+
+
+def pixel_distances(args: argparse.Namespace, folder: Path) -> None:
+    import planted_copies as pc
+
+    from simrec.core.defaults import PIXEL_THRESHOLD
+    from simrec.pipeline.thumbnails import photo_thumbnails, pixel_vectors
+
+    reason = pc.missing_reason()
+    if reason:
+        print(f"pixel vectors: skipped, {reason}")
+        return
+    kinds = pc.SPLIT_KINDS
+    print(
+        f"\npixel vectors: cosine distance of each kind of copy to its original (seed {args.seed}, "
+        f"{args.pixel_copies} copies of each kind), and pairs of the part's photos within 0.02 and 0.05 "
+        f"(the pixel candidates' bound is {PIXEL_THRESHOLD:g}); CPU {cpu_name()}"
+    )
+    print(
+        "| part | photos | " + " | ".join(f"{kind} max (q95)" for kind in kinds) + " | pairs <= 0.02 | pairs <= 0.05 |"
+    )
+    print("| --- " * (4 + len(kinds)) + "|")
+    for part in args.split_parts:
+        files = [f for f in sorted(pc.PHOTOS.glob("*.jpg")) if _part(f.stem) == part]
+        files = files[: args.split_photos] if args.split_photos else files
+        rng = np.random.default_rng(args.seed)
+        sources = rng.choice(len(files), min(len(files), args.pixel_copies * len(kinds)), replace=False)
+        originals = np.stack([pixel_vectors(photo_thumbnails(f)[0]) for f in files])  # (n, 2, length)
+        work = folder / part
+        work.mkdir(parents=True)
+        cells = []
+        for k, kind in enumerate(kinds):
+            distances = []
+            for j, source in enumerate(sources[k :: len(kinds)].tolist()):
+                copy = pc.make_copy(files[source], kind, work / f"{kind}{j:03d}", rng)
+                vector = pixel_vectors(photo_thumbnails(copy)[0])[0]
+                distances.append(1.0 - float(max(originals[source, 0] @ vector, originals[source, 1] @ vector)))
+            cells.append(f"{max(distances):.4f} ({np.quantile(distances, 0.95):.4f})")
+        plain, mirrored = originals[:, 0], originals[:, 1]
+        near = np.maximum(plain @ plain.T, plain @ mirrored.T)
+        near = np.maximum(near, near.T)[np.triu_indices(len(files), 1)]
+        print(
+            f"| {part} | {len(files)} | " + " | ".join(cells) + f" | {int((near >= 0.98).sum())} | "
+            f"{int((near >= 0.95).sum())} |",
+            flush=True,
+        )
 
 
 def generated_index(index_dir: Path, items: int, dim: int) -> tuple[Path, int]:
@@ -288,6 +349,21 @@ def exact_scale(args: argparse.Namespace, folder: Path) -> None:
         f"peak allocated {peak / 1024**2:.1f} MB (an n x n float32 matrix: {args.items**2 * 4 / 1024**2:,.0f} MB; "
         f"the vectors: {args.items * args.dim * 4 / 1024**2:,.0f} MB, memory-mapped); "
         f"process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+        flush=True,
+    )
+    # The pixel candidates' search over as many photos (192 numbers each, both orientations), in the same run.
+    from simrec.core.defaults import PIXEL_CANDIDATES, PIXEL_THRESHOLD
+    from simrec.search.exact import CosineNeighbors
+    from simrec.search.pairs import mirrored_close_pairs
+
+    pixels = np.random.default_rng(0).normal(size=(args.items, 192)).astype(np.float32)
+    started = time.perf_counter()
+    search = CosineNeighbors().fit(pixels)
+    mirrored_close_pairs(search, np.ascontiguousarray(pixels[:, ::-1]), PIXEL_THRESHOLD, PIXEL_CANDIDATES)
+    pixel_seconds = time.perf_counter() - started
+    print(
+        f"the pixel vectors' exact search over {args.items} photos (192 random numbers, both orientations): "
+        f"{pixel_seconds:.1f} s; ratio pixel/vector search {pixel_seconds / seconds:.2f}",
         flush=True,
     )
 
@@ -378,6 +454,9 @@ def main() -> None:
     parser.add_argument("--skip-exact", action="store_true", help="scale: only the approximate part")
     parser.add_argument("--threshold", type=float, default=None, help="photos never tuned on: the candidates' bound")
     parser.add_argument("--threshold-cost", type=float, nargs="*", default=[], help="bounds to time (section 4)")
+    parser.add_argument("--no-pixel-candidates", action="store_true", help="photos never tuned on: vectors alone")
+    parser.add_argument("--pixel-distances", action="store_true", help="section 6: the pixel vectors' distances")
+    parser.add_argument("--pixel-copies", type=int, default=40, help="section 6: copies of each kind")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="simrec-duplicates-") as folder:
         if not args.skip_planted:
@@ -386,6 +465,8 @@ def main() -> None:
             split(args, Path(folder) / "split")
         if args.threshold_cost:
             threshold_cost(args, Path(folder) / "cost")
+        if args.pixel_distances:
+            pixel_distances(args, Path(folder) / "pixels")
         if not args.skip_scale:
             scale(args, Path(folder))
 

@@ -42,10 +42,15 @@ RUNS = {
         + ["--threshold-cost", "0.1"],
         "| candidates within | simrec duplicates s |",
     ),
+    "duplicates:pixels": (
+        ["--skip-planted", "--skip-split", "--skip-scale", "--pixel-distances", "--pixel-copies", "1"]
+        + ["--split-photos", "30", "--split-parts", "tuning"],
+        "| tuning | 30 |",
+    ),
     "runtime": (["--limit", "40"], "| int8 (int8) |"),
     "hub": (["--tiny-only"], "| tiny clip | 12 | 32 |"),
 }
-NEEDS_SHARED = {"runtime", "duplicates:split", "duplicates:cost"}
+NEEDS_SHARED = {"runtime", "duplicates:split", "duplicates:cost", "duplicates:pixels"}
 
 
 @pytest.mark.parametrize("name", RUNS)

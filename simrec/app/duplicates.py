@@ -61,7 +61,14 @@ from simrec.core.durability import NewFile, fsync_file, is_no_room, no_room_erro
 from simrec.core.errors import ImageDecodeError, InvalidArgumentError, MissingDependencyError, NotWritableError
 from simrec.core.validation import check_int, check_number_in, check_suffix
 from simrec.embedded_catalog import EmbeddedCatalog, pair_distances
-from simrec.pipeline.thumbnails import PIXEL_GRID, photo_thumbnails, pixel_vectors, thumbnail_difference
+from simrec.pipeline.thumbnails import (
+    PIXEL_GRID,
+    photo_pixels,
+    photo_thumbnails,
+    pixel_vectors,
+    thumbnail_difference,
+)
+from simrec.search.exact import CosineNeighbors
 from simrec.search.pairs import close_pairs, mirrored_close_pairs
 
 logger = logging.getLogger(__name__)
@@ -94,7 +101,7 @@ class DuplicateReport:
             pairs), ``product_id``, ``keep`` (bool, the suggested photo to keep: the
             largest in pixels, or the first in catalog order) and ``n_pixels`` (int, 0
             when not decoded).
-        threshold: Cosine distance bound of the candidates.
+        threshold: Cosine distance bound of the candidates from the network's vectors.
         photo_threshold: Photo difference bound, or None when photos were not compared.
         model: What made the vectors (``meta.model``).
         photos_compared: Whether candidates were verified by their photos.
@@ -204,7 +211,9 @@ class DuplicateTest:
         )
         hashes = catalog["sha256"].astype(str).to_numpy() if "sha256" in catalog.columns else None
         self._hashes = None if hashes is None else np.where(pd.isna(catalog["sha256"]), "", hashes)
-        self._paths = catalog["path"].astype(str).to_numpy() if "path" in catalog.columns else None
+        self._paths = (
+            np.where(catalog["path"].isna(), "", catalog["path"].astype(str)) if "path" in catalog.columns else None
+        )  # a row without a path names no photo
         self._thumbnails: OrderedDict[int, tuple[np.ndarray, int] | None] = OrderedDict()
         self.unreadable: set[int] = set()
         self.unverified = 0
@@ -229,7 +238,7 @@ class DuplicateTest:
         return self.photos_kind(first, second)
 
     def photos_kind(self, first: int, second: int) -> tuple[str | None, float]:
-        """``("near" | None, photo difference or NaN)``: whether two rows' photos match, whatever their vectors.
+        """``("near" | None, photo difference or NaN)``: whether two rows' photos match, whatever the network's vectors.
 
         A pair with a photo that cannot be read is no proven copy: None, counted in :attr:`unverified`.
         """
@@ -242,6 +251,9 @@ class DuplicateTest:
 
     def is_copy(self, first: int, second: int, distance: float) -> bool:
         """Whether two catalog rows are duplicates, as :meth:`kind` says; remembered for the pair.
+
+        Only a pair within the network's :attr:`threshold` (or the same bytes) can be one: the
+        pixel vectors' candidates are :func:`find_duplicates`'s alone.
 
         ``distance`` must be the pair's own cosine distance, the same whichever way round
         (as :func:`simrec.embedded_catalog.pair_distances` gives it), so the answer does not
@@ -256,16 +268,26 @@ class DuplicateTest:
                 self._copies.popitem(last=False)
         return found
 
+    def n_pixels(self, row: int) -> int:
+        """The row's photo's width times height (0 when photos are not compared or it cannot be read).
+
+        From the thumbnails when they are kept, else from the file's header: nothing decoded,
+        and the same answer whatever the thumbnails kept.
+        """
+        if not self.photos_compared or self._paths is None or not self._paths[row]:
+            return 0
+        kept = self._thumbnails.get(row)
+        return kept[1] if kept is not None else photo_pixels(self._paths[row])
+
     def thumbnails(self, row: int) -> tuple[np.ndarray, int] | None:
-        """The row's :func:`photo_thumbnails`, or None when photos are not compared or it cannot be read."""
-        if not self.photos_compared or self._paths is None:
+        """The row's :func:`photo_thumbnails`, or None: photos not compared, no photo named, or it cannot be read."""
+        if not self.photos_compared or self._paths is None or not self._paths[row]:
             return None
         if row in self._thumbnails:
             self._thumbnails.move_to_end(row)
             return self._thumbnails[row]
-        path = self._paths[row]
         try:
-            found = photo_thumbnails(path) if path else None
+            found = photo_thumbnails(self._paths[row])
         except ImageDecodeError as error:
             if self.first_unreadable is None and self.warn_unreadable:  # once: a deleted store says it a thousand times
                 logger.warning("%s; a pair with a photo that cannot be read is not judged a copy", error)
@@ -305,7 +327,7 @@ def find_duplicates(
         exact: Exact search even when the index has an approximate-search structure.
         pixel_candidates: When photos are compared, also take as candidates each product's
             :data:`~simrec.core.defaults.PIXEL_CANDIDATES` nearest by pixel vector
-            within :data:`~simrec.core.defaults.PIXEL_THRESHOLD`, whatever their vectors'
+            within :data:`~simrec.core.defaults.PIXEL_THRESHOLD`, whatever the network's vectors'
             distance (:func:`simrec.pipeline.thumbnails.pixel_vectors`). This decodes every
             photo once (about 1 ms for a small one); False decodes only the candidates' photos
             and misses copies the network places far apart, such as half-size copies of small
@@ -314,12 +336,12 @@ def find_duplicates(
 
     Returns:
         A :class:`DuplicateReport`. Exact copies (equal ``sha256``) are always listed,
-        with distance 0, whatever their vectors; each group's other exact copies are
+        with distance 0, whatever the network's vectors; each group's other exact copies are
         paired with its first product.
 
     Raises:
-        InvalidArgumentError: A threshold or ``n_candidates`` out of range, or ``photos`` as :class:`DuplicateTest`
-            refuses it.
+        InvalidArgumentError: A threshold or ``n_candidates`` out of range, ``pixel_candidates`` not a bool, or
+            ``photos`` as :class:`DuplicateTest` refuses it.
         MissingDependencyError: The index has an ann structure, ``exact`` is False and faiss is not installed.
 
     Example:
@@ -328,6 +350,10 @@ def find_duplicates(
     """
     started = time.perf_counter()
     check_int(n_candidates, "n_candidates", 1)
+    if not isinstance(pixel_candidates, (bool, np.bool_)):
+        raise InvalidArgumentError(
+            f"Expected pixel_candidates to be True or False, got {pixel_candidates!r}", parameters=("pixel_candidates",)
+        )
     test = DuplicateTest(embedded, threshold=threshold, photo_threshold=photo_threshold, photos=photos)
     test.warn_unreadable = False  # the report's note says it, once
     catalog = embedded.catalog
@@ -353,7 +379,8 @@ def find_duplicates(
     pixel_candidates = bool(pixel_candidates) and test.photos_compared
     if pixel_candidates and n_items > 1:
         looked_at = set(zip(first.tolist(), second.tolist()))
-        extra = [pair for pair in _pixel_pairs(test, n_items, verbose) if pair not in looked_at]
+        approximate = embedded.ann is not None and not exact
+        extra = [pair for pair in _pixel_pairs(test, n_items, approximate, verbose) if pair not in looked_at]
         n_candidates_seen += len(extra)
         if extra:
             rows = np.array(extra, dtype=np.int64)
@@ -368,10 +395,16 @@ def find_duplicates(
     note = test.note
     if test.photos_compared and test.unreadable:
         photos = "1 photo" if len(test.unreadable) == 1 else f"{len(test.unreadable)} photos"
-        pairs_left = "1 candidate pair was" if test.unverified == 1 else f"{test.unverified} candidate pairs were"
+        if test.unverified:
+            pairs_left = "1 candidate pair was" if test.unverified == 1 else f"{test.unverified} candidate pairs were"
+            consequence = (
+                f"so {pairs_left} not judged: a pair is reported only when its photos match or are the same file"
+            )
+        else:
+            consequence = "so only a copy with the same bytes can be found for them"
         note = (
-            f"{photos} could not be read ({test.first_unreadable}), so {pairs_left} not judged: a pair is "
-            "reported only when its photos match or are the same file; 'simrec verify' checks the index's photos"
+            f"{photos} could not be read ({test.first_unreadable}), {consequence}; "
+            "'simrec verify' checks the index's photos"
         )
     report = DuplicateReport(
         pairs=pairs,
@@ -392,17 +425,32 @@ def find_duplicates(
     return report
 
 
-def _pixel_pairs(test: DuplicateTest, n_items: int, verbose: bool) -> list[tuple[int, int]]:
-    """Candidate pairs ``(first, second)``, ``first < second``, by pixel vector (every photo read once)."""
+def _pixel_pairs(test: DuplicateTest, n_items: int, approximate: bool, verbose: bool) -> list[tuple[int, int]]:
+    """Candidate pairs ``(first, second)``, ``first < second``, by pixel vector (every photo read once).
+
+    The search over the pixel vectors is exact, or HNSW when ``approximate`` (an index with an
+    approximate structure, searched approximately): the vectors' search is too.
+    """
     from tqdm.auto import tqdm
 
-    vectors = np.zeros((n_items, 3 * PIXEL_GRID**2), dtype=np.float32)
+    found = []
+    for row in tqdm(range(n_items), unit="photo", desc="pixel vectors", disable=not verbose):
+        thumbnails = test.thumbnails(row)
+        found.append(None if thumbnails is None else pixel_vectors(thumbnails[0]))
+    length = PIXEL_GRID * PIXEL_GRID * 3
+    vectors = np.zeros((n_items, length), dtype=np.float32)  # an unreadable photo's stays zero: no pair
     mirrored = np.zeros_like(vectors)
-    for row in tqdm(range(n_items), unit="photo", desc="photos", disable=not verbose):
-        found = test.thumbnails(row)
-        if found is not None:  # an unreadable photo keeps a zero vector: no pair
-            vectors[row], mirrored[row] = pixel_vectors(found[0])
-    first, second, _ = mirrored_close_pairs(vectors, mirrored, PIXEL_THRESHOLD, PIXEL_CANDIDATES)
+    for row, pair in enumerate(found):
+        if pair is not None:
+            vectors[row], mirrored[row] = pair
+    if approximate:
+        from simrec.search.approximate import approximate_search  # faiss is imported only here
+
+        search = approximate_search(vectors)
+    else:
+        search = CosineNeighbors().fit(vectors)
+    logger.info("searching the pixel vectors of %d photos", n_items)
+    first, second, _ = mirrored_close_pairs(search, mirrored, PIXEL_THRESHOLD, PIXEL_CANDIDATES)
     return list(zip(first.tolist(), second.tolist()))
 
 
@@ -476,7 +524,7 @@ def _tables(
     numbers = {r: i for i, r in enumerate(sorted(set(roots.values())))}
     ids = catalog["product_id"].astype(str).to_numpy()
     sizes = catalog["size_bytes"].to_numpy() if "size_bytes" in catalog.columns else np.zeros(len(catalog))
-    n_pixels = {row: (test.thumbnails(row) or (None, 0))[1] for row in members}
+    n_pixels = {row: test.n_pixels(row) for row in members}
     keep: dict[int, int] = {}
     for row in members:  # catalog order: the first of equals stays
         group = roots[row]

@@ -248,8 +248,8 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         "--threshold",
         type=_distance,
         metavar="D",
-        help=f"largest cosine distance of a candidate pair (default: {DUPLICATE_THRESHOLD:g} when photos verify it, "
-        f"{VECTOR_DUPLICATE_THRESHOLD:g} for the vectors alone)",
+        help="largest cosine distance of the network's vectors of a candidate pair (default: "
+        f"{DUPLICATE_THRESHOLD:g} when photos verify it, {VECTOR_DUPLICATE_THRESHOLD:g} for the vectors alone)",
     )
     duplicates.add_argument(
         "--photo-threshold",
@@ -263,16 +263,16 @@ def _add_duplicates_command(commands: argparse._SubParsersAction) -> None:
         type=_positive,
         default=DUPLICATE_CANDIDATES,
         metavar="N",
-        help="nearest neighbors of each product looked at (default: %(default)s)",
+        help="nearest products by the network's vectors looked at for each product (default: %(default)s)",
     )
     duplicates.add_argument(
-        "--vectors-only", action="store_true", help="judge by the vectors alone, without decoding any photo"
+        "--vectors-only", action="store_true", help="judge by the network's vectors alone, without decoding any photo"
     )
     duplicates.add_argument(
         "--no-pixel-candidates",
         action="store_true",
-        help="candidates from the vectors alone: only their photos are decoded (faster on a large catalog, but "
-        "copies the network places apart, such as half-size copies of small photos, are missed)",
+        help="candidates from the network's vectors alone: only their photos are decoded (faster on a large "
+        "catalog, but copies the network places apart, such as half-size copies of small photos, are missed)",
     )
     duplicates.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     duplicates.add_argument("--format", choices=("table", "json", "csv"), default="table")

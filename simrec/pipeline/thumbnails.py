@@ -65,6 +65,7 @@ MAX_CROP = 0.10
 PIXEL_GRID = 8
 """Side of the grid of a photo's :func:`pixel_vectors`: 8 x 8 colours, 192 numbers."""
 
+_PLAIN = 1.0  # a grid whose colours vary by less than this (root mean square, of 255) is of one colour
 _BLUR = 0.7  # Gaussian smoothing of each level (pixels): a different resampling costs little
 _CLIPPED = 0.97  # a channel this bright may have been clipped by a brighter copy
 _LOCAL_WEIGHT = 0.3  # weight of the local residual in the difference
@@ -116,6 +117,18 @@ def photo_thumbnails(source: str | os.PathLike | Image.Image) -> tuple[tuple[np.
         raise ImageDecodeError(path, f"cannot be read as a photo ({error})") from None
 
 
+def photo_pixels(path: str | os.PathLike) -> int:
+    """A photo's width times height, from its header (nothing decoded); 0 when it cannot be read."""
+    register_openers()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                return image.width * image.height
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return 0
+
+
 def pixel_vectors(levels: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
     """A photo's pixel vector, and its mirror image's: a second source of duplicate candidates.
 
@@ -132,13 +145,15 @@ def pixel_vectors(levels: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarra
 
     Returns:
         ``(vector, mirrored)``: two float32 vectors of ``3 * PIXEL_GRID ** 2`` numbers, zero
-        for a photo of one colour.
+        for a photo of one colour (any colour: a blank, a swatch).
     """
     grid = Image.fromarray(np.ascontiguousarray(levels[0])).resize((PIXEL_GRID, PIXEL_GRID), Image.Resampling.BOX)
     values = np.asarray(grid, dtype=np.float32)
-    values = values - values.mean()
-    norm = float(np.linalg.norm(values))
-    values = values / norm if norm > 1e-3 else np.zeros_like(values)
+    if float(np.sqrt(((values - values.mean(axis=(0, 1))) ** 2).mean())) < _PLAIN:
+        values = np.zeros_like(values)  # a photo of one colour: nothing to match by
+    else:
+        values = values - values.mean()
+        values /= float(np.linalg.norm(values))
     return values.reshape(-1), np.ascontiguousarray(values[:, ::-1]).reshape(-1)
 
 

@@ -447,3 +447,14 @@ def _empty_index(faiss, ann_type: str, dim: int, params: dict[str, Any]) -> Any:
 
 def _is_hnsw(index: Any) -> bool:
     return hasattr(index, "hnsw")
+
+
+def approximate_search(vectors: np.ndarray, *, seed: int = 0) -> ApproximateNeighbors:
+    """An HNSW search (:func:`build_ann` at its defaults) over vectors held in memory, not stored in an index.
+
+    Raises:
+        MissingDependencyError: faiss is not installed.
+        InvalidArgumentError: Fewer than 2 vectors.
+    """
+    index, info = build_ann(vectors, ann_type="hnsw", seed=seed)
+    return ApproximateNeighbors(index, info, embeddings=vectors)

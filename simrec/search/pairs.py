@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from simrec.core.errors import InvalidArgumentError
 from simrec.search.base import NeighborsSearch
-from simrec.search.exact import CosineNeighbors
 
 
 def close_pairs(
@@ -60,37 +60,46 @@ def close_pairs(
 
 
 def mirrored_close_pairs(
-    vectors: np.ndarray, mirrored: np.ndarray, threshold: float, n_neighbors: int
+    search: NeighborsSearch, mirrored: np.ndarray, threshold: float, n_neighbors: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As :func:`close_pairs`, where an item may also match another's mirror image.
 
+    Each item's ``n_neighbors`` nearest other items are looked at twice: as they are (the
+    search's own items), and nearest to the item's mirror image (``mirrored`` as queries).
+    An item and its own mirror image are no pair, so a symmetric item loses no neighbor to it.
+
     Args:
-        vectors: ``(n_items, dim)`` vectors.
+        search: A fitted search over the items' vectors (exact or approximate).
         mirrored: ``(n_items, dim)``: each item's vector of its mirror image.
         threshold: Largest cosine distance of a pair.
-        n_neighbors: Neighbors looked at per item, mirror images included.
+        n_neighbors: Other items looked at per item and per orientation.
 
     Returns:
         ``(first, second, distances)`` as :func:`close_pairs` gives them, each pair of
-        items once at the smaller of its two distances (as they are, one mirrored); an
-        item and its own mirror image are no pair.
+        items once, at the smaller of its two distances (as they are, one mirrored).
+
+    Raises:
+        InvalidArgumentError: ``search`` is not fitted, or ``mirrored`` does not match its items.
     """
-    n_items = len(vectors)
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32))
-    if n_items < 2:
-        return empty
-    both = np.concatenate([vectors, mirrored]).astype(np.float32, copy=False)
-    # A row of zeros (a photo of one colour) is at distance 1 from everything: no pair.
-    inverse = np.linalg.norm(both, axis=1)
-    inverse = np.divide(1.0, inverse, out=np.zeros_like(inverse), where=inverse > 0).astype(np.float32)
-    search = CosineNeighbors(n_neighbors=1).fit(both, inverse_norms=inverse)
-    first, second, distances = close_pairs(search, threshold, int(n_neighbors) + 1)
-    first, second = first % n_items, second % n_items
-    first, second = np.minimum(first, second), np.maximum(first, second)
-    keep = first != second
-    first, second, distances = first[keep], second[keep], distances[keep]
-    order = np.lexsort((distances, second, first))  # by pair, the smaller distance first
-    first, second, distances = first[order], second[order], distances[order]
+    search.check_fitted()
+    n_items = int(search.n_samples_fit_)
+    if np.shape(mirrored) != (n_items, search.n_features_in_):
+        raise InvalidArgumentError(
+            f"Expected mirrored of shape ({n_items}, {search.n_features_in_}), got {np.shape(mirrored)}"
+        )
+    firsts, seconds, found = list(close_pairs(search, threshold, n_neighbors)), [], []
+    k = min(int(n_neighbors), n_items - 1) + 1  # the item's own mirror image may come first
+    if k > 1:
+        for start, distances, indices in search.kneighbors_blocks(np.asarray(mirrored, np.float32), n_neighbors=k):
+            rows = np.broadcast_to(np.arange(start, start + len(distances))[:, None], indices.shape)
+            keep = (distances <= threshold) & (indices >= 0) & (indices != rows)
+            seconds.append(np.minimum(rows[keep], indices[keep]))
+            found.append((np.maximum(rows[keep], indices[keep]), distances[keep].astype(np.float32)))
+    first = np.concatenate([firsts[0], *seconds])
+    second = np.concatenate([firsts[1], *(pair[0] for pair in found)])
+    distance = np.concatenate([firsts[2], *(pair[1] for pair in found)])
+    order = np.lexsort((distance, second, first))  # by pair, the smaller distance first
+    first, second, distance = first[order], second[order], distance[order]
     unique = np.ones(len(first), dtype=bool)
     unique[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
-    return first[unique], second[unique], distances[unique]
+    return first[unique].astype(np.int64), second[unique].astype(np.int64), np.maximum(distance[unique], 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tracemalloc
@@ -14,6 +15,7 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
 import simrec
+from simrec.app.ann import attach_ann
 from simrec.app.distinct import distinct_neighbors
 from simrec.app.duplicates import DuplicateTest, copy_test_for, write_duplicates
 from simrec.app.export import export_neighbors
@@ -22,6 +24,9 @@ from simrec.core.defaults import DUPLICATE_THRESHOLD, PHOTO_DUPLICATE_THRESHOLD,
 from simrec.core.errors import NotWritableError
 from simrec.embedded_catalog import pair_distances
 from simrec.pipeline.thumbnails import PIXEL_GRID, photo_thumbnails, pixel_vectors, thumbnail_difference
+from simrec.search import approximate as approximate_module
+from simrec.search.approximate import build_ann
+from simrec.search.exact import CosineNeighbors
 from simrec.search.pairs import close_pairs, mirrored_close_pairs
 
 
@@ -321,6 +326,8 @@ def test_bad_thresholds_are_refused(tmp_path):
         simrec.find_duplicates(embedded, n_candidates=0)
     with pytest.raises(ValueError, match="photos=True"):
         simrec.find_duplicates(embedded, photos=True)
+    with pytest.raises(ValueError, match="pixel_candidates"):
+        simrec.find_duplicates(embedded, pixel_candidates="no")
     assert main(["duplicates", str(tmp_path / "idx"), "--threshold", "-1"]) == 2
 
 
@@ -414,7 +421,7 @@ def test_a_brighter_copy_whose_light_parts_clip_to_white_matches(width):
         assert thumbnail_difference(original, photo_thumbnails(brighter)[0]) < PHOTO_DUPLICATE_THRESHOLD
 
 
-def test_half_size_copies_the_network_places_apart_are_found_by_their_pixels(tmp_path, capsys):
+def test_half_size_copies_the_network_places_apart_are_found_by_their_pixels(tmp_path, capsys, monkeypatch):
     """Half-size copies of 60 x 80 shop photos: MobileNet puts most beyond the candidate bound, their pixels do not."""
     reason = pc.missing_reason()
     if reason:
@@ -441,6 +448,13 @@ def test_half_size_copies_the_network_places_apart_are_found_by_their_pixels(tmp
     assert capsys.readouterr().out.count("half_") == 16
     assert main(["duplicates", str(index), "--format", "csv", "--no-pixel-candidates", "-q"]) == 0
     assert capsys.readouterr().out.count("half_") == 16 - apart.sum()
+    pytest.importorskip("faiss")
+    attach_ann(index, "hnsw")  # an approximate index: the pixel vectors are searched by HNSW too
+    built = []
+    monkeypatch.setattr(approximate_module, "build_ann", lambda *a, **k: built.append(a) or build_ann(*a, **k))
+    approximate = simrec.find_duplicates(simrec.load_index(index))
+    assert [vectors.shape for vectors, *_ in built] == [(76, 3 * PIXEL_GRID**2)]
+    assert set(_pairs(approximate)) == expected and approximate.candidates == report.candidates
 
 
 def test_pixel_vectors_ignore_size_and_brightness_and_find_mirror_images():
@@ -461,17 +475,30 @@ def test_pixel_vectors_ignore_size_and_brightness_and_find_mirror_images():
     mirror_image = vectors(ImageOps.mirror(image))[0]
     assert 1 - float(mirrored @ mirror_image) < PIXEL_THRESHOLD / 4 < PIXEL_THRESHOLD < 1 - float(vector @ mirror_image)
     assert 1 - float(vector @ vectors(_real_photo("39386", None))[0]) > PIXEL_THRESHOLD  # another product
-    blank, blank_mirrored = vectors(Image.new("RGB", (60, 80), (250, 250, 250)))
-    assert not blank.any() and not blank_mirrored.any()  # one colour: a zero vector, no candidate
+    for colour in ((250, 250, 250), (250, 240, 230), (220, 30, 30), (120, 16, 16)):
+        plain, plain_mirrored = vectors(_jpeg(Image.new("RGB", (60, 80), colour), 90))
+        assert not plain.any() and not plain_mirrored.any()  # one colour: a zero vector, no candidate
 
 
 def test_mirrored_close_pairs_once_each_at_the_smaller_distance_and_never_an_item_with_itself():
     vectors = np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0.99, 0.01, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], np.float32)
     mirrored = np.array([[0, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0.01], [1, 0, 0, 0], [0, 0, 0, 1]], np.float32)
-    first, second, distances = mirrored_close_pairs(vectors, mirrored, 0.02, 3)
+    first, second, distances = mirrored_close_pairs(CosineNeighbors().fit(vectors), mirrored, 0.02, 3)
     assert list(zip(first.tolist(), second.tolist())) == [(0, 2), (0, 3), (2, 3)]  # 4 matches its own mirror only
     assert distances[1] == 0 and distances.dtype == np.float32 and (distances <= 0.02).all()
-    assert all(len(found) == 0 for found in mirrored_close_pairs(vectors[:1], mirrored[:1], 0.02, 3))
+    one = CosineNeighbors().fit(vectors[:1])
+    assert all(len(found) == 0 for found in mirrored_close_pairs(one, mirrored[:1], 0.02, 3))
+    with pytest.raises(simrec.InvalidArgumentError, match="mirrored"):
+        mirrored_close_pairs(one, mirrored, 0.02, 3)
+
+
+def test_a_symmetric_photo_and_its_look_alikes_leave_room_for_its_copy():
+    """Neighbors are counted per orientation: an item's own mirror image and its look-alikes' take no copy's place."""
+    base = np.array([1, 0, 0, 0, 0, 0], np.float32)
+    vectors = np.stack([base, base + [0, 0.05, 0, 0, 0, 0], base + [0, 0, 0.05, 0, 0, 0], base + [0, 0, 0, 0.06, 0, 0]])
+    mirrored = vectors.copy()  # every photo left-right symmetric: its mirror image is itself
+    first, second, _ = mirrored_close_pairs(CosineNeighbors().fit(vectors), mirrored, 0.01, 3)
+    assert (0, 3) in set(zip(first.tolist(), second.tolist()))  # the third nearest of 0, after two look-alikes
 
 
 def test_without_pixel_candidates_only_the_candidates_photos_are_decoded(tmp_path):
@@ -481,12 +508,18 @@ def test_without_pixel_candidates_only_the_candidates_photos_are_decoded(tmp_pat
         paths.append(tmp_path / f"p{i}.png")
         Image.fromarray(rng.integers(0, 255, (24, 18, 3), dtype=np.uint8)).resize((60, 80)).save(paths[-1])
     catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
-    vectors = np.eye(3, dtype=np.float32)  # no pair within any vector bound
+    paths.append(tmp_path / "p3.png")
+    paths[3].write_bytes(paths[0].read_bytes())  # an exact copy of p0
+    catalog = pd.DataFrame({"product_id": [p.stem for p in paths], "path": [str(p) for p in paths]})
+    catalog["sha256"] = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
+    vectors = np.eye(4, dtype=np.float32)  # no pair within any vector bound
     index = simrec.save_vectors(catalog, vectors, tmp_path / "idx", model="outside")
     paths[2].unlink()
+    paths[3].unlink()  # an exact copy is found by its bytes' hash, its photo never decoded
     vector_candidates = simrec.find_duplicates(simrec.load_index(index), pixel_candidates=False)
     assert vector_candidates.note is None and vector_candidates.candidates == 0  # p2's photo never opened
+    assert _pairs(vector_candidates) == [("p0", "p3")] and vector_candidates.pairs["kind"].tolist() == ["exact"]
     every_photo = simrec.find_duplicates(simrec.load_index(index))
-    assert "1 photo could not be read" in every_photo.note and "p2.png" in every_photo.note
-    assert "0 candidate pairs were not judged" in every_photo.note
-    assert every_photo.pairs.empty and every_photo.unverified == 0
+    assert "2 photos could not be read" in every_photo.note and "p2.png" in every_photo.note
+    assert "only a copy with the same bytes can be found" in every_photo.note and "not judged" not in every_photo.note
+    assert _pairs(every_photo) == [("p0", "p3")] and every_photo.unverified == 0
